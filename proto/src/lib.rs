@@ -1,0 +1,21 @@
+//! HTTP/1.1 wire format (RFC 9112) for shardgate: incremental, zero-copy head parsing into spans,
+//! message framing, a streaming chunked decoder/encoder and head serialization. Pure: no IO, no
+//! allocation per request. Benchmarked by `bench/benches/proto_parse.rs`.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod chars;
+pub mod chunked;
+pub mod error;
+pub mod framing;
+pub mod head;
+pub mod parse;
+pub mod write;
+
+pub use chunked::{ChunkedDecoder, Step};
+pub use error::ParseError;
+pub use framing::{Framing, response_framing};
+pub use head::{
+    Field, FieldKind, Limits, Method, RequestHead, ResponseHead, Span, Target, Version,
+};
+pub use parse::{Status, parse_request, parse_response};

@@ -1,0 +1,344 @@
+//! Request-line, status-line and field-line parsing (RFC 9112 §2–5) into a reusable head.
+//! Re-entrant: call again with more bytes after `Partial`; malformed input fails as early as
+//! the offending byte arrives.
+
+use crate::chars::{is_field_value, is_ows, is_tchar, is_uri, is_valid_host};
+use crate::error::ParseError;
+use crate::framing::{analyze_request, analyze_response};
+use crate::head::{
+    Field, FieldKind, Limits, Method, RequestHead, ResponseHead, Span, Target, Version,
+};
+
+/// Result of a parse attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// The head is not complete yet: read more and call again with the whole buffer.
+    Partial,
+    /// The head is complete and valid; it is this many bytes long.
+    Complete(usize),
+}
+
+/// How many empty lines before a request-line are skipped (RFC 9112 §2.2: "SHOULD ignore at
+/// least one"); more is treated as garbage.
+const MAX_LEADING_EMPTY_LINES: usize = 8;
+
+/// Parses a request head from the start of `buf` into `head`.
+///
+/// On `Complete` every field of `head` is set, including framing (`head.framing`), Host,
+/// Connection options and Expect; a request that is syntactically valid but ambiguous to frame
+/// (smuggling shapes) is an `Err`.
+pub fn parse_request(
+    buf: &[u8],
+    head: &mut RequestHead,
+    limits: &Limits,
+) -> Result<Status, ParseError> {
+    head.fields.clear();
+    let mut pos = 0;
+    let mut empty_lines = 0;
+    loop {
+        match buf.get(pos) {
+            None => return Ok(Status::Partial),
+            Some(b'\r') => match buf.get(pos + 1) {
+                None => return Ok(Status::Partial),
+                Some(b'\n') if empty_lines < MAX_LEADING_EMPTY_LINES => {
+                    pos += 2;
+                    empty_lines += 1;
+                }
+                Some(b'\n') => return Err(ParseError::RequestLine),
+                Some(_) => return Err(ParseError::BareCr),
+            },
+            Some(b'\n') => return Err(ParseError::BareLf),
+            Some(_) => break,
+        }
+    }
+    let line_start = pos;
+    let Some(line_end) = parse_request_line(buf, pos, head)? else {
+        return partial_request_line(buf, line_start, limits);
+    };
+    if line_end - line_start > limits.max_request_line {
+        return Err(ParseError::RequestLineTooLong);
+    }
+    pos = line_end + 2;
+    let Some(end) = parse_fields(buf, pos, &mut head.fields, limits)? else {
+        return if buf.len() > limits.max_head {
+            Err(ParseError::HeadTooLarge)
+        } else {
+            Ok(Status::Partial)
+        };
+    };
+    if end > limits.max_head {
+        return Err(ParseError::HeadTooLarge);
+    }
+    head.head_len = end;
+    analyze_request(head, buf)?;
+    Ok(Status::Complete(end))
+}
+
+fn partial_request_line(
+    buf: &[u8],
+    line_start: usize,
+    limits: &Limits,
+) -> Result<Status, ParseError> {
+    if buf.len() - line_start > limits.max_request_line {
+        Err(ParseError::RequestLineTooLong)
+    } else {
+        Ok(Status::Partial)
+    }
+}
+
+/// Parses `method SP request-target SP HTTP-version CRLF` starting at `pos`. Returns the offset
+/// of the CR, or `None` when more bytes are needed.
+fn parse_request_line(
+    buf: &[u8],
+    pos: usize,
+    head: &mut RequestHead,
+) -> Result<Option<usize>, ParseError> {
+    let rest = buf.get(pos..).unwrap_or_default();
+    let Some(mlen) = rest.iter().position(|&b| !is_tchar(b)) else {
+        return Ok(None);
+    };
+    if mlen == 0 {
+        return Err(if rest.first().is_some_and(|&b| is_ows(b)) {
+            ParseError::RequestLine
+        } else {
+            ParseError::Method
+        });
+    }
+    if rest.get(mlen) != Some(&b' ') {
+        return Err(if rest.get(mlen) == Some(&b'\t') {
+            ParseError::RequestLine
+        } else {
+            ParseError::Method
+        });
+    }
+    let method_span = Span::new(pos, pos + mlen);
+    let tpos = pos + mlen + 1;
+    let rest = buf.get(tpos..).unwrap_or_default();
+    let Some(tlen) = rest.iter().position(|&b| !is_uri(b)) else {
+        return Ok(None);
+    };
+    match rest.get(tlen) {
+        Some(b' ') if tlen > 0 => {}
+        Some(b' ' | b'\t' | b'\r' | b'\n') => return Err(ParseError::RequestLine),
+        _ => return Err(ParseError::Target),
+    }
+    let target = Span::new(tpos, tpos + tlen);
+    let vpos = tpos + tlen + 1;
+    let rest = buf.get(vpos..).unwrap_or_default();
+    let version = match parse_version(rest)? {
+        Some(v) => v,
+        None => return Ok(None),
+    };
+    match (rest.get(8), rest.get(9)) {
+        (None, _) | (Some(b'\r'), None) => return Ok(None),
+        (Some(b'\r'), Some(b'\n')) => {}
+        (Some(b'\r'), Some(_)) => return Err(ParseError::BareCr),
+        (Some(b'\n'), _) => return Err(ParseError::BareLf),
+        (Some(_), _) => return Err(ParseError::Version),
+    }
+    let method_bytes = method_span.get(buf);
+    head.method = Method::from_bytes(method_bytes);
+    head.method_span = method_span;
+    head.target = target;
+    head.version = version;
+    if head.method == Method::Connect {
+        return Err(ParseError::MethodNotImplemented);
+    }
+    let (form, path) = classify_target(buf, target, head.method)?;
+    head.target_form = form;
+    head.path = path;
+    Ok(Some(vpos + 8))
+}
+
+/// Checks `HTTP/1.1` or `HTTP/1.0` at the start of `rest`; other well-formed versions are
+/// `UnsupportedVersion` (505). Fails on the first byte that cannot start a valid version.
+fn parse_version(rest: &[u8]) -> Result<Option<Version>, ParseError> {
+    const PREFIX: &[u8] = b"HTTP/";
+    for (i, &b) in rest.iter().take(8).enumerate() {
+        let ok = match i {
+            0..=4 => PREFIX.get(i) == Some(&b),
+            5 | 7 => b.is_ascii_digit(),
+            _ => b == b'.',
+        };
+        if !ok {
+            return Err(ParseError::Version);
+        }
+    }
+    match rest.get(..8) {
+        None => Ok(None),
+        Some(b"HTTP/1.1") => Ok(Some(Version::Http11)),
+        Some(b"HTTP/1.0") => Ok(Some(Version::Http10)),
+        Some(_) => Err(ParseError::UnsupportedVersion),
+    }
+}
+
+/// RFC 9112 §3.2: origin-form for every method, absolute-form (`http`/`https` only),
+/// asterisk-form for OPTIONS only. Authority-form is CONNECT's, refused before this.
+fn classify_target(buf: &[u8], target: Span, method: Method) -> Result<(Target, Span), ParseError> {
+    let t = target.get(buf);
+    match t.first() {
+        Some(b'/') => Ok((Target::Origin, target)),
+        Some(b'*') if t.len() == 1 => {
+            if method == Method::Options {
+                Ok((Target::Asterisk, target))
+            } else {
+                Err(ParseError::Target)
+            }
+        }
+        _ => {
+            let scheme_len = if t.len() >= 7
+                && t.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"http://"))
+            {
+                7
+            } else if t.len() >= 8
+                && t.get(..8)
+                    .is_some_and(|s| s.eq_ignore_ascii_case(b"https://"))
+            {
+                8
+            } else {
+                return Err(ParseError::Target);
+            };
+            let after = t.get(scheme_len..).unwrap_or_default();
+            let alen = after
+                .iter()
+                .position(|&b| b == b'/' || b == b'?')
+                .unwrap_or(after.len());
+            let authority = after.get(..alen).unwrap_or_default();
+            if !is_valid_host(authority) {
+                return Err(ParseError::HostValue);
+            }
+            if after.get(alen) == Some(&b'?') {
+                return Err(ParseError::Target);
+            }
+            let astart = target.start as usize + scheme_len;
+            let auth = Span::new(astart, astart + alen);
+            let path = Span::new(astart + alen, target.end());
+            Ok((Target::Absolute { authority: auth }, path))
+        }
+    }
+}
+
+/// Parses field lines from `pos` up to and including the empty line. Returns the offset just
+/// past the head, or `None` when more bytes are needed.
+pub(crate) fn parse_fields(
+    buf: &[u8],
+    mut pos: usize,
+    fields: &mut Vec<Field>,
+    limits: &Limits,
+) -> Result<Option<usize>, ParseError> {
+    loop {
+        let rest = buf.get(pos..).unwrap_or_default();
+        match rest {
+            [] | [b'\r'] => return Ok(None),
+            [b'\r', b'\n', ..] => return Ok(Some(pos + 2)),
+            [b'\r', ..] => return Err(ParseError::BareCr),
+            [b'\n', ..] => return Err(ParseError::BareLf),
+            [b' ' | b'\t', ..] => return Err(ParseError::ObsFold),
+            _ => {}
+        }
+        if pos > limits.max_head {
+            return Err(ParseError::HeadTooLarge);
+        }
+        let Some(nlen) = rest.iter().position(|&b| !is_tchar(b)) else {
+            return Ok(None);
+        };
+        match rest.get(nlen) {
+            Some(b':') if nlen > 0 => {}
+            Some(b' ' | b'\t') if nlen > 0 => return Err(ParseError::SpaceBeforeColon),
+            _ => return Err(ParseError::FieldName),
+        }
+        let name = Span::new(pos, pos + nlen);
+        let mut vstart = pos + nlen + 1;
+        let after = buf.get(vstart..).unwrap_or_default();
+        let ows = after
+            .iter()
+            .position(|&b| !is_ows(b))
+            .unwrap_or(after.len());
+        vstart += ows;
+        let vrest = buf.get(vstart..).unwrap_or_default();
+        let Some(vlen) = vrest.iter().position(|&b| !is_field_value(b)) else {
+            return Ok(None);
+        };
+        match (vrest.get(vlen), vrest.get(vlen + 1)) {
+            (Some(b'\r'), Some(b'\n')) => {}
+            (Some(b'\r'), None) => return Ok(None),
+            (Some(b'\r'), Some(_)) => return Err(ParseError::BareCr),
+            (Some(b'\n'), _) => return Err(ParseError::BareLf),
+            _ => return Err(ParseError::FieldValue),
+        }
+        let value = vrest.get(..vlen).unwrap_or_default();
+        let trimmed = value.iter().rposition(|&b| !is_ows(b)).map_or(0, |i| i + 1);
+        if fields.len() >= limits.max_fields {
+            return Err(ParseError::TooManyFields);
+        }
+        let name_bytes = name.get(buf);
+        fields.push(Field {
+            name,
+            value: Span::new(vstart, vstart + trimmed),
+            kind: FieldKind::of(name_bytes),
+        });
+        pos = vstart + vlen + 2;
+    }
+}
+
+/// Parses a response head from the start of `buf` into `head` (status-line, fields, framing
+/// facts). The reason phrase may be empty and the SP before it may be missing (common in the
+/// wild); everything else is as strict as for requests.
+pub fn parse_response(
+    buf: &[u8],
+    head: &mut ResponseHead,
+    limits: &Limits,
+) -> Result<Status, ParseError> {
+    head.fields.clear();
+    let version = match parse_version(buf).map_err(|_| ParseError::StatusLine)? {
+        Some(v) => v,
+        None => return Ok(Status::Partial),
+    };
+    let rest = buf.get(8..).unwrap_or_default();
+    let Some(code) = rest.get(..4) else {
+        return Ok(Status::Partial);
+    };
+    let status = match code {
+        [b' ', a, b, c]
+            if a.is_ascii_digit() && b.is_ascii_digit() && c.is_ascii_digit() && *a != b'0' =>
+        {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => return Err(ParseError::StatusLine),
+    };
+    let rpos = 12;
+    let rest = buf.get(rpos..).unwrap_or_default();
+    let reason = match rest {
+        [] | [b'\r'] => return Ok(Status::Partial),
+        [b'\r', b'\n', ..] => Span::new(rpos, rpos),
+        [b' ', tail @ ..] => {
+            let Some(rlen) = tail.iter().position(|&b| !is_field_value(b)) else {
+                return Ok(Status::Partial);
+            };
+            match (tail.get(rlen), tail.get(rlen + 1)) {
+                (Some(b'\r'), Some(b'\n')) => Span::new(rpos + 1, rpos + 1 + rlen),
+                (Some(b'\r'), None) => return Ok(Status::Partial),
+                _ => return Err(ParseError::StatusLine),
+            }
+        }
+        _ => return Err(ParseError::StatusLine),
+    };
+    let fields_start = reason.end() + 2;
+    let Some(end) = parse_fields(buf, fields_start, &mut head.fields, limits)? else {
+        return if buf.len() > limits.max_head {
+            Err(ParseError::HeadTooLarge)
+        } else {
+            Ok(Status::Partial)
+        };
+    };
+    if end > limits.max_head {
+        return Err(ParseError::HeadTooLarge);
+    }
+    head.version = version;
+    head.status = status;
+    head.reason = reason;
+    head.head_len = end;
+    analyze_response(head, buf)?;
+    Ok(Status::Complete(end))
+}
