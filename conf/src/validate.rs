@@ -1,0 +1,206 @@
+//! Checks that need more than one field: addresses resolve, names cross-reference, limits fit
+//! their buffers. Collects every problem (not only the first) with its file:line:col.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use crate::error::{ConfError, ConfErrors};
+use crate::model::{Config, FileModel, Route, Upstream};
+
+/// Turns the file model into a `Config`, or every error found.
+pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfErrors> {
+    let mut errs = Vec::new();
+    let err = |span: std::ops::Range<usize>, msg: String| ConfError::at(name, text, span, msg);
+    let s = &file.server;
+
+    let mut listen = Vec::new();
+    for l in &s.listen {
+        match l.get_ref().parse::<SocketAddr>() {
+            Ok(a) if listen.contains(&a) => {
+                errs.push(err(l.span(), format!("duplicate listen address `{a}`")))
+            }
+            Ok(a) => listen.push(a),
+            Err(_) => errs.push(err(
+                l.span(),
+                format!(
+                    "invalid listen address `{}`: expected ip:port, like \"127.0.0.1:8080\"",
+                    l.get_ref()
+                ),
+            )),
+        }
+    }
+    if s.listen.is_empty() {
+        errs.push(err(
+            0..0,
+            "[server] listen is empty: give at least one \"ip:port\"".into(),
+        ));
+    }
+    if s.client_buffer.0 < 1024 || s.upstream_buffer.0 < 1024 {
+        errs.push(err(
+            0..0,
+            "[server] client_buffer and upstream_buffer must be at least 1KiB".into(),
+        ));
+    }
+    if s.max_head > s.client_buffer {
+        errs.push(err(
+            0..0,
+            format!("[server] max_head ({}) must not exceed client_buffer ({}): a head must fit in the read buffer", s.max_head, s.client_buffer),
+        ));
+    }
+    if s.max_request_line > s.max_head {
+        errs.push(err(
+            0..0,
+            format!(
+                "[server] max_request_line ({}) must not exceed max_head ({})",
+                s.max_request_line, s.max_head
+            ),
+        ));
+    }
+    if s.max_headers == 0 {
+        errs.push(err(0..0, "[server] max_headers must be at least 1".into()));
+    }
+
+    let mut upstreams: Vec<Upstream> = Vec::new();
+    let mut names = HashSet::new();
+    for u in &file.upstream {
+        let uname = u.name.get_ref().clone();
+        if uname.is_empty() {
+            errs.push(err(u.name.span(), "upstream name must not be empty".into()));
+        }
+        if !names.insert(uname.clone()) {
+            errs.push(err(
+                u.name.span(),
+                format!("duplicate upstream name `{uname}`"),
+            ));
+        }
+        if u.targets.is_empty() {
+            errs.push(err(
+                u.name.span(),
+                format!("upstream `{uname}` has no targets: give at least one \"host:port\""),
+            ));
+        }
+        let mut targets = Vec::new();
+        let mut target_names = Vec::new();
+        for t in &u.targets {
+            match t
+                .get_ref()
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+            {
+                Some(a) => {
+                    targets.push(a);
+                    target_names.push(t.get_ref().clone());
+                }
+                None => errs.push(err(
+                    t.span(),
+                    format!(
+                        "invalid upstream target `{}`: expected host:port, like \"127.0.0.1:9000\"",
+                        t.get_ref()
+                    ),
+                )),
+            }
+        }
+        upstreams.push(Upstream {
+            name: uname,
+            targets,
+            target_names,
+            conf: u.clone(),
+        });
+    }
+
+    let mut routes = Vec::new();
+    for (i, r) in file.route.iter().enumerate() {
+        let rname = r.name.clone().unwrap_or_else(|| format!("route[{i}]"));
+        let span = if r.path.span().is_empty() {
+            r.upstream.as_ref().map(|u| u.span()).unwrap_or(0..0)
+        } else {
+            r.path.span()
+        };
+        let upstream = match &r.upstream {
+            Some(u) => match upstreams.iter().position(|x| x.name == *u.get_ref()) {
+                Some(idx) => Some(idx),
+                None => {
+                    let known: Vec<&str> = upstreams.iter().map(|x| x.name.as_str()).collect();
+                    errs.push(err(
+                        u.span(),
+                        format!(
+                            "route `{rname}`: unknown upstream `{}`; defined upstreams: {}",
+                            u.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                    None
+                }
+            },
+            None if r.policy.is_empty() => {
+                errs.push(err(
+                    span.clone(),
+                    format!("route `{rname}` has neither `upstream` nor `[[route.policy]]` stages"),
+                ));
+                None
+            }
+            None => None,
+        };
+        if !r.path.get_ref().starts_with('/') {
+            errs.push(err(
+                r.path.span(),
+                format!(
+                    "route `{rname}`: path `{}` must start with `/`",
+                    r.path.get_ref()
+                ),
+            ));
+        }
+        let methods = match &r.methods {
+            Some(m) => {
+                let mut out = Vec::new();
+                for meth in m.get_ref() {
+                    if meth.is_empty()
+                        || !meth
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+                    {
+                        errs.push(err(m.span(), format!("route `{rname}`: invalid method `{meth}`: expected an upper-case token like \"GET\"")));
+                    }
+                    out.push(meth.clone());
+                }
+                if out.is_empty() {
+                    errs.push(err(
+                        m.span(),
+                        format!("route `{rname}`: methods is empty; omit it to match any method"),
+                    ));
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
+        routes.push(Route {
+            name: rname,
+            host,
+            path: r.path.get_ref().clone(),
+            methods,
+            upstream,
+            policy: r.policy.clone(),
+            span,
+        });
+    }
+
+    if errs.is_empty() {
+        Ok(Config {
+            source: name.to_string(),
+            text: text.to_string(),
+            server: file.server,
+            listen,
+            upstreams,
+            routes,
+        })
+    } else {
+        errs.sort_by_key(|e| (e.line, e.col));
+        Err(ConfErrors(errs))
+    }
+}

@@ -1,0 +1,60 @@
+//! Config errors point at file:line:col and say what was expected; each message has its test.
+
+fn errors(text: &str) -> Vec<String> {
+    match conf::load_str("test.toml", text) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn broken_toml_points_at_the_spot() {
+    let e = errors("[server]\nlisten = [\"127.0.0.1:8080\"\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("test.toml:2:"), "{}", e[0]);
+}
+
+#[test]
+fn unknown_field_is_named() {
+    let e = errors("[server]\nbacklog = 10\nbaklog = 5\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("test.toml:3:1: unknown field `baklog`, expected one of"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn bad_address_and_dangling_upstream_are_all_reported() {
+    let text = "[server]\nlisten = [\"127.0.0.1:80:80\"]\n\n[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:1\"]\n\n[[route]]\npath = \"/\"\nupstream = \"b\"\n";
+    let e = errors(text);
+    assert_eq!(
+        e,
+        vec![
+            "test.toml:2:11: invalid listen address `127.0.0.1:80:80`: expected ip:port, like \"127.0.0.1:8080\"".to_string(),
+            "test.toml:10:12: route `route[0]`: unknown upstream `b`; defined upstreams: a".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn bad_values_say_what_is_expected() {
+    let e = errors("[server]\nshards = 0\n");
+    assert_eq!(e, vec!["test.toml:2:10: invalid value: integer `0`, expected \"auto\" or a shard count from 1 to 1024".to_string()]);
+    let e = errors("[server]\nclient_head_timeout = \"10\"\n");
+    assert_eq!(
+        e,
+        vec![
+            "test.toml:2:23: unknown duration unit `` in `10`: expected ms, s, m or h".to_string()
+        ]
+    );
+    let e = errors("[server]\nmax_head = \"64KiB\"\nclient_buffer = \"16KiB\"\n");
+    assert_eq!(e, vec!["test.toml:1:1: [server] max_head (64KiB) must not exceed client_buffer (16KiB): a head must fit in the read buffer".to_string()]);
+}
+
+#[test]
+fn bad_target_is_reported() {
+    let e = errors("[[upstream]]\nname = \"a\"\ntargets = [\"nonsense\"]\n");
+    assert_eq!(e, vec!["test.toml:3:12: invalid upstream target `nonsense`: expected host:port, like \"127.0.0.1:9000\"".to_string()]);
+}

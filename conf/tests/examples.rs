@@ -1,0 +1,56 @@
+//! Every example parses and validates, and every config field appears in the documented
+//! example `shardgate.toml` (field names read from serde, so a new field cannot go undocumented).
+
+use conf::introspect::field_names;
+use conf::model::{FileModel, ForwardingConf, RouteConf, ServerConf, UpstreamConf};
+
+fn examples() -> Vec<std::path::PathBuf> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn every_example_validates() {
+    let list = examples();
+    assert!(list.len() >= 2);
+    for p in list {
+        if let Err(e) = conf::load(&p) {
+            panic!("{e}");
+        }
+    }
+    conf::load_str(conf::DEFAULT_NAME, conf::DEFAULT).unwrap();
+}
+
+#[test]
+fn every_field_is_documented_in_shardgate_toml() {
+    let text = include_str!("../examples/shardgate.toml");
+    let all = [
+        field_names::<FileModel>(),
+        field_names::<ServerConf>(),
+        field_names::<ForwardingConf>(),
+        field_names::<UpstreamConf>(),
+        field_names::<RouteConf>(),
+    ];
+    for fields in all {
+        assert!(!fields.is_empty());
+        for f in fields {
+            let set = format!("\n{f} = ");
+            let table = format!("[{f}]");
+            let array = format!("[[{f}]]");
+            let nested = format!(".{f}]");
+            assert!(
+                text.contains(&set)
+                    || text.contains(&table)
+                    || text.contains(&array)
+                    || text.contains(&nested),
+                "field `{f}` is not documented in conf/examples/shardgate.toml"
+            );
+        }
+    }
+}
