@@ -1,1 +1,158 @@
-fn main() {}
+//! The `shardgate` binary: parse the command line, load the configuration (or the embedded
+//! default), start the shards, and wait for SIGTERM/SIGINT to drain and exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use shardgate::control::Control;
+use shardgate::gateway::Gateway;
+use shardgate::log;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// A thread-per-core HTTP/1.1 API gateway.
+#[derive(Parser)]
+#[command(name = "shardgate", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Without it the embedded default is used.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Check FILE: validate it, print the compiled routes, and exit (2 on error).
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check: Option<PathBuf>,
+}
+
+fn load(path: Option<&PathBuf>) -> Result<conf::Config, conf::ConfErrors> {
+    let config = match path {
+        Some(p) => conf::load(p)?,
+        None => conf::load_str(conf::DEFAULT_NAME, conf::DEFAULT)?,
+    };
+    Gateway::build(&config)?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    log::init_from_env();
+    let cli = Cli::parse();
+    if let Some(path) = &cli.check {
+        return match load(Some(path)) {
+            Ok(c) => {
+                println!("{}: ok", path.display());
+                println!(
+                    "listen: {}",
+                    c.listen
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                println!("routes:");
+                print!("{}", Gateway::describe(&c));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{}: {} error(s)", path.display(), e.0.len());
+                ExitCode::from(2)
+            }
+        };
+    }
+    let config = match load(cli.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    serve(config, cli.config.is_none())
+}
+
+fn serve(config: conf::Config, embedded: bool) -> ExitCode {
+    let control = Control::new();
+    // Register before the shards start, so no signal is missed.
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shardgate: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let config = Arc::new(config);
+    let drain_timeout = config.server.drain_timeout;
+    let (bound, driver, handles, cpus) =
+        match shardgate::shard::start_all(config.clone(), control.clone()) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("shardgate: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    let pinned: Vec<String> = cpus.iter().flatten().map(|c| c.to_string()).collect();
+    let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
+    log!(
+        Info,
+        "shardgate {} listening on {} ({} shards, driver {driver}, {})",
+        env!("CARGO_PKG_VERSION"),
+        addrs.join(" "),
+        handles.len(),
+        if pinned.is_empty() {
+            "not pinned".to_string()
+        } else {
+            format!("pinned to CPUs {}", pinned.join(","))
+        }
+    );
+    if embedded {
+        log!(
+            Info,
+            "using the embedded default config: /__shardgate/health answers here, everything else goes to 127.0.0.1:9000; pass --config FILE for your own (see conf/examples/shardgate.toml)"
+        );
+    } else {
+        log!(Info, "config: {}", config.source);
+    }
+    let mut draining = false;
+    let mut failed = false;
+    loop {
+        for sig in signals.pending() {
+            if draining {
+                log!(
+                    Warn,
+                    "second signal: exiting without waiting for in-flight requests"
+                );
+                return ExitCode::from(1);
+            }
+            let name = if sig == SIGTERM { "SIGTERM" } else { "SIGINT" };
+            log!(
+                Info,
+                "{name}: draining (stop accepting, finish in-flight requests within {drain_timeout})"
+            );
+            control.request_drain();
+            draining = true;
+        }
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        if !draining && handles.iter().any(|h| h.is_finished()) {
+            log!(
+                Error,
+                "a shard stopped unexpectedly; draining the others and exiting"
+            );
+            control.request_drain();
+            draining = true;
+            failed = true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    for h in handles {
+        if h.join().is_err() {
+            failed = true;
+        }
+    }
+    log!(Info, "stopped");
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -155,6 +155,9 @@ pub enum FieldKind {
     XForwardedHost,
     /// Via
     Via,
+    /// `Content_Length` / `Transfer_Encoding`: look-alikes of framing fields that some
+    /// servers normalise to the real ones. Never forwarded.
+    FramingLookAlike,
 }
 
 impl FieldKind {
@@ -171,10 +174,12 @@ impl FieldKind {
             10 if eq(b"connection") => FieldKind::Connection,
             10 if eq(b"keep-alive") => FieldKind::KeepAlive,
             14 if eq(b"content-length") => FieldKind::ContentLength,
+            14 if eq(b"content_length") => FieldKind::FramingLookAlike,
             15 if eq(b"x-forwarded-for") => FieldKind::XForwardedFor,
             16 if eq(b"x-forwarded-host") => FieldKind::XForwardedHost,
             17 if eq(b"transfer-encoding") => FieldKind::TransferEncoding,
             17 if eq(b"x-forwarded-proto") => FieldKind::XForwardedProto,
+            17 if eq(b"transfer_encoding") => FieldKind::FramingLookAlike,
             n if n >= 5
                 && name
                     .get(..5)
@@ -203,6 +208,7 @@ impl FieldKind {
                 | FieldKind::Proxy
                 | FieldKind::ContentLength
                 | FieldKind::TransferEncoding
+                | FieldKind::FramingLookAlike
         )
     }
 }

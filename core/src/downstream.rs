@@ -1,0 +1,333 @@
+//! The per-connection loop. It reads as the data flow: read and parse a head, route it, run
+//! the route's stages, then answer locally or forward upstream; repeat while kept alive.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::AsyncWriteRent;
+use monoio::net::TcpStream;
+use policy::{Exchange, LocalReply, Lookup, Verdict};
+use proto::{Framing, Method, RequestHead, ResponseHead, Status, Target, parse_request};
+
+use crate::error::ProxyError;
+use crate::io::{self, IoFail};
+use crate::shard::Shard;
+
+/// A client connection and its reusable buffers (allocated once per connection).
+pub struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Unconsumed bytes from the client; a head is parsed from its start.
+    pub buf: Vec<u8>,
+    /// Bytes being assembled for the next write (heads, re-encoded chunks).
+    pub out: Vec<u8>,
+    /// Read buffer for the current upstream response (allocated on first use).
+    pub up_buf: Vec<u8>,
+    /// The current request head (spans into `buf`).
+    pub head: RequestHead,
+    /// The current response head (spans into `up_buf`).
+    pub resp: ResponseHead,
+    /// True while waiting for the next request (drain may close the connection then).
+    idle: Rc<Cell<bool>>,
+    /// Requests received on this connection.
+    pub served: u64,
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let s = &shard.gw.settings;
+    if s.tcp_nodelay {
+        let _ = stream.set_nodelay(true);
+    }
+    let idle = Rc::new(Cell::new(true));
+    let slot = shard.register(stream.as_raw_fd(), idle.clone());
+    let mut conn = Conn {
+        stream,
+        peer,
+        buf: Vec::with_capacity(s.client_buffer),
+        out: Vec::with_capacity(4096),
+        up_buf: Vec::new(),
+        head: RequestHead::with_capacity(s.limits.max_fields),
+        resp: ResponseHead::with_capacity(s.response_limits.max_fields),
+        idle,
+        served: 0,
+    };
+    let linger = run(&shard, &mut conn).await;
+    let _ = conn.stream.shutdown().await;
+    if linger {
+        // Read what the client still sends for a moment, so closing does not reset the
+        // connection before it has read our answer.
+        drain_input(&mut conn).await;
+    }
+    shard.unregister(slot);
+}
+
+/// Serves requests until the connection should close; true when an error answer was sent and
+/// the close should linger.
+async fn run(shard: &Shard, conn: &mut Conn) -> bool {
+    loop {
+        conn.idle.set(true);
+        let head_len = match read_head(shard, conn).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return false,
+            Err(e) => {
+                let head_only = false;
+                send_error(shard, conn, e, true, head_only, b"").await;
+                return true;
+            }
+        };
+        conn.idle.set(false);
+        conn.served += 1;
+        shard.stats.requests.set(shard.stats.requests.get() + 1);
+        match exchange(shard, conn, head_len).await {
+            Next::KeepAlive if !shard.draining.get() => {}
+            Next::KeepAlive | Next::Close => return false,
+            Next::CloseAfterError => return true,
+        }
+    }
+}
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close.
+    Close,
+    /// Close, lingering (an error answer may race with unread client bytes).
+    CloseAfterError,
+}
+
+/// Reads until a complete head is in `conn.buf`. `Ok(None)`: the client left or idled out
+/// between requests (nothing to answer).
+async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, ProxyError> {
+    let s = &shard.gw.settings;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if !conn.buf.is_empty() {
+            match parse_request(&conn.buf, &mut conn.head, &s.limits) {
+                Ok(Status::Complete(n)) => return Ok(Some(n)),
+                Ok(Status::Partial) => {}
+                Err(e) => return Err(ProxyError::ClientMalformed(e)),
+            }
+        }
+        let now = Instant::now();
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(now),
+            None if !conn.buf.is_empty() || conn.served == 0 => {
+                deadline = Some(now + s.client_head_timeout);
+                s.client_head_timeout
+            }
+            None => s.keepalive_timeout,
+        };
+        if wait.is_zero() {
+            return Err(ProxyError::ClientHeadTimeout);
+        }
+        match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
+            Ok(_) => {}
+            Err(IoFail::Full) => {
+                return Err(ProxyError::ClientMalformed(proto::ParseError::HeadTooLarge));
+            }
+            Err(IoFail::Timeout)
+                if deadline.is_some() && conn.served == 0 && conn.buf.is_empty() =>
+            {
+                // A connection that never sent a byte: close quietly, like a keep-alive idle.
+                return Ok(None);
+            }
+            Err(IoFail::Timeout) if deadline.is_some() => {
+                return Err(ProxyError::ClientHeadTimeout);
+            }
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Routes the request, runs its stages and answers or forwards it.
+async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
+    let gw = &shard.gw;
+    let s = &gw.settings;
+    let close = !conn.head.keep_alive()
+        || shard.draining.get()
+        || (s.keepalive_requests > 0 && conn.served >= u64::from(s.keepalive_requests));
+    let head = &conn.head;
+    let buf = &conn.buf;
+    let path = if head.target_form == Target::Asterisk {
+        &b"/"[..]
+    } else {
+        head.path_only(buf)
+    };
+    let (route_id, params) =
+        match gw
+            .router
+            .lookup(head.authority(buf), path, head.method_span.get(buf))
+        {
+            Lookup::Found(id, params) => (id, params),
+            Lookup::MethodNotAllowed(allow) => {
+                let mut extra = Vec::with_capacity(allow.len() + 9);
+                extra.extend_from_slice(b"Allow: ");
+                extra.extend_from_slice(allow.as_bytes());
+                extra.extend_from_slice(b"\r\n");
+                return answer_error(
+                    shard,
+                    conn,
+                    head_len,
+                    405,
+                    "method not allowed on this route",
+                    close,
+                    &extra,
+                )
+                .await;
+            }
+            Lookup::NotFound => {
+                let e = ProxyError::NoRoute;
+                return answer_error(shard, conn, head_len, 404, e.detail(), close, b"").await;
+            }
+        };
+    let Some(route) = gw.routes.get(route_id.0 as usize) else {
+        return answer_error(
+            shard,
+            conn,
+            head_len,
+            404,
+            ProxyError::NoRoute.detail(),
+            close,
+            b"",
+        )
+        .await;
+    };
+    let mut ex = Exchange::new(conn.peer, Instant::now(), route_id, params);
+    let next = match route.pipeline.on_request(&conn.head, &conn.buf, &mut ex) {
+        Verdict::Respond(reply) => {
+            ex.status = reply.status;
+            answer_local(shard, conn, head_len, reply, close).await
+        }
+        Verdict::Continue => {
+            crate::forward::proxy(shard, conn, route, head_len, &mut ex, close).await
+        }
+    };
+    route.pipeline.on_finish(&ex);
+    next
+}
+
+/// Consumes the request body if it is already fully buffered; false when it is not (the
+/// connection must then close after a local answer, since the body was never read).
+fn skip_buffered_body(conn: &mut Conn, head_len: usize) -> bool {
+    let total = match conn.head.framing {
+        Framing::Length(n) => head_len as u64 + n,
+        Framing::Chunked | Framing::UntilClose => return false,
+    };
+    if (conn.buf.len() as u64) < total {
+        return false;
+    }
+    conn.buf.drain(..total as usize);
+    true
+}
+
+async fn answer_local(
+    shard: &Shard,
+    conn: &mut Conn,
+    head_len: usize,
+    reply: &LocalReply,
+    close: bool,
+) -> Next {
+    let head_only = conn.head.method == Method::Head;
+    let close = close || !skip_buffered_body(conn, head_len);
+    conn.out.clear();
+    conn.out.extend_from_slice(&reply.head);
+    if close {
+        conn.out.extend_from_slice(b"Connection: close\r\n");
+    }
+    conn.out.extend_from_slice(b"\r\n");
+    if !head_only {
+        conn.out.extend_from_slice(&reply.body);
+    }
+    match io::write_all(
+        &mut conn.stream,
+        &mut conn.out,
+        shard.gw.settings.client_body_timeout,
+    )
+    .await
+    {
+        Ok(()) if !close => Next::KeepAlive,
+        _ => Next::Close,
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site per answer kind; a struct would only rename them"
+)]
+async fn answer_error(
+    shard: &Shard,
+    conn: &mut Conn,
+    head_len: usize,
+    status: u16,
+    detail: &str,
+    close: bool,
+    extra: &[u8],
+) -> Next {
+    let head_only = conn.head.method == Method::Head;
+    let close = close || !skip_buffered_body(conn, head_len);
+    conn.out.clear();
+    policy::reply::write_problem(&mut conn.out, status, detail, close, head_only, extra);
+    match io::write_all(
+        &mut conn.stream,
+        &mut conn.out,
+        shard.gw.settings.client_body_timeout,
+    )
+    .await
+    {
+        Ok(()) if !close => Next::KeepAlive,
+        Ok(()) => Next::CloseAfterError,
+        Err(_) => Next::Close,
+    }
+}
+
+/// Sends the problem answer for `e` (nothing if the client is gone).
+pub async fn send_error(
+    shard: &Shard,
+    conn: &mut Conn,
+    e: ProxyError,
+    close: bool,
+    head_only: bool,
+    extra: &[u8],
+) {
+    let Some(status) = e.status() else { return };
+    conn.out.clear();
+    policy::reply::write_problem(&mut conn.out, status, e.detail(), close, head_only, extra);
+    let _ = io::write_all(
+        &mut conn.stream,
+        &mut conn.out,
+        shard.gw.settings.client_body_timeout,
+    )
+    .await;
+}
+
+/// Most bytes read and dropped while lingering before close.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Longest linger before close.
+const LINGER_TIME: Duration = Duration::from_millis(500);
+
+async fn drain_input(conn: &mut Conn) {
+    if conn.buf.capacity() == 0 {
+        conn.buf = Vec::with_capacity(4096);
+    }
+    let end = Instant::now() + LINGER_TIME;
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        conn.buf.clear();
+        let wait = end.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
+            Ok(n) => total += n,
+            Err(_) => break,
+        }
+    }
+}

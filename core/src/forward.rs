@@ -1,0 +1,537 @@
+//! Forwarding one exchange upstream: request head and body out (streamed, bounded buffers),
+//! response head and body back, the pooled connection returned when it is clean. A stale
+//! pooled connection is retried once on a fresh one when the request can be replayed.
+
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+use policy::Exchange;
+use proto::write::{CHUNK_END, LAST_CHUNK, write_chunk_size};
+use proto::{ChunkedDecoder, Framing, ParseError, Status, Step, parse_response, response_framing};
+
+use crate::downstream::{Conn, Next};
+use crate::error::ProxyError;
+use crate::gateway::{RouteRt, Settings, UpstreamRt};
+use crate::headers::{ClientFraming, write_request_head, write_response_head};
+use crate::io::{self, IoFail};
+use crate::shard::Shard;
+
+/// A body still to be moved.
+enum Body {
+    /// Everything moved.
+    Done,
+    /// This many bytes to go.
+    Length(u64),
+    /// Chunked, mid-way.
+    Chunked(ChunkedDecoder),
+    /// Until the upstream closes.
+    UntilClose,
+}
+
+impl Body {
+    fn is_done(&self) -> bool {
+        matches!(self, Body::Done | Body::Length(0))
+    }
+}
+
+/// Why an exchange failed, and how far it got.
+struct Failure {
+    error: ProxyError,
+    /// Response bytes already went to the client: the only option left is closing.
+    response_started: bool,
+    /// The whole request was read from the client: the connection can stay open.
+    request_consumed: bool,
+}
+
+fn before_response(error: ProxyError, request_consumed: bool) -> Failure {
+    Failure {
+        error,
+        response_started: false,
+        request_consumed,
+    }
+}
+
+fn after_response(error: ProxyError) -> Failure {
+    Failure {
+        error,
+        response_started: true,
+        request_consumed: false,
+    }
+}
+
+/// Forwards the request in `conn` (head of `head_len` bytes) to the route's upstream.
+pub async fn proxy(
+    shard: &Shard,
+    conn: &mut Conn,
+    route: &RouteRt,
+    head_len: usize,
+    ex: &mut Exchange,
+    close: bool,
+) -> Next {
+    let head_only = conn.head.method == proto::Method::Head;
+    match forward(shard, conn, route, head_len, ex, close).await {
+        Ok(keep) => keep,
+        Err(f) => {
+            crate::log!(
+                Debug,
+                "shard {}: route `{}`: {}",
+                shard.id,
+                route.name,
+                f.error
+            );
+            if f.response_started {
+                return Next::Close;
+            }
+            let Some(status) = f.error.status() else {
+                return Next::Close;
+            };
+            ex.status = status;
+            let keep = !close && f.request_consumed;
+            crate::downstream::send_error(shard, conn, f.error, !keep, head_only, b"").await;
+            if keep {
+                Next::KeepAlive
+            } else {
+                Next::CloseAfterError
+            }
+        }
+    }
+}
+
+async fn forward(
+    shard: &Shard,
+    conn: &mut Conn,
+    route: &RouteRt,
+    head_len: usize,
+    ex: &mut Exchange,
+    close: bool,
+) -> Result<Next, Failure> {
+    let gw = &shard.gw;
+    let s = &gw.settings;
+    let Some((up_idx, up)) = route
+        .upstream
+        .and_then(|i| gw.upstreams.get(i).map(|u| (i, u)))
+    else {
+        return Err(before_response(ProxyError::NoUpstream, false));
+    };
+    let target = shard.next_target(up_idx, up.targets.len());
+    let Some(&addr) = up.targets.get(target) else {
+        return Err(before_response(ProxyError::NoUpstream, false));
+    };
+    let method = conn.head.method;
+    let client_version = conn.head.version;
+    let expect_continue = conn.head.expect_continue;
+
+    // Request head and the body bytes already read, in one buffer for one write.
+    conn.out.clear();
+    write_request_head(
+        &mut conn.out,
+        &conn.head,
+        &conn.buf,
+        up,
+        target,
+        &s.forwarding,
+        conn.peer,
+    );
+    let mut body = match conn.head.framing {
+        Framing::Length(n) => Body::Length(n),
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new()),
+        Framing::UntilClose => Body::Done,
+    };
+    let avail = conn.buf.get(head_len..).unwrap_or_default();
+    let consumed = take_buffered(avail, &mut body, &mut conn.out)?;
+    conn.buf.drain(..(head_len + consumed).min(conn.buf.len()));
+    let mut sent_continue = false;
+    if !body.is_done() && consumed == 0 {
+        // No body bytes yet: wait for the first ones before opening an upstream connection,
+        // so a client that announces a body and sends nothing never ties up an upstream.
+        if expect_continue {
+            sent_continue = true;
+            send_continue(conn, s).await?;
+        }
+        io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
+            .await
+            .map_err(client_read_error)?;
+        let c = take_buffered(&conn.buf, &mut body, &mut conn.out)?;
+        conn.buf.drain(..c.min(conn.buf.len()));
+    }
+    let replayable = body.is_done();
+    let can_retry = replayable && method.is_idempotent();
+
+    let mut retried = false;
+    let (mut upstream, resp_len) = loop {
+        let pooled = shard
+            .pools
+            .get(up_idx)
+            .and_then(|p| p.borrow_mut().checkout(target, Instant::now(), !can_retry));
+        let reused = pooled.is_some();
+        let mut stream = match pooled {
+            Some(st) => st,
+            None => crate::upstream::connect::connect(addr, up.connect_timeout, s.tcp_nodelay)
+                .await
+                .map_err(|e| before_response(e, false))?,
+        };
+        let may_retry = reused && can_retry && !retried;
+        match io::write_all(&mut stream, &mut conn.out, up.response_timeout).await {
+            Ok(()) => {}
+            Err(IoFail::Timeout) => {
+                return Err(before_response(ProxyError::UpstreamTimeout, false));
+            }
+            Err(_) if may_retry => {
+                retried = true;
+                continue;
+            }
+            Err(_) => return Err(before_response(ProxyError::UpstreamClosed, false)),
+        }
+        if !body.is_done() {
+            if expect_continue && !sent_continue {
+                sent_continue = true;
+                send_continue(conn, s).await?;
+            }
+            send_request_body(conn, &mut stream, &mut body, s, up).await?;
+        }
+        match read_response_head(conn, &mut stream, method, up, s).await {
+            Ok(n) => break (stream, n),
+            Err(None) if may_retry => {
+                crate::log!(
+                    Debug,
+                    "shard {}: pooled connection to {addr} was stale; retrying",
+                    shard.id
+                );
+                retried = true;
+                continue;
+            }
+            Err(None) => return Err(before_response(ProxyError::UpstreamClosed, true)),
+            Err(Some(e)) => return Err(before_response(e, true)),
+        }
+    };
+
+    route.pipeline.on_response(&conn.resp, &conn.up_buf, ex);
+    ex.status = conn.resp.status;
+    let upstream_framing = response_framing(method, &conn.resp);
+    let framing = ClientFraming::choose(method, &conn.resp, upstream_framing, client_version);
+    let close_client = close || framing == ClientFraming::Close;
+    conn.out.clear();
+    write_response_head(
+        &mut conn.out,
+        &conn.resp,
+        &conn.up_buf,
+        framing,
+        client_version,
+        close_client,
+        &s.forwarding,
+    );
+    let avail = conn.up_buf.get(resp_len..).unwrap_or_default();
+    let (consumed, mut rbody) = match upstream_framing {
+        Framing::Length(n) => {
+            let take = n.min(avail.len() as u64) as usize;
+            conn.out
+                .extend_from_slice(avail.get(..take).unwrap_or_default());
+            (take, Body::Length(n - take as u64))
+        }
+        Framing::Chunked => {
+            let mut dec = ChunkedDecoder::new();
+            match reencode(
+                &mut dec,
+                avail,
+                &mut conn.out,
+                framing == ClientFraming::Chunked,
+            ) {
+                Ok((c, true)) => (c, Body::Done),
+                Ok((c, false)) => (c, Body::Chunked(dec)),
+                Err(e) => return Err(before_response(ProxyError::UpstreamMalformed(e), true)),
+            }
+        }
+        Framing::UntilClose => {
+            conn.out.extend_from_slice(avail);
+            (avail.len(), Body::UntilClose)
+        }
+    };
+    let mut reusable = conn.resp.keep_alive() && upstream_framing != Framing::UntilClose;
+    if body_finished(&rbody) && consumed < avail.len() {
+        reusable = false; // bytes after the response: the connection is out of step
+    }
+    io::write_all(&mut conn.stream, &mut conn.out, s.client_body_timeout)
+        .await
+        .map_err(|_| after_response(ProxyError::ClientGone))?;
+    send_response_body(
+        conn,
+        &mut upstream,
+        &mut rbody,
+        framing == ClientFraming::Chunked,
+        s,
+        up,
+        &mut reusable,
+    )
+    .await?;
+    if reusable && let Some(pool) = shard.pools.get(up_idx) {
+        pool.borrow_mut().checkin(target, upstream, Instant::now());
+    }
+    Ok(if close_client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    })
+}
+
+/// Moves body bytes already read (`avail`) into `out` for the current body state; returns
+/// how many bytes of `avail` belong to this body.
+fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usize, Failure> {
+    match body {
+        Body::Length(rem) => {
+            let take = (*rem).min(avail.len() as u64) as usize;
+            out.extend_from_slice(avail.get(..take).unwrap_or_default());
+            *rem -= take as u64;
+            Ok(take)
+        }
+        Body::Chunked(dec) => {
+            let (c, done) = reencode(dec, avail, out, true)
+                .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
+            if done {
+                *body = Body::Done;
+            }
+            Ok(c)
+        }
+        Body::Done | Body::UntilClose => Ok(0),
+    }
+}
+
+/// Answers `Expect: 100-continue` (the expectation is ours: it is not forwarded).
+async fn send_continue(conn: &mut Conn, s: &Settings) -> Result<(), Failure> {
+    let mut interim = Vec::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
+    io::write_all(&mut conn.stream, &mut interim, s.client_body_timeout)
+        .await
+        .map_err(|_| before_response(ProxyError::ClientGone, false))
+}
+
+fn body_finished(b: &Body) -> bool {
+    b.is_done()
+}
+
+/// Decodes chunked bytes from `src`, appending the data to `out` (re-chunked when
+/// `to_chunked`). Returns bytes of `src` consumed and whether the body ended.
+fn reencode(
+    dec: &mut ChunkedDecoder,
+    src: &[u8],
+    out: &mut Vec<u8>,
+    to_chunked: bool,
+) -> Result<(usize, bool), ParseError> {
+    let mut pos = 0;
+    loop {
+        match dec.step(src.get(pos..).unwrap_or_default())? {
+            Step::Data {
+                start,
+                len,
+                consumed,
+            } => {
+                let data = src.get(pos + start..pos + start + len).unwrap_or_default();
+                if !data.is_empty() {
+                    if to_chunked {
+                        write_chunk_size(out, data.len());
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(CHUNK_END);
+                    } else {
+                        out.extend_from_slice(data);
+                    }
+                }
+                pos += consumed;
+            }
+            Step::NeedMore => return Ok((src.len(), false)),
+            Step::Done { consumed } => {
+                if to_chunked {
+                    out.extend_from_slice(LAST_CHUNK);
+                }
+                return Ok((pos + consumed, true));
+            }
+        }
+    }
+}
+
+fn client_read_error(e: IoFail) -> Failure {
+    before_response(
+        match e {
+            IoFail::Timeout => ProxyError::ClientBodyTimeout,
+            _ => ProxyError::ClientGone,
+        },
+        false,
+    )
+}
+
+fn upstream_write_error(e: IoFail) -> Failure {
+    before_response(
+        match e {
+            IoFail::Timeout => ProxyError::UpstreamTimeout,
+            _ => ProxyError::UpstreamClosed,
+        },
+        false,
+    )
+}
+
+/// Streams the rest of the request body from the client to the upstream.
+async fn send_request_body(
+    conn: &mut Conn,
+    up: &mut TcpStream,
+    body: &mut Body,
+    s: &Settings,
+    ups: &UpstreamRt,
+) -> Result<(), Failure> {
+    match body {
+        Body::Length(rem) => {
+            while *rem > 0 {
+                if conn.buf.is_empty() {
+                    io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
+                        .await
+                        .map_err(client_read_error)?;
+                }
+                let take = (*rem).min(conn.buf.len() as u64) as usize;
+                io::write_range(up, &mut conn.buf, 0..take, ups.response_timeout)
+                    .await
+                    .map_err(upstream_write_error)?;
+                conn.buf.drain(..take);
+                *rem -= take as u64;
+            }
+        }
+        Body::Chunked(dec) => loop {
+            if conn.buf.is_empty() {
+                io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
+                    .await
+                    .map_err(client_read_error)?;
+            }
+            conn.out.clear();
+            let (c, done) = reencode(dec, &conn.buf, &mut conn.out, true)
+                .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
+            conn.buf.drain(..c.min(conn.buf.len()));
+            io::write_all(up, &mut conn.out, ups.response_timeout)
+                .await
+                .map_err(upstream_write_error)?;
+            if done {
+                break;
+            }
+        },
+        Body::Done | Body::UntilClose => {}
+    }
+    *body = Body::Done;
+    Ok(())
+}
+
+/// Reads the response head into `conn.up_buf`, skipping interim (1xx) responses. `Err(None)`:
+/// the upstream closed before sending a byte (a stale pooled connection).
+async fn read_response_head(
+    conn: &mut Conn,
+    up: &mut TcpStream,
+    method: proto::Method,
+    ups: &UpstreamRt,
+    s: &Settings,
+) -> Result<usize, Option<ProxyError>> {
+    let _ = method;
+    if conn.up_buf.capacity() == 0 {
+        conn.up_buf = Vec::with_capacity(s.upstream_buffer);
+    }
+    conn.up_buf.clear();
+    let mut got_any = false;
+    loop {
+        if !conn.up_buf.is_empty() {
+            match parse_response(&conn.up_buf, &mut conn.resp, &s.response_limits) {
+                Ok(Status::Complete(n)) if conn.resp.status < 200 => {
+                    if conn.resp.status == 101 {
+                        // We never ask for an upgrade (Upgrade is hop-by-hop and dropped).
+                        return Err(Some(ProxyError::UpstreamMalformed(ParseError::StatusLine)));
+                    }
+                    conn.up_buf.drain(..n);
+                    continue;
+                }
+                Ok(Status::Complete(n)) => return Ok(n),
+                Ok(Status::Partial) => {}
+                Err(e) => return Err(Some(ProxyError::UpstreamMalformed(e))),
+            }
+        }
+        match io::read_more(up, &mut conn.up_buf, ups.response_timeout).await {
+            Ok(_) => got_any = true,
+            Err(IoFail::Eof | IoFail::Error) if !got_any => return Err(None),
+            Err(IoFail::Eof | IoFail::Error) => return Err(Some(ProxyError::UpstreamClosed)),
+            Err(IoFail::Timeout) => return Err(Some(ProxyError::UpstreamTimeout)),
+            Err(IoFail::Full) => {
+                return Err(Some(ProxyError::UpstreamMalformed(
+                    ParseError::HeadTooLarge,
+                )));
+            }
+        }
+    }
+}
+
+fn upstream_read_error(e: IoFail) -> Failure {
+    after_response(match e {
+        IoFail::Timeout => ProxyError::UpstreamTimeout,
+        _ => ProxyError::UpstreamClosed,
+    })
+}
+
+/// Streams the rest of the response body from the upstream to the client.
+async fn send_response_body(
+    conn: &mut Conn,
+    up: &mut TcpStream,
+    body: &mut Body,
+    to_chunked: bool,
+    s: &Settings,
+    ups: &UpstreamRt,
+    reusable: &mut bool,
+) -> Result<(), Failure> {
+    match body {
+        Body::Length(rem) => {
+            while *rem > 0 {
+                conn.up_buf.clear();
+                let n = io::read_more(up, &mut conn.up_buf, ups.response_timeout)
+                    .await
+                    .map_err(upstream_read_error)?;
+                let take = (*rem).min(n as u64) as usize;
+                if n > take {
+                    *reusable = false;
+                }
+                io::write_range(
+                    &mut conn.stream,
+                    &mut conn.up_buf,
+                    0..take,
+                    s.client_body_timeout,
+                )
+                .await
+                .map_err(|_| after_response(ProxyError::ClientGone))?;
+                *rem -= take as u64;
+            }
+        }
+        Body::Chunked(dec) => loop {
+            conn.up_buf.clear();
+            io::read_more(up, &mut conn.up_buf, ups.response_timeout)
+                .await
+                .map_err(upstream_read_error)?;
+            conn.out.clear();
+            let (c, done) = reencode(dec, &conn.up_buf, &mut conn.out, to_chunked)
+                .map_err(|e| after_response(ProxyError::UpstreamMalformed(e)))?;
+            io::write_all(&mut conn.stream, &mut conn.out, s.client_body_timeout)
+                .await
+                .map_err(|_| after_response(ProxyError::ClientGone))?;
+            if done {
+                if c < conn.up_buf.len() {
+                    *reusable = false;
+                }
+                break;
+            }
+        },
+        Body::UntilClose => loop {
+            conn.up_buf.clear();
+            match io::read_more(up, &mut conn.up_buf, ups.response_timeout).await {
+                Ok(n) => io::write_range(
+                    &mut conn.stream,
+                    &mut conn.up_buf,
+                    0..n,
+                    s.client_body_timeout,
+                )
+                .await
+                .map_err(|_| after_response(ProxyError::ClientGone))?,
+                Err(IoFail::Eof) => break,
+                Err(e) => return Err(upstream_read_error(e)),
+            }
+        },
+        Body::Done => {}
+    }
+    *body = Body::Done;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! What a proxy changes in the heads it forwards (RFC 9110 §7.6): hop-by-hop fields dropped,
+//! framing re-written, Host chosen, X-Forwarded-* and Via added.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use conf::{ForwardingConf, HostRewrite};
+use proto::framing::named_by_connection;
+use proto::write::{put_content_length, put_field, put_status_line};
+use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target, Version};
+
+use crate::gateway::UpstreamRt;
+
+/// The token this gateway adds to Via.
+pub const VIA: &[u8] = b"1.1 shardgate";
+
+fn forwarded_as_is(fields: &[Field], buf: &[u8], f: &Field, names_fields: bool) -> bool {
+    !(f.kind.is_hop_by_hop()
+        || (names_fields && f.kind == FieldKind::Other && named_by_connection(fields, buf, f)))
+}
+
+/// Appends the comma-joined values of every field of `kind`, then `last`.
+fn put_joined(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    fields: &[Field],
+    buf: &[u8],
+    kind: FieldKind,
+    last: &dyn Fn(&mut Vec<u8>),
+) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    for f in fields.iter().filter(|f| f.kind == kind) {
+        let v = f.value.get(buf);
+        if !v.is_empty() {
+            out.extend_from_slice(v);
+            out.extend_from_slice(b", ");
+        }
+    }
+    last(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the request head sent upstream (always HTTP/1.1, origin-form, our framing).
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
+    buf: &[u8],
+    up: &UpstreamRt,
+    target: usize,
+    fwd: &ForwardingConf,
+    client: SocketAddr,
+) {
+    out.extend_from_slice(head.method_span.get(buf));
+    out.push(b' ');
+    match head.target_form {
+        Target::Origin => out.extend_from_slice(head.target.get(buf)),
+        Target::Absolute { .. } => out.extend_from_slice(head.path(buf)),
+        Target::Asterisk => out.push(b'*'),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let client_host = head.authority(buf);
+    let target_host = up
+        .target_hosts
+        .get(target)
+        .map(|h| &h[..])
+        .unwrap_or_default();
+    let host = match &up.host {
+        HostRewrite::Preserve => client_host.unwrap_or(target_host),
+        HostRewrite::Target => target_host,
+        HostRewrite::Fixed(v) => v.as_bytes(),
+    };
+    put_field(out, b"Host", host);
+    let names = head.connection.names_fields;
+    let (mut xff, mut via) = (false, false);
+    for f in &head.fields {
+        let skip = match f.kind {
+            FieldKind::Host | FieldKind::Expect => true,
+            FieldKind::XForwardedFor if fwd.x_forwarded_for => {
+                xff = true;
+                true
+            }
+            FieldKind::XForwardedProto => fwd.x_forwarded_proto,
+            FieldKind::XForwardedHost => fwd.x_forwarded_host,
+            FieldKind::Via if fwd.via => {
+                via = true;
+                true
+            }
+            _ => !forwarded_as_is(&head.fields, buf, f, names),
+        };
+        if !skip {
+            put_field(out, f.name.get(buf), f.value.get(buf));
+        }
+    }
+    if fwd.x_forwarded_for {
+        let ip = client.ip();
+        let add = |o: &mut Vec<u8>| {
+            let _ = write!(o, "{ip}");
+        };
+        if xff {
+            put_joined(
+                out,
+                b"X-Forwarded-For",
+                &head.fields,
+                buf,
+                FieldKind::XForwardedFor,
+                &add,
+            );
+        } else {
+            out.extend_from_slice(b"X-Forwarded-For: ");
+            add(out);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    if fwd.x_forwarded_proto {
+        put_field(out, b"X-Forwarded-Proto", b"http");
+    }
+    if fwd.x_forwarded_host
+        && let Some(h) = client_host
+    {
+        put_field(out, b"X-Forwarded-Host", h);
+    }
+    if fwd.via {
+        let add = |o: &mut Vec<u8>| o.extend_from_slice(VIA);
+        if via {
+            put_joined(out, b"Via", &head.fields, buf, FieldKind::Via, &add);
+        } else {
+            put_field(out, b"Via", VIA);
+        }
+    }
+    match head.framing {
+        Framing::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
+        Framing::Length(n) => {
+            if n > 0 || head.field(FieldKind::ContentLength).is_some() {
+                put_content_length(out, n);
+            }
+        }
+        Framing::UntilClose => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body goes to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// No body (HEAD, 1xx, 204, 304): framing fields pass through as received.
+    Bodyless,
+    /// Content-Length.
+    Length(u64),
+    /// Chunked (HTTP/1.1 clients).
+    Chunked,
+    /// Delimited by closing the connection.
+    Close,
+}
+
+impl ClientFraming {
+    /// Chooses the client-side framing for an upstream framing.
+    pub fn choose(
+        method: Method,
+        resp: &ResponseHead,
+        upstream: Framing,
+        client: Version,
+    ) -> ClientFraming {
+        let bodyless =
+            method == Method::Head || resp.status < 200 || resp.status == 204 || resp.status == 304;
+        match upstream {
+            _ if bodyless => ClientFraming::Bodyless,
+            Framing::Length(n) => ClientFraming::Length(n),
+            Framing::Chunked if client == Version::Http11 => ClientFraming::Chunked,
+            Framing::Chunked | Framing::UntilClose => ClientFraming::Close,
+        }
+    }
+}
+
+/// Writes the response head sent to the client.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    buf: &[u8],
+    framing: ClientFraming,
+    client: Version,
+    close: bool,
+    fwd: &ForwardingConf,
+) {
+    put_status_line(out, resp.status, resp.reason.get(buf));
+    let names = resp.connection.names_fields;
+    let mut via = false;
+    let mut cl_passed = false;
+    for f in &resp.fields {
+        let keep = match f.kind {
+            FieldKind::Via if fwd.via => {
+                via = true;
+                false
+            }
+            // A HEAD or 304 response's Content-Length describes the representation: pass it.
+            FieldKind::ContentLength
+                if framing == ClientFraming::Bodyless && resp.status != 204 =>
+            {
+                let first = !cl_passed;
+                cl_passed = true;
+                first
+            }
+            _ => forwarded_as_is(&resp.fields, buf, f, names),
+        };
+        if keep {
+            put_field(out, f.name.get(buf), f.value.get(buf));
+        }
+    }
+    if fwd.via {
+        let add = |o: &mut Vec<u8>| o.extend_from_slice(VIA);
+        if via {
+            put_joined(out, b"Via", &resp.fields, buf, FieldKind::Via, &add);
+        } else {
+            put_field(out, b"Via", VIA);
+        }
+    }
+    match framing {
+        ClientFraming::Length(n) => put_content_length(out, n),
+        ClientFraming::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
+        ClientFraming::Bodyless | ClientFraming::Close => {}
+    }
+    if close {
+        put_field(out, b"Connection", b"close");
+    } else if client == Version::Http10 {
+        put_field(out, b"Connection", b"keep-alive");
+    }
+    out.extend_from_slice(b"\r\n");
+}

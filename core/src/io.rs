@@ -1,0 +1,91 @@
+//! Buffer-owning reads and writes with deadlines on monoio streams. monoio moves the buffer
+//! into each operation; these helpers put it back, or leave an empty one when the deadline
+//! dropped the operation (the connection is then closed, never reused).
+
+use std::ops::Range;
+use std::time::Duration;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+
+/// Why a read or write did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoFail {
+    /// The peer closed its side (read returned 0).
+    Eof,
+    /// The deadline passed.
+    Timeout,
+    /// The buffer has no spare capacity.
+    Full,
+    /// Reset, broken pipe or another socket error.
+    Error,
+}
+
+/// Reads into the spare capacity of `buf`, appending. Returns the number of bytes read.
+pub async fn read_more(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<usize, IoFail> {
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    if len >= cap {
+        *buf = owned;
+        return Err(IoFail::Full);
+    }
+    match monoio::time::timeout(limit, s.read(owned.slice_mut(len..cap))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            match res {
+                Ok(0) => Err(IoFail::Eof),
+                Ok(n) => Ok(n),
+                Err(_) => Err(IoFail::Error),
+            }
+        }
+        Err(_) => Err(IoFail::Timeout),
+    }
+}
+
+/// Writes all of `buf`.
+pub async fn write_all(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let owned = std::mem::take(buf);
+    match monoio::time::timeout(limit, s.write_all(owned)).await {
+        Ok((res, owned)) => {
+            *buf = owned;
+            res.map(|_| ()).map_err(|_| IoFail::Error)
+        }
+        Err(_) => Err(IoFail::Timeout),
+    }
+}
+
+/// Writes `buf[range]` (zero-copy forwarding of a read buffer).
+pub async fn write_range(
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    range: Range<usize>,
+    limit: Duration,
+) -> Result<(), IoFail> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let owned = std::mem::take(buf);
+    if range.end > owned.len() {
+        *buf = owned;
+        return Err(IoFail::Error);
+    }
+    match monoio::time::timeout(limit, s.write_all(owned.slice(range))).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res.map(|_| ()).map_err(|_| IoFail::Error)
+        }
+        Err(_) => Err(IoFail::Timeout),
+    }
+}

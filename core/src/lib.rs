@@ -1,0 +1,17 @@
+//! shardgate's data path: shards (`shard`), listeners, the per-connection loop
+//! (`downstream`), forwarding (`forward`, `headers`), upstream pools (`upstream`), errors and
+//! cross-shard control.
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod downstream;
+pub mod error;
+pub mod forward;
+pub mod gateway;
+pub mod headers;
+pub mod io;
+pub mod listener;
+pub mod log;
+pub mod shard;
+pub mod sys;
+pub mod upstream;

@@ -1,0 +1,361 @@
+//! One thread per shard: pin it, build its monoio runtime (io_uring, else epoll with a log
+//! line), accept on its own SO_REUSEPORT listeners, and drain on request. All state here is
+//! shard-local (`Rc`, `Cell`, `RefCell`).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use conf::{Config, Driver};
+
+use crate::control::Control;
+use crate::gateway::Gateway;
+use crate::upstream::pool::Pool;
+
+/// Per-shard counters, read at drain (and by the metrics scrape, later).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Client connections accepted.
+    pub accepted: Cell<u64>,
+    /// Request heads received.
+    pub requests: Cell<u64>,
+}
+
+/// Open client connections: their fds and whether each is idle between requests, so drain
+/// can close idle ones at once. Updated per connection, read only at drain.
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<(RawFd, Rc<Cell<bool>>)>>,
+    free: Vec<usize>,
+    open: usize,
+}
+
+/// A shard's state.
+pub struct Shard {
+    /// Shard number.
+    pub id: usize,
+    /// Compiled configuration.
+    pub gw: Gateway,
+    /// One pool per upstream.
+    pub pools: Vec<RefCell<Pool>>,
+    rr: Vec<Cell<usize>>,
+    /// Set once drain began: answer with `Connection: close` and stop.
+    pub draining: Cell<bool>,
+    conns: RefCell<Registry>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Shard {
+    fn new(id: usize, gw: Gateway) -> Shard {
+        let pools = gw
+            .upstreams
+            .iter()
+            .map(|u| RefCell::new(Pool::new(u.targets.len(), u.keepalive, u.idle_timeout)))
+            .collect();
+        let rr = gw.upstreams.iter().map(|_| Cell::new(id)).collect();
+        Shard {
+            id,
+            gw,
+            pools,
+            rr,
+            draining: Cell::new(false),
+            conns: RefCell::default(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Round-robin choice of a target of upstream `up` (each shard starts at its own offset).
+    pub fn next_target(&self, up: usize, targets: usize) -> usize {
+        match self.rr.get(up) {
+            Some(c) if targets > 0 => {
+                let i = c.get();
+                c.set(i.wrapping_add(1));
+                i % targets
+            }
+            _ => 0,
+        }
+    }
+
+    /// Records an open client connection; returns its slot.
+    pub fn register(&self, fd: RawFd, idle: Rc<Cell<bool>>) -> usize {
+        let mut r = self.conns.borrow_mut();
+        r.open += 1;
+        match r.free.pop() {
+            Some(i) => {
+                if let Some(s) = r.slots.get_mut(i) {
+                    *s = Some((fd, idle));
+                }
+                i
+            }
+            None => {
+                r.slots.push(Some((fd, idle)));
+                r.slots.len() - 1
+            }
+        }
+    }
+
+    /// Forgets a closed connection.
+    pub fn unregister(&self, slot: usize) {
+        let mut r = self.conns.borrow_mut();
+        if let Some(s) = r.slots.get_mut(slot)
+            && s.take().is_some()
+        {
+            r.open -= 1;
+            r.free.push(slot);
+        }
+    }
+
+    /// Open client connections.
+    pub fn open_connections(&self) -> usize {
+        self.conns.borrow().open
+    }
+
+    /// Ends the wait of every idle connection (its pending read sees EOF).
+    fn close_idle(&self) {
+        for (fd, idle) in self.conns.borrow().slots.iter().flatten() {
+            if idle.get() {
+                crate::sys::shutdown_read(*fd);
+            }
+        }
+    }
+}
+
+/// What a shard thread needs to start.
+pub struct ShardSpec {
+    /// Shard number.
+    pub id: usize,
+    /// CPU to pin to.
+    pub cpu: Option<usize>,
+    /// Driver choice.
+    pub driver: Driver,
+    /// Its listeners (already bound with SO_REUSEPORT).
+    pub listeners: Vec<std::net::TcpListener>,
+    /// The configuration (compiled again inside the shard: stage state is shard-local).
+    pub config: Arc<Config>,
+    /// Drain signal.
+    pub control: Arc<Control>,
+}
+
+/// Starts a shard thread; it reports `Ok(driver name)` or `Err(message)` on `ready` once its
+/// runtime and listeners are up.
+pub fn spawn(
+    spec: ShardSpec,
+    ready: Sender<Result<&'static str, String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("sg-shard-{}", spec.id))
+        .spawn(move || run(spec, ready))
+}
+
+fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
+    if let Some(cpu) = spec.cpu
+        && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
+    {
+        crate::log!(
+            Warn,
+            "shard {}: cannot pin to CPU {cpu} ({e:?}); running unpinned",
+            spec.id
+        );
+    }
+    let gw = match Gateway::build(&spec.config) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let use_uring = match spec.driver {
+        Driver::Epoll => false,
+        Driver::IoUring => {
+            if !monoio::utils::detect_uring() {
+                let _ = ready.send(Err(
+                    "driver = \"io_uring\" but io_uring is not available on this kernel".into(),
+                ));
+                return;
+            }
+            true
+        }
+        Driver::Auto => monoio::utils::detect_uring(),
+    };
+    let drain_timeout = spec.config.server.drain_timeout.0;
+    let id = spec.id;
+    let fut = shard_main(
+        Shard::new(id, gw),
+        spec.listeners,
+        spec.control,
+        drain_timeout,
+        ready.clone(),
+        use_uring,
+    );
+    let result = if use_uring {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(fut))
+    } else {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(fut))
+    };
+    if let Err(e) = result {
+        let _ = ready.send(Err(format!("shard {id}: cannot build runtime: {e}")));
+    }
+}
+
+async fn shard_main(
+    shard: Shard,
+    listeners: Vec<std::net::TcpListener>,
+    control: Arc<Control>,
+    drain_timeout: Duration,
+    ready: Sender<Result<&'static str, String>>,
+    uring: bool,
+) {
+    let shard = Rc::new(shard);
+    let mut fds = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                fds.push(l.as_raw_fd());
+                monoio::spawn(accept_loop(shard.clone(), l));
+            }
+            Err(e) => {
+                let _ = ready.send(Err(format!(
+                    "shard {}: cannot register listener: {e}",
+                    shard.id
+                )));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
+    drop(ready);
+    while !control.drain_requested() {
+        monoio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shard.draining.set(true);
+    for fd in fds {
+        crate::sys::shutdown_read(fd);
+    }
+    let deadline = Instant::now() + drain_timeout;
+    loop {
+        shard.close_idle();
+        if shard.open_connections() == 0 || Instant::now() >= deadline {
+            break;
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = shard.open_connections();
+    crate::log!(
+        Info,
+        "shard {}: drained; accepted {} connections, served {} requests{}",
+        shard.id,
+        shard.stats.accepted.get(),
+        shard.stats.requests.get(),
+        if left > 0 {
+            format!(", {left} connections cut at drain_timeout")
+        } else {
+            String::new()
+        }
+    );
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if shard.draining.get() {
+                    break;
+                }
+                shard.stats.accepted.set(shard.stats.accepted.get() + 1);
+                monoio::spawn(crate::downstream::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                if shard.draining.get() {
+                    break;
+                }
+                crate::log!(Warn, "shard {}: accept failed: {e}", shard.id);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The CPUs shards are pinned to, one entry per shard (`None`: not pinned).
+pub fn placement(config: &Config) -> Vec<Option<usize>> {
+    let allowed = crate::sys::allowed_cpus();
+    let n = match config.server.shards {
+        conf::Shards::Auto => allowed.len().max(1),
+        conf::Shards::Count(n) => usize::from(n),
+    };
+    (0..n)
+        .map(|i| match &config.server.pin {
+            conf::Pin::All(false) => None,
+            conf::Pin::All(true) => allowed.get(i % allowed.len().max(1)).copied(),
+            conf::Pin::Cpus(list) => list.get(i % list.len().max(1)).copied(),
+        })
+        .collect()
+}
+
+/// Binds listeners and starts every shard; returns the bound addresses, the driver in use and
+/// the thread handles once all shards are serving.
+pub fn start_all(
+    config: Arc<Config>,
+    control: Arc<Control>,
+) -> Result<
+    (
+        Vec<SocketAddr>,
+        &'static str,
+        Vec<std::thread::JoinHandle<()>>,
+        Vec<Option<usize>>,
+    ),
+    String,
+> {
+    let cpus = placement(&config);
+    let (mut per_shard, bound) =
+        crate::listener::bind_all(&config.listen, cpus.len(), config.server.backlog)
+            .map_err(|e| format!("cannot listen on {:?}: {e}", config.listen))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::with_capacity(cpus.len());
+    for (id, cpu) in cpus.iter().enumerate() {
+        let listeners = std::mem::take(per_shard.get_mut(id).ok_or("listener set missing")?);
+        let spec = ShardSpec {
+            id,
+            cpu: *cpu,
+            driver: config.server.driver,
+            listeners,
+            config: config.clone(),
+            control: control.clone(),
+        };
+        handles
+            .push(spawn(spec, tx.clone()).map_err(|e| format!("cannot start shard thread: {e}"))?);
+    }
+    drop(tx);
+    let mut driver = "epoll";
+    for _ in 0..handles.len() {
+        match rx.recv() {
+            Ok(Ok(d)) => driver = d,
+            Ok(Err(e)) => {
+                control.request_drain();
+                return Err(e);
+            }
+            Err(_) => {
+                control.request_drain();
+                return Err("a shard stopped during start-up".into());
+            }
+        }
+    }
+    if driver == "epoll" && config.server.driver == Driver::Auto {
+        crate::log!(
+            Info,
+            "io_uring is not available here; shards use the epoll driver"
+        );
+    }
+    Ok((bound, driver, handles, cpus))
+}
