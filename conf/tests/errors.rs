@@ -1,4 +1,12 @@
 //! Config errors point at file:line:col and say what was expected; each message has its test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 fn errors(text: &str) -> Vec<String> {
     match conf::load_str("test.toml", text) {

@@ -128,20 +128,15 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, Prox
         if wait.is_zero() {
             return Err(ProxyError::ClientHeadTimeout);
         }
+        let had_bytes = !conn.buf.is_empty();
         match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
             Ok(_) => {}
             Err(IoFail::Full) => {
                 return Err(ProxyError::ClientMalformed(proto::ParseError::HeadTooLarge));
             }
-            Err(IoFail::Timeout)
-                if deadline.is_some() && conn.served == 0 && conn.buf.is_empty() =>
-            {
-                // A connection that never sent a byte: close quietly, like a keep-alive idle.
-                return Ok(None);
-            }
-            Err(IoFail::Timeout) if deadline.is_some() => {
-                return Err(ProxyError::ClientHeadTimeout);
-            }
+            // Nothing of a request arrived: close quietly, like a keep-alive idle timeout.
+            Err(IoFail::Timeout) if !had_bytes => return Ok(None),
+            Err(IoFail::Timeout) => return Err(ProxyError::ClientHeadTimeout),
             Err(_) => return Ok(None),
         }
     }
@@ -258,10 +253,6 @@ async fn answer_local(
     }
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site per answer kind; a struct would only rename them"
-)]
 async fn answer_error(
     shard: &Shard,
     conn: &mut Conn,

@@ -209,7 +209,7 @@ async fn forward(
     ex.status = conn.resp.status;
     let upstream_framing = response_framing(method, &conn.resp);
     let framing = ClientFraming::choose(method, &conn.resp, upstream_framing, client_version);
-    let close_client = close || framing == ClientFraming::Close;
+    let close_client = close || framing == ClientFraming::Close || shard.draining.get();
     conn.out.clear();
     write_response_head(
         &mut conn.out,

@@ -81,14 +81,18 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
     };
     let config = Arc::new(config);
     let drain_timeout = config.server.drain_timeout;
-    let (bound, driver, handles, cpus) =
-        match shardgate::shard::start_all(config.clone(), control.clone()) {
-            Ok(x) => x,
-            Err(e) => {
-                eprintln!("shardgate: {e}");
-                return ExitCode::from(1);
-            }
-        };
+    let shardgate::shard::Started {
+        bound,
+        driver,
+        handles,
+        cpus,
+    } = match shardgate::shard::start_all(config.clone(), control.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("shardgate: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let pinned: Vec<String> = cpus.iter().flatten().map(|c| c.to_string()).collect();
     let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
     log!(

@@ -303,20 +303,20 @@ pub fn placement(config: &Config) -> Vec<Option<usize>> {
         .collect()
 }
 
-/// Binds listeners and starts every shard; returns the bound addresses, the driver in use and
-/// the thread handles once all shards are serving.
-pub fn start_all(
-    config: Arc<Config>,
-    control: Arc<Control>,
-) -> Result<
-    (
-        Vec<SocketAddr>,
-        &'static str,
-        Vec<std::thread::JoinHandle<()>>,
-        Vec<Option<usize>>,
-    ),
-    String,
-> {
+/// A running set of shards.
+pub struct Started {
+    /// Listen addresses as bound (port 0 resolved).
+    pub bound: Vec<SocketAddr>,
+    /// The driver the shards use.
+    pub driver: &'static str,
+    /// Shard threads.
+    pub handles: Vec<std::thread::JoinHandle<()>>,
+    /// CPU of each shard (`None`: not pinned).
+    pub cpus: Vec<Option<usize>>,
+}
+
+/// Binds listeners and starts every shard; returns once all shards are serving.
+pub fn start_all(config: Arc<Config>, control: Arc<Control>) -> Result<Started, String> {
     let cpus = placement(&config);
     let (mut per_shard, bound) =
         crate::listener::bind_all(&config.listen, cpus.len(), config.server.backlog)
@@ -357,5 +357,10 @@ pub fn start_all(
             "io_uring is not available here; shards use the epoll driver"
         );
     }
-    Ok((bound, driver, handles, cpus))
+    Ok(Started {
+        bound,
+        driver,
+        handles,
+        cpus,
+    })
 }

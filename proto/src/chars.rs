@@ -95,9 +95,25 @@ const fn is_reg_name_fn(b: u8) -> bool {
         )
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an out-of-range index fails the build"
+)]
 static TCHAR: [bool; 256] = table!(is_tchar_fn);
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an out-of-range index fails the build"
+)]
 static URI: [bool; 256] = table!(is_uri_fn);
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an out-of-range index fails the build"
+)]
 static FIELD_VALUE: [bool; 256] = table!(is_field_value_fn);
+#[expect(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an out-of-range index fails the build"
+)]
 static REG_NAME: [bool; 256] = table!(is_reg_name_fn);
 
 /// `tchar` (RFC 9110 §5.6.2): bytes allowed in methods, field names and transfer-codings.

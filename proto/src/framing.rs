@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(parse_content_length(b"0"), Ok(0));
         assert_eq!(parse_content_length(b"005"), Ok(5));
         assert_eq!(parse_content_length(b"5, 5"), Ok(5));
-        assert_eq!(parse_content_length(b"18446744073709551615").is_err(), true);
+        assert!(parse_content_length(b"99999999999999999999").is_err());
         assert_eq!(
             parse_content_length(b"9999999999999999999"),
             Ok(9_999_999_999_999_999_999)

@@ -1,5 +1,13 @@
 //! Parsing a realistic request allocates nothing once the head's field vector exists: a counting
 //! global allocator in this test binary checks it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 mod common;
 

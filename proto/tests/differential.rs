@@ -1,5 +1,13 @@
 //! Differential test against httparse: on every valid corpus request both parsers agree on the
 //! method, target, version, head length and every field name and value.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 mod common;
 

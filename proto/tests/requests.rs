@@ -1,4 +1,12 @@
 //! Request-head rules, one table row per rule: the bytes, and the verdict RFC 9112 asks for.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 mod common;
 

@@ -1,5 +1,13 @@
 //! Request-smuggling classics: every shape where two parsers could disagree on where a request
 //! ends is refused outright.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 mod common;
 

@@ -1,5 +1,13 @@
 //! Every corpus request fed in two reads, split at every byte boundary, gives `Partial` for the
 //! first part and the same `Complete` head as the whole request at once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
 
 mod common;
 

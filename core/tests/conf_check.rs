@@ -1,0 +1,104 @@
+//! `shardgate --check`: broken TOML, unknown fields, bad addresses and dangling names print
+//! file:line:column and exit non-zero; a good file prints its routes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
+
+mod support;
+
+use std::process::Command;
+
+fn check(text: &str) -> (i32, String, String) {
+    let dir = support::TempDir::new();
+    let path = dir.0.join("gw.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(support::bin())
+        .arg("--check")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).replace(&path.display().to_string(), "gw.toml");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        err,
+    )
+}
+
+#[test]
+fn broken_toml() {
+    let (code, _, err) = check("[server\nlisten = 1\n");
+    assert_eq!(code, 2);
+    assert!(err.starts_with("gw.toml:1:"), "{err}");
+}
+
+#[test]
+fn unknown_field() {
+    let (code, _, err) = check("[server]\nshard = 2\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("gw.toml:2:1: unknown field `shard`, expected one of"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_address_and_dangling_upstream() {
+    let (code, _, err) =
+        check("[server]\nlisten = [\"localhost\"]\n\n[[route]]\nupstream = \"nope\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gw.toml:2:11: invalid listen address `localhost`: expected ip:port"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "gw.toml:5:12: route `route[0]`: unknown upstream `nope`; defined upstreams: none"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn bad_stage_and_conflicting_routes() {
+    let text = "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n\n[[route]]\nname = \"a\"\npath = \"/x\"\nupstream = \"u\"\n\n[[route]]\nname = \"b\"\npath = \"/x\"\nupstream = \"u\"\n\n[[route]]\nname = \"c\"\npath = \"/y\"\n[[route.policy]]\nkind = \"respnd\"\n";
+    let (code, _, err) = check(text);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
+        "{err}"
+    );
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: respond"), "{err}");
+}
+
+#[test]
+fn good_file_prints_routes() {
+    let (code, out, err) = check(include_str!("../../conf/examples/shardgate.toml"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(": ok"));
+    assert!(
+        out.contains("users")
+            && out.contains("GET|PUT|DELETE")
+            && out.contains("api.example.com/v1/users/{id}"),
+        "{out}"
+    );
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(support::bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("shardgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,82 @@
+//! A large body streams through in both directions with memory that does not grow with it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+
+use support::origin::Origin;
+use support::{DRIVERS, Gateway, route_all};
+
+const LARGE: u64 = 256 << 20;
+/// RSS growth allowed while a 256 MiB body passes (buffers are bounded per connection).
+const RSS_SLACK_KIB: u64 = 24 * 1024;
+
+#[test]
+fn large_upload_and_download_stream_with_bounded_memory() {
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        // warm up: one small exchange so lazily-allocated buffers exist
+        assert_eq!(
+            support::request(g.addr, "GET", "/size/10", "", b"").status,
+            200
+        );
+        let before = g.rss_kib();
+
+        // upload, Content-Length
+        origin.reset_counts();
+        let mut s = g.connect();
+        s.write_all(format!("PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: {LARGE}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+        let block: Vec<u8> = vec![7u8; 1 << 20];
+        let mut peak = before;
+        for i in 0..(LARGE >> 20) {
+            s.write_all(&block).unwrap();
+            if i.is_multiple_of(32) {
+                peak = peak.max(g.rss_kib());
+            }
+        }
+        let mut p = Vec::new();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-body-len"), Some(LARGE.to_string().as_str()));
+        let rec = origin.records().pop().unwrap();
+        assert_eq!((rec.body_len, rec.body_sum), (LARGE, 7 * LARGE));
+
+        // download, Content-Length
+        let mut s = g.connect();
+        s.write_all(
+            format!("GET /size/{LARGE} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        let mut n_reads = 0u64;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            n_reads += 1;
+            if n_reads.is_multiple_of(64) {
+                peak = peak.max(g.rss_kib());
+            }
+        }
+        assert!(total > LARGE, "{d}: head + {LARGE} body bytes, got {total}");
+        assert!(
+            peak < before + RSS_SLACK_KIB,
+            "{d}: RSS grew from {before} KiB to {peak} KiB while streaming {LARGE} bytes"
+        );
+    }
+}
