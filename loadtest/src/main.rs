@@ -1,1 +1,26 @@
-fn main() {}
+//! `loadtest`: shardgate's measuring tools. `loadtest origin` is a minimal keep-alive HTTP/1.1
+//! origin (fixed response size, status and added latency), cheap enough never to be the
+//! bottleneck of a proxy benchmark. The load generator and `compare` runner are issue #3.
+
+mod origin;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadtest", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve a fixed response to every request (keep-alive, pipelining).
+    Origin(origin::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Origin(a) => origin::run(a),
+    }
+}

@@ -1,0 +1,140 @@
+//! The built-in origin: one monoio thread per `--threads`, SO_REUSEPORT-free (one listener,
+//! shared by dup), answering every request with the same pre-rendered response.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::Context;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::{TcpListener, TcpStream};
+
+/// `loadtest origin` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Response status code.
+    #[arg(long, default_value_t = 200)]
+    pub status: u16,
+    /// Latency added before each response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Pin worker i to this CPU + i.
+    #[arg(long)]
+    pub pin: Option<usize>,
+}
+
+fn response(a: &Args) -> Vec<u8> {
+    let mut r = format!(
+        "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        a.status, a.size
+    )
+    .into_bytes();
+    r.extend((0..a.size).map(|i| b'a' + (i % 26) as u8));
+    r
+}
+
+/// Runs the origin until killed.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let std_listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("bind {}", a.listen))?;
+    std_listener.set_nonblocking(true)?;
+    eprintln!("loadtest origin listening on {} ({} B responses, {} threads)", std_listener.local_addr()?, a.size, a.threads);
+    let mut handles = Vec::new();
+    for i in 0..a.threads.max(1) {
+        let l = std_listener.try_clone()?;
+        let a = a.clone();
+        handles.push(std::thread::spawn(move || -> anyhow::Result<()> {
+            if let Some(cpu) = a.pin {
+                let _ = monoio::utils::bind_to_cpu_set([cpu + i]);
+            }
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
+            rt.block_on(async move {
+                let l = TcpListener::from_std(l)?;
+                let resp = Rc::new(response(&a));
+                let latency = Duration::from_millis(a.latency_ms);
+                loop {
+                    let (s, _) = l.accept().await?;
+                    let _ = s.set_nodelay(true);
+                    monoio::spawn(serve(s, resp.clone(), latency));
+                }
+            })
+        }));
+    }
+    for h in handles {
+        h.join().map_err(|_| anyhow::anyhow!("origin thread panicked"))??;
+    }
+    Ok(())
+}
+
+async fn serve(mut s: TcpStream, resp: Rc<Vec<u8>>, latency: Duration) {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(resp.len() * 4);
+    let mut body_left: usize = 0;
+    loop {
+        let len = buf.len();
+        let cap = buf.capacity();
+        let (r, b) = s.read(buf.slice_mut(len..cap)).await;
+        buf = b.into_inner();
+        match r {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        // answer every complete request in the buffer (pipelining), in one write
+        let mut pos = 0;
+        let mut answers = 0;
+        loop {
+            if body_left > 0 {
+                let take = body_left.min(buf.len() - pos);
+                body_left -= take;
+                pos += take;
+                if body_left > 0 {
+                    break;
+                }
+            }
+            let mut hdrs = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut hdrs);
+            match req.parse(buf.get(pos..).unwrap_or_default()) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let cl = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    pos += n;
+                    body_left = cl;
+                    answers += 1;
+                }
+                Ok(httparse::Status::Partial) => break,
+                Err(_) => return,
+            }
+        }
+        buf.drain(..pos);
+        if buf.len() == buf.capacity() {
+            return;
+        }
+        if answers > 0 {
+            if !latency.is_zero() {
+                monoio::time::sleep(latency).await;
+            }
+            out.clear();
+            for _ in 0..answers {
+                out.extend_from_slice(&resp);
+            }
+            let (r, o) = s.write_all(out).await;
+            out = o;
+            if r.is_err() {
+                return;
+            }
+        }
+    }
+}
