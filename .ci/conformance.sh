@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs ../shared/conformance (208 raw HTTP/1.1 vectors) against a real shardgate routing "/" to
+# the suite's upstream on 127.0.0.1:9901: once on io_uring with pooled upstream connections,
+# once on epoll without. Usage: bash .ci/conformance.sh [path/to/shardgate]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-../shared}
+BIN=${1:-target/debug/shardgate}
+SUITE="$SHARED/conformance/http/run_http_suite.py"
+[ -f "$SUITE" ] || { echo "conformance suite not found at $SUITE"; exit 1; }
+[ -x "$BIN" ] || cargo build -p shardgate
+work=$(mktemp -d)
+pid=""
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+status=0
+for run in "io_uring --upstream-keepalive" "epoll"; do
+  driver=${run%% *}
+  flags=${run#"$driver"}
+  cat > "$work/conformance.toml" <<TOML
+[server]
+listen = ["127.0.0.1:$port"]
+shards = 1
+driver = "$driver"
+
+[[upstream]]
+name = "suite"
+targets = ["127.0.0.1:9901"]
+
+[[route]]
+path = "/{*rest}"
+upstream = "suite"
+TOML
+  "$BIN" --config "$work/conformance.toml" 2> "$work/shardgate.log" &
+  pid=$!
+  for _ in $(seq 1 100); do
+    grep -q "listening on" "$work/shardgate.log" 2>/dev/null && break
+    if grep -q "io_uring is not available" "$work/shardgate.log" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  if grep -q "io_uring is not available" "$work/shardgate.log"; then
+    echo "skipping the io_uring run: io_uring is not available on this machine"
+    pid=""
+    continue
+  fi
+  echo "-- conformance: driver $driver${flags:+ (}${flags# }${flags:+)}"
+  if ! python3 "$SUITE" --proxy "127.0.0.1:$port" --upstream-port 9901 --quiet $flags; then
+    status=1
+    echo "shardgate log:"; tail -n 50 "$work/shardgate.log"
+  fi
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=""
+done
+exit $status
