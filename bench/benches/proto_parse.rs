@@ -1,7 +1,12 @@
 //! `proto/src/parse.rs`: our request-head parser against httparse on the same bytes. Ours
 //! also does what httparse leaves to the caller (framing, Host, Connection, field kinds), so
 //! a tie is a win.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use proto::{Limits, RequestHead, Status, parse_request};

@@ -11,14 +11,19 @@ pub const BROWSER_GET: &[u8] = include_bytes!("../../proto/tests/corpus/browser_
 pub const POST_JSON: &[u8] = include_bytes!("../../proto/tests/corpus/post_json.http");
 
 /// The parse benchmark inputs: (name, bytes).
-pub const REQUESTS: &[(&str, &[u8])] =
-    &[("small_get", SMALL_GET), ("browser_get", BROWSER_GET), ("post_json", POST_JSON)];
+pub const REQUESTS: &[(&str, &[u8])] = &[
+    ("small_get", SMALL_GET),
+    ("browser_get", BROWSER_GET),
+    ("post_json", POST_JSON),
+];
 
 /// A config with `n` routes of the shape `/svc{i}/v1/items/{id}`, plus a catch-all.
 pub fn routes_config(n: usize) -> conf::Config {
     let mut text = String::from("[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:9\"]\n");
     for i in 0..n {
-        text += &format!("\n[[route]]\nname = \"r{i}\"\npath = \"/svc{i}/v1/items/{{id}}\"\nupstream = \"u\"\n");
+        text += &format!(
+            "\n[[route]]\nname = \"r{i}\"\npath = \"/svc{i}/v1/items/{{id}}\"\nupstream = \"u\"\n"
+        );
     }
     text += "\n[[route]]\nname = \"rest\"\npath = \"/{*rest}\"\nupstream = \"u\"\n";
     match conf::load_str("bench.toml", &text) {

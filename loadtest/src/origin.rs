@@ -45,9 +45,15 @@ fn response(a: &Args) -> Vec<u8> {
 
 /// Runs the origin until killed.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let std_listener = std::net::TcpListener::bind(a.listen).with_context(|| format!("bind {}", a.listen))?;
+    let std_listener =
+        std::net::TcpListener::bind(a.listen).with_context(|| format!("bind {}", a.listen))?;
     std_listener.set_nonblocking(true)?;
-    eprintln!("loadtest origin listening on {} ({} B responses, {} threads)", std_listener.local_addr()?, a.size, a.threads);
+    eprintln!(
+        "loadtest origin listening on {} ({} B responses, {} threads)",
+        std_listener.local_addr()?,
+        a.size,
+        a.threads
+    );
     let mut handles = Vec::new();
     for i in 0..a.threads.max(1) {
         let l = std_listener.try_clone()?;
@@ -56,7 +62,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             if let Some(cpu) = a.pin {
                 let _ = monoio::utils::bind_to_cpu_set([cpu + i]);
             }
-            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build()?;
+            let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                .enable_timer()
+                .build()?;
             rt.block_on(async move {
                 let l = TcpListener::from_std(l)?;
                 let resp = Rc::new(response(&a));
@@ -70,7 +78,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }));
     }
     for h in handles {
-        h.join().map_err(|_| anyhow::anyhow!("origin thread panicked"))??;
+        h.join()
+            .map_err(|_| anyhow::anyhow!("origin thread panicked"))??;
     }
     Ok(())
 }
@@ -108,7 +117,13 @@ async fn serve(mut s: TcpStream, resp: Rc<Vec<u8>>, latency: Duration) {
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                        .and_then(|h| {
+                            std::str::from_utf8(h.value)
+                                .ok()?
+                                .trim()
+                                .parse::<usize>()
+                                .ok()
+                        })
                         .unwrap_or(0);
                     pos += n;
                     body_left = cl;
