@@ -52,6 +52,8 @@ pub struct ServerConf {
     pub max_head: ByteSize,
     /// Most header fields in a request (431 beyond).
     pub max_headers: u32,
+    /// Largest request body accepted (413 beyond, checked while streaming); absent: no limit.
+    pub max_body: Option<ByteSize>,
     /// Time allowed to receive a whole request head (408 beyond).
     pub client_head_timeout: Duration,
     /// Longest pause while receiving a request body (408 beyond).
@@ -80,6 +82,7 @@ impl Default for ServerConf {
             max_request_line: ByteSize(8 * 1024),
             max_head: ByteSize(32 * 1024),
             max_headers: 100,
+            max_body: None,
             client_head_timeout: Duration::secs(10),
             client_body_timeout: Duration::secs(30),
             keepalive_timeout: Duration::secs(60),

@@ -23,6 +23,8 @@ pub enum ProxyError {
     ClientHeadTimeout,
     /// The client paused too long inside the request body.
     ClientBodyTimeout,
+    /// The request body is larger than `max_body`.
+    ClientBodyTooLarge,
     /// The client closed or reset the connection, or stopped reading.
     ClientGone,
     /// No route matches the path (and host).
@@ -48,6 +50,7 @@ impl ProxyError {
             ProxyError::ClientMalformed(_)
             | ProxyError::ClientHeadTimeout
             | ProxyError::ClientBodyTimeout
+            | ProxyError::ClientBodyTooLarge
             | ProxyError::ClientGone
             | ProxyError::NoRoute
             | ProxyError::NoUpstream => Side::Downstream,
@@ -60,6 +63,7 @@ impl ProxyError {
         Some(match self {
             ProxyError::ClientMalformed(e) => e.status(),
             ProxyError::ClientHeadTimeout | ProxyError::ClientBodyTimeout => 408,
+            ProxyError::ClientBodyTooLarge => 413,
             ProxyError::ClientGone => return None,
             ProxyError::NoRoute => 404,
             ProxyError::NoUpstream => 502,
@@ -76,6 +80,7 @@ impl ProxyError {
             ProxyError::ClientMalformed(e) => e.detail(),
             ProxyError::ClientHeadTimeout => "request head not received in time",
             ProxyError::ClientBodyTimeout => "request body not received in time",
+            ProxyError::ClientBodyTooLarge => "request body too large",
             ProxyError::ClientGone => "client closed the connection",
             ProxyError::NoRoute => "no route matches this request",
             ProxyError::NoUpstream => "route has no upstream",
@@ -120,6 +125,7 @@ mod tests {
             ),
             (ProxyError::ClientHeadTimeout, Some(408), Side::Downstream),
             (ProxyError::ClientBodyTimeout, Some(408), Side::Downstream),
+            (ProxyError::ClientBodyTooLarge, Some(413), Side::Downstream),
             (ProxyError::ClientGone, None, Side::Downstream),
             (ProxyError::NoRoute, Some(404), Side::Downstream),
             (ProxyError::NoUpstream, Some(502), Side::Downstream),

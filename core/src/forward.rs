@@ -22,8 +22,8 @@ enum Body {
     Done,
     /// This many bytes to go.
     Length(u64),
-    /// Chunked, mid-way.
-    Chunked(ChunkedDecoder),
+    /// Chunked, mid-way; `seen` data bytes so far (checked against `max_body`).
+    Chunked { dec: ChunkedDecoder, seen: u64 },
     /// Until the upstream closes.
     UntilClose,
 }
@@ -133,12 +133,18 @@ async fn forward(
         conn.peer,
     );
     let mut body = match conn.head.framing {
+        Framing::Length(n) if n > s.max_body => {
+            return Err(before_response(ProxyError::ClientBodyTooLarge, false));
+        }
         Framing::Length(n) => Body::Length(n),
-        Framing::Chunked => Body::Chunked(ChunkedDecoder::new()),
+        Framing::Chunked => Body::Chunked {
+            dec: ChunkedDecoder::new(),
+            seen: 0,
+        },
         Framing::UntilClose => Body::Done,
     };
     let avail = conn.buf.get(head_len..).unwrap_or_default();
-    let consumed = take_buffered(avail, &mut body, &mut conn.out)?;
+    let consumed = take_buffered(avail, &mut body, &mut conn.out, s.max_body)?;
     conn.buf.drain(..(head_len + consumed).min(conn.buf.len()));
     let mut sent_continue = false;
     if !body.is_done() && consumed == 0 {
@@ -151,7 +157,7 @@ async fn forward(
         io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
             .await
             .map_err(client_read_error)?;
-        let c = take_buffered(&conn.buf, &mut body, &mut conn.out)?;
+        let c = take_buffered(&conn.buf, &mut body, &mut conn.out, s.max_body)?;
         conn.buf.drain(..c.min(conn.buf.len()));
     }
     let replayable = body.is_done();
@@ -236,8 +242,8 @@ async fn forward(
                 &mut conn.out,
                 framing == ClientFraming::Chunked,
             ) {
-                Ok((c, true)) => (c, Body::Done),
-                Ok((c, false)) => (c, Body::Chunked(dec)),
+                Ok((c, true, _)) => (c, Body::Done),
+                Ok((c, false, _)) => (c, Body::Chunked { dec, seen: 0 }),
                 Err(e) => return Err(before_response(ProxyError::UpstreamMalformed(e), true)),
             }
         }
@@ -275,7 +281,12 @@ async fn forward(
 
 /// Moves body bytes already read (`avail`) into `out` for the current body state; returns
 /// how many bytes of `avail` belong to this body.
-fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usize, Failure> {
+fn take_buffered(
+    avail: &[u8],
+    body: &mut Body,
+    out: &mut Vec<u8>,
+    max_body: u64,
+) -> Result<usize, Failure> {
     match body {
         Body::Length(rem) => {
             let take = (*rem).min(avail.len() as u64) as usize;
@@ -283,9 +294,13 @@ fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usi
             *rem -= take as u64;
             Ok(take)
         }
-        Body::Chunked(dec) => {
-            let (c, done) = reencode(dec, avail, out, true)
+        Body::Chunked { dec, seen } => {
+            let (c, done, data) = reencode(dec, avail, out, true)
                 .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
+            *seen += data as u64;
+            if *seen > max_body {
+                return Err(before_response(ProxyError::ClientBodyTooLarge, false));
+            }
             if done {
                 *body = Body::Done;
             }
@@ -308,14 +323,15 @@ fn body_finished(b: &Body) -> bool {
 }
 
 /// Decodes chunked bytes from `src`, appending the data to `out` (re-chunked when
-/// `to_chunked`). Returns bytes of `src` consumed and whether the body ended.
+/// `to_chunked`). Returns bytes of `src` consumed, whether the body ended, and data bytes.
 fn reencode(
     dec: &mut ChunkedDecoder,
     src: &[u8],
     out: &mut Vec<u8>,
     to_chunked: bool,
-) -> Result<(usize, bool), ParseError> {
+) -> Result<(usize, bool, usize), ParseError> {
     let mut pos = 0;
+    let mut data_len = 0;
     loop {
         match dec.step(src.get(pos..).unwrap_or_default())? {
             Step::Data {
@@ -324,6 +340,7 @@ fn reencode(
                 consumed,
             } => {
                 let data = src.get(pos + start..pos + start + len).unwrap_or_default();
+                data_len += data.len();
                 if !data.is_empty() {
                     if to_chunked {
                         write_chunk_size(out, data.len());
@@ -335,12 +352,12 @@ fn reencode(
                 }
                 pos += consumed;
             }
-            Step::NeedMore => return Ok((src.len(), false)),
+            Step::NeedMore => return Ok((src.len(), false, data_len)),
             Step::Done { consumed } => {
                 if to_chunked {
                     out.extend_from_slice(LAST_CHUNK);
                 }
-                return Ok((pos + consumed, true));
+                return Ok((pos + consumed, true, data_len));
             }
         }
     }
@@ -390,15 +407,19 @@ async fn send_request_body(
                 *rem -= take as u64;
             }
         }
-        Body::Chunked(dec) => loop {
+        Body::Chunked { dec, seen } => loop {
             if conn.buf.is_empty() {
                 io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
                     .await
                     .map_err(client_read_error)?;
             }
             conn.out.clear();
-            let (c, done) = reencode(dec, &conn.buf, &mut conn.out, true)
+            let (c, done, data) = reencode(dec, &conn.buf, &mut conn.out, true)
                 .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
+            *seen += data as u64;
+            if *seen > s.max_body {
+                return Err(before_response(ProxyError::ClientBodyTooLarge, false));
+            }
             conn.buf.drain(..c.min(conn.buf.len()));
             io::write_all(up, &mut conn.out, ups.response_timeout)
                 .await
@@ -497,13 +518,13 @@ async fn send_response_body(
                 *rem -= take as u64;
             }
         }
-        Body::Chunked(dec) => loop {
+        Body::Chunked { dec, .. } => loop {
             conn.up_buf.clear();
             io::read_more(up, &mut conn.up_buf, ups.response_timeout)
                 .await
                 .map_err(upstream_read_error)?;
             conn.out.clear();
-            let (c, done) = reencode(dec, &conn.up_buf, &mut conn.out, to_chunked)
+            let (c, done, _) = reencode(dec, &conn.up_buf, &mut conn.out, to_chunked)
                 .map_err(|e| after_response(ProxyError::UpstreamMalformed(e)))?;
             io::write_all(&mut conn.stream, &mut conn.out, s.client_body_timeout)
                 .await

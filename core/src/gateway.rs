@@ -57,6 +57,8 @@ pub struct Settings {
     pub keepalive_timeout: Duration,
     /// Requests per connection (0: unlimited).
     pub keepalive_requests: u32,
+    /// Largest request body (`u64::MAX`: no limit).
+    pub max_body: u64,
     /// Added headers.
     pub forwarding: ForwardingConf,
 }
@@ -135,6 +137,7 @@ impl Gateway {
             client_body_timeout: s.client_body_timeout.0,
             keepalive_timeout: s.keepalive_timeout.0,
             keepalive_requests: s.keepalive_requests,
+            max_body: s.max_body.map_or(u64::MAX, |b| b.0),
             forwarding: s.forwarding.clone(),
         };
         Ok(Gateway {

@@ -145,3 +145,45 @@ fn timeouts_answer_408() {
         assert_eq!(status_of(&out), 408, "{d}: body never started");
     }
 }
+
+#[test]
+fn bodies_over_max_body_get_413_and_are_not_forwarded_whole() {
+    let origin = Origin::start();
+    let server = "shards = 1\nmax_body = \"1KiB\"";
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, server, &route_all(origin.addr, "")) else {
+            continue;
+        };
+        origin.reset_counts();
+        // Content-Length over the limit: refused before anything is forwarded
+        let out = raw(
+            g.addr,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1025\r\n\r\n",
+        );
+        assert_eq!(status_of(&out), 413, "{d}");
+        assert_eq!(origin.accepts(), 0);
+        // chunked, one byte over the limit, in two chunks
+        let mut req = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(&support::chunked(&vec![b'x'; 1025], 600));
+        let out = raw(g.addr, &req);
+        assert_eq!(
+            status_of(&out),
+            413,
+            "{d}: {}",
+            String::from_utf8_lossy(&out)
+        );
+        assert!(
+            origin.records().is_empty(),
+            "{d}: the oversized body never completed upstream"
+        );
+        // exactly the limit passes
+        let r = support::request(
+            g.addr,
+            "POST",
+            "/",
+            "Content-Length: 1024\r\n",
+            &[b'y'; 1024],
+        );
+        assert_eq!(r.status, 200);
+    }
+}
