@@ -138,6 +138,7 @@ def start_shardgate(args, origin_port: int, tmp: str) -> Target:
 listen = ["127.0.0.1:{port}"]
 shards = 1
 pin = [{args.proxy_cpu}]
+driver = "{args.driver}"
 
 [[upstream]]
 name = "origin"
@@ -202,6 +203,8 @@ def main() -> int:
     ap.add_argument("--load-cpu", type=int, default=1)
     ap.add_argument("--shardgate", default=os.path.join(ROOT, "target/release/shardgate"))
     ap.add_argument("--loadtest", default=os.path.join(ROOT, "target/release/loadtest"))
+    ap.add_argument("--driver", default="auto", help="shardgate's driver: auto, io_uring or epoll")
+    ap.add_argument("--no-nginx", action="store_true", help="measure shardgate alone")
     ap.add_argument("--json", help="write all rounds here")
     a = ap.parse_args()
     if not shutil.which("wrk"):
@@ -218,7 +221,9 @@ def main() -> int:
                                       stderr=subprocess.DEVNULL)
             procs.append(origin)
             wait_port(oport)
-            targets = [t for t in (start_shardgate(a, oport, tmp), start_nginx(a, oport, tmp)) if t]
+            targets = [start_shardgate(a, oport, tmp)]
+            if not a.no_nginx:
+                targets += [t for t in (start_nginx(a, oport, tmp),) if t]
             for t in targets:
                 run_wrk(t.port, argparse.Namespace(**{**vars(a), "duration": 2}))  # warm-up
             for r in range(a.rounds):
