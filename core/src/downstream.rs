@@ -67,27 +67,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     shard.unregister(slot);
 }
 
-/// Serves requests until the connection should close; true when an error answer was sent and
-/// the close should linger.
+/// Serves requests until the connection should close; true when the gateway closes it after
+/// an answer (the close then lingers, so the answer is not lost to a reset).
 async fn run(shard: &Shard, conn: &mut Conn) -> bool {
     loop {
-        conn.idle.set(true);
+        conn.idle.set(conn.buf.is_empty());
         let head_len = match read_head(shard, conn).await {
             Ok(Some(n)) => n,
             Ok(None) => return false,
             Err(e) => {
-                let head_only = false;
-                send_error(shard, conn, e, true, head_only, b"").await;
+                send_error(shard, conn, e, Persist::Close, false, b"").await;
                 return true;
             }
         };
-        conn.idle.set(false);
         conn.served += 1;
         shard.stats.requests.set(shard.stats.requests.get() + 1);
         match exchange(shard, conn, head_len).await {
             Next::KeepAlive if !shard.draining.get() => {}
-            Next::KeepAlive | Next::Close => return false,
-            Next::CloseAfterError => return true,
+            Next::KeepAlive | Next::Close => return true,
+            Next::Abort => return false,
         }
     }
 }
@@ -97,10 +95,38 @@ async fn run(shard: &Shard, conn: &mut Conn) -> bool {
 pub enum Next {
     /// Read the next request.
     KeepAlive,
-    /// Close.
+    /// Close after the answer, lingering so unread client bytes do not reset it.
     Close,
-    /// Close, lingering (an error answer may race with unread client bytes).
-    CloseAfterError,
+    /// The client left or the stream broke: close at once.
+    Abort,
+}
+
+/// Whether an answer keeps the connection, and the Connection field that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// `Connection: close`.
+    Close,
+    /// Kept alive; HTTP/1.0 clients are told so with `Connection: keep-alive`.
+    Keep(proto::Version),
+}
+
+impl Persist {
+    /// The Connection field value to send (empty: none).
+    pub fn header(self) -> &'static [u8] {
+        match self {
+            Persist::Close => b"close",
+            Persist::Keep(proto::Version::Http10) => b"keep-alive",
+            Persist::Keep(proto::Version::Http11) => b"",
+        }
+    }
+
+    fn of(close: bool, version: proto::Version) -> Persist {
+        if close {
+            Persist::Close
+        } else {
+            Persist::Keep(version)
+        }
+    }
 }
 
 /// Reads until a complete head is in `conn.buf`. `Ok(None)`: the client left or idled out
@@ -108,8 +134,10 @@ pub enum Next {
 async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, ProxyError> {
     let s = &shard.gw.settings;
     let mut deadline: Option<Instant> = None;
+    let mut parse = true;
+    let mut saw_line_end = false;
     loop {
-        if !conn.buf.is_empty() {
+        if parse && !conn.buf.is_empty() {
             match parse_request(&conn.buf, &mut conn.head, &s.limits) {
                 Ok(Status::Complete(n)) => return Ok(Some(n)),
                 Ok(Status::Partial) => {}
@@ -128,19 +156,35 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, Prox
         if wait.is_zero() {
             return Err(ProxyError::ClientHeadTimeout);
         }
-        let had_bytes = !conn.buf.is_empty();
+        let before = conn.buf.len();
         match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
             Ok(_) => {}
             Err(IoFail::Full) => {
                 return Err(ProxyError::ClientMalformed(proto::ParseError::HeadTooLarge));
             }
             // Nothing of a request arrived: close quietly, like a keep-alive idle timeout.
-            Err(IoFail::Timeout) if !had_bytes => return Ok(None),
+            Err(IoFail::Timeout) if before == 0 => return Ok(None),
             Err(IoFail::Timeout) => return Err(ProxyError::ClientHeadTimeout),
             Err(_) => return Ok(None),
         }
+        // A request has started: drain no longer counts this connection as idle.
+        conn.idle.set(false);
+        // Parsing restarts from the head's first byte, so parse again only when a line may
+        // have ended (or the head is still short, so garbage is refused at once, or a limit is
+        // crossed): a head trickled a byte at a time costs O(lines × head), not O(bytes × head).
+        let fresh = conn.buf.get(before..).unwrap_or_default();
+        let line_end = memchr::memchr(b'\n', fresh).is_some();
+        saw_line_end |= line_end;
+        let len = conn.buf.len();
+        parse = line_end
+            || len <= EAGER_PARSE_BYTES
+            || (!saw_line_end && len > s.limits.max_request_line)
+            || len > s.limits.max_head;
     }
 }
+
+/// Heads shorter than this are parsed after every read (cheap, and refuses garbage early).
+const EAGER_PARSE_BYTES: usize = 1024;
 
 /// Routes the request, runs its stages and answers or forwards it.
 async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
@@ -231,26 +275,20 @@ async fn answer_local(
     close: bool,
 ) -> Next {
     let head_only = conn.head.method == Method::Head;
-    let close = close || !skip_buffered_body(conn, head_len);
+    let persist = Persist::of(
+        close || !skip_buffered_body(conn, head_len),
+        conn.head.version,
+    );
     conn.out.clear();
     conn.out.extend_from_slice(&reply.head);
-    if close {
-        conn.out.extend_from_slice(b"Connection: close\r\n");
+    if !persist.header().is_empty() {
+        proto::write::put_field(&mut conn.out, b"Connection", persist.header());
     }
     conn.out.extend_from_slice(b"\r\n");
     if !head_only {
         conn.out.extend_from_slice(&reply.body);
     }
-    match io::write_all(
-        &mut conn.stream,
-        &mut conn.out,
-        shard.gw.settings.client_body_timeout,
-    )
-    .await
-    {
-        Ok(()) if !close => Next::KeepAlive,
-        _ => Next::Close,
-    }
+    finish_answer(shard, conn, persist).await
 }
 
 async fn answer_error(
@@ -263,19 +301,33 @@ async fn answer_error(
     extra: &[u8],
 ) -> Next {
     let head_only = conn.head.method == Method::Head;
-    let close = close || !skip_buffered_body(conn, head_len);
+    let persist = Persist::of(
+        close || !skip_buffered_body(conn, head_len),
+        conn.head.version,
+    );
     conn.out.clear();
-    policy::reply::write_problem(&mut conn.out, status, detail, close, head_only, extra);
-    match io::write_all(
+    policy::reply::write_problem(
+        &mut conn.out,
+        status,
+        detail,
+        persist.header(),
+        head_only,
+        extra,
+    );
+    finish_answer(shard, conn, persist).await
+}
+
+async fn finish_answer(shard: &Shard, conn: &mut Conn, persist: Persist) -> Next {
+    let sent = io::write_all(
         &mut conn.stream,
         &mut conn.out,
         shard.gw.settings.client_body_timeout,
     )
-    .await
-    {
-        Ok(()) if !close => Next::KeepAlive,
-        Ok(()) => Next::CloseAfterError,
-        Err(_) => Next::Close,
+    .await;
+    match (sent, persist) {
+        (Ok(()), Persist::Keep(_)) => Next::KeepAlive,
+        (Ok(()), Persist::Close) => Next::Close,
+        (Err(_), _) => Next::Abort,
     }
 }
 
@@ -284,13 +336,20 @@ pub async fn send_error(
     shard: &Shard,
     conn: &mut Conn,
     e: ProxyError,
-    close: bool,
+    persist: Persist,
     head_only: bool,
     extra: &[u8],
 ) {
     let Some(status) = e.status() else { return };
     conn.out.clear();
-    policy::reply::write_problem(&mut conn.out, status, e.detail(), close, head_only, extra);
+    policy::reply::write_problem(
+        &mut conn.out,
+        status,
+        e.detail(),
+        persist.header(),
+        head_only,
+        extra,
+    );
     let _ = io::write_all(
         &mut conn.stream,
         &mut conn.out,

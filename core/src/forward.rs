@@ -9,7 +9,7 @@ use policy::Exchange;
 use proto::write::{CHUNK_END, LAST_CHUNK, write_chunk_size};
 use proto::{ChunkedDecoder, Framing, ParseError, Status, Step, parse_response, response_framing};
 
-use crate::downstream::{Conn, Next};
+use crate::downstream::{Conn, Next, Persist};
 use crate::error::ProxyError;
 use crate::gateway::{RouteRt, Settings, UpstreamRt};
 use crate::headers::{ClientFraming, write_request_head, write_response_head};
@@ -69,6 +69,7 @@ pub async fn proxy(
     close: bool,
 ) -> Next {
     let head_only = conn.head.method == proto::Method::Head;
+    let version = conn.head.version;
     match forward(shard, conn, route, head_len, ex, close).await {
         Ok(keep) => keep,
         Err(f) => {
@@ -80,19 +81,20 @@ pub async fn proxy(
                 f.error
             );
             if f.response_started {
-                return Next::Close;
+                return Next::Abort;
             }
             let Some(status) = f.error.status() else {
-                return Next::Close;
+                return Next::Abort;
             };
             ex.status = status;
-            let keep = !close && f.request_consumed;
-            crate::downstream::send_error(shard, conn, f.error, !keep, head_only, b"").await;
-            if keep {
-                Next::KeepAlive
+            let keep = !close && f.request_consumed && !shard.draining.get();
+            let persist = if keep {
+                Persist::Keep(version)
             } else {
-                Next::CloseAfterError
-            }
+                Persist::Close
+            };
+            crate::downstream::send_error(shard, conn, f.error, persist, head_only, b"").await;
+            if keep { Next::KeepAlive } else { Next::Close }
         }
     }
 }
@@ -165,10 +167,16 @@ async fn forward(
 
     let mut retried = false;
     let (mut upstream, resp_len) = loop {
-        let pooled = shard
-            .pools
-            .get(up_idx)
-            .and_then(|p| p.borrow_mut().checkout(target, Instant::now(), !can_retry));
+        // A retry never takes another pooled connection: after an upstream restart they are
+        // all stale.
+        let pooled = if retried {
+            None
+        } else {
+            shard
+                .pools
+                .get(up_idx)
+                .and_then(|p| p.borrow_mut().checkout(target, Instant::now(), !can_retry))
+        };
         let reused = pooled.is_some();
         let mut stream = match pooled {
             Some(st) => st,
@@ -252,7 +260,12 @@ async fn forward(
             (avail.len(), Body::UntilClose)
         }
     };
-    let mut reusable = conn.resp.keep_alive() && upstream_framing != Framing::UntilClose;
+    // RFC 9112 §6.3: TE with CL, or TE in an HTTP/1.0 response, is framing the upstream got
+    // wrong; answer this one but do not trust the connection again.
+    let dubious = conn.resp.transfer_encoding
+        && (conn.resp.content_length.is_some() || conn.resp.version == proto::Version::Http10);
+    let mut reusable =
+        conn.resp.keep_alive() && upstream_framing != Framing::UntilClose && !dubious;
     if body_finished(&rbody) && consumed < avail.len() {
         reusable = false; // bytes after the response: the connection is out of step
     }
@@ -434,6 +447,9 @@ async fn send_request_body(
     Ok(())
 }
 
+/// Most interim (1xx) responses skipped before one final response.
+const MAX_INTERIM_RESPONSES: u32 = 8;
+
 /// Reads the response head into `conn.up_buf`, skipping interim (1xx) responses. `Err(None)`:
 /// the upstream closed before sending a byte (a stale pooled connection).
 async fn read_response_head(
@@ -449,23 +465,42 @@ async fn read_response_head(
     }
     conn.up_buf.clear();
     let mut got_any = false;
+    let mut interim = 0;
+    // One deadline for the whole head: neither a trickled head nor a stream of 1xx answers
+    // can hold the exchange past `response_timeout`.
+    let deadline = Instant::now() + ups.response_timeout;
     loop {
         if !conn.up_buf.is_empty() {
             match parse_response(&conn.up_buf, &mut conn.resp, &s.response_limits) {
                 Ok(Status::Complete(n)) if conn.resp.status < 200 => {
-                    if conn.resp.status == 101 {
+                    interim += 1;
+                    if conn.resp.status == 101 || interim > MAX_INTERIM_RESPONSES {
                         // We never ask for an upgrade (Upgrade is hop-by-hop and dropped).
                         return Err(Some(ProxyError::UpstreamMalformed(ParseError::StatusLine)));
                     }
                     conn.up_buf.drain(..n);
                     continue;
                 }
+                Ok(Status::Complete(_))
+                    if conn.resp.other_codings
+                        || (conn.resp.transfer_encoding && !conn.resp.chunked) =>
+                {
+                    // A coding we would have to pass on undecoded (gzip, …) without its
+                    // framing: refuse rather than corrupt the body.
+                    return Err(Some(ProxyError::UpstreamMalformed(
+                        ParseError::UnknownTransferCoding,
+                    )));
+                }
                 Ok(Status::Complete(n)) => return Ok(n),
                 Ok(Status::Partial) => {}
                 Err(e) => return Err(Some(ProxyError::UpstreamMalformed(e))),
             }
         }
-        match io::read_more(up, &mut conn.up_buf, ups.response_timeout).await {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            return Err(Some(ProxyError::UpstreamTimeout));
+        }
+        match io::read_more(up, &mut conn.up_buf, wait).await {
             Ok(_) => got_any = true,
             Err(IoFail::Eof | IoFail::Error) if !got_any => return Err(None),
             Err(IoFail::Eof | IoFail::Error) => return Err(Some(ProxyError::UpstreamClosed)),

@@ -11,8 +11,14 @@ use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target
 
 use crate::gateway::UpstreamRt;
 
-/// The token this gateway adds to Via.
-pub const VIA: &[u8] = b"1.1 shardgate";
+/// The Via entry for a message received with `version` (RFC 9110 §7.6.3: the protocol
+/// version of the message as received).
+pub fn via_entry(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"1.0 shardgate",
+        Version::Http11 => b"1.1 shardgate",
+    }
+}
 
 fn forwarded_as_is(fields: &[Field], buf: &[u8], f: &Field, names_fields: bool) -> bool {
     !(f.kind.is_hop_by_hop()
@@ -121,11 +127,11 @@ pub fn write_request_head(
         put_field(out, b"X-Forwarded-Host", h);
     }
     if fwd.via {
-        let add = |o: &mut Vec<u8>| o.extend_from_slice(VIA);
+        let add = |o: &mut Vec<u8>| o.extend_from_slice(via_entry(head.version));
         if via {
             put_joined(out, b"Via", &head.fields, buf, FieldKind::Via, &add);
         } else {
-            put_field(out, b"Via", VIA);
+            put_field(out, b"Via", via_entry(head.version));
         }
     }
     match head.framing {
@@ -207,11 +213,11 @@ pub fn write_response_head(
         }
     }
     if fwd.via {
-        let add = |o: &mut Vec<u8>| o.extend_from_slice(VIA);
+        let add = |o: &mut Vec<u8>| o.extend_from_slice(via_entry(resp.version));
         if via {
             put_joined(out, b"Via", &resp.fields, buf, FieldKind::Via, &add);
         } else {
-            put_field(out, b"Via", VIA);
+            put_field(out, b"Via", via_entry(resp.version));
         }
     }
     match framing {

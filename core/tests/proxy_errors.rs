@@ -47,7 +47,7 @@ fn reset_hangup_and_garbage_are_502() {
         let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
             continue;
         };
-        for path in ["/reset", "/hangup", "/garbage"] {
+        for path in ["/reset", "/hangup", "/garbage", "/gzip-te", "/interim"] {
             let r = request(g.addr, "GET", path, "", b"");
             assert_eq!(r.status, 502, "{d} {path}");
         }

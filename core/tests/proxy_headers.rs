@@ -155,6 +155,43 @@ fn no_route_is_404_and_wrong_method_405_with_allow() {
 }
 
 #[test]
+fn http10_keep_alive_is_acknowledged_and_via_names_the_received_version() {
+    let origin = Origin::start();
+    let routes = format!(
+        "{}\n[[route]]\npath = \"/local\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"l\"\n",
+        route_all(origin.addr, "")
+    );
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &routes) else {
+            continue;
+        };
+        use std::io::Write;
+        let mut s = g.connect();
+        s.write_all(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let mut p = Vec::new();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(r.header("connection"), Some("keep-alive"), "{d}");
+        let rec = origin.records().pop().unwrap();
+        assert_eq!(rec.header("via").as_deref(), Some("1.0 shardgate"));
+        s.write_all(b"GET /local HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(
+            (r.body.as_slice(), r.header("connection")),
+            (&b"l"[..], Some("keep-alive"))
+        );
+        s.write_all(b"GET /missing-host-route HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(
+            (r.status, r.header("connection")),
+            (200, Some("keep-alive"))
+        );
+    }
+}
+
+#[test]
 fn local_answers_keep_the_connection_alive() {
     let routes =
         "[[route]]\npath = \"/health\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"ok\"\n";

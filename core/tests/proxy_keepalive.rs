@@ -105,3 +105,44 @@ fn stale_pooled_connection_never_loses_an_idempotent_request() {
     }
     origin.close_after_response(false);
 }
+
+#[test]
+fn stray_bytes_on_a_pooled_connection_never_answer_the_next_request() {
+    let origin = Origin::start();
+    origin.stray_after_response(true);
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        let mut s = g.connect();
+        for i in 0..5 {
+            s.write_all(format!("GET /s{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut p = Vec::new();
+            let r = read_response(&mut s, &mut p, false);
+            assert_eq!(r.status, 200, "{d}: request {i} got the stray answer");
+            std::thread::sleep(std::time::Duration::from_millis(60));
+        }
+    }
+    origin.stray_after_response(false);
+}
+
+#[test]
+fn a_head_trickled_byte_by_byte_is_parsed_once_complete() {
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        let mut s = g.connect();
+        let pad = "x".repeat(1500);
+        let req = format!("GET /trickle HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\nX-Last: 1\r\n\r\n");
+        for b in req.as_bytes().chunks(7) {
+            s.write_all(b).unwrap();
+        }
+        let mut p = Vec::new();
+        assert_eq!(read_response(&mut s, &mut p, false).status, 200, "{d}");
+        let rec = origin.records().pop().unwrap();
+        assert_eq!(rec.header("x-last").as_deref(), Some("1"));
+    }
+}

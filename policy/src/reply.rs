@@ -54,12 +54,13 @@ pub fn problem_body(out: &mut Vec<u8>, status: u16, detail: &str) {
 }
 
 /// Appends a whole problem+json response (head and, unless `head_only`, body) to `out`.
-/// `extra` is appended verbatim to the head (each field ending in CRLF).
+/// `connection` is the Connection field value to send (`b""`: none); `extra` is appended
+/// verbatim to the head (each field ending in CRLF).
 pub fn write_problem(
     out: &mut Vec<u8>,
     status: u16,
     detail: &str,
-    close: bool,
+    connection: &[u8],
     head_only: bool,
     extra: &[u8],
 ) {
@@ -72,8 +73,8 @@ pub fn write_problem(
     put_field(out, b"Content-Type", b"application/problem+json");
     put_content_length(out, body_len as u64);
     out.extend_from_slice(extra);
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    if !connection.is_empty() {
+        put_field(out, b"Connection", connection);
     }
     out.extend_from_slice(b"\r\n");
     let head_len = out.len() - head_start;
@@ -117,7 +118,7 @@ mod tests {
     #[test]
     fn problem_response_is_complete_http() {
         let mut out = b"prefix".to_vec();
-        write_problem(&mut out, 404, "no route for \"/x\"", true, false, b"");
+        write_problem(&mut out, 404, "no route for \"/x\"", b"close", false, b"");
         let text = String::from_utf8(out[6..].to_vec()).unwrap();
         let body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404,\"detail\":\"no route for \\\"/x\\\"\"}\n";
         assert_eq!(
@@ -128,7 +129,7 @@ mod tests {
             )
         );
         let mut head_only = Vec::new();
-        write_problem(&mut head_only, 404, "x", false, true, b"Allow: GET\r\n");
+        write_problem(&mut head_only, 404, "x", b"", true, b"Allow: GET\r\n");
         assert!(head_only.ends_with(b"Allow: GET\r\n\r\n"));
     }
 

@@ -28,23 +28,24 @@ pub(crate) fn analyze_request(head: &mut RequestHead, buf: &[u8]) -> Result<(), 
     let mut connection = ConnectionOptions::default();
     let mut expect_continue = false;
     for f in &head.fields {
-        let v = f.value.get(buf);
+        let v = || f.value.get(buf);
         match f.kind {
+            FieldKind::Other => {}
             FieldKind::Host => {
                 hosts += 1;
                 host = Some(f.value);
             }
             FieldKind::ContentLength => {
-                let n = parse_content_length(v)?;
+                let n = parse_content_length(v())?;
                 if content_length.is_some_and(|c| c != n) {
                     return Err(ParseError::ContentLength);
                 }
                 content_length = Some(n);
             }
-            FieldKind::TransferEncoding => te.add(v)?,
-            FieldKind::Connection => connection_tokens(v, &mut connection)?,
+            FieldKind::TransferEncoding => te.add(v())?,
+            FieldKind::Connection => connection_tokens(v(), &mut connection)?,
             FieldKind::Expect => {
-                if v.eq_ignore_ascii_case(b"100-continue") {
+                if v().eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
                 } else {
                     return Err(ParseError::Expectation);
@@ -110,6 +111,7 @@ pub(crate) fn analyze_response(head: &mut ResponseHead, buf: &[u8]) -> Result<()
     head.content_length = content_length;
     head.transfer_encoding = te.seen;
     head.chunked = te.seen && te.chunked_last;
+    head.other_codings = te.other;
     head.connection = connection;
     Ok(())
 }
@@ -153,6 +155,7 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
 struct TeState {
     seen: bool,
     chunked_last: bool,
+    other: bool,
 }
 
 impl TeState {
@@ -182,6 +185,10 @@ impl TeState {
     /// Response rule: only whether chunked is the final coding matters.
     fn add_lenient(&mut self, v: &[u8]) {
         self.seen = true;
+        self.other |= v
+            .split(|&b| b == b',')
+            .map(trim_ows)
+            .any(|c| !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked"));
         if let Some(last) = v
             .rsplit(|&b| b == b',')
             .map(trim_ows)

@@ -161,29 +161,32 @@ pub enum FieldKind {
 }
 
 impl FieldKind {
-    /// Classifies a field name (case-insensitive).
+    /// Classifies a field name (case-insensitive). Dispatches on (length, first letter), so
+    /// most names cost no comparison at all.
     pub fn of(name: &[u8]) -> FieldKind {
         let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
-        match name.len() {
-            2 if eq(b"te") => FieldKind::Te,
-            3 if eq(b"via") => FieldKind::Via,
-            4 if eq(b"host") => FieldKind::Host,
-            6 if eq(b"expect") => FieldKind::Expect,
-            7 if eq(b"trailer") => FieldKind::Trailer,
-            7 if eq(b"upgrade") => FieldKind::Upgrade,
-            10 if eq(b"connection") => FieldKind::Connection,
-            10 if eq(b"keep-alive") => FieldKind::KeepAlive,
-            14 if eq(b"content-length") => FieldKind::ContentLength,
-            14 if eq(b"content_length") => FieldKind::FramingLookAlike,
-            15 if eq(b"x-forwarded-for") => FieldKind::XForwardedFor,
-            16 if eq(b"x-forwarded-host") => FieldKind::XForwardedHost,
-            17 if eq(b"transfer-encoding") => FieldKind::TransferEncoding,
-            17 if eq(b"x-forwarded-proto") => FieldKind::XForwardedProto,
-            17 if eq(b"transfer_encoding") => FieldKind::FramingLookAlike,
-            n if n >= 5
-                && name
-                    .get(..5)
-                    .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy")) =>
+        let first = name.first().map_or(0, |b| b | 0x20);
+        match (name.len(), first) {
+            (2, b't') if eq(b"te") => FieldKind::Te,
+            (3, b'v') if eq(b"via") => FieldKind::Via,
+            (4, b'h') if eq(b"host") => FieldKind::Host,
+            (6, b'e') if eq(b"expect") => FieldKind::Expect,
+            (7, b't') if eq(b"trailer") => FieldKind::Trailer,
+            (7, b'u') if eq(b"upgrade") => FieldKind::Upgrade,
+            (10, b'c') if eq(b"connection") => FieldKind::Connection,
+            (10, b'k') if eq(b"keep-alive") => FieldKind::KeepAlive,
+            (14, b'c') if eq(b"content-length") => FieldKind::ContentLength,
+            (14, b'c') if eq(b"content_length") => FieldKind::FramingLookAlike,
+            (15, b'x') if eq(b"x-forwarded-for") => FieldKind::XForwardedFor,
+            (16, b'x') if eq(b"x-forwarded-host") => FieldKind::XForwardedHost,
+            (17, b't') if eq(b"transfer-encoding") => FieldKind::TransferEncoding,
+            (17, b't') if eq(b"transfer_encoding") => FieldKind::FramingLookAlike,
+            (17, b'x') if eq(b"x-forwarded-proto") => FieldKind::XForwardedProto,
+            (n, b'p')
+                if n >= 5
+                    && name
+                        .get(..5)
+                        .is_some_and(|p| p.eq_ignore_ascii_case(b"proxy")) =>
             {
                 if n == 5 || name.get(5) == Some(&b'-') {
                     FieldKind::Proxy
@@ -368,6 +371,8 @@ pub struct ResponseHead {
     pub transfer_encoding: bool,
     /// Transfer-Encoding present with chunked as the final coding.
     pub chunked: bool,
+    /// Transfer-Encoding names a coding other than chunked (gzip, …).
+    pub other_codings: bool,
 }
 
 impl ResponseHead {
@@ -383,6 +388,7 @@ impl ResponseHead {
             content_length: None,
             transfer_encoding: false,
             chunked: false,
+            other_codings: false,
         }
     }
 
@@ -391,6 +397,47 @@ impl ResponseHead {
         match self.version {
             Version::Http11 => !self.connection.close,
             Version::Http10 => self.connection.keep_alive && !self.connection.close,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldKind::{self, *};
+
+    #[test]
+    fn classifies_field_names_case_insensitively() {
+        let table: &[(&[u8], FieldKind)] = &[
+            (b"TE", Te),
+            (b"Via", Via),
+            (b"HOST", Host),
+            (b"expect", Expect),
+            (b"Trailer", Trailer),
+            (b"Upgrade", Upgrade),
+            (b"Connection", Connection),
+            (b"Keep-Alive", KeepAlive),
+            (b"Content-Length", ContentLength),
+            (b"Content_Length", FramingLookAlike),
+            (b"X-Forwarded-For", XForwardedFor),
+            (b"X-Forwarded-Host", XForwardedHost),
+            (b"Transfer-Encoding", TransferEncoding),
+            (b"transfer_encoding", FramingLookAlike),
+            (b"X-Forwarded-Proto", XForwardedProto),
+            (b"Proxy", Proxy),
+            (b"Proxy-Connection", Proxy),
+            (b"Proxy-Authorization", Proxy),
+            (b"Proxyish", Other),
+            (b"Accept", Other),
+            (b"Content-Type", Other),
+            (b"", Other),
+        ];
+        for (name, kind) in table {
+            assert_eq!(
+                FieldKind::of(name),
+                *kind,
+                "{}",
+                String::from_utf8_lossy(name)
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 //! message framing, a streaming chunked decoder/encoder and head serialization. Pure: no IO, no
 //! allocation per request. Benchmarked by `bench/benches/proto_parse.rs`.
 #![warn(missing_docs)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod chars;
 pub mod chunked;
@@ -10,6 +10,7 @@ pub mod error;
 pub mod framing;
 pub mod head;
 pub mod parse;
+mod simd;
 pub mod write;
 
 pub use chunked::{ChunkedDecoder, Step};

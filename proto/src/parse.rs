@@ -2,7 +2,9 @@
 //! Re-entrant: call again with more bytes after `Partial`; malformed input fails as early as
 //! the offending byte arrives.
 
-use crate::chars::{is_field_value, is_ows, is_tchar, is_uri, is_valid_host};
+use crate::chars::{
+    find_non_field_value, find_non_tchar, is_field_value, is_ows, is_tchar, is_uri, is_valid_host,
+};
 use crate::error::ParseError;
 use crate::framing::{analyze_request, analyze_response};
 use crate::head::{
@@ -240,7 +242,7 @@ pub(crate) fn parse_fields(
         if pos > limits.max_head {
             return Err(ParseError::HeadTooLarge);
         }
-        let Some(nlen) = rest.iter().position(|&b| !is_tchar(b)) else {
+        let Some(nlen) = find_non_tchar(rest) else {
             return Ok(None);
         };
         match rest.get(nlen) {
@@ -257,7 +259,7 @@ pub(crate) fn parse_fields(
             .unwrap_or(after.len());
         vstart += ows;
         let vrest = buf.get(vstart..).unwrap_or_default();
-        let Some(vlen) = vrest.iter().position(|&b| !is_field_value(b)) else {
+        let Some(vlen) = find_non_field_value(vrest) else {
             return Ok(None);
         };
         match (vrest.get(vlen), vrest.get(vlen + 1)) {

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+/// Idle time after which a pooled connection is peeked before reuse.
+pub const PEEK_AFTER: Duration = Duration::from_millis(1);
+
 struct Idle {
     stream: TcpStream,
     since: Instant,
@@ -28,9 +31,12 @@ impl Pool {
         }
     }
 
-    /// Takes the most recently used idle connection to `target` that has not expired. With
-    /// `check_alive`, connections the peer has closed are skipped too (one non-blocking peek):
-    /// used when the request could not be replayed on a fresh connection.
+    /// Takes the most recently used idle connection to `target` that has not expired.
+    /// A connection idle for longer than `PEEK_AFTER` (or any, with `check_alive`: the request
+    /// could not be replayed on a fresh connection) is first peeked without blocking, and
+    /// skipped if the peer closed it or sent bytes nobody asked for (a stray `408`, say), so
+    /// such bytes are never read as the answer to the next request. Under load connections
+    /// come back within microseconds and skip the syscall.
     pub fn checkout(
         &mut self,
         target: usize,
@@ -42,7 +48,10 @@ impl Pool {
             if now.saturating_duration_since(idle.since) >= self.idle_timeout {
                 continue;
             }
-            if check_alive && crate::sys::idle_connection_unusable(idle.stream.as_raw_fd()) {
+            let idle_for = now.saturating_duration_since(idle.since);
+            if (check_alive || idle_for >= PEEK_AFTER)
+                && crate::sys::idle_connection_unusable(idle.stream.as_raw_fd())
+            {
                 continue;
             }
             return Some(idle.stream);

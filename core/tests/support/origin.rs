@@ -41,6 +41,8 @@ struct Shared {
     records: Mutex<Vec<Recorded>>,
     /// Close each connection shortly after answering (while advertising keep-alive).
     close_after_response: AtomicBool,
+    /// Send an unsolicited `408` shortly after each answer, then close.
+    stray_after_response: AtomicBool,
 }
 
 pub struct Origin {
@@ -80,6 +82,10 @@ impl Origin {
 
     pub fn close_after_response(&self, on: bool) {
         self.shared.close_after_response.store(on, Ordering::SeqCst);
+    }
+
+    pub fn stray_after_response(&self, on: bool) {
+        self.shared.stray_after_response.store(on, Ordering::SeqCst);
     }
 }
 
@@ -229,6 +235,12 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(20));
             return;
         }
+        if sh.stray_after_response.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = s.write_all(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 5\r\nConnection: close\r\n\r\nstray");
+            std::thread::sleep(Duration::from_millis(200));
+            return;
+        }
     }
 }
 
@@ -289,6 +301,21 @@ fn respond(s: &mut TcpStream, target: &str, head_req: bool, conn: &str, rec: &Re
             return false;
         }
         "/hangup" => return false,
+        "/gzip-te" => {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            );
+            return true;
+        }
+        "/interim" => {
+            for _ in 0..20 {
+                if s.write_all(b"HTTP/1.1 102 Processing\r\n\r\n").is_err() {
+                    return false;
+                }
+            }
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            return false;
+        }
         "/garbage" => {
             let _ = s.write_all(b"NOT HTTP AT ALL\r\n\r\n");
             return false;
