@@ -15,8 +15,7 @@ pub const WIDTH: usize = 8;
 #[allow(unsafe_code)]
 pub fn ctl_or_del_mask(s: &[u8]) -> Option<u32> {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
     };
     let chunk: &[u8; 16] = s.get(..16)?.try_into().ok()?;
     // SAFETY: SSE2 is part of the x86_64 baseline, so these intrinsics are always available;
