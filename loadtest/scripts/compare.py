@@ -249,18 +249,23 @@ def main() -> int:
     print()
     print(f"medians of {a.rounds} interleaved rounds ({a.duration}s each, {a.connections} connections; "
           f"proxy on CPU {a.proxy_cpu}, wrk + origin on CPU {a.load_cpu})")
-    print(f"{'size':>6} {'proxy':10s} {'req/s':>10s} {'p99 ms':>8s} {'CPU us/req (min..max)':>24s} {'RSS MiB':>8s} {'vs nginx':>9s}")
+    print(f"{'size':>6} {'proxy':10s} {'req/s':>10s} {'p99 ms':>8s} {'CPU us/req (min..max)':>24s} {'RSS MiB':>8s} "
+          f"{'CPU vs nginx, per round (min..max)':>36s}")
     for size, by in results.items():
         ng = by.get("nginx")
-        ng_cpu = statistics.median([w["cpu_us_per_req"] for w in ng]) if ng else None
         for name, ws in by.items():
             cpu = [w["cpu_us_per_req"] for w in ws]
             med = statistics.median(cpu)
-            ratio = f"{med / ng_cpu:8.2f}x" if ng_cpu else "      -"
+            if ng:
+                # ratio within each round (same minute, same machine state), then its spread
+                rr = [w["cpu_us_per_req"] / n["cpu_us_per_req"] for w, n in zip(ws, ng)]
+                ratio = f"{statistics.median(rr):.2f}x ({min(rr):.2f}..{max(rr):.2f})"
+            else:
+                ratio = "-"
             print(f"{size:>6} {name:10s} {statistics.median([w['rps'] for w in ws]):>10.0f} "
                   f"{statistics.median([w['p99_ms'] for w in ws]):>8.2f} "
                   f"{med:>10.2f} ({min(cpu):.2f}..{max(cpu):.2f}) "
-                  f"{statistics.median([w['rss_kib'] for w in ws]) / 1024:>8.1f} {ratio}")
+                  f"{statistics.median([w['rss_kib'] for w in ws]) / 1024:>8.1f} {ratio:>36s}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
