@@ -49,11 +49,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let mut conn = Conn {
         stream,
         peer,
-        buf: Vec::with_capacity(s.client_buffer),
+        // Small at first: most heads fit in 4 KiB; it grows up to `client_buffer` on demand.
+        buf: Vec::with_capacity(INITIAL_BUFFER.min(s.client_buffer)),
         out: Vec::with_capacity(4096),
         up_buf: Vec::new(),
         head: RequestHead::with_capacity(s.limits.max_fields),
-        resp: ResponseHead::with_capacity(s.response_limits.max_fields),
+        resp: ResponseHead::with_capacity(16),
         idle,
         served: 0,
     };
@@ -159,6 +160,12 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, Prox
         let before = conn.buf.len();
         match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
             Ok(_) => {}
+            Err(IoFail::Full) if conn.buf.capacity() < s.client_buffer => {
+                let cap = conn.buf.capacity();
+                conn.buf.reserve_exact((cap * 2).min(s.client_buffer) - cap);
+                parse = false;
+                continue;
+            }
             Err(IoFail::Full) => {
                 return Err(ProxyError::ClientMalformed(proto::ParseError::HeadTooLarge));
             }
@@ -182,6 +189,9 @@ async fn read_head(shard: &Shard, conn: &mut Conn) -> Result<Option<usize>, Prox
             || len > s.limits.max_head;
     }
 }
+
+/// Initial read buffer of a client connection.
+const INITIAL_BUFFER: usize = 4096;
 
 /// Heads shorter than this are parsed after every read (cheap, and refuses garbage early).
 const EAGER_PARSE_BYTES: usize = 1024;

@@ -70,7 +70,10 @@ pub async fn proxy(
 ) -> Next {
     let head_only = conn.head.method == proto::Method::Head;
     let version = conn.head.version;
-    match forward(shard, conn, route, head_len, ex, close).await {
+    conn.up_buf = shard.take_buffer();
+    let result = forward(shard, conn, route, head_len, ex, close).await;
+    shard.give_buffer(std::mem::take(&mut conn.up_buf));
+    match result {
         Ok(keep) => keep,
         Err(f) => {
             crate::log!(
@@ -404,6 +407,10 @@ async fn send_request_body(
     s: &Settings,
     ups: &UpstreamRt,
 ) -> Result<(), Failure> {
+    // A body is streaming: read it in `client_buffer`-sized pieces, not the small head buffer.
+    if conn.buf.capacity() < s.client_buffer {
+        conn.buf.reserve_exact(s.client_buffer - conn.buf.len());
+    }
     match body {
         Body::Length(rem) => {
             while *rem > 0 {
@@ -461,6 +468,7 @@ async fn read_response_head(
 ) -> Result<usize, Option<ProxyError>> {
     let _ = method;
     if conn.up_buf.capacity() == 0 {
+        // lost to a cancelled read on an earlier attempt
         conn.up_buf = Vec::with_capacity(s.upstream_buffer);
     }
     conn.up_buf.clear();

@@ -46,9 +46,15 @@ pub struct Shard {
     /// Set once drain began: answer with `Connection: close` and stop.
     pub draining: Cell<bool>,
     conns: RefCell<Registry>,
+    /// Upstream read buffers not in use: an exchange borrows one, so idle client
+    /// connections hold none.
+    buffers: RefCell<Vec<Vec<u8>>>,
     /// Counters.
     pub stats: Stats,
 }
+
+/// Free upstream buffers kept per shard; beyond this they are released.
+const SPARE_BUFFERS: usize = 256;
 
 impl Shard {
     fn new(id: usize, gw: Gateway) -> Shard {
@@ -65,6 +71,7 @@ impl Shard {
             rr,
             draining: Cell::new(false),
             conns: RefCell::default(),
+            buffers: RefCell::default(),
             stats: Stats::default(),
         }
     }
@@ -78,6 +85,25 @@ impl Shard {
                 i % targets
             }
             _ => 0,
+        }
+    }
+
+    /// An empty upstream read buffer of `upstream_buffer` capacity.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        match self.buffers.borrow_mut().pop() {
+            Some(b) => b,
+            None => Vec::with_capacity(self.gw.settings.upstream_buffer),
+        }
+    }
+
+    /// Returns a buffer from `take_buffer` (a buffer lost to a cancelled read is not returned).
+    pub fn give_buffer(&self, mut b: Vec<u8>) {
+        if b.capacity() == self.gw.settings.upstream_buffer {
+            let mut spare = self.buffers.borrow_mut();
+            if spare.len() < SPARE_BUFFERS {
+                b.clear();
+                spare.push(b);
+            }
         }
     }
 
