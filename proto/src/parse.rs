@@ -2,9 +2,7 @@
 //! Re-entrant: call again with more bytes after `Partial`; malformed input fails as early as
 //! the offending byte arrives.
 
-use crate::chars::{
-    find_non_field_value, find_non_tchar, is_field_value, is_ows, is_tchar, is_uri, is_valid_host,
-};
+use crate::chars::{is_field_value, is_ows, is_tchar, is_uri, is_valid_host};
 use crate::error::ParseError;
 use crate::framing::{analyze_request, analyze_response};
 use crate::head::{
@@ -155,6 +153,11 @@ fn parse_request_line(
 /// Checks `HTTP/1.1` or `HTTP/1.0` at the start of `rest`; other well-formed versions are
 /// `UnsupportedVersion` (505). Fails on the first byte that cannot start a valid version.
 fn parse_version(rest: &[u8]) -> Result<Option<Version>, ParseError> {
+    match rest.get(..8) {
+        Some(b"HTTP/1.1") => return Ok(Some(Version::Http11)),
+        Some(b"HTTP/1.0") => return Ok(Some(Version::Http10)),
+        _ => {}
+    }
     const PREFIX: &[u8] = b"HTTP/";
     for (i, &b) in rest.iter().take(8).enumerate() {
         let ok = match i {
@@ -221,6 +224,54 @@ fn classify_target(buf: &[u8], target: Span, method: Method) -> Result<(Target, 
     }
 }
 
+/// Where a field line ends, and where its first colon is (offsets into the line).
+struct LineScan {
+    /// First byte that cannot be in a field value: the CR of a well-formed line.
+    stop: usize,
+    /// First `:` before `stop`, if any.
+    colon: Option<usize>,
+}
+
+/// Scans one field line for its end and its first colon, 16 bytes per step; `None` when the
+/// line is not complete in `line`.
+#[inline(always)]
+fn scan_line(line: &[u8]) -> Option<LineScan> {
+    let mut i = 0;
+    let mut colon = None;
+    while let Some((stop, colons)) = crate::simd::line_masks(line.get(i..).unwrap_or_default()) {
+        if colon.is_none() && colons != 0 {
+            let c = colons.trailing_zeros();
+            if stop == 0 || c < stop.trailing_zeros() {
+                colon = Some(i + c as usize);
+            }
+        }
+        if stop != 0 {
+            return Some(LineScan {
+                stop: i + stop.trailing_zeros() as usize,
+                colon,
+            });
+        }
+        i += crate::simd::WIDTH;
+    }
+    // The last bytes of the buffer (the end of most heads): scan a zero-padded copy. The
+    // padding reads as a stop at the end of the data, which means "line not complete".
+    let tail = line.get(i..).unwrap_or_default();
+    let mut padded = [0u8; 16];
+    padded.get_mut(..tail.len())?.copy_from_slice(tail);
+    let (stop, colons) = crate::simd::line_masks(&padded)?;
+    let stop = stop.trailing_zeros() as usize;
+    if stop >= tail.len() {
+        return None;
+    }
+    if colon.is_none() && colons != 0 && (colons.trailing_zeros() as usize) < stop {
+        colon = Some(i + colons.trailing_zeros() as usize);
+    }
+    Some(LineScan {
+        stop: i + stop,
+        colon,
+    })
+}
+
 /// Parses field lines from `pos` up to and including the empty line. Returns the offset just
 /// past the head, or `None` when more bytes are needed.
 pub(crate) fn parse_fields(
@@ -230,8 +281,8 @@ pub(crate) fn parse_fields(
     limits: &Limits,
 ) -> Result<Option<usize>, ParseError> {
     loop {
-        let rest = buf.get(pos..).unwrap_or_default();
-        match rest {
+        let line = buf.get(pos..).unwrap_or_default();
+        match line {
             [] | [b'\r'] => return Ok(None),
             [b'\r', b'\n', ..] => return Ok(Some(pos + 2)),
             [b'\r', ..] => return Err(ParseError::BareCr),
@@ -242,45 +293,63 @@ pub(crate) fn parse_fields(
         if pos > limits.max_head {
             return Err(ParseError::HeadTooLarge);
         }
-        let Some(nlen) = find_non_tchar(rest) else {
-            return Ok(None);
+        let Some(LineScan { stop, colon }) = scan_line(line) else {
+            // Incomplete line: refuse a bad name as soon as it shows, else wait.
+            return match line.iter().position(|&b| !is_tchar(b)) {
+                Some(i) if line.get(i) != Some(&b':') || i == 0 => Err(name_error(line, i)),
+                _ => Ok(None),
+            };
         };
-        match rest.get(nlen) {
-            Some(b':') if nlen > 0 => {}
-            Some(b' ' | b'\t') if nlen > 0 => return Err(ParseError::SpaceBeforeColon),
-            _ => return Err(ParseError::FieldName),
+        // A control byte before any colon: no field name can contain it.
+        let Some(colon) = colon else {
+            return Err(name_error(
+                line,
+                line.iter().position(|&b| !is_tchar(b)).unwrap_or(0),
+            ));
+        };
+        let name = line.get(..colon).unwrap_or_default();
+        // Branch-free over the (short) name; the slow path only names the error.
+        if name.is_empty() || !name.iter().fold(true, |ok, &b| ok & is_tchar(b)) {
+            return Err(name_error(
+                line,
+                name.iter().position(|&b| !is_tchar(b)).unwrap_or(0),
+            ));
         }
-        let name = Span::new(pos, pos + nlen);
-        let mut vstart = pos + nlen + 1;
-        let after = buf.get(vstart..).unwrap_or_default();
-        let ows = after
-            .iter()
-            .position(|&b| !is_ows(b))
-            .unwrap_or(after.len());
-        vstart += ows;
-        let vrest = buf.get(vstart..).unwrap_or_default();
-        let Some(vlen) = find_non_field_value(vrest) else {
-            return Ok(None);
-        };
-        match (vrest.get(vlen), vrest.get(vlen + 1)) {
+        match (line.get(stop), line.get(stop + 1)) {
             (Some(b'\r'), Some(b'\n')) => {}
             (Some(b'\r'), None) => return Ok(None),
             (Some(b'\r'), Some(_)) => return Err(ParseError::BareCr),
             (Some(b'\n'), _) => return Err(ParseError::BareLf),
             _ => return Err(ParseError::FieldValue),
         }
-        let value = vrest.get(..vlen).unwrap_or_default();
-        let trimmed = value.iter().rposition(|&b| !is_ows(b)).map_or(0, |i| i + 1);
+        let value = line.get(colon + 1..stop).unwrap_or_default();
+        let lead = value
+            .iter()
+            .position(|&b| !is_ows(b))
+            .unwrap_or(value.len());
+        let trail = value
+            .iter()
+            .rposition(|&b| !is_ows(b))
+            .map_or(lead, |i| i + 1);
         if fields.len() >= limits.max_fields {
             return Err(ParseError::TooManyFields);
         }
-        let name_bytes = name.get(buf);
+        let vstart = pos + colon + 1;
         fields.push(Field {
-            name,
-            value: Span::new(vstart, vstart + trimmed),
-            kind: FieldKind::of(name_bytes),
+            name: Span::new(pos, pos + colon),
+            value: Span::new(vstart + lead, vstart + trail),
+            kind: FieldKind::of(name),
         });
-        pos = vstart + vlen + 2;
+        pos += stop + 2;
+    }
+}
+
+/// The error for a field line whose name breaks at `line[i]`.
+#[cold]
+fn name_error(line: &[u8], i: usize) -> ParseError {
+    match line.get(i) {
+        Some(b' ' | b'\t') if i > 0 => ParseError::SpaceBeforeColon,
+        _ => ParseError::FieldName,
     }
 }
 
@@ -343,4 +412,35 @@ pub fn parse_response(
     head.head_len = end;
     analyze_response(head, buf)?;
     Ok(Status::Complete(end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain reading of what `scan_line` computes.
+    fn reference(line: &[u8]) -> Option<(usize, Option<usize>)> {
+        let stop = line.iter().position(|&b| !is_field_value(b))?;
+        let colon = line.get(..stop)?.iter().position(|&b| b == b':');
+        Some((stop, colon))
+    }
+
+    #[test]
+    fn scan_line_agrees_with_the_plain_reading() {
+        let specials = [b':', b'\r', b'\n', b'\t', 0u8, 0x7f, 0x80, 0xff, b' ', b'a'];
+        for len in 0..40 {
+            for at in 0..len {
+                for &x in &specials {
+                    for &y in &specials {
+                        let mut line: Vec<u8> =
+                            (0..len).map(|i| b"Name-x: value"[i % 13]).collect();
+                        line[at] = x;
+                        line[(at * 7 + 3) % len] = y;
+                        let got = scan_line(&line).map(|s| (s.stop, s.colon));
+                        assert_eq!(got, reference(&line), "{line:?}");
+                    }
+                }
+            }
+        }
+    }
 }
