@@ -130,9 +130,9 @@ class Target:
             self.proc.kill()
 
 
-def start_shardgate(args, origin_port: int, tmp: str) -> Target:
+def start_shardgate(args, origin_port: int, tmp: str, name: str = "shardgate", binary: str | None = None) -> Target:
     port = free_port()
-    conf = os.path.join(tmp, "shardgate.toml")
+    conf = os.path.join(tmp, f"{name}.toml")
     with open(conf, "w") as f:
         f.write(f"""[server]
 listen = ["127.0.0.1:{port}"]
@@ -149,10 +149,10 @@ keepalive = 256
 path = "/{{*rest}}"
 upstream = "origin"
 """)
-    log = open(os.path.join(tmp, "shardgate.log"), "w")
-    p = subprocess.Popen([args.shardgate, "--config", conf], stderr=log, stdout=subprocess.DEVNULL)
+    log = open(os.path.join(tmp, f"{name}.log"), "w")
+    p = subprocess.Popen([binary or args.shardgate, "--config", conf], stderr=log, stdout=subprocess.DEVNULL)
     wait_port(port)
-    return Target("shardgate", port, p)
+    return Target(name, port, p)
 
 
 def start_nginx(args, origin_port: int, tmp: str) -> Target | None:
@@ -205,6 +205,8 @@ def main() -> int:
     ap.add_argument("--loadtest", default=os.path.join(ROOT, "target/release/loadtest"))
     ap.add_argument("--driver", default="auto", help="shardgate's driver: auto, io_uring or epoll")
     ap.add_argument("--no-nginx", action="store_true", help="measure shardgate alone")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                    help="also measure another shardgate binary in the same rounds (A/B of a change)")
     ap.add_argument("--json", help="write all rounds here")
     a = ap.parse_args()
     if not shutil.which("wrk"):
@@ -222,6 +224,9 @@ def main() -> int:
             procs.append(origin)
             wait_port(oport)
             targets = [start_shardgate(a, oport, tmp)]
+            for v in a.variant:
+                vname, vpath = v.split("=", 1)
+                targets.append(start_shardgate(a, oport, tmp, vname, vpath))
             if not a.no_nginx:
                 targets += [t for t in (start_nginx(a, oport, tmp),) if t]
             for t in targets:
