@@ -8,7 +8,7 @@ SHARED=${SHARED:-../shared}
 BIN=${1:-target/debug/shardgate}
 SUITE="$SHARED/conformance/http/run_http_suite.py"
 [ -f "$SUITE" ] || { echo "conformance suite not found at $SUITE"; exit 1; }
-[ -x "$BIN" ] || cargo build -p shardgate
+[ -n "${1:-}" ] || cargo build -p shardgate   # never run a stale binary
 work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }

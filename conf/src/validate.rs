@@ -29,27 +29,34 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             )),
         }
     }
+    let at = |key: &str| key_span(text, "server", key);
     if s.listen.is_empty() {
         errs.push(err(
-            0..0,
+            at("listen"),
             "[server] listen is empty: give at least one \"ip:port\"".into(),
         ));
     }
-    if s.client_buffer.0 < 1024 || s.upstream_buffer.0 < 1024 {
+    if s.client_buffer.0 < 1024 {
         errs.push(err(
-            0..0,
-            "[server] client_buffer and upstream_buffer must be at least 1KiB".into(),
+            at("client_buffer"),
+            "[server] client_buffer must be at least 1KiB".into(),
+        ));
+    }
+    if s.upstream_buffer.0 < 1024 {
+        errs.push(err(
+            at("upstream_buffer"),
+            "[server] upstream_buffer must be at least 1KiB".into(),
         ));
     }
     if s.max_head > s.client_buffer {
         errs.push(err(
-            0..0,
+            at("max_head"),
             format!("[server] max_head ({}) must not exceed client_buffer ({}): a head must fit in the read buffer", s.max_head, s.client_buffer),
         ));
     }
     if s.max_request_line > s.max_head {
         errs.push(err(
-            0..0,
+            at("max_request_line"),
             format!(
                 "[server] max_request_line ({}) must not exceed max_head ({})",
                 s.max_request_line, s.max_head
@@ -57,7 +64,10 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         ));
     }
     if s.max_headers == 0 {
-        errs.push(err(0..0, "[server] max_headers must be at least 1".into()));
+        errs.push(err(
+            at("max_headers"),
+            "[server] max_headers must be at least 1".into(),
+        ));
     }
 
     let mut upstreams: Vec<Upstream> = Vec::new();
@@ -203,4 +213,31 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         errs.sort_by_key(|e| (e.line, e.col));
         Err(ConfErrors(errs))
     }
+}
+
+/// Where `key = …` is written inside `[table]` (for checks that involve several keys, which
+/// serde cannot locate); the table header if the key is absent (a default), else the start.
+fn key_span(text: &str, table: &str, key: &str) -> std::ops::Range<usize> {
+    let header = format!("[{table}]");
+    let mut offset = 0;
+    let mut in_table = false;
+    let mut header_at = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('[') {
+            in_table = trimmed.trim_end().starts_with(&header);
+            if in_table && header_at.is_none() {
+                header_at = Some(offset + indent);
+            }
+        } else if in_table
+            && let Some(rest) = trimmed.strip_prefix(key)
+            && rest.trim_start().starts_with('=')
+        {
+            let start = offset + indent;
+            return start..start + key.len();
+        }
+        offset += line.len();
+    }
+    header_at.map_or(0..0, |h| h..h + header.len())
 }

@@ -58,7 +58,26 @@ fn bad_values_say_what_is_expected() {
         ]
     );
     let e = errors("[server]\nmax_head = \"64KiB\"\nclient_buffer = \"16KiB\"\n");
-    assert_eq!(e, vec!["test.toml:1:1: [server] max_head (64KiB) must not exceed client_buffer (16KiB): a head must fit in the read buffer".to_string()]);
+    assert_eq!(e, vec!["test.toml:2:1: [server] max_head (64KiB) must not exceed client_buffer (16KiB): a head must fit in the read buffer".to_string()]);
+    // a default that no longer fits points at the key that was set… or at the table
+    let e = errors("[server]\nbacklog = 5\n  max_request_line = \"64KiB\"\n");
+    assert_eq!(
+        e,
+        vec![
+            "test.toml:3:3: [server] max_request_line (64KiB) must not exceed max_head (32KiB)"
+                .to_string()
+        ]
+    );
+    let e = errors(
+        "[server]\nclient_buffer = \"512\"\nmax_head = \"512\"\nmax_request_line = \"512\"\nmax_headers = 0\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "test.toml:2:1: [server] client_buffer must be at least 1KiB".to_string(),
+            "test.toml:5:1: [server] max_headers must be at least 1".to_string(),
+        ]
+    );
 }
 
 #[test]

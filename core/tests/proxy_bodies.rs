@@ -105,6 +105,42 @@ fn head_responses_have_no_body_but_keep_content_length() {
 }
 
 #[test]
+fn bodyless_interim_and_close_delimited_responses() {
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        use std::io::Write;
+        let mut s = g.connect();
+        s.write_all(b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\nGET /304 HTTP/1.1\r\nHost: t\r\n\r\nGET /early-hints HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let mut p = Vec::new();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(r.status, 204, "{d}");
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(
+            (r.status, r.header("content-length")),
+            (304, Some("99")),
+            "{d}: a 304 keeps its Content-Length"
+        );
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(
+            (r.status, r.body.as_slice()),
+            (200, &b"final"[..]),
+            "{d}: the interim 103 is not relayed"
+        );
+        // no length from the upstream: the client gets the body and then the close
+        let out = support::raw(g.addr, b"GET /no-length HTTP/1.1\r\nHost: t\r\n\r\n");
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n") && text.contains("Connection: close"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\nuntil close"), "{d}: {text}");
+    }
+}
+
+#[test]
 fn http10_client_gets_a_close_delimited_body_from_a_chunked_upstream() {
     let origin = Origin::start();
     for d in DRIVERS {

@@ -107,6 +107,33 @@ fn stale_pooled_connection_never_loses_an_idempotent_request() {
 }
 
 #[test]
+fn a_pooled_connection_that_dies_on_use_is_retried_on_a_fresh_one() {
+    let origin = Origin::start();
+    origin.hangup_on_second(true);
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        origin.reset_counts();
+        let mut s = g.connect();
+        for i in 0..6 {
+            s.write_all(format!("GET /r{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut p = Vec::new();
+            assert_eq!(
+                read_response(&mut s, &mut p, false).status,
+                200,
+                "{d}: request {i} was lost"
+            );
+        }
+        // every reuse met a hang-up and was replayed on a new connection
+        assert_eq!(origin.records().len(), 6);
+        assert!(origin.accepts() >= 6, "{d}: {} accepts", origin.accepts());
+    }
+    origin.hangup_on_second(false);
+}
+
+#[test]
 fn stray_bytes_on_a_pooled_connection_never_answer_the_next_request() {
     let origin = Origin::start();
     origin.stray_after_response(true);

@@ -108,3 +108,64 @@ fn idle_keep_alive_connections_hold_small_buffers() {
         "300 idle connections grew RSS by {grown} KiB"
     );
 }
+
+#[test]
+fn large_chunked_bodies_stream_with_bounded_memory() {
+    const N: u64 = 64 << 20;
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        assert_eq!(
+            support::request(g.addr, "GET", "/size/10", "", b"").status,
+            200
+        );
+        let before = g.rss_kib();
+        let mut peak = before;
+        // upload, chunked (re-encoded by the gateway on its way upstream)
+        origin.reset_counts();
+        let mut s = g.connect();
+        s.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").unwrap();
+        let chunk = [9u8; 65536];
+        for i in 0..(N / 65536) {
+            s.write_all(b"10000\r\n").unwrap();
+            s.write_all(&chunk).unwrap();
+            s.write_all(b"\r\n").unwrap();
+            if i % 128 == 0 {
+                peak = peak.max(g.rss_kib());
+            }
+        }
+        s.write_all(b"0\r\n\r\n").unwrap();
+        let mut p = Vec::new();
+        let r = support::read_response(&mut s, &mut p, false);
+        assert_eq!(r.header("x-body-len"), Some(N.to_string().as_str()), "{d}");
+        let rec = origin.records().pop().unwrap();
+        assert_eq!((rec.body_len, rec.body_sum), (N, 9 * N));
+        // download, chunked from the origin, re-chunked to the client
+        let mut s = g.connect();
+        s.write_all(
+            format!("GET /chunked/{N} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        let mut reads = 0u64;
+        loop {
+            let n = s.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            reads += 1;
+            if reads.is_multiple_of(64) {
+                peak = peak.max(g.rss_kib());
+            }
+        }
+        assert!(total > N, "{d}: {total}");
+        assert!(
+            peak < before + RSS_SLACK_KIB,
+            "{d}: RSS grew from {before} KiB to {peak} KiB"
+        );
+    }
+}

@@ -43,6 +43,8 @@ struct Shared {
     close_after_response: AtomicBool,
     /// Send an unsolicited `408` shortly after each answer, then close.
     stray_after_response: AtomicBool,
+    /// Answer only the first request of each connection; close on receiving the second.
+    hangup_on_second: AtomicBool,
 }
 
 pub struct Origin {
@@ -82,6 +84,10 @@ impl Origin {
 
     pub fn close_after_response(&self, on: bool) {
         self.shared.close_after_response.store(on, Ordering::SeqCst);
+    }
+
+    pub fn hangup_on_second(&self, on: bool) {
+        self.shared.hangup_on_second.store(on, Ordering::SeqCst);
     }
 
     pub fn stray_after_response(&self, on: bool) {
@@ -125,6 +131,7 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let _ = s.set_nodelay(true);
     let mut buf = Vec::new();
+    let mut answered = 0;
     loop {
         // head
         let (method, target, head, n, cl, chunked, close) = loop {
@@ -163,6 +170,10 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
             }
         };
         buf.drain(..n);
+        if answered > 0 && sh.hangup_on_second.load(Ordering::SeqCst) {
+            return;
+        }
+        answered += 1;
         // body
         let mut rec = Recorded {
             method: method.clone(),
@@ -301,6 +312,29 @@ fn respond(s: &mut TcpStream, target: &str, head_req: bool, conn: &str, rec: &Re
             return false;
         }
         "/hangup" => return false,
+        "/no-length" => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
+            return false;
+        }
+        "/204" => {
+            return s
+                .write_all(
+                    format!("HTTP/1.1 204 No Content\r\nConnection: {conn}\r\n\r\n").as_bytes(),
+                )
+                .is_ok();
+        }
+        "/304" => {
+            let h = format!(
+                "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 99\r\nConnection: {conn}\r\n\r\n"
+            );
+            return s.write_all(h.as_bytes()).is_ok();
+        }
+        "/early-hints" => {
+            let _ = s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n");
+            let h =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: {conn}\r\n\r\nfinal");
+            return s.write_all(h.as_bytes()).is_ok();
+        }
         "/gzip-te" => {
             let _ = s.write_all(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",

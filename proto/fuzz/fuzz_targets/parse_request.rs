@@ -1,4 +1,4 @@
-//! Any bytes, any split: parse_request never panics, and a Complete head's spans stay in bounds.
+//! Any bytes: parse_request never panics, and a Complete head's spans stay in bounds.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut head = proto::RequestHead::with_capacity(100);

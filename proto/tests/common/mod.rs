@@ -33,3 +33,16 @@ pub fn parse_head(bytes: &[u8]) -> (Result<Status, ParseError>, RequestHead) {
     let r = parse_request(bytes, &mut head, &Limits::default());
     (r, head)
 }
+
+/// Every prefix of a rejected request is either still `Partial` or already the same error,
+/// and the whole request is that error: no split point lets a bad request through.
+pub fn assert_rejected_at_every_split(name: &str, bytes: &[u8], want: ParseError) {
+    assert_eq!(parse(bytes), Err(want), "{name}");
+    for cut in 1..bytes.len() {
+        let got = parse(&bytes[..cut]);
+        assert!(
+            got == Ok(Status::Partial) || got == Err(want),
+            "{name}: cut at {cut} gave {got:?}, want Partial or {want:?}"
+        );
+    }
+}
