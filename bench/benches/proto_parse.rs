@@ -1,6 +1,5 @@
-//! `proto/src/parse.rs`: our request-head parser against httparse on the same bytes. Ours
-//! also does what httparse leaves to the caller (framing, Host, Connection, field kinds), so
-//! a tie is a win.
+//! `proto/src/parse.rs` and `chunked.rs`: our parser vs httparse on the same bytes (ours also
+//! does framing, Host and field kinds, which httparse leaves to its caller), chunked decoding.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

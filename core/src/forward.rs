@@ -1,6 +1,5 @@
-//! Forwarding one exchange upstream: request head and body out (streamed, bounded buffers),
-//! response head and body back, the pooled connection returned when it is clean. A stale
-//! pooled connection is retried once on a fresh one when the request can be replayed.
+//! Forwarding one exchange upstream: request out, response back, both streamed with bounded
+//! buffers; the upstream connection returns to the pool only when clean.
 
 use std::time::Instant;
 

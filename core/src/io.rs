@@ -1,6 +1,5 @@
-//! Buffer-owning reads and writes with deadlines on monoio streams. monoio moves the buffer
-//! into each operation; these helpers put it back, or leave an empty one when the deadline
-//! dropped the operation (the connection is then closed, never reused).
+//! Reads and writes with deadlines on monoio streams; the buffer moves into each operation and
+//! comes back, or is left empty when a deadline dropped it (the connection then closes).
 
 use std::ops::Range;
 use std::time::Duration;

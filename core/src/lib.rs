@@ -1,6 +1,5 @@
-//! shardgate's data path: shards (`shard`), listeners, the per-connection loop
-//! (`downstream`), forwarding (`forward`, `headers`), upstream pools (`upstream`), errors and
-//! cross-shard control.
+//! shardgate's data path: shards, listeners, the per-connection loop, forwarding, upstream
+//! pools, errors and cross-shard control.
 #![warn(missing_docs)]
 
 pub mod control;

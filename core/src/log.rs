@@ -55,3 +55,59 @@ macro_rules! log {
         }
     };
 }
+
+/// At most one line per interval from one call site on one shard; the lines skipped in
+/// between are counted and reported with the next one. Shard-local: no lock is taken for a
+/// skipped line (stderr's lock is taken only for lines actually written).
+pub struct Throttle {
+    last: std::cell::Cell<Option<std::time::Instant>>,
+    skipped: std::cell::Cell<u64>,
+}
+
+impl Throttle {
+    /// A throttle that has not logged yet.
+    pub const fn new() -> Throttle {
+        Throttle {
+            last: std::cell::Cell::new(None),
+            skipped: std::cell::Cell::new(0),
+        }
+    }
+
+    /// `Some(lines skipped since the last one)` when a line may be written now.
+    pub fn allow(&self, now: std::time::Instant, every: std::time::Duration) -> Option<u64> {
+        match self.last.get() {
+            Some(t) if now.saturating_duration_since(t) < every => {
+                self.skipped.set(self.skipped.get() + 1);
+                None
+            }
+            _ => {
+                self.last.set(Some(now));
+                Some(self.skipped.replace(0))
+            }
+        }
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn throttle_allows_one_line_per_interval_and_counts_the_rest() {
+        let t = Throttle::new();
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        assert_eq!(t.allow(t0, s), Some(0));
+        assert_eq!(t.allow(t0 + Duration::from_millis(10), s), None);
+        assert_eq!(t.allow(t0 + Duration::from_millis(500), s), None);
+        assert_eq!(t.allow(t0 + Duration::from_millis(1000), s), Some(2));
+        assert_eq!(t.allow(t0 + Duration::from_millis(1001), s), None);
+    }
+}

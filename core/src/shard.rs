@@ -1,6 +1,5 @@
-//! One thread per shard: pin it, build its monoio runtime (io_uring, else epoll with a log
-//! line), accept on its own SO_REUSEPORT listeners, and drain on request. All state here is
-//! shard-local (`Rc`, `Cell`, `RefCell`).
+//! One pinned thread per shard with its own monoio runtime (io_uring, else epoll, logged),
+//! accept loop, shard-local state (`Rc`/`Cell`/`RefCell`) and drain.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;

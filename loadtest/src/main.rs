@@ -1,6 +1,5 @@
-//! `loadtest`: shardgate's measuring tools. `loadtest origin` is a minimal keep-alive HTTP/1.1
-//! origin (fixed response size, status and added latency), cheap enough never to be the
-//! bottleneck of a proxy benchmark. The load generator and `compare` runner are issue #3.
+//! `loadtest`: `loadtest origin`, a minimal keep-alive origin cheap enough never to be the
+//! bottleneck of a proxy benchmark. The generator and `compare` runner are issue #3.
 
 mod origin;
 

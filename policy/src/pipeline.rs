@@ -55,6 +55,17 @@ macro_rules! stages {
         /// The `kind` names, for messages.
         pub const KINDS: &[&str] = &[$(<$module::$ty as $crate::pipeline::StageBuild>::KIND),*];
 
+        /// The field names of a stage kind's `Config` (read from serde), for the test that
+        /// every field is documented in `conf/examples/shardgate.toml`.
+        pub fn config_fields(kind: &str) -> &'static [&'static str] {
+            $(
+                if kind == <$module::$ty as $crate::pipeline::StageBuild>::KIND {
+                    return conf::introspect::field_names::<<$module::$ty as $crate::pipeline::StageBuild>::Config>();
+                }
+            )*
+            &[]
+        }
+
         impl $crate::pipeline::Stage for AnyStage {
             #[inline]
             fn on_request(&self, head: &proto::RequestHead, buf: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {

@@ -1,6 +1,5 @@
-//! Streaming chunked transfer coding (RFC 9112 §7.1): a decoder that walks any split of the
-//! input and yields data ranges in place, and the encoder's framing bytes. Extensions are
-//! validated and skipped; trailers are validated, bounded and dropped.
+//! Streaming chunked coding (RFC 9112 §7.1): a decoder yielding data ranges in place over any
+//! split of the input (extensions and trailers validated, bounded, dropped), and the framing.
 
 use crate::chars::{is_field_value, is_ows, is_tchar};
 use crate::error::ParseError;

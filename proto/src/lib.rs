@@ -1,6 +1,5 @@
-//! HTTP/1.1 wire format (RFC 9112) for shardgate: incremental, zero-copy head parsing into spans,
-//! message framing, a streaming chunked decoder/encoder and head serialization. Pure: no IO, no
-//! allocation per request. Benchmarked by `bench/benches/proto_parse.rs`.
+//! HTTP/1.1 wire format (RFC 9112): zero-copy head parsing into spans, framing, chunked coding,
+//! serialization helpers. Pure: no IO, no allocation per request (bench: `proto_parse`).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 

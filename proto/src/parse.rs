@@ -1,6 +1,5 @@
-//! Request-line, status-line and field-line parsing (RFC 9112 §2–5) into a reusable head.
-//! Re-entrant: call again with more bytes after `Partial`; malformed input fails as early as
-//! the offending byte arrives.
+//! Request-line, status-line and field-line parsing (RFC 9112 §2–5) into a reusable head;
+//! re-entrant after `Partial`, failing as soon as an offending byte arrives.
 
 use crate::chars::{is_field_value, is_ows, is_tchar, is_uri, is_valid_host};
 use crate::error::ParseError;

@@ -13,7 +13,10 @@ pub const WIDTH: usize = 8;
 /// and `colon` marking `:`. Exact for every bit.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "SSE2 intrinsics; each block has its SAFETY note"
+)]
 pub fn line_masks(s: &[u8]) -> Option<(u32, u32)> {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_set1_epi8,
@@ -55,7 +58,10 @@ pub fn line_masks(s: &[u8]) -> Option<(u32, u32)> {
 /// visible ASCII (below 0x21 or above 0x7e), where a request-target must end.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-#[allow(unsafe_code)]
+#[expect(
+    unsafe_code,
+    reason = "SSE2 intrinsics; each block has its SAFETY note"
+)]
 pub fn outside_visible_mask(s: &[u8]) -> Option<u32> {
     use std::arch::x86_64::{
         _mm_and_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_min_epu8,

@@ -7,6 +7,28 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
+use crate::log::Throttle;
+
+thread_local! {
+    /// Connect failures are logged at most once a second per shard: a dead upstream must not
+    /// turn into a log line (and a stderr lock) per request.
+    static CONNECT_WARN: Throttle = const { Throttle::new() };
+}
+
+fn warn_throttled(what: std::fmt::Arguments<'_>) {
+    CONNECT_WARN.with(|t| {
+        if let Some(skipped) = t.allow(std::time::Instant::now(), Duration::from_secs(1)) {
+            if skipped > 0 {
+                crate::log!(
+                    Warn,
+                    "{what} (and {skipped} more connect failures in the last second)"
+                );
+            } else {
+                crate::log!(Warn, "{what}");
+            }
+        }
+    });
+}
 
 /// Connects to `addr` within `limit`.
 pub async fn connect(
@@ -22,11 +44,13 @@ pub async fn connect(
             Ok(s)
         }
         Ok(Err(e)) => {
-            crate::log!(Warn, "connect to upstream {addr} failed: {e}");
+            warn_throttled(format_args!("connect to upstream {addr} failed: {e}"));
             Err(ProxyError::UpstreamConnect)
         }
         Err(_) => {
-            crate::log!(Warn, "connect to upstream {addr} timed out after {limit:?}");
+            warn_throttled(format_args!(
+                "connect to upstream {addr} timed out after {limit:?}"
+            ));
             Err(ProxyError::UpstreamConnectTimeout)
         }
     }

@@ -1,10 +1,5 @@
-//! A real HTTP/1.1 origin on 127.0.0.1 for integration tests (std threads, httparse heads). It
-//! records what reaches it and misbehaves on request: paths choose the behaviour.
-//!
-//! `/size/N` N bytes (Content-Length) · `/chunked/N` N bytes chunked · `/slow/MS` answer after
-//! MS ms · `/close-mid` close inside the body · `/reset` reset instead of answering ·
-//! `/hangup` close without answering · `/garbage` a non-HTTP answer · anything else: 200 whose
-//! body echoes the request body.
+//! A real HTTP/1.1 origin on 127.0.0.1 for integration tests that records what reaches it and
+//! misbehaves on request (the path picks the behaviour; see `respond`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,77 @@
+//! The pipeline: stages built from their tables in order, the first answer short-circuits the
+//! rest, and every stage kind's fields are documented in the example configuration.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use policy::{Exchange, Params, Pipeline, RouteId, Verdict};
+
+fn config(routes: &str) -> conf::Config {
+    conf::load_str("p.toml", routes).unwrap()
+}
+
+#[test]
+fn first_answer_short_circuits_later_stages() {
+    let cfg = config(
+        "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\nstatus = 503\nbody = \"first\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"second\"\n",
+    );
+    let pipelines = Pipeline::build_all(&cfg).unwrap();
+    let mut head = proto::RequestHead::with_capacity(8);
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    proto::parse_request(buf, &mut head, &proto::Limits::default()).unwrap();
+    let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let mut ex = Exchange::new(peer, Instant::now(), RouteId(0), Params::default());
+    match pipelines[0].on_request(&head, buf, &mut ex) {
+        Verdict::Respond(r) => {
+            assert_eq!(r.status, 503);
+            assert_eq!(&r.body[..], b"first");
+        }
+        Verdict::Continue => panic!("the respond stage answers"),
+    }
+}
+
+#[test]
+fn a_route_without_stages_continues() {
+    let cfg = config(
+        "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"u\"\n",
+    );
+    let pipelines = Pipeline::build_all(&cfg).unwrap();
+    assert!(pipelines[0].is_empty());
+}
+
+#[test]
+fn stage_errors_name_the_route_and_point_at_the_stage_table() {
+    let cfg = config(
+        "[[route]]\nname = \"r\"\npath = \"/\"\n\n[[route.policy]]\nkind = \"respond\"\nstatus = 700\n",
+    );
+    let e = Pipeline::build_all(&cfg).err().unwrap().to_string();
+    assert_eq!(
+        e,
+        "p.toml:5:1: route `r` [[route.policy]] kind = \"respond\": status 700 is not allowed: expected 200–599 (not 204 or 304)"
+    );
+}
+
+#[test]
+fn every_stage_field_is_documented_in_shardgate_toml() {
+    let text = include_str!("../../conf/examples/shardgate.toml");
+    for kind in policy::KINDS {
+        assert!(
+            text.contains(&format!("kind = \"{kind}\"")),
+            "stage `{kind}` has no example"
+        );
+        let fields = policy::stages::config_fields(kind);
+        assert!(!fields.is_empty(), "{kind}");
+        for f in fields {
+            assert!(
+                text.contains(&format!("\n{f} = ")),
+                "stage `{kind}` field `{f}` is not documented"
+            );
+        }
+    }
+}
