@@ -17,6 +17,17 @@ use std::time::Duration;
 use support::origin::Origin;
 use support::{DRIVERS, Gateway, read_response, route_all};
 
+/// The `Cpus_allowed_list` of a `/proc/.../status` file (e.g. "0-3,6").
+fn cpus_allowed_list(status_path: &str) -> String {
+    let status = std::fs::read_to_string(status_path).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("Cpus_allowed_list:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string()
+}
+
 fn shard_threads(pid: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
@@ -26,13 +37,7 @@ fn shard_threads(pid: u32) -> Vec<(String, String)> {
             .trim()
             .to_string();
         if comm.starts_with("sg-shard-") {
-            let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
-            let cpus = status
-                .lines()
-                .find(|l| l.starts_with("Cpus_allowed_list:"))
-                .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
-                .unwrap_or_default();
-            out.push((comm, cpus));
+            out.push((comm, cpus_allowed_list(&p.join("status").to_string_lossy())));
         }
     }
     out.sort();
@@ -41,15 +46,7 @@ fn shard_threads(pid: u32) -> Vec<(String, String)> {
 
 /// The CPUs this test process may run on (the gateway inherits them), from a list like "0-3,6".
 fn allowed_cpus() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let list = status
-        .lines()
-        .find(|l| l.starts_with("Cpus_allowed_list:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let list = cpus_allowed_list("/proc/self/status");
     let mut cpus = Vec::new();
     for part in list.split(',') {
         match part.split_once('-') {
@@ -110,15 +107,7 @@ fn unpinned_shards_may_run_anywhere() {
     ) else {
         return;
     };
-    let all = std::fs::read_to_string("/proc/self/status").unwrap();
-    let mine = all
-        .lines()
-        .find(|l| l.starts_with("Cpus_allowed_list:"))
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let mine = cpus_allowed_list("/proc/self/status");
     for (_, allowed) in shard_threads(g.child.id()) {
         assert_eq!(allowed, mine);
     }
