@@ -252,44 +252,60 @@ struct LineScan {
     colon: Option<usize>,
 }
 
-/// Scans one field line for its end and its first colon, 16 bytes per step; `None` when the
-/// line is not complete in `line`.
+/// Scans the field line starting at `buf[pos]` for its end and its first colon (offsets from
+/// `pos`), 32 then 16 bytes per step; `None` when the line is not complete in `buf`. The last
+/// bytes of the buffer are covered by one overlapping load that ends at the buffer's end, so
+/// the tail is never copied nor scanned byte by byte.
 #[inline(always)]
-fn scan_line(line: &[u8]) -> Option<LineScan> {
-    let mut i = 0;
+fn scan_line(buf: &[u8], pos: usize) -> Option<LineScan> {
+    let mut i = pos;
     let mut colon = None;
-    while let Some((stop, colons)) = crate::simd::line_masks(line.get(i..).unwrap_or_default()) {
+    let mut found = |stop: u32, colons: u32, at: usize, colon: &mut Option<usize>| {
         if colon.is_none() && colons != 0 {
             let c = colons.trailing_zeros();
             if stop == 0 || c < stop.trailing_zeros() {
-                colon = Some(i + c as usize);
+                *colon = Some(at + c as usize - pos);
             }
         }
-        if stop != 0 {
-            return Some(LineScan {
-                stop: i + stop.trailing_zeros() as usize,
-                colon,
-            });
+        (stop != 0).then(|| at + stop.trailing_zeros() as usize - pos)
+    };
+    while let Some((stop, colons)) = crate::simd::line_masks_wide(buf.get(i..).unwrap_or_default())
+    {
+        if let Some(stop) = found(stop, colons, i, &mut colon) {
+            return Some(LineScan { stop, colon });
+        }
+        i += crate::simd::WIDE;
+    }
+    if let Some((stop, colons)) = crate::simd::line_masks(buf.get(i..).unwrap_or_default()) {
+        if let Some(stop) = found(stop, colons, i, &mut colon) {
+            return Some(LineScan { stop, colon });
         }
         i += crate::simd::WIDTH;
     }
-    // The last bytes of the buffer (the end of most heads): scan a zero-padded copy. The
-    // padding reads as a stop at the end of the data, which means "line not complete".
-    let tail = line.get(i..).unwrap_or_default();
-    let mut padded = [0u8; 16];
-    padded.get_mut(..tail.len())?.copy_from_slice(tail);
-    let (stop, colons) = crate::simd::line_masks(&padded)?;
-    let stop = stop.trailing_zeros() as usize;
-    if stop >= tail.len() {
-        return None;
+    let tail = buf.len().checked_sub(i).filter(|&t| t > 0)?;
+    let window = buf.len().checked_sub(crate::simd::WIDTH);
+    match window.and_then(|w| Some((w, crate::simd::line_masks(buf.get(w..)?)?))) {
+        Some((_, (stop, colons))) => {
+            // Drop the bits of the bytes before `i` that the overlapping load also saw.
+            let shift = (crate::simd::WIDTH - tail) as u32;
+            found(stop >> shift, colons >> shift, i, &mut colon)
+                .map(|stop| LineScan { stop, colon })
+        }
+        None => {
+            for (k, &b) in buf.get(i..).unwrap_or_default().iter().enumerate() {
+                if !is_field_value(b) {
+                    return Some(LineScan {
+                        stop: i + k - pos,
+                        colon,
+                    });
+                }
+                if b == b':' && colon.is_none() {
+                    colon = Some(i + k - pos);
+                }
+            }
+            None
+        }
     }
-    if colon.is_none() && colons != 0 && (colons.trailing_zeros() as usize) < stop {
-        colon = Some(i + colons.trailing_zeros() as usize);
-    }
-    Some(LineScan {
-        stop: i + stop,
-        colon,
-    })
 }
 
 /// Parses field lines from `pos` up to and including the empty line. Returns the offset just
@@ -313,7 +329,7 @@ pub(crate) fn parse_fields(
         if pos > limits.max_head {
             return Err(ParseError::HeadTooLarge);
         }
-        let Some(LineScan { stop, colon }) = scan_line(line) else {
+        let Some(LineScan { stop, colon }) = scan_line(buf, pos) else {
             // Incomplete line: refuse a bad name as soon as it shows, else wait.
             return match line.iter().position(|&b| !is_tchar(b)) {
                 Some(i) if line.get(i) != Some(&b':') || i == 0 => Err(name_error(line, i)),
@@ -456,7 +472,16 @@ mod tests {
                             (0..len).map(|i| b"Name-x: value"[i % 13]).collect();
                         line[at] = x;
                         line[(at * 7 + 3) % len] = y;
-                        let got = scan_line(&line).map(|s| (s.stop, s.colon));
+                        let got = scan_line(&line, 0).map(|s| (s.stop, s.colon));
+                        // also when the line starts inside a larger buffer
+                        let mut framed = b"Prefix: xxxxxxxxxxxxxxxx\r\n".to_vec();
+                        let at = framed.len();
+                        framed.extend_from_slice(&line);
+                        assert_eq!(
+                            scan_line(&framed, at).map(|s| (s.stop, s.colon)),
+                            reference(&line),
+                            "{line:?}"
+                        );
                         assert_eq!(got, reference(&line), "{line:?}");
                     }
                 }
