@@ -260,7 +260,7 @@ struct LineScan {
 fn scan_line(buf: &[u8], pos: usize) -> Option<LineScan> {
     let mut i = pos;
     let mut colon = None;
-    let mut found = |stop: u32, colons: u32, at: usize, colon: &mut Option<usize>| {
+    let found = |stop: u32, colons: u32, at: usize, colon: &mut Option<usize>| {
         if colon.is_none() && colons != 0 {
             let c = colons.trailing_zeros();
             if stop == 0 || c < stop.trailing_zeros() {
