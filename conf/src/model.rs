@@ -40,6 +40,9 @@ pub struct ServerConf {
     pub driver: Driver,
     /// Listen backlog per shard's socket.
     pub backlog: u32,
+    /// Most open client connections per shard; beyond it a new connection gets 503 and is
+    /// closed (keeps a flood from exhausting file descriptors and memory).
+    pub max_connections: u32,
     /// Set TCP_NODELAY on client and upstream sockets.
     pub tcp_nodelay: bool,
     /// Read buffer per client connection; a request head must fit in it.
@@ -76,6 +79,7 @@ impl Default for ServerConf {
             pin: Pin::All(true),
             driver: Driver::Auto,
             backlog: 1024,
+            max_connections: 10_000,
             tcp_nodelay: true,
             client_buffer: ByteSize(32 * 1024),
             upstream_buffer: ByteSize(32 * 1024),

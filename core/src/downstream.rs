@@ -68,6 +68,33 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     shard.unregister(slot);
 }
 
+/// Answers a connection over `max_connections` with 503 and closes it, without reading.
+pub async fn refuse(shard: Rc<Shard>, mut stream: TcpStream) {
+    if REFUSE_WARN.with(|t| t.allow(Instant::now(), Duration::from_secs(1)).is_some()) {
+        crate::log!(
+            Warn,
+            "shard {}: max_connections ({}) reached; refusing new connections",
+            shard.id,
+            shard.gw.settings.max_connections
+        );
+    }
+    let mut out = Vec::with_capacity(256);
+    policy::reply::write_problem(
+        &mut out,
+        503,
+        "too many connections",
+        b"close",
+        false,
+        b"Retry-After: 1\r\n",
+    );
+    let _ = io::write_all(&mut stream, &mut out, Duration::from_secs(1)).await;
+    let _ = stream.shutdown().await;
+}
+
+thread_local! {
+    static REFUSE_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
+}
+
 /// Serves requests until the connection should close; true when the gateway closes it after
 /// an answer (the close then lingers, so the answer is not lost to a reset).
 async fn run(shard: &Shard, conn: &mut Conn) -> bool {

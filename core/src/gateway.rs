@@ -59,6 +59,8 @@ pub struct Settings {
     pub keepalive_requests: u32,
     /// Largest request body (`u64::MAX`: no limit).
     pub max_body: u64,
+    /// Most open client connections per shard.
+    pub max_connections: usize,
     /// Added headers.
     pub forwarding: ForwardingConf,
 }
@@ -138,6 +140,7 @@ impl Gateway {
             keepalive_timeout: s.keepalive_timeout.0,
             keepalive_requests: s.keepalive_requests,
             max_body: s.max_body.map_or(u64::MAX, |b| b.0),
+            max_connections: s.max_connections as usize,
             forwarding: s.forwarding.clone(),
         };
         Ok(Gateway {

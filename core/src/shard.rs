@@ -330,6 +330,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                     break;
                 }
                 shard.stats.accepted.set(shard.stats.accepted.get() + 1);
+                if shard.open_connections() >= shard.gw.settings.max_connections {
+                    monoio::spawn(crate::downstream::refuse(shard.clone(), stream));
+                    continue;
+                }
                 monoio::spawn(crate::downstream::serve(shard.clone(), stream, peer));
             }
             Err(e) => {

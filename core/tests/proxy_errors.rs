@@ -131,3 +131,37 @@ fn connect_timeout_is_504() {
         assert!(r.status == 504 || r.status == 502, "{d}: {}", r.status);
     }
 }
+
+#[test]
+fn connections_over_max_connections_get_503() {
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(
+            d,
+            "shards = 1\nmax_connections = 2",
+            &route_all(origin.addr, ""),
+        ) else {
+            continue;
+        };
+        use std::io::Write;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut s = g.connect();
+            s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let mut p = Vec::new();
+            assert_eq!(support::read_response(&mut s, &mut p, false).status, 200);
+            held.push(s);
+        }
+        let out = raw(g.addr, b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (status, text) = problem_status(&out);
+        assert_eq!(status, 503, "{d}: {text}");
+        assert!(text.contains("Retry-After: 1"));
+        drop(held);
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(
+            request(g.addr, "GET", "/x", "", b"").status,
+            200,
+            "{d}: room again once they closed"
+        );
+    }
+}
