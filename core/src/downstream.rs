@@ -79,13 +79,14 @@ pub async fn refuse(shard: Rc<Shard>, mut stream: TcpStream) {
         );
     }
     let mut out = Vec::with_capacity(256);
+    let date = shard.date_field();
     policy::reply::write_problem(
         &mut out,
         503,
         "too many connections",
         b"close",
         false,
-        b"Retry-After: 1\r\n",
+        &[&date, b"Retry-After: 1\r\n"],
     );
     let _ = io::write_all(&mut stream, &mut out, Duration::from_secs(1)).await;
     let _ = stream.shutdown().await;
@@ -318,6 +319,7 @@ async fn answer_local(
     );
     conn.out.clear();
     conn.out.extend_from_slice(&reply.head);
+    conn.out.extend_from_slice(&shard.date_field());
     if !persist.header().is_empty() {
         proto::write::put_field(&mut conn.out, b"Connection", persist.header());
     }
@@ -343,13 +345,14 @@ async fn answer_error(
         conn.head.version,
     );
     conn.out.clear();
+    let date = shard.date_field();
     policy::reply::write_problem(
         &mut conn.out,
         status,
         detail,
         persist.header(),
         head_only,
-        extra,
+        &[&date, extra],
     );
     finish_answer(shard, conn, persist).await
 }
@@ -379,13 +382,14 @@ pub async fn send_error(
 ) {
     let Some(status) = e.status() else { return };
     conn.out.clear();
+    let date = shard.date_field();
     policy::reply::write_problem(
         &mut conn.out,
         status,
         e.detail(),
         persist.header(),
         head_only,
-        extra,
+        &[&date, extra],
     );
     let _ = io::write_all(
         &mut conn.stream,

@@ -235,6 +235,7 @@ async fn forward(
         client_version,
         close_client,
         &s.forwarding,
+        || shard.date_field(),
     );
     let avail = conn.up_buf.get(resp_len..).unwrap_or_default();
     let (consumed, mut rbody) = match upstream_framing {

@@ -146,6 +146,9 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Length of a whole `Date: …\r\n` field line.
+pub const DATE_FIELD_LEN: usize = 8 + proto::date::IMF_FIXDATE_LEN;
+
 /// How the response body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
@@ -187,8 +190,13 @@ pub fn write_response_head(
     client: Version,
     close: bool,
     fwd: &ForwardingConf,
+    date: impl FnOnce() -> [u8; DATE_FIELD_LEN],
 ) {
     put_status_line(out, resp.status, resp.reason.get(buf));
+    // RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date adds one.
+    if !resp.fields.iter().any(|f| f.kind == FieldKind::Date) {
+        out.extend_from_slice(&date());
+    }
     let names = resp.connection.names_fields;
     let mut via = false;
     let mut cl_passed = false;

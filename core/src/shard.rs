@@ -50,6 +50,8 @@ pub struct Shard {
     buffers: RefCell<Vec<Vec<u8>>>,
     /// Counters.
     pub stats: Stats,
+    /// The Date of answers the gateway makes itself, re-rendered once a second.
+    date: proto::date::DateCache,
 }
 
 /// Free upstream buffers kept per shard; beyond this they are released.
@@ -72,6 +74,7 @@ impl Shard {
             conns: RefCell::default(),
             buffers: RefCell::default(),
             stats: Stats::default(),
+            date: proto::date::DateCache::default(),
         }
     }
 
@@ -85,6 +88,15 @@ impl Shard {
             }
             _ => 0,
         }
+    }
+
+    /// `Date: <IMF-fixdate>\r\n` for an answer the gateway makes itself (RFC 9110 §6.6.1).
+    pub fn date_field(&self) -> [u8; crate::headers::DATE_FIELD_LEN] {
+        let mut f = *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
+        if let Some(slot) = f.get_mut(6..6 + proto::date::IMF_FIXDATE_LEN) {
+            slot.copy_from_slice(&self.date.now());
+        }
+        f
     }
 
     /// An empty upstream read buffer of `upstream_buffer` capacity.

@@ -143,9 +143,19 @@ fn no_route_is_404_and_wrong_method_405_with_allow() {
         assert_eq!(r.header("allow"), Some("GET, PUT"));
         let r = request(g.addr, "GET", "/health", "", b"");
         assert_eq!((r.status, r.body.as_slice()), (200, &b"up\n"[..]));
+        assert!(
+            r.header("date")
+                .is_some_and(|v| v.ends_with(" GMT") && v.len() == 29),
+            "{d}: local answers carry Date"
+        );
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         let r = request(g.addr, "GET", "/api/7", "", b"");
         assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header_all("date").len(),
+            1,
+            "{d}: the origin sent no Date, the gateway adds one"
+        );
         assert_eq!(
             origin.records().len(),
             1,

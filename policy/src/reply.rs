@@ -54,15 +54,15 @@ pub fn problem_body(out: &mut Vec<u8>, status: u16, detail: &str) {
 }
 
 /// Appends a whole problem+json response (head and, unless `head_only`, body) to `out`.
-/// `connection` is the Connection field value to send (`b""`: none); `extra` is appended
-/// verbatim to the head (each field ending in CRLF).
+/// `connection` is the Connection field value to send (`b""`: none); each of `extra` is
+/// appended verbatim to the head (whole field lines ending in CRLF).
 pub fn write_problem(
     out: &mut Vec<u8>,
     status: u16,
     detail: &str,
     connection: &[u8],
     head_only: bool,
-    extra: &[u8],
+    extra: &[&[u8]],
 ) {
     let body_start = out.len();
     problem_body(out, status, detail);
@@ -72,7 +72,9 @@ pub fn write_problem(
     put_status_line(out, status, reason_phrase(status).as_bytes());
     put_field(out, b"Content-Type", b"application/problem+json");
     put_content_length(out, body_len as u64);
-    out.extend_from_slice(extra);
+    for field in extra {
+        out.extend_from_slice(field);
+    }
     if !connection.is_empty() {
         put_field(out, b"Connection", connection);
     }
@@ -118,7 +120,7 @@ mod tests {
     #[test]
     fn problem_response_is_complete_http() {
         let mut out = b"prefix".to_vec();
-        write_problem(&mut out, 404, "no route for \"/x\"", b"close", false, b"");
+        write_problem(&mut out, 404, "no route for \"/x\"", b"close", false, &[]);
         let text = String::from_utf8(out[6..].to_vec()).unwrap();
         let body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404,\"detail\":\"no route for \\\"/x\\\"\"}\n";
         assert_eq!(
@@ -129,7 +131,7 @@ mod tests {
             )
         );
         let mut head_only = Vec::new();
-        write_problem(&mut head_only, 404, "x", b"", true, b"Allow: GET\r\n");
+        write_problem(&mut head_only, 404, "x", b"", true, &[b"Allow: GET\r\n"]);
         assert!(head_only.ends_with(b"Allow: GET\r\n\r\n"));
     }
 

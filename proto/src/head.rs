@@ -155,6 +155,8 @@ pub enum FieldKind {
     XForwardedHost,
     /// Via
     Via,
+    /// Date
+    Date,
     /// `Content_Length` / `Transfer_Encoding`: look-alikes of framing fields that some
     /// servers normalise to the real ones. Never forwarded.
     FramingLookAlike,
@@ -170,6 +172,7 @@ impl FieldKind {
             (2, b't') if eq(b"te") => FieldKind::Te,
             (3, b'v') if eq(b"via") => FieldKind::Via,
             (4, b'h') if eq(b"host") => FieldKind::Host,
+            (4, b'd') if eq(b"date") => FieldKind::Date,
             (6, b'e') if eq(b"expect") => FieldKind::Expect,
             (7, b't') if eq(b"trailer") => FieldKind::Trailer,
             (7, b'u') if eq(b"upgrade") => FieldKind::Upgrade,
@@ -411,6 +414,7 @@ mod tests {
             (b"TE", Te),
             (b"Via", Via),
             (b"HOST", Host),
+            (b"Date", Date),
             (b"expect", Expect),
             (b"Trailer", Trailer),
             (b"Upgrade", Upgrade),

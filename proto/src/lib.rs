@@ -5,6 +5,7 @@
 
 pub mod chars;
 pub mod chunked;
+pub mod date;
 pub mod error;
 pub mod framing;
 pub mod head;
