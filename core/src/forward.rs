@@ -232,8 +232,11 @@ async fn forward(
         &conn.resp,
         &conn.up_buf,
         framing,
-        client_version,
-        close_client,
+        if close_client {
+            Persist::Close
+        } else {
+            Persist::Keep(client_version)
+        },
         &s.forwarding,
         || shard.date_field(),
     );

@@ -9,6 +9,7 @@ use proto::framing::named_by_connection;
 use proto::write::{put_content_length, put_field, put_status_line};
 use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target, Version};
 
+use crate::downstream::Persist;
 use crate::gateway::UpstreamRt;
 
 /// The Via entry for a message received with `version` (RFC 9110 §7.6.3: the protocol
@@ -187,8 +188,7 @@ pub fn write_response_head(
     resp: &ResponseHead,
     buf: &[u8],
     framing: ClientFraming,
-    client: Version,
-    close: bool,
+    persist: Persist,
     fwd: &ForwardingConf,
     date: impl FnOnce() -> [u8; DATE_FIELD_LEN],
 ) {
@@ -233,10 +233,8 @@ pub fn write_response_head(
         ClientFraming::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
         ClientFraming::Bodyless | ClientFraming::Close => {}
     }
-    if close {
-        put_field(out, b"Connection", b"close");
-    } else if client == Version::Http10 {
-        put_field(out, b"Connection", b"keep-alive");
+    if !persist.header().is_empty() {
+        put_field(out, b"Connection", persist.header());
     }
     out.extend_from_slice(b"\r\n");
 }
