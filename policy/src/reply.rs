@@ -121,7 +121,7 @@ mod tests {
     fn problem_response_is_complete_http() {
         let mut out = b"prefix".to_vec();
         write_problem(&mut out, 404, "no route for \"/x\"", b"close", false, &[]);
-        let text = String::from_utf8(out[6..].to_vec()).unwrap();
+        let text = String::from_utf8_lossy(&out[6..]).to_string();
         let body = "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404,\"detail\":\"no route for \\\"/x\\\"\"}\n";
         assert_eq!(
             text,

@@ -76,25 +76,34 @@ impl Stage for Respond {
 mod tests {
     use crate::stages::build_stage;
 
+    fn table(text: &str) -> toml::Table {
+        match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn error(text: &str) -> String {
+        match build_stage(table(text)) {
+            Ok(_) => panic!("`{text}` should not build"),
+            Err(e) => e,
+        }
+    }
+
     #[test]
     fn builds_and_rejects() {
-        let t: toml::Table =
-            toml::from_str("kind = \"respond\"\nstatus = 503\nbody = \"down\"").unwrap();
-        assert!(build_stage(t).is_ok());
-        let t: toml::Table = toml::from_str("kind = \"respond\"\nstatus = 99").unwrap();
+        assert!(build_stage(table("kind = \"respond\"\nstatus = 503\nbody = \"down\"")).is_ok());
         assert_eq!(
-            build_stage(t).err().unwrap(),
+            error("kind = \"respond\"\nstatus = 99"),
             "kind = \"respond\": status 99 is not allowed: expected 200–599 (not 204 or 304)"
         );
-        let t: toml::Table = toml::from_str("kind = \"respond\"\nstatuss = 200").unwrap();
-        let e = build_stage(t).err().unwrap();
+        let e = error("kind = \"respond\"\nstatuss = 200");
         assert!(
             e.starts_with("kind = \"respond\": unknown field `statuss`, expected one of"),
             "{e}"
         );
-        let t: toml::Table = toml::from_str("kind = \"respnd\"").unwrap();
         assert_eq!(
-            build_stage(t).err().unwrap(),
+            error("kind = \"respnd\""),
             "unknown kind `respnd`, expected one of: respond"
         );
     }
