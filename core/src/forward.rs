@@ -205,7 +205,7 @@ async fn forward(
             }
             send_request_body(conn, &mut stream, &mut body, s, up).await?;
         }
-        match read_response_head(conn, &mut stream, method, up, s).await {
+        match read_response_head(conn, &mut stream, up, s).await {
             Ok(n) => break (stream, n),
             Err(None) if may_retry => {
                 crate::log!(
@@ -272,7 +272,7 @@ async fn forward(
         && (conn.resp.content_length.is_some() || conn.resp.version == proto::Version::Http10);
     let mut reusable =
         conn.resp.keep_alive() && upstream_framing != Framing::UntilClose && !dubious;
-    if body_finished(&rbody) && consumed < avail.len() {
+    if rbody.is_done() && consumed < avail.len() {
         reusable = false; // bytes after the response: the connection is out of step
     }
     io::write_all(&mut conn.stream, &mut conn.out, s.client_body_timeout)
@@ -335,10 +335,6 @@ async fn send_continue(conn: &mut Conn, s: &Settings) -> Result<(), Failure> {
     io::write_all(&mut conn.stream, &mut interim, s.client_body_timeout)
         .await
         .map_err(|_| before_response(ProxyError::ClientGone, false))
-}
-
-fn body_finished(b: &Body) -> bool {
-    b.is_done()
 }
 
 /// Decodes chunked bytes from `src`, appending the data to `out` (re-chunked when
@@ -465,11 +461,9 @@ const MAX_INTERIM_RESPONSES: u32 = 8;
 async fn read_response_head(
     conn: &mut Conn,
     up: &mut TcpStream,
-    method: proto::Method,
     ups: &UpstreamRt,
     s: &Settings,
 ) -> Result<usize, Option<ProxyError>> {
-    let _ = method;
     if conn.up_buf.capacity() == 0 {
         // lost to a cancelled read on an earlier attempt
         conn.up_buf = Vec::with_capacity(s.upstream_buffer);
