@@ -19,19 +19,25 @@ const LARGE: u64 = 256 << 20;
 /// RSS growth allowed while a 256 MiB body passes (buffers are bounded per connection).
 const RSS_SLACK_KIB: u64 = 24 * 1024;
 
+/// A one-shard gateway that has served one small exchange (so lazily allocated buffers exist),
+/// and its RSS then.
+fn start_warm(driver: &str, origin: &Origin) -> Option<(Gateway, u64)> {
+    let g = Gateway::start(driver, "shards = 1", &route_all(origin.addr, ""))?;
+    assert_eq!(
+        support::request(g.addr, "GET", "/size/10", "", b"").status,
+        200
+    );
+    let before = g.rss_kib();
+    Some((g, before))
+}
+
 #[test]
 fn large_upload_and_download_stream_with_bounded_memory() {
     let origin = Origin::start();
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+        let Some((g, before)) = start_warm(d, &origin) else {
             continue;
         };
-        // warm up: one small exchange so lazily-allocated buffers exist
-        assert_eq!(
-            support::request(g.addr, "GET", "/size/10", "", b"").status,
-            200
-        );
-        let before = g.rss_kib();
 
         // upload, Content-Length
         origin.reset_counts();
@@ -85,14 +91,9 @@ fn large_upload_and_download_stream_with_bounded_memory() {
 fn idle_keep_alive_connections_hold_small_buffers() {
     let origin = Origin::start();
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+        let Some((g, before)) = start_warm(d, &origin) else {
             continue;
         };
-        assert_eq!(
-            support::request(g.addr, "GET", "/size/10", "", b"").status,
-            200
-        );
-        let before = g.rss_kib();
         let mut conns = Vec::new();
         for _ in 0..300 {
             let mut s = g.connect();
@@ -116,14 +117,9 @@ fn large_chunked_bodies_stream_with_bounded_memory() {
     const N: u64 = 64 << 20;
     let origin = Origin::start();
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+        let Some((g, before)) = start_warm(d, &origin) else {
             continue;
         };
-        assert_eq!(
-            support::request(g.addr, "GET", "/size/10", "", b"").status,
-            200
-        );
-        let before = g.rss_kib();
         let mut peak = before;
         // upload, chunked (re-encoded by the gateway on its way upstream)
         origin.reset_counts();

@@ -72,9 +72,4 @@ impl Pool {
             list.push(Idle { stream, since: now });
         }
     }
-
-    /// Idle connections held (all targets).
-    pub fn idle_count(&self) -> usize {
-        self.targets.iter().map(Vec::len).sum()
-    }
 }

@@ -288,19 +288,17 @@ pub fn fill(s: &mut TcpStream, pending: &mut Vec<u8>, n: usize) {
 }
 
 fn read_line(s: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
-    loop {
-        if let Some(i) = pending.windows(2).position(|w| w == b"\r\n") {
-            let line = pending[..i].to_vec();
-            pending.drain(..i + 2);
-            return line;
-        }
-        let mut buf = [0u8; 65536];
-        match s.read(&mut buf) {
-            Ok(0) => panic!("closed inside chunked body"),
-            Ok(k) => pending.extend_from_slice(&buf[..k]),
-            Err(e) => panic!("read: {e}"),
-        }
-    }
+    origin::take_line(s, pending).expect("closed inside chunked body")
+}
+
+/// The size of a chunk-size line (extensions ignored).
+pub fn chunk_size(line: &[u8]) -> usize {
+    let hex = std::str::from_utf8(line)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    usize::from_str_radix(hex, 16).unwrap()
 }
 
 /// Decodes a chunked body from the stream (test side; strict enough for our own output).
@@ -308,15 +306,7 @@ pub fn read_chunked(s: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
     let mut body = Vec::new();
     loop {
         let line = read_line(s, pending);
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&line)
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap(),
-            16,
-        )
-        .unwrap();
+        let size = chunk_size(&line);
         if size == 0 {
             loop {
                 if read_line(s, pending).is_empty() {
@@ -359,13 +349,4 @@ pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
 /// Deterministic test bytes.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
-}
-
-/// Runs `f` once per available driver.
-pub fn each_driver(server_extra: &str, rest: impl Fn() -> String, f: impl Fn(&mut Gateway)) {
-    for d in DRIVERS {
-        if let Some(mut g) = Gateway::start(d, server_extra, &rest()) {
-            f(&mut g);
-        }
-    }
 }

@@ -109,7 +109,8 @@ fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     }
 }
 
-fn take_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+/// Takes one CRLF-terminated line from `buf`, reading more as needed; `None` on close.
+pub fn take_line(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
     loop {
         if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf[..i].to_vec();
@@ -190,15 +191,7 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
                 let Some(line) = take_line(&mut s, &mut buf) else {
                     return;
                 };
-                let size = usize::from_str_radix(
-                    std::str::from_utf8(&line)
-                        .unwrap()
-                        .split(';')
-                        .next()
-                        .unwrap(),
-                    16,
-                )
-                .unwrap();
+                let size = super::chunk_size(&line);
                 if size == 0 {
                     loop {
                         match take_line(&mut s, &mut buf) {
