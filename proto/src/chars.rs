@@ -203,12 +203,20 @@ pub fn is_valid_host(v: &[u8]) -> bool {
             _ => return false,
         }
     } else {
-        match v.iter().rposition(|&b| b == b':') {
+        // One branch-free pass for the usual `name` form; the port split only when a colon is
+        // there.
+        let (ok, colon) = v.iter().fold((true, false), |(ok, colon), &b| {
+            (ok & is_reg_name(b), colon | (b == b':'))
+        });
+        if ok {
+            return !v.is_empty();
+        }
+        match v.iter().rposition(|&b| b == b':').filter(|_| colon) {
             Some(i) => (
                 v.get(..i).unwrap_or_default(),
                 v.get(i + 1..).unwrap_or_default(),
             ),
-            None => (v, &b""[..]),
+            None => return false,
         }
     };
     if host.is_empty() || !host.iter().fold(true, |ok, &b| ok & is_reg_name(b)) {
