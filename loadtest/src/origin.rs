@@ -1,5 +1,6 @@
 //! The built-in origin: one monoio thread per `--threads`, SO_REUSEPORT-free (one listener,
-//! shared by dup), answering every request with the same pre-rendered response.
+//! shared by dup), answering every request, once its body has arrived, with the same
+//! pre-rendered response.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -33,6 +34,20 @@ pub struct Args {
     pub pin: Option<usize>,
 }
 
+/// A listener with a deep accept queue (std's is 128: a proxy opening hundreds of upstream
+/// connections at once would see SYNs dropped and 1 s retransmits).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
 fn response(a: &Args) -> Vec<u8> {
     let mut r = format!(
         "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
@@ -45,8 +60,7 @@ fn response(a: &Args) -> Vec<u8> {
 
 /// Runs the origin until killed.
 pub fn run(a: Args) -> anyhow::Result<()> {
-    let std_listener =
-        std::net::TcpListener::bind(a.listen).with_context(|| format!("bind {}", a.listen))?;
+    let std_listener = listen(a.listen).with_context(|| format!("bind {}", a.listen))?;
     std_listener.set_nonblocking(true)?;
     eprintln!(
         "loadtest origin listening on {} ({} B responses, {} threads)",
@@ -108,6 +122,8 @@ async fn serve(mut s: TcpStream, resp: Rc<Vec<u8>>, latency: Duration) {
                 if body_left > 0 {
                     break;
                 }
+                // like most servers, answer once the whole request has arrived
+                answers += 1;
             }
             let mut hdrs = [httparse::EMPTY_HEADER; 64];
             let mut req = httparse::Request::new(&mut hdrs);
@@ -127,7 +143,9 @@ async fn serve(mut s: TcpStream, resp: Rc<Vec<u8>>, latency: Duration) {
                         .unwrap_or(0);
                     pos += n;
                     body_left = cl;
-                    answers += 1;
+                    if cl == 0 {
+                        answers += 1;
+                    }
                 }
                 Ok(httparse::Status::Partial) => break,
                 Err(_) => return,

@@ -1,0 +1,254 @@
+//! The proxies compared, configured alike: one listener on 127.0.0.1, every path to the one
+//! origin over kept-alive upstream connections (up to 1,024 idle kept), `workers` threads or processes pinned to the
+//! proxy CPUs, no access logs, no body size limit.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::procs::{self, Child};
+
+/// A proxy under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    /// This project.
+    Shardgate,
+    /// nginx (`worker_processes` = workers).
+    Nginx,
+    /// HAProxy (`nbthread` = workers).
+    Haproxy,
+}
+
+impl System {
+    /// Its name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Shardgate => "shardgate",
+            System::Nginx => "nginx",
+            System::Haproxy => "haproxy",
+        }
+    }
+}
+
+/// What every system is started with.
+pub struct Setup<'a> {
+    /// The origin's address.
+    pub origin: SocketAddr,
+    /// Threads or worker processes.
+    pub workers: usize,
+    /// CPUs to pin them to (cycled).
+    pub cpus: &'a [usize],
+    /// Where configs and logs go.
+    pub dir: &'a Path,
+    /// The shardgate binary.
+    pub shardgate: &'a Path,
+}
+
+/// A started system.
+pub struct Running {
+    /// Which one.
+    pub system: System,
+    /// Its name in tables: the system's, or a variant's.
+    pub label: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its process group.
+    pub child: Child,
+}
+
+/// Starts `system`; `Ok(None)` (with the reason printed) when it is not installed.
+pub fn start(system: System, s: &Setup<'_>) -> anyhow::Result<Option<Running>> {
+    start_as(system, system.name(), s.shardgate, s)
+}
+
+/// Starts another shardgate build under `label` (an A/B of a change in the same rounds).
+pub fn start_variant(label: &str, binary: &Path, s: &Setup<'_>) -> anyhow::Result<Running> {
+    start_as(System::Shardgate, label, binary, s)?
+        .ok_or_else(|| anyhow::anyhow!("variant {label} did not start"))
+}
+
+fn start_as(
+    system: System,
+    label: &str,
+    shardgate: &Path,
+    s: &Setup<'_>,
+) -> anyhow::Result<Option<Running>> {
+    let port = procs::free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let cpus = cpu_list(s.cpus);
+    let (program, args, taskset): (PathBuf, Vec<String>, String) = match system {
+        System::Shardgate => {
+            let conf = s.dir.join(format!("{label}.toml"));
+            write(&conf, &shardgate_conf(s, port))?;
+            (
+                shardgate.to_path_buf(),
+                vec!["--config".into(), path_arg(&conf)],
+                String::new(),
+            )
+        }
+        System::Nginx => {
+            let Some(nginx) = procs::which("nginx") else {
+                println!("skipped nginx: not installed (apt-get install nginx-light)");
+                return Ok(None);
+            };
+            let conf = s.dir.join("nginx.conf");
+            std::fs::create_dir_all(s.dir.join("nginx"))?;
+            write(&conf, &nginx_conf(s, port))?;
+            let args = vec![
+                "-c".into(),
+                path_arg(&conf),
+                "-p".into(),
+                path_arg(&s.dir.join("nginx")),
+            ];
+            (nginx, args, cpus)
+        }
+        System::Haproxy => {
+            let Some(haproxy) = procs::which("haproxy") else {
+                println!("skipped haproxy: not installed (apt-get install haproxy)");
+                return Ok(None);
+            };
+            let conf = s.dir.join("haproxy.cfg");
+            write(&conf, &haproxy_conf(s, port))?;
+            (haproxy, vec!["-f".into(), path_arg(&conf)], cpus)
+        }
+    };
+    let log = s.dir.join(format!("{label}.log"));
+    let mut child = procs::spawn(label, &program, &args, &taskset, &log)?;
+    child.wait_listening(addr)?;
+    Ok(Some(Running {
+        system,
+        label: label.to_string(),
+        addr,
+        child,
+    }))
+}
+
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// `[0, 1]` → `"0,1"`.
+pub fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn shardgate_conf(s: &Setup<'_>, port: u16) -> String {
+    let pin = (0..s.workers)
+        .filter_map(|i| s.cpus.get(i % s.cpus.len().max(1)))
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let pin = if pin.is_empty() {
+        "false".to_string()
+    } else {
+        format!("[{pin}]")
+    };
+    format!(
+        r#"# written by loadtest compare
+[server]
+listen = ["127.0.0.1:{port}"]
+shards = {workers}
+pin = {pin}
+max_connections = 9000
+
+[[upstream]]
+name = "origin"
+targets = ["{origin}"]
+keepalive = 1024
+
+[[route]]
+path = "/{{*rest}}"
+upstream = "origin"
+"#,
+        workers = s.workers,
+        origin = s.origin,
+    )
+}
+
+fn nginx_conf(s: &Setup<'_>, port: u16) -> String {
+    // one affinity mask per worker, cycling over the proxy CPUs
+    let masks = (0..s.workers)
+        .filter_map(|i| s.cpus.get(i % s.cpus.len().max(1)))
+        .map(|cpu| format!("{:b}", 1u64 << cpu))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let affinity = if masks.is_empty() {
+        String::new()
+    } else {
+        format!("worker_cpu_affinity {masks};")
+    };
+    let dir = s.dir.join("nginx");
+    let d = dir.display();
+    format!(
+        r#"# written by loadtest compare
+worker_processes {workers};
+{affinity}
+worker_rlimit_nofile 20000;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 9000; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  client_max_body_size 0;
+  keepalive_requests 1000000;
+  upstream origin {{ server {origin}; keepalive 1024; }}
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"#,
+        workers = s.workers,
+        origin = s.origin,
+    )
+}
+
+fn haproxy_conf(s: &Setup<'_>, port: u16) -> String {
+    let cpu_map = if s.cpus.is_empty() {
+        String::new()
+    } else {
+        format!("  cpu-map auto:1/1-{} {}\n", s.workers, cpu_list(s.cpus))
+    };
+    format!(
+        r#"# written by loadtest compare
+global
+  nbthread {workers}
+{cpu_map}  maxconn 9000
+
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+
+frontend front
+  bind 127.0.0.1:{port}
+  default_backend origin
+
+backend origin
+  server o1 {origin} maxconn 9000
+"#,
+        workers = s.workers,
+        origin = s.origin,
+    )
+}

@@ -1,0 +1,265 @@
+//! Scenarios: what `loadtest compare` runs, one TOML file each under `loadtest/scenarios/`
+//! (built in, so `--scenario tiny` works from anywhere) or any other path.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::generator::RequestSpec;
+
+/// Gateway features the scenarios may require, and whether shardgate has them yet. A scenario
+/// naming a feature that is not built is skipped with its reason, never faked.
+pub const FEATURES: &[(&str, bool)] = &[
+    ("jwt", false),
+    ("rate_limit", false),
+    ("cache", false),
+    ("tls", false),
+];
+
+/// The built-in scenarios: (name, TOML text).
+pub const BUILT_IN: &[(&str, &str)] = &[
+    ("tiny", include_str!("../scenarios/tiny.toml")),
+    ("16k", include_str!("../scenarios/16k.toml")),
+    ("upload-1m", include_str!("../scenarios/upload-1m.toml")),
+    ("c1000", include_str!("../scenarios/c1000.toml")),
+    ("churn", include_str!("../scenarios/churn.toml")),
+    ("policy", include_str!("../scenarios/policy.toml")),
+    ("cache", include_str!("../scenarios/cache.toml")),
+    ("tls", include_str!("../scenarios/tls.toml")),
+];
+
+/// One scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Its name (the file stem; not in the file).
+    #[serde(skip)]
+    pub name: String,
+    /// One line on what it measures.
+    pub description: String,
+    /// Gateway features it needs (see `FEATURES`).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// The built-in origin's behaviour.
+    #[serde(default)]
+    pub origin: OriginConf,
+    /// The load.
+    #[serde(default)]
+    pub load: LoadConf,
+    /// The request mix (`[[request]]`); one `GET /` when absent.
+    #[serde(default, rename = "request")]
+    pub requests: Vec<RequestConf>,
+}
+
+/// `[origin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginConf {
+    /// Response body bytes.
+    pub size: usize,
+    /// Response status.
+    pub status: u16,
+    /// Delay before each response, in milliseconds.
+    pub latency_ms: u64,
+}
+
+impl Default for OriginConf {
+    fn default() -> Self {
+        OriginConf {
+            size: 100,
+            status: 200,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// `[load]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConf {
+    /// Concurrent connections.
+    pub connections: usize,
+    /// Measured seconds per round.
+    pub duration_s: f64,
+    /// Seconds of load before each measured window, not counted.
+    pub warmup_s: f64,
+    /// Total requests per second (open loop); absent for closed loop.
+    pub rate: Option<f64>,
+    /// Reuse connections (otherwise `Connection: close` on every request).
+    pub keepalive: bool,
+    /// Seconds before a request without its response counts as a timeout.
+    pub timeout_s: f64,
+}
+
+impl Default for LoadConf {
+    fn default() -> Self {
+        LoadConf {
+            connections: 64,
+            duration_s: 10.0,
+            warmup_s: 2.0,
+            rate: None,
+            keepalive: true,
+            timeout_s: 10.0,
+        }
+    }
+}
+
+/// `[[request]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConf {
+    /// Method.
+    pub method: String,
+    /// Origin-form target.
+    pub path: String,
+    /// Extra header fields.
+    pub headers: BTreeMap<String, String>,
+    /// Body size in bytes (filled with a repeating pattern).
+    pub body_size: usize,
+    /// Relative weight in the mix.
+    pub weight: u32,
+}
+
+impl Default for RequestConf {
+    fn default() -> Self {
+        RequestConf {
+            method: "GET".into(),
+            path: "/".into(),
+            headers: BTreeMap::new(),
+            body_size: 0,
+            weight: 1,
+        }
+    }
+}
+
+impl Scenario {
+    /// Loads a built-in scenario by name, or a file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Scenario> {
+        let (name, text) = match BUILT_IN.iter().find(|(n, _)| *n == name_or_path) {
+            Some((n, t)) => ((*n).to_string(), (*t).to_string()),
+            None => {
+                let path = std::path::Path::new(name_or_path);
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
+                    format!(
+                        "no built-in scenario {name_or_path:?} (built in: {}) and no such file",
+                        names.join(", ")
+                    )
+                })?;
+                let stem = path
+                    .file_stem()
+                    .map_or_else(|| name_or_path.to_string(), |s| s.to_string_lossy().into());
+                (stem, text)
+            }
+        };
+        Scenario::parse(&name, &text)
+    }
+
+    /// Parses scenario TOML; errors name the scenario, line and column.
+    pub fn parse(name: &str, text: &str) -> anyhow::Result<Scenario> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| {
+            let at = e.span().map(|r| {
+                let before = text.get(..r.start).unwrap_or_default();
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("{line}:{col}: ")
+            });
+            anyhow::anyhow!("scenario {name}:{}{}", at.unwrap_or_default(), e.message())
+        })?;
+        s.name = name.to_string();
+        anyhow::ensure!(
+            s.load.connections > 0,
+            "scenario {name}: connections must be > 0"
+        );
+        anyhow::ensure!(
+            s.load.duration_s > 0.0 && s.load.warmup_s >= 0.0 && s.load.timeout_s > 0.0,
+            "scenario {name}: durations must be positive"
+        );
+        Ok(s)
+    }
+
+    /// The required features that shardgate does not have yet.
+    pub fn missing(&self) -> Vec<String> {
+        self.requires
+            .iter()
+            .filter(|f| !FEATURES.iter().any(|(n, built)| n == f && *built))
+            .cloned()
+            .collect()
+    }
+
+    /// The request mix as the generator takes it.
+    pub fn request_specs(&self) -> Vec<RequestSpec> {
+        if self.requests.is_empty() {
+            return vec![RequestSpec::get("/")];
+        }
+        self.requests
+            .iter()
+            .map(|r| RequestSpec {
+                method: r.method.clone(),
+                path: r.path.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                body: (0..r.body_size).map(|i| b'a' + (i % 26) as u8).collect(),
+                weight: r.weight,
+            })
+            .collect()
+    }
+
+    /// Measured window per round.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.load.duration_s)
+    }
+
+    /// Warm-up before each window.
+    pub fn warmup(&self) -> Duration {
+        Duration::from_secs_f64(self.load.warmup_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_scenario_parses() {
+        for (name, _) in BUILT_IN {
+            let s = Scenario::load(name).unwrap();
+            assert!(!s.description.is_empty(), "{name}");
+            assert!(!s.request_specs().is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unbuilt_features_are_reported_missing() {
+        assert_eq!(
+            Scenario::load("tiny").unwrap().missing(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            Scenario::load("policy").unwrap().missing(),
+            vec!["jwt".to_string(), "rate_limit".to_string()]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_a_position() {
+        let e = Scenario::parse("x", "description = \"d\"\n[load]\nconections = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("scenario x:3:1: unknown field `conections`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_scenario_names_the_built_in_ones() {
+        let e = Scenario::load("nope").unwrap_err().to_string();
+        assert!(e.contains("tiny, 16k"), "{e}");
+    }
+}

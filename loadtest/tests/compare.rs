@@ -1,0 +1,108 @@
+//! `loadtest compare` end to end: a 2-second run against a real shardgate (this workspace's
+//! debug build) and the built-in origin, read back from its JSON and SVG, and every process it
+//! started gone afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn shardgate() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_BIN_EXE_loadtest")).with_file_name("shardgate");
+    p.is_file().then_some(p)
+}
+
+#[test]
+fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
+    let Some(shardgate) = shardgate() else {
+        println!("skipped: no shardgate binary beside loadtest (run `cargo test --workspace`)");
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("lt-compare-{}", std::process::id()));
+    let (proxy, load) = if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        ("0", "1")
+    } else {
+        ("0", "0")
+    };
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "compare",
+            "--scenario",
+            "tiny",
+            "--scenario",
+            "policy",
+            "--systems",
+            "shardgate",
+        ])
+        .args([
+            "--rounds",
+            "1",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.5",
+            "--connections",
+            "8",
+        ])
+        .args(["--proxy-cpus", proxy, "--load-cpus", load])
+        .arg("--shardgate")
+        .arg(&shardgate)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("skipped: needs jwt, rate_limit"),
+        "{stdout}"
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tiny/report.json")).unwrap())
+            .unwrap();
+    let sys = &report["systems"][0];
+    assert_eq!(sys["system"], "shardgate");
+    let round = &sys["rounds"][0];
+    assert!(round["responses"].as_u64().unwrap() > 100, "{round}");
+    assert_eq!(round["error_total"], 0, "{round}");
+    assert!(
+        round["proxy_cpu_us_per_req"].as_f64().unwrap() > 0.0,
+        "{round}"
+    );
+    assert!(round["proxy_peak_rss_kib"].as_u64().unwrap() > 0, "{round}");
+    assert!(
+        round["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{round}"
+    );
+    assert!(sys["cpu_vs_nginx"].is_null(), "no nginx in this run");
+    let svg = std::fs::read_to_string(out.join("tiny/report.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("shardgate") && svg.contains("<polyline"));
+
+    // everything it started is gone: nothing listens on the ports it configured
+    let conf = std::fs::read_to_string(out.join("tiny/shardgate.toml")).unwrap();
+    let listen = conf
+        .split("listen = [\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let origin = conf
+        .split("targets = [\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    for addr in [listen, origin] {
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still accepts"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
