@@ -24,6 +24,9 @@ pub struct FileModel {
     /// `[[route]]`: what goes where, in any order (precedence is by specificity).
     #[serde(default)]
     pub route: Vec<RouteConf>,
+    /// `[[policy]]`: stages every route runs first, before its own `[[route.policy]]`.
+    #[serde(default)]
+    pub policy: Vec<Spanned<toml::Table>>,
 }
 
 /// `[server]`
@@ -311,6 +314,8 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     /// Routes, in file order.
     pub routes: Vec<Route>,
+    /// Global `[[policy]]` stage tables, run before each route's own.
+    pub policy: Vec<Spanned<toml::Table>>,
 }
 
 /// A validated `[[upstream]]`.

@@ -208,6 +208,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             listen,
             upstreams,
             routes,
+            policy: file.policy,
         })
     } else {
         errs.sort_by_key(|e| (e.line, e.col));

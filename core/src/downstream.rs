@@ -281,7 +281,13 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
     let next = match route.pipeline.on_request(&conn.head, &conn.buf, &mut ex) {
         Verdict::Respond(reply) => {
             ex.status = reply.status;
-            answer_local(shard, conn, head_len, reply, close).await
+            answer_local(shard, conn, head_len, reply, &ex.response_fields, close).await
+        }
+        Verdict::Reject(r) => {
+            ex.status = r.status;
+            let mut fields = r.fields;
+            fields.extend_from_slice(&ex.response_fields);
+            answer_error(shard, conn, head_len, r.status, &r.detail, close, &fields).await
         }
         Verdict::Continue => {
             crate::forward::proxy(shard, conn, route, head_len, &mut ex, close).await
@@ -310,6 +316,7 @@ async fn answer_local(
     conn: &mut Conn,
     head_len: usize,
     reply: &LocalReply,
+    extra: &[u8],
     close: bool,
 ) -> Next {
     let head_only = conn.head.method == Method::Head;
@@ -320,6 +327,7 @@ async fn answer_local(
     conn.out.clear();
     conn.out.extend_from_slice(&reply.head);
     conn.out.extend_from_slice(&shard.date_field());
+    conn.out.extend_from_slice(extra);
     if !persist.header().is_empty() {
         proto::write::put_field(&mut conn.out, b"Connection", persist.header());
     }

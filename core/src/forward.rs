@@ -134,7 +134,7 @@ async fn forward(
         up,
         target,
         &s.forwarding,
-        conn.peer,
+        ex,
     );
     let mut body = match conn.head.framing {
         Framing::Length(n) if n > s.max_body => {
@@ -238,6 +238,7 @@ async fn forward(
             Persist::Keep(client_version)
         },
         &s.forwarding,
+        &ex.response_fields,
         || shard.date_field(),
     );
     let avail = conn.up_buf.get(resp_len..).unwrap_or_default();

@@ -81,7 +81,7 @@ impl Gateway {
     /// Compiles `config`; every route and stage problem is reported with its location.
     pub fn build(config: &Config) -> Result<Gateway, ConfErrors> {
         let router = Router::build(config);
-        let pipelines = Pipeline::build_all(config);
+        let pipelines = Pipeline::build_all(config, crate::shard::placement(config).len());
         let (router, pipelines) = match (router, pipelines) {
             (Ok(r), Ok(p)) => (r, p),
             (r, p) => {
@@ -153,7 +153,22 @@ impl Gateway {
 
     /// A human-readable list of the compiled routes (for `--check`).
     pub fn describe(config: &Config) -> String {
+        let kinds = |tables: &[toml::Spanned<toml::Table>]| -> Vec<String> {
+            tables
+                .iter()
+                .filter_map(|t| {
+                    t.get_ref()
+                        .get("kind")
+                        .and_then(|k| k.as_str())
+                        .map(str::to_string)
+                })
+                .collect()
+        };
         let mut out = String::new();
+        let global = kinds(&config.policy);
+        if !global.is_empty() {
+            out += &format!("  every route first: {}\n", global.join(" → "));
+        }
         for r in &config.routes {
             let methods = r.methods.as_ref().map_or("*".to_string(), |m| m.join("|"));
             let host = r.host.as_deref().unwrap_or("*");
@@ -164,16 +179,7 @@ impl Gateway {
                 }
                 None => "(answered by its stages)".to_string(),
             };
-            let stages: Vec<String> = r
-                .policy
-                .iter()
-                .filter_map(|t| {
-                    t.get_ref()
-                        .get("kind")
-                        .and_then(|k| k.as_str())
-                        .map(str::to_string)
-                })
-                .collect();
+            let stages = kinds(&r.policy);
             let stages = if stages.is_empty() {
                 String::new()
             } else {

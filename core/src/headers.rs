@@ -2,7 +2,6 @@
 //! framing re-written, Host chosen, X-Forwarded-* and Via added.
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use conf::{ForwardingConf, HostRewrite};
 use proto::framing::named_by_connection;
@@ -11,6 +10,7 @@ use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target
 
 use crate::downstream::Persist;
 use crate::gateway::UpstreamRt;
+use policy::Exchange;
 
 /// The Via entry for a message received with `version` (RFC 9110 §7.6.3: the protocol
 /// version of the message as received).
@@ -56,14 +56,16 @@ pub fn write_request_head(
     up: &UpstreamRt,
     target: usize,
     fwd: &ForwardingConf,
-    client: SocketAddr,
+    ex: &Exchange,
 ) {
+    let (client, edits) = (ex.client, &ex.edits);
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
-    match head.target_form {
-        Target::Origin => out.extend_from_slice(head.target.get(buf)),
-        Target::Absolute { .. } => out.extend_from_slice(head.path(buf)),
-        Target::Asterisk => out.push(b'*'),
+    match (&edits.target, head.target_form) {
+        (Some(t), _) => out.extend_from_slice(t),
+        (None, Target::Origin) => out.extend_from_slice(head.target.get(buf)),
+        (None, Target::Absolute { .. }) => out.extend_from_slice(head.path(buf)),
+        (None, Target::Asterisk) => out.push(b'*'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let client_host = head.authority(buf);
@@ -80,7 +82,11 @@ pub fn write_request_head(
     put_field(out, b"Host", host);
     let names = head.connection.names_fields;
     let (mut xff, mut via) = (false, false);
-    for f in &head.fields {
+    let edited = !edits.drop_fields.is_empty();
+    for (i, f) in head.fields.iter().enumerate() {
+        if edited && edits.is_dropped(i) {
+            continue;
+        }
         let skip = match f.kind {
             FieldKind::Host | FieldKind::Expect => true,
             FieldKind::XForwardedFor if fwd.x_forwarded_for => {
@@ -99,6 +105,7 @@ pub fn write_request_head(
             put_field(out, f.name.get(buf), f.value.get(buf));
         }
     }
+    out.extend_from_slice(&edits.add_fields);
     if fwd.x_forwarded_for {
         let ip = client.ip();
         let add = |o: &mut Vec<u8>| {
@@ -183,6 +190,10 @@ impl ClientFraming {
 }
 
 /// Writes the response head sent to the client.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; each is a distinct input of the head, none belong together"
+)]
 pub fn write_response_head(
     out: &mut Vec<u8>,
     resp: &ResponseHead,
@@ -190,6 +201,7 @@ pub fn write_response_head(
     framing: ClientFraming,
     persist: Persist,
     fwd: &ForwardingConf,
+    extra: &[u8],
     date: impl FnOnce() -> [u8; DATE_FIELD_LEN],
 ) {
     put_status_line(out, resp.status, resp.reason.get(buf));
@@ -228,6 +240,7 @@ pub fn write_response_head(
             put_field(out, b"Via", via_entry(resp.version));
         }
     }
+    out.extend_from_slice(extra);
     match framing {
         ClientFraming::Length(n) => put_content_length(out, n),
         ClientFraming::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),

@@ -14,7 +14,15 @@ mod support;
 use std::process::Command;
 
 fn check(text: &str) -> (i32, String, String) {
+    check_with(text, &[])
+}
+
+/// `check` with other files (name, content) beside the config.
+fn check_with(text: &str, files: &[(&str, &str)]) -> (i32, String, String) {
     let dir = support::TempDir::new();
+    for (name, content) in files {
+        std::fs::write(dir.0.join(name), content).unwrap();
+    }
     let path = dir.0.join("gw.toml");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(support::bin())
@@ -74,12 +82,34 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: respond"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, ip, rate_limit, respond"), "{err}");
+}
+
+#[test]
+fn bad_security_stage_settings_are_located() {
+    let text = "[[policy]]\nkind = \"ip\"\nallow = [\"10.0.0.0/33\"]\n\n[[policy]]\nkind = \"ip\"\ndeny_file = \"missing.txt\"\n\n[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"api_key\"\nconsumers = [{ name = \"a\", key = \"plain\" }]\n[[route.policy]]\nkind = \"rate_limit\"\nrate = 10\nkey = [\"cookie\"]\n[[route.policy]]\nkind = \"respond\"\n";
+    let (code, _, err) = check(text);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("gw.toml:1:1: [[policy]] kind = \"ip\": allow: `10.0.0.0/33`: prefix length must be 0..=32"), "{err}");
+    assert!(
+        err.contains("gw.toml:5:1: [[policy]] kind = \"ip\": deny: cannot read "),
+        "{err}"
+    );
+    assert!(err.contains("missing.txt"), "{err}");
+    assert!(err.contains("gw.toml:11:1: route `route[0]` [[route.policy]] kind = \"api_key\": consumer `a`: a plain `key` needs insecure_plaintext = true"), "{err}");
+    assert!(err.contains("gw.toml:14:1: route `route[0]` [[route.policy]] kind = \"rate_limit\": key `cookie`: expected"), "{err}");
 }
 
 #[test]
 fn good_file_prints_routes() {
-    let (code, out, err) = check(include_str!("../../conf/examples/shardgate.toml"));
+    let (code, out, err) = check_with(
+        include_str!("../../conf/examples/shardgate.toml"),
+        &[(
+            "blocked-networks.txt",
+            include_str!("../../conf/examples/blocked-networks.txt"),
+        )],
+    );
+    assert!(out.contains("every route first: ip"), "{out}");
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(": ok"));
     assert!(

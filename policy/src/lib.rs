@@ -3,14 +3,17 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod exchange;
+pub mod lru;
 pub mod pipeline;
+pub mod query;
 pub mod reply;
 pub mod router;
 pub mod stages;
 
-pub use exchange::Exchange;
-pub use pipeline::{Pipeline, Stage, StageBuild, Verdict};
+pub use exchange::{Edits, Exchange, Identity};
+pub use pipeline::{Pipeline, Rejection, Stage, StageBuild, StageContext, Verdict};
 pub use reply::LocalReply;
 pub use router::{Lookup, Params, RouteId, Router};
 pub use stages::{AnyStage, KINDS};

@@ -1,5 +1,10 @@
 //! The `Stage` trait, its `Verdict`, and the `Pipeline` that runs a route's stages in config
-//! order on the request and in reverse on the response.
+//! order on the request and in reverse on the response, counting refusals by reason.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
 
 use proto::{RequestHead, ResponseHead};
 use serde::de::DeserializeOwned;
@@ -9,12 +14,55 @@ use crate::reply::LocalReply;
 use crate::stages::AnyStage;
 
 /// What a stage decided about a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict<'s> {
     /// Go on to the next stage.
     Continue,
     /// Stop here and answer the client; later stages and the upstream are skipped.
     Respond(&'s LocalReply),
+    /// Stop here and refuse with an `application/problem+json` answer.
+    Reject(Rejection),
+}
+
+/// A refusal: status, the problem's detail, and extra response fields (`WWW-Authenticate`,
+/// `Retry-After`, …). Rendered per request, so only refusals pay for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Status code.
+    pub status: u16,
+    /// Why, for the counters (`"jwt.expired"`, `"ip.denied"`, …).
+    pub reason: &'static str,
+    /// The problem document's `detail`.
+    pub detail: Cow<'static, str>,
+    /// Whole field lines (`Name: value\r\n`) to send with it.
+    pub fields: Vec<u8>,
+}
+
+impl Rejection {
+    /// A refusal with no extra fields.
+    pub fn new(status: u16, reason: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            status,
+            reason,
+            detail: detail.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a response field (the value must be a valid field value).
+    pub fn with_field(mut self, name: &str, value: &str) -> Self {
+        proto::write::put_field(&mut self.fields, name.as_bytes(), value.as_bytes());
+        self
+    }
+}
+
+/// What stages may know while they are built.
+#[derive(Debug, Clone, Copy)]
+pub struct StageContext<'a> {
+    /// How many shards share the traffic (limits divide by it).
+    pub shards: usize,
+    /// The directory relative file paths (keys, JWKS) are read from.
+    pub dir: &'a Path,
 }
 
 /// One policy stage. Hooks are synchronous and see shard-local state only.
@@ -36,7 +84,7 @@ pub trait StageBuild: Sized {
     /// The stage's own fields (`deny_unknown_fields`).
     type Config: DeserializeOwned;
     /// Builds the stage, checking everything serde cannot.
-    fn build(config: Self::Config) -> Result<Self, String>;
+    fn build(config: Self::Config, ctx: &StageContext<'_>) -> Result<Self, String>;
 }
 
 /// Expands the registry list into `AnyStage`, its dispatching `Stage` impl, `KINDS` and
@@ -82,7 +130,7 @@ macro_rules! stages {
         }
 
         /// Builds one stage from its table (`kind` included).
-        pub fn build_stage(mut table: toml::Table) -> Result<AnyStage, String> {
+        pub fn build_stage(mut table: toml::Table, ctx: &$crate::pipeline::StageContext<'_>) -> Result<AnyStage, String> {
             let kind = match table.remove("kind") {
                 Some(toml::Value::String(k)) => k,
                 Some(_) => return Err("`kind` must be a string".to_string()),
@@ -93,7 +141,7 @@ macro_rules! stages {
                     let cfg = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
                         format!("kind = \"{kind}\": {}", e.message().trim())
                     })?;
-                    return <$module::$ty as $crate::pipeline::StageBuild>::build(cfg)
+                    return <$module::$ty as $crate::pipeline::StageBuild>::build(cfg, ctx)
                         .map(AnyStage::$ty)
                         .map_err(|e| format!("kind = \"{kind}\": {e}"));
                 }
@@ -103,39 +151,69 @@ macro_rules! stages {
     };
 }
 
-/// A route's stages, compiled once into a flat array.
+/// A route's stages, compiled once per shard into flat arrays — the global `[[policy]]`
+/// stages (shared by every route of the shard, so a global limit is one limit) then the
+/// route's own — and its refusal counters.
 #[derive(Default)]
 pub struct Pipeline {
+    global: Rc<[AnyStage]>,
     stages: Box<[AnyStage]>,
+    refusals: RefCell<Vec<(&'static str, u64)>>,
 }
 
 impl Pipeline {
-    /// A pipeline of `stages` in config order.
+    /// A pipeline of `stages` in config order, after no global stages.
     pub fn new(stages: Vec<AnyStage>) -> Pipeline {
+        Pipeline::with_global(Rc::from(Vec::new()), stages)
+    }
+
+    fn with_global(global: Rc<[AnyStage]>, stages: Vec<AnyStage>) -> Pipeline {
         Pipeline {
+            global,
             stages: stages.into_boxed_slice(),
+            refusals: RefCell::new(Vec::new()),
         }
     }
 
-    /// Builds the pipeline of every route of `config`, or every stage error with its location.
-    pub fn build_all(config: &conf::Config) -> Result<Vec<Pipeline>, conf::ConfErrors> {
-        let mut out = Vec::with_capacity(config.routes.len());
+    /// Builds the pipeline of every route of `config` for a gateway of `shards` shards, or
+    /// every stage error with its location.
+    pub fn build_all(
+        config: &conf::Config,
+        shards: usize,
+    ) -> Result<Vec<Pipeline>, conf::ConfErrors> {
+        let dir = Path::new(&config.source)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let ctx = StageContext {
+            shards: shards.max(1),
+            dir,
+        };
         let mut errs = Vec::new();
-        for r in &config.routes {
-            let mut stages = Vec::with_capacity(r.policy.len());
-            for t in &r.policy {
-                match crate::stages::build_stage(t.get_ref().clone()) {
+        let mut build = |tables: &[toml::Spanned<toml::Table>], what: &str| {
+            let mut stages = Vec::with_capacity(tables.len());
+            for t in tables {
+                match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
                     Ok(s) => stages.push(s),
                     Err(m) => errs.push(conf::ConfError::at(
                         &config.source,
                         &config.text,
                         t.span(),
-                        format!("route `{}` [[route.policy]] {m}", r.name),
+                        format!("{what} {m}"),
                     )),
                 }
             }
-            out.push(Pipeline::new(stages));
-        }
+            stages
+        };
+        let global: Rc<[AnyStage]> = Rc::from(build(&config.policy, "[[policy]]"));
+        let out = config
+            .routes
+            .iter()
+            .map(|r| {
+                let what = format!("route `{}` [[route.policy]]", r.name);
+                Pipeline::with_global(global.clone(), build(&r.policy, &what))
+            })
+            .collect();
         if errs.is_empty() {
             Ok(out)
         } else {
@@ -145,24 +223,43 @@ impl Pipeline {
 
     /// True when the route has no stages.
     pub fn is_empty(&self) -> bool {
-        self.stages.is_empty()
+        self.global.is_empty() && self.stages.is_empty()
     }
 
-    /// Runs `on_request` in order until a stage answers.
+    /// Runs `on_request` in order until a stage answers; counts refusals by reason.
     #[inline]
     pub fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
-        for s in self.stages.iter() {
-            if let Verdict::Respond(r) = s.on_request(head, buf, ex) {
-                return Verdict::Respond(r);
+        for s in self.global.iter().chain(self.stages.iter()) {
+            match s.on_request(head, buf, ex) {
+                Verdict::Continue => {}
+                Verdict::Reject(r) => {
+                    self.count(r.reason);
+                    return Verdict::Reject(r);
+                }
+                answer => return answer,
             }
         }
         Verdict::Continue
     }
 
+    #[cold]
+    fn count(&self, reason: &'static str) {
+        let mut counts = self.refusals.borrow_mut();
+        match counts.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((reason, 1)),
+        }
+    }
+
+    /// Refusals so far on this shard, by reason.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        self.refusals.borrow().clone()
+    }
+
     /// Runs `on_response` in reverse order.
     #[inline]
     pub fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
-        for s in self.stages.iter().rev() {
+        for s in self.stages.iter().rev().chain(self.global.iter().rev()) {
             s.on_response(head, buf, ex);
         }
     }
@@ -170,7 +267,7 @@ impl Pipeline {
     /// Runs `on_finish` on every stage.
     #[inline]
     pub fn on_finish(&self, ex: &Exchange) {
-        for s in self.stages.iter() {
+        for s in self.global.iter().chain(self.stages.iter()) {
             s.on_finish(ex);
         }
     }

@@ -21,7 +21,7 @@ fn first_answer_short_circuits_later_stages() {
     let cfg = config(
         "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\nstatus = 503\nbody = \"first\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"second\"\n",
     );
-    let pipelines = Pipeline::build_all(&cfg).unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
     let mut head = proto::RequestHead::with_capacity(8);
     let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     proto::parse_request(buf, &mut head, &proto::Limits::default()).unwrap();
@@ -32,7 +32,7 @@ fn first_answer_short_circuits_later_stages() {
             assert_eq!(r.status, 503);
             assert_eq!(&r.body[..], b"first");
         }
-        Verdict::Continue => panic!("the respond stage answers"),
+        other => panic!("the respond stage answers, not {other:?}"),
     }
 }
 
@@ -41,7 +41,7 @@ fn a_route_without_stages_continues() {
     let cfg = config(
         "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"u\"\n",
     );
-    let pipelines = Pipeline::build_all(&cfg).unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
     assert!(pipelines[0].is_empty());
 }
 
@@ -50,7 +50,7 @@ fn stage_errors_name_the_route_and_point_at_the_stage_table() {
     let cfg = config(
         "[[route]]\nname = \"r\"\npath = \"/\"\n\n[[route.policy]]\nkind = \"respond\"\nstatus = 700\n",
     );
-    let e = Pipeline::build_all(&cfg).err().unwrap().to_string();
+    let e = Pipeline::build_all(&cfg, 1).err().unwrap().to_string();
     assert_eq!(
         e,
         "p.toml:5:1: route `r` [[route.policy]] kind = \"respond\": status 700 is not allowed: expected 200–599 (not 204 or 304)"

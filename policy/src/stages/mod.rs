@@ -1,7 +1,13 @@
 //! The stage registry: adding a stage is one file in this folder and one line below.
 
+pub mod api_key;
+pub mod ip;
+pub mod rate_limit;
 pub mod respond;
 
 crate::stages! {
+    api_key::ApiKey,
+    ip::Ip,
+    rate_limit::RateLimit,
     respond::Respond,
 }

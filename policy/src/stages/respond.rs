@@ -12,7 +12,7 @@ use proto::RequestHead;
 use serde::Deserialize;
 
 use crate::exchange::Exchange;
-use crate::pipeline::{Stage, StageBuild, Verdict};
+use crate::pipeline::{Stage, StageBuild, StageContext, Verdict};
 use crate::reply::LocalReply;
 
 /// `[[route.policy]] kind = "respond"`
@@ -47,7 +47,7 @@ impl StageBuild for Respond {
     const KIND: &'static str = "respond";
     type Config = Config;
 
-    fn build(c: Config) -> Result<Respond, String> {
+    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Respond, String> {
         if !(200..=599).contains(&c.status) || c.status == 204 || c.status == 304 {
             return Err(format!(
                 "status {} is not allowed: expected 200–599 (not 204 or 304)",
@@ -74,7 +74,17 @@ impl Stage for Respond {
 
 #[cfg(test)]
 mod tests {
-    use crate::stages::build_stage;
+    use crate::pipeline::StageContext;
+
+    fn build_stage(t: toml::Table) -> Result<crate::stages::AnyStage, String> {
+        crate::stages::build_stage(
+            t,
+            &StageContext {
+                shards: 1,
+                dir: std::path::Path::new("."),
+            },
+        )
+    }
 
     fn table(text: &str) -> toml::Table {
         match toml::from_str(text) {
@@ -104,7 +114,7 @@ mod tests {
         );
         assert_eq!(
             error("kind = \"respnd\""),
-            "unknown kind `respnd`, expected one of: respond"
+            "unknown kind `respnd`, expected one of: api_key, ip, rate_limit, respond"
         );
     }
 }

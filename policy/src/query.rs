@@ -1,0 +1,108 @@
+//! Reading one parameter out of the request-target's query and removing it from what is
+//! forwarded (credentials in query strings must not reach the upstream or its logs).
+
+use proto::RequestHead;
+
+use crate::exchange::Edits;
+
+/// The value of the first `name=value` in the query (percent-decoded), and `edits.target` set
+/// to the target without every `name=` parameter. `None` when absent.
+pub fn take_param(
+    head: &RequestHead,
+    buf: &[u8],
+    name: &[u8],
+    edits: &mut Edits,
+) -> Option<Vec<u8>> {
+    let current: &[u8] = match &edits.target {
+        Some(t) => t,
+        None => head.path(buf),
+    };
+    let q = current.iter().position(|&b| b == b'?')?;
+    let (path, query) = current.split_at(q);
+    let query = query.get(1..).unwrap_or_default();
+    let mut value = None;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for pair in query.split(|&b| b == b'&') {
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (
+                pair.get(..i).unwrap_or_default(),
+                pair.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (pair, &b""[..]),
+        };
+        if k == name {
+            if value.is_none() {
+                value = Some(percent_decode(v));
+            }
+        } else if !pair.is_empty() {
+            kept.push(pair);
+        }
+    }
+    value.as_ref()?;
+    let mut target = path.to_vec();
+    if !kept.is_empty() {
+        target.push(b'?');
+        target.extend_from_slice(&kept.join(&b'&'));
+    }
+    edits.target = Some(target);
+    value
+}
+
+/// `%XX` → byte and `+` → space; a malformed escape is kept as written.
+pub fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while let Some(&b) = v.get(i) {
+        let hex = |j: usize| v.get(j).and_then(|c| (*c as char).to_digit(16));
+        match (b, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(target: &str, name: &str) -> (Option<String>, Option<String>) {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+        let mut head = RequestHead::with_capacity(4);
+        proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()).unwrap();
+        let mut edits = Edits::default();
+        let v = take_param(&head, raw.as_bytes(), name.as_bytes(), &mut edits);
+        (
+            v.map(|v| String::from_utf8(v).unwrap()),
+            edits.target.map(|t| String::from_utf8(t).unwrap()),
+        )
+    }
+
+    #[test]
+    fn takes_and_strips() {
+        assert_eq!(
+            take("/a?key=s%3Dx&b=1", "key"),
+            (Some("s=x".into()), Some("/a?b=1".into()))
+        );
+        assert_eq!(
+            take("/a?b=1&key=k&key=again", "key"),
+            (Some("k".into()), Some("/a?b=1".into()))
+        );
+        assert_eq!(
+            take("/a?key=k", "key"),
+            (Some("k".into()), Some("/a".into()))
+        );
+        assert_eq!(take("/a?keys=k", "key"), (None, None));
+        assert_eq!(take("/a", "key"), (None, None));
+    }
+}

@@ -1,0 +1,223 @@
+//! API keys: consumers declared in config with their keys stored as SHA-256 digests (plain keys
+//! only with `insecure_plaintext = true`), read from a header or a query parameter (the query
+//! form is stripped before forwarding), compared in constant time. The consumer becomes the
+//! request's identity (for rate limits, authorization and the forwarded consumer header).
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "api_key"
+//! header = "X-Api-Key"
+//! [[route.policy.consumers]]
+//! name = "billing"
+//! key_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! groups = ["reports"]
+//! ```
+
+use std::rc::Rc;
+
+use proto::RequestHead;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::exchange::{Exchange, Identity};
+use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+
+/// `[[route.policy]] kind = "api_key"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Header the key is read from. Default "X-Api-Key".
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Also accept the key in this query parameter (removed before forwarding). Default: none.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Header that carries the consumer's name upstream (incoming copies are removed first).
+    /// Default "X-Consumer-Id"; "" for none.
+    #[serde(default = "default_consumer_header")]
+    pub consumer_header: String,
+    /// Allow `key = "…"` in plain text. Default false.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+    /// The consumers.
+    pub consumers: Vec<ConsumerConf>,
+}
+
+/// `[[route.policy.consumers]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConf {
+    /// Consumer name (its identity).
+    pub name: String,
+    /// Hex SHA-256 of the key (`printf %s KEY | sha256sum`).
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    /// The key itself; only with `insecure_plaintext = true`.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Groups, for authorization rules.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_header() -> String {
+    "X-Api-Key".into()
+}
+fn default_consumer_header() -> String {
+    "X-Consumer-Id".into()
+}
+
+/// The stage.
+pub struct ApiKey {
+    header: Box<[u8]>,
+    query: Option<Box<[u8]>>,
+    consumer_header: Box<[u8]>,
+    consumers: Vec<([u8; 32], Rc<Identity>)>,
+}
+
+impl StageBuild for ApiKey {
+    const KIND: &'static str = "api_key";
+    type Config = Config;
+
+    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<ApiKey, String> {
+        for h in [&c.header, &c.consumer_header] {
+            if !h.bytes().all(proto::chars::is_tchar) || (h.is_empty() && h == &c.header) {
+                return Err(format!("`{h}` is not a valid header name"));
+            }
+        }
+        if c.consumers.is_empty() {
+            return Err("at least one [[route.policy.consumers]] is needed".into());
+        }
+        let mut consumers = Vec::with_capacity(c.consumers.len());
+        for k in &c.consumers {
+            let digest = match (&k.key_sha256, &k.key) {
+                (Some(hex), None) => parse_hex32(hex).ok_or_else(|| {
+                    format!("consumer `{}`: key_sha256 must be 64 hex digits", k.name)
+                })?,
+                (None, Some(plain)) if c.insecure_plaintext => {
+                    Sha256::digest(plain.as_bytes()).into()
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "consumer `{}`: a plain `key` needs insecure_plaintext = true; store key_sha256 instead",
+                        k.name
+                    ));
+                }
+                _ => {
+                    return Err(format!(
+                        "consumer `{}`: give exactly one of key_sha256 or key",
+                        k.name
+                    ));
+                }
+            };
+            if consumers.iter().any(|(d, _)| *d == digest) {
+                return Err(format!(
+                    "consumer `{}`: the same key is given twice",
+                    k.name
+                ));
+            }
+            consumers.push((
+                digest,
+                Rc::new(Identity {
+                    consumer: Rc::from(k.name.as_str()),
+                    scopes: Rc::from(Vec::new()),
+                    roles: k.groups.iter().map(|g| g.as_str().into()).collect(),
+                }),
+            ));
+        }
+        Ok(ApiKey {
+            header: c.header.as_bytes().into(),
+            query: c.query.map(|q| q.into_bytes().into_boxed_slice()),
+            consumer_header: c.consumer_header.as_bytes().into(),
+            consumers,
+        })
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        let hi = (*pair.first()? as char).to_digit(16)?;
+        let lo = (*pair.get(1)? as char).to_digit(16)?;
+        *o = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+impl Stage for ApiKey {
+    fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        // incoming copies of the consumer header are never forwarded
+        for (i, f) in head.fields.iter().enumerate() {
+            if !self.consumer_header.is_empty()
+                && f.name.get(buf).eq_ignore_ascii_case(&self.consumer_header)
+            {
+                ex.edits.drop_field(i);
+            }
+        }
+        let from_header = head
+            .fields
+            .iter()
+            .find(|f| f.name.get(buf).eq_ignore_ascii_case(&self.header))
+            .map(|f| f.value.get(buf));
+        let presented = match (from_header, &self.query) {
+            (Some(k), _) => Some(k.to_vec()),
+            (None, Some(q)) => crate::query::take_param(head, buf, q, &mut ex.edits),
+            (None, None) => None,
+        };
+        let Some(key) = presented.filter(|k| !k.is_empty()) else {
+            return Verdict::Reject(
+                Rejection::new(401, "api_key.missing", "an API key is required")
+                    .with_field("WWW-Authenticate", "ApiKey"),
+            );
+        };
+        let digest: [u8; 32] = Sha256::digest(&key).into();
+        // every consumer is compared, so the time does not tell which (or whether one) matched
+        let mut found: Option<&Rc<Identity>> = None;
+        for (d, id) in &self.consumers {
+            if ct_eq(d, &digest) {
+                found = Some(id);
+            }
+        }
+        let Some(id) = found else {
+            return Verdict::Reject(
+                Rejection::new(401, "api_key.invalid", "the API key is not valid")
+                    .with_field("WWW-Authenticate", "ApiKey"),
+            );
+        };
+        if !self.consumer_header.is_empty() {
+            ex.edits.add(&self.consumer_header, id.consumer.as_bytes());
+        }
+        ex.identity = Some(id.clone());
+        Verdict::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_constant_time_compare() {
+        let d: [u8; 32] = Sha256::digest(b"test").into();
+        assert_eq!(
+            parse_hex32("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+            Some(d)
+        );
+        assert_eq!(parse_hex32("9f86"), None);
+        assert_eq!(parse_hex32(&"zz".repeat(32)), None);
+        let mut e = d;
+        assert!(ct_eq(&d, &e));
+        e[31] ^= 1;
+        assert!(!ct_eq(&d, &e));
+    }
+}

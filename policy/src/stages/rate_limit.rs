@@ -1,0 +1,244 @@
+//! Token-bucket rate limits keyed by client address, consumer, route and/or a header value.
+//! The configured rate is the gateway's total: each of the N shards enforces rate/N (and
+//! burst/N, at least 1) for the keys it sees, so with traffic spread over the shards — as
+//! SO_REUSEPORT spreads connections — the admitted total stays near the rate with no
+//! cross-shard state. Buckets live in a per-shard LRU table of `max_keys` entries: a flood of
+//! distinct keys evicts old buckets instead of growing memory.
+//!
+//! Refusals are 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields
+//! (draft-ietf-httpapi-ratelimit-headers); `headers = true` adds them to admitted responses.
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "rate_limit"
+//! rate = 100
+//! per = "1s"
+//! burst = 20
+//! key = ["ip"]
+//! ```
+
+use std::cell::RefCell;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::time::Instant;
+
+use proto::RequestHead;
+use serde::Deserialize;
+
+use crate::exchange::Exchange;
+use crate::lru::Lru;
+use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+
+/// `[[route.policy]] kind = "rate_limit"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Requests admitted per `per`, gateway-wide, per key.
+    pub rate: u64,
+    /// The window `rate` refers to. Default "1s".
+    #[serde(default = "one_second")]
+    pub per: conf::Duration,
+    /// Requests that may arrive at once after a quiet period. Default: `rate`.
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// What identifies a bucket: any of "ip", "consumer", "route", "header:NAME", combined.
+    /// Default ["ip"].
+    #[serde(default = "default_key")]
+    pub key: Vec<String>,
+    /// Buckets kept per shard; the least recently used is dropped beyond it. Default 100000.
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Also send `RateLimit-Policy` / `RateLimit` on admitted responses. Default false.
+    #[serde(default)]
+    pub headers: bool,
+    /// The policy's name in those fields. Default "default".
+    #[serde(default = "default_name")]
+    pub name: String,
+}
+
+fn one_second() -> conf::Duration {
+    conf::Duration(std::time::Duration::from_secs(1))
+}
+fn default_key() -> Vec<String> {
+    vec!["ip".into()]
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+fn default_name() -> String {
+    "default".into()
+}
+
+/// One part of a bucket key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyPart {
+    Ip,
+    Consumer,
+    Route,
+    Header(Box<[u8]>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The stage.
+pub struct RateLimit {
+    /// Tokens per second for this shard.
+    per_sec: f64,
+    /// Bucket size for this shard.
+    burst: f64,
+    shards: f64,
+    key: Vec<KeyPart>,
+    hasher: ahash::RandomState,
+    buckets: RefCell<Lru<Bucket>>,
+    headers: bool,
+    /// `RateLimit-Policy` value, rendered once.
+    policy_field: String,
+    name: String,
+}
+
+impl StageBuild for RateLimit {
+    const KIND: &'static str = "rate_limit";
+    type Config = Config;
+
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<RateLimit, String> {
+        if c.rate == 0 {
+            return Err("rate must be at least 1".into());
+        }
+        let per = c.per.0.as_secs_f64();
+        if per <= 0.0 {
+            return Err("per must be longer than 0s".into());
+        }
+        if c.max_keys == 0 {
+            return Err("max_keys must be at least 1".into());
+        }
+        if c.name.is_empty()
+            || !c
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!("name `{}` must be letters, digits, - or _", c.name));
+        }
+        let mut key = Vec::new();
+        for k in &c.key {
+            key.push(match k.as_str() {
+                "ip" => KeyPart::Ip,
+                "consumer" => KeyPart::Consumer,
+                "route" => KeyPart::Route,
+                h => match h.strip_prefix("header:") {
+                    Some(name) if !name.is_empty() && name.bytes().all(proto::chars::is_tchar) => {
+                        KeyPart::Header(name.as_bytes().into())
+                    }
+                    _ => {
+                        return Err(format!(
+                            "key `{k}`: expected \"ip\", \"consumer\", \"route\" or \"header:NAME\""
+                        ));
+                    }
+                },
+            });
+        }
+        if key.is_empty() {
+            return Err("key must name at least one part".into());
+        }
+        let shards = ctx.shards.max(1) as f64;
+        let burst = c.burst.unwrap_or(c.rate);
+        if burst == 0 {
+            return Err("burst must be at least 1".into());
+        }
+        Ok(RateLimit {
+            per_sec: c.rate as f64 / per / shards,
+            burst: (burst as f64 / shards).ceil().max(1.0),
+            shards,
+            key,
+            hasher: ahash::RandomState::new(),
+            buckets: RefCell::new(Lru::new(c.max_keys)),
+            headers: c.headers,
+            policy_field: format!("\"{}\";q={};w={}", c.name, c.rate, per.ceil() as u64),
+            name: c.name,
+        })
+    }
+}
+
+impl RateLimit {
+    fn bucket_key(&self, head: &RequestHead, buf: &[u8], ex: &Exchange) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        for part in &self.key {
+            match part {
+                KeyPart::Ip => ex.client_ip.hash(&mut h),
+                KeyPart::Consumer => match &ex.identity {
+                    Some(id) => id.consumer.hash(&mut h),
+                    None => 0u8.hash(&mut h),
+                },
+                KeyPart::Route => ex.route.0.hash(&mut h),
+                KeyPart::Header(name) => {
+                    for f in &head.fields {
+                        if f.name.get(buf).eq_ignore_ascii_case(name) {
+                            f.value.get(buf).hash(&mut h);
+                        }
+                    }
+                    0xffu8.hash(&mut h);
+                }
+            }
+        }
+        h.finish()
+    }
+
+    /// `RateLimit` field value for `tokens` left in this shard's bucket.
+    fn limit_field(&self, tokens: f64) -> String {
+        let remaining = (tokens.max(0.0) * self.shards).floor() as u64;
+        let full_in = ((self.burst - tokens).max(0.0) / self.per_sec).ceil() as u64;
+        format!("\"{}\";r={remaining};t={full_in}", self.name)
+    }
+}
+
+impl Stage for RateLimit {
+    fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        let key = self.bucket_key(head, buf, ex);
+        let now = ex.now;
+        let (admitted, tokens) = {
+            let mut buckets = self.buckets.borrow_mut();
+            let b = buckets.get_or_insert_with(key, || Bucket {
+                tokens: self.burst,
+                at: now,
+            });
+            let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * self.per_sec).min(self.burst);
+            b.at = now;
+            if b.tokens >= 1.0 {
+                b.tokens -= 1.0;
+                (true, b.tokens)
+            } else {
+                (false, b.tokens)
+            }
+        };
+        if admitted {
+            if self.headers {
+                proto::write::put_field(
+                    &mut ex.response_fields,
+                    b"RateLimit-Policy",
+                    self.policy_field.as_bytes(),
+                );
+                proto::write::put_field(
+                    &mut ex.response_fields,
+                    b"RateLimit",
+                    self.limit_field(tokens).as_bytes(),
+                );
+            }
+            return Verdict::Continue;
+        }
+        let retry = ((1.0 - tokens) / self.per_sec).ceil().max(1.0) as u64;
+        Verdict::Reject(
+            Rejection::new(
+                429,
+                "rate_limit",
+                "rate limit exceeded; retry after the time in Retry-After",
+            )
+            .with_field("Retry-After", &retry.to_string())
+            .with_field("RateLimit-Policy", &self.policy_field)
+            .with_field("RateLimit", &self.limit_field(tokens)),
+        )
+    }
+}
