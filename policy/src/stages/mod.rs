@@ -2,12 +2,14 @@
 
 pub mod api_key;
 pub mod ip;
+pub mod jwt;
 pub mod rate_limit;
 pub mod respond;
 
 crate::stages! {
     api_key::ApiKey,
     ip::Ip,
+    jwt::Jwt,
     rate_limit::RateLimit,
     respond::Respond,
 }

@@ -1,0 +1,299 @@
+//! The jwt stage through a real shardgate: valid tokens of each key family pass with their
+//! claims forwarded (spoofed copies dropped); every hostile token — `alg: none`, HS256 signed
+//! with the RSA public key, expired, not yet valid, wrong issuer or audience, tampered,
+//! malformed, unknown `kid`, oversized — gets 401 with an RFC 6750 challenge and never reaches
+//! the origin.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
+
+mod support;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use support::origin::Origin;
+use support::{Gateway, Response, request};
+
+const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
+const RSA_PUBLIC: &str = include_str!("keys/rsa_public.pem");
+const EC_PRIVATE: &[u8] = include_bytes!("keys/ec_private.pem");
+const EC_PUBLIC: &str = include_str!("keys/ec_public.pem");
+const ED_PRIVATE: &[u8] = include_bytes!("keys/ed_private.pem");
+const ED_PUBLIC: &str = include_str!("keys/ed_public.pem");
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({ "sub": "alice", "iss": "https://auth.test", "aud": "api", "exp": now() + 600, "scope": "read write" })
+}
+
+fn token(alg: Algorithm, key: &EncodingKey, claims: &Value, kid: Option<&str>) -> String {
+    let mut h = Header::new(alg);
+    h.kid = kid.map(str::to_string);
+    encode(&h, claims, key).unwrap()
+}
+
+fn b64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A gateway in `dir` with the jwt stage configured by `stage` (extra files written first).
+fn start(
+    origin: &Origin,
+    stage: &str,
+    files: &[(&str, &str)],
+    server: &str,
+) -> (Gateway, support::TempDir) {
+    let dir = support::TempDir::new();
+    for (name, content) in files {
+        std::fs::write(dir.0.join(name), content).unwrap();
+    }
+    // key paths are relative to the config file; the support gateway writes its config in its
+    // own directory, so absolute paths are used here
+    let stage = stage.replace("@DIR@", &dir.0.display().to_string());
+    let conf = format!(
+        "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/{{*rest}}\"\nupstream = \"origin\"\n[[route.policy]]\nkind = \"jwt\"\n{stage}\n",
+        origin.addr
+    );
+    let g = Gateway::start("epoll", &format!("shards = 1\n{server}"), &conf).unwrap();
+    (g, dir)
+}
+
+fn bearer(g: &Gateway, token: &str) -> Response {
+    request(
+        g.addr,
+        "GET",
+        "/p",
+        &format!("Authorization: Bearer {token}\r\nX-Consumer-Id: mallory\r\n"),
+        b"",
+    )
+}
+
+fn assert_invalid(r: &Response, description: &str) {
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            format!("Bearer error=\"invalid_token\", error_description=\"{description}\"").as_str()
+        ),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn rs256_tokens_pass_and_hostile_ones_are_refused() {
+    let origin = Origin::start();
+    let stage = "algorithms = [\"RS256\"]\npublic_key_file = \"@DIR@/pub.pem\"\nissuer = [\"https://auth.test\"]\naudience = [\"api\"]\nleeway = \"0s\"\n";
+    let (g, _dir) = start(&origin, stage, &[("pub.pem", RSA_PUBLIC)], "");
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+
+    let good = token(Algorithm::RS256, &rsa, &claims(), None);
+    for _ in 0..2 {
+        // the second time from the verified-token cache
+        assert_eq!(bearer(&g, &good).status, 200);
+        let rec = origin.records().pop().unwrap();
+        assert_eq!(
+            rec.header("x-consumer-id").as_deref(),
+            Some("alice"),
+            "{}",
+            rec.head
+        );
+        assert!(
+            !rec.head.contains("mallory"),
+            "the spoofed header is dropped: {}",
+            rec.head
+        );
+    }
+    origin.reset_counts();
+
+    let missing = request(g.addr, "GET", "/p", "", b"");
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
+
+    // alg: none
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(claims().to_string().as_bytes())
+    );
+    assert_invalid(&bearer(&g, &none), "malformed token");
+    // HS256 with the RSA public key as the HMAC secret (algorithm confusion)
+    let confused = token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(RSA_PUBLIC.as_bytes()),
+        &claims(),
+        None,
+    );
+    assert_invalid(&bearer(&g, &confused), "algorithm not accepted");
+    // an accepted family but another algorithm than configured
+    let rs512 = token(Algorithm::RS512, &rsa, &claims(), None);
+    assert_invalid(&bearer(&g, &rs512), "algorithm not accepted");
+    let mut c = claims();
+    c["exp"] = json!(now() - 10);
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &c, None)),
+        "token expired",
+    );
+    let mut c = claims();
+    c["nbf"] = json!(now() + 300);
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &c, None)),
+        "token not yet valid",
+    );
+    let mut c = claims();
+    c["iss"] = json!("https://evil.test");
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &c, None)),
+        "issuer not accepted",
+    );
+    let mut c = claims();
+    c["aud"] = json!("other");
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &c, None)),
+        "audience not accepted",
+    );
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("exp");
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &c, None)),
+        "a required claim is missing",
+    );
+    // tampered payload: the signature no longer matches
+    let parts: Vec<&str> = good.split('.').collect();
+    let mut c = claims();
+    c["sub"] = json!("admin");
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(c.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_invalid(&bearer(&g, &tampered), "signature does not verify");
+    assert_invalid(&bearer(&g, "abc.!!!.def"), "malformed token");
+    assert_invalid(&bearer(&g, "not-a-jwt"), "malformed token");
+    assert!(
+        origin.records().is_empty(),
+        "nothing refused reached the origin"
+    );
+}
+
+#[test]
+fn an_oversized_token_is_refused_unread() {
+    let origin = Origin::start();
+    let server = "client_buffer = \"128KiB\"\nmax_head = \"128KiB\"";
+    let (g, _dir) = start(
+        &origin,
+        "algorithms = [\"HS256\"]\nsecret = \"k\"\n",
+        &[],
+        server,
+    );
+    let huge = format!(
+        "{}.{}.{}",
+        "a".repeat(100),
+        "b".repeat(64 * 1024),
+        "c".repeat(43)
+    );
+    assert_invalid(&bearer(&g, &huge), "token too long");
+    assert!(origin.records().is_empty());
+}
+
+#[test]
+fn ec_and_eddsa_keys_and_other_token_places() {
+    let origin = Origin::start();
+    let ec = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
+    let (g, _d) = start(
+        &origin,
+        "algorithms = [\"ES256\"]\npublic_key_file = \"@DIR@/ec.pem\"\n",
+        &[("ec.pem", EC_PUBLIC)],
+        "",
+    );
+    assert_eq!(
+        bearer(&g, &token(Algorithm::ES256, &ec, &claims(), None)).status,
+        200
+    );
+    drop(g);
+
+    let ed = EncodingKey::from_ed_pem(ED_PRIVATE).unwrap();
+    let stage = "algorithms = [\"EdDSA\"]\npublic_key_file = \"@DIR@/ed.pem\"\ntoken_from = [\"cookie:session\", \"query:access_token\"]\nforward_claims = { sub = \"X-User\", scope = \"X-Scopes\" }\n";
+    let (g, _d) = start(&origin, stage, &[("ed.pem", ED_PUBLIC)], "");
+    let t = token(Algorithm::EdDSA, &ed, &claims(), None);
+    origin.reset_counts();
+    let r = request(
+        g.addr,
+        "GET",
+        "/c",
+        &format!("Cookie: theme=dark; session={t}\r\n"),
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let rec = origin.records().pop().unwrap();
+    assert_eq!(rec.header("x-user").as_deref(), Some("alice"));
+    assert_eq!(rec.header("x-scopes").as_deref(), Some("read write"));
+    let r = request(g.addr, "GET", &format!("/q?a=1&access_token={t}"), "", b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        origin.records().pop().unwrap().target,
+        "/q?a=1",
+        "the token is stripped from the query"
+    );
+}
+
+#[test]
+fn an_unknown_kid_rereads_the_jwks_file() {
+    let origin = Origin::start();
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let jwk = |kid: &str| {
+        let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
+        j.common.key_id = Some(kid.to_string());
+        j
+    };
+    let set = |kids: &[&str]| {
+        json!({ "keys": kids.iter().map(|k| jwk(k)).collect::<Vec<_>>() }).to_string()
+    };
+    let stage =
+        "algorithms = [\"RS256\"]\njwks_file = \"@DIR@/jwks.json\"\njwks_refresh = \"0s\"\n";
+    let (g, dir) = start(&origin, stage, &[("jwks.json", &set(&["k1"]))], "");
+    assert_eq!(
+        bearer(&g, &token(Algorithm::RS256, &rsa, &claims(), Some("k1"))).status,
+        200
+    );
+    let k2 = token(Algorithm::RS256, &rsa, &claims(), Some("k2"));
+    assert_invalid(&bearer(&g, &k2), "no key for this token");
+    // the issuer rotates: k2 appears in the file and is picked up on the next unknown kid
+    std::fs::write(dir.0.join("jwks.json"), set(&["k1", "k2"])).unwrap();
+    assert_eq!(bearer(&g, &k2).status, 200);
+    // a broken file keeps the last good set
+    std::fs::write(dir.0.join("jwks.json"), "{ not json").unwrap();
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &claims(), Some("k3"))),
+        "no key for this token",
+    );
+    assert_eq!(
+        bearer(&g, &token(Algorithm::RS256, &rsa, &claims(), Some("k1"))).status,
+        200
+    );
+}

@@ -1,0 +1,610 @@
+//! JWT bearer authentication (jsonwebtoken): HS256/384/512, RS256/384/512, PS256/384/512,
+//! ES256/384 and EdDSA with keys from an inline secret, a PEM file or a JWKS file (by `kid`;
+//! re-read on an unknown `kid`, at most every `jwks_refresh`, the last good set kept when a
+//! read fails). The accepted algorithms are fixed here, never taken from the token (no `none`,
+//! no HS256-with-the-RSA-public-key). `exp` is required; `nbf`/`iat` honoured with `leeway`;
+//! `iss`/`aud` and other claims can be required. Selected claims go upstream as headers
+//! (incoming copies dropped first), the `sub` becomes the identity, scopes and roles feed
+//! authorization. Verified tokens are cached per shard (bounded LRU keyed by the token's
+//! SHA-256, expiring with `exp`), so a repeated token skips signature verification.
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "jwt"
+//! algorithms = ["RS256"]
+//! public_key_file = "keys/issuer.pem"
+//! issuer = ["https://auth.example.com"]
+//! audience = ["api"]
+//! forward_claims = { sub = "X-Consumer-Id" }
+//! ```
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use proto::RequestHead;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::exchange::{Exchange, Identity};
+use crate::lru::Lru;
+use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+
+/// `[[route.policy]] kind = "jwt"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Accepted algorithms (all of one key family per key source). Required.
+    pub algorithms: Vec<String>,
+    /// HMAC secret (HS*), as text.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// HMAC secret (HS*), base64.
+    #[serde(default)]
+    pub secret_base64: Option<String>,
+    /// PEM public key (RS*, PS*, ES*, EdDSA), relative to the config file.
+    #[serde(default)]
+    pub public_key_file: Option<String>,
+    /// JWKS document (`{"keys": [...]}`), relative to the config file; keys chosen by `kid`.
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Least time between two re-reads of `jwks_file` on an unknown `kid`. Default "30s".
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh: conf::Duration,
+    /// Accepted `iss` values; when given, `iss` is required. Default: any.
+    #[serde(default)]
+    pub issuer: Vec<String>,
+    /// Accepted `aud` values; when given, `aud` is required. Default: any.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`. Default "30s".
+    #[serde(default = "default_leeway")]
+    pub leeway: conf::Duration,
+    /// Claims that must be present (besides `exp`). Default: none.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Where the token is read, first found wins: "header:Authorization" (the Bearer scheme),
+    /// "header:NAME" (the whole value), "cookie:NAME", "query:NAME" (removed before
+    /// forwarding). Default ["header:Authorization"].
+    #[serde(default = "default_token_from")]
+    pub token_from: Vec<String>,
+    /// Claims sent upstream as headers, `{ claim = "Header-Name" }`; incoming copies of those
+    /// headers are dropped. Default { sub = "X-Consumer-Id" }.
+    #[serde(default = "default_forward")]
+    pub forward_claims: BTreeMap<String, String>,
+    /// Dotted path of the roles claim (e.g. "realm_access.roles"). Default: none.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+    /// Verified tokens cached per shard; 0 disables the cache. Default 10000.
+    #[serde(default = "default_cache")]
+    pub cache_size: usize,
+    /// Longer tokens are refused unread. Default 8192.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+}
+
+fn default_refresh() -> conf::Duration {
+    conf::Duration(Duration::from_secs(30))
+}
+fn default_leeway() -> conf::Duration {
+    conf::Duration(Duration::from_secs(30))
+}
+fn default_token_from() -> Vec<String> {
+    vec!["header:Authorization".into()]
+}
+fn default_forward() -> BTreeMap<String, String> {
+    BTreeMap::from([("sub".to_string(), "X-Consumer-Id".to_string())])
+}
+fn default_cache() -> usize {
+    10_000
+}
+fn default_max_token() -> usize {
+    8192
+}
+
+/// Where a token is looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Bearer,
+    Header(Box<[u8]>),
+    Cookie(Box<[u8]>),
+    Query(Box<[u8]>),
+}
+
+/// A verification key and the validation its family uses.
+struct Key {
+    kid: Option<String>,
+    key: DecodingKey,
+    validation: Rc<Validation>,
+}
+
+/// Keys from one source, replaced whole on a JWKS re-read.
+struct KeySet {
+    keys: Vec<Key>,
+    /// When `jwks_file` was last read.
+    read_at: Option<Instant>,
+}
+
+/// A cached verification.
+struct Verified {
+    digest: [u8; 32],
+    exp: u64,
+    nbf: u64,
+    identity: Rc<Identity>,
+    forward: Rc<[u8]>,
+}
+
+/// The stage.
+pub struct Jwt {
+    algorithms: Vec<Algorithm>,
+    jwks: Option<std::path::PathBuf>,
+    jwks_refresh: Duration,
+    keys: RefCell<KeySet>,
+    /// One validation per key family, shared by its keys.
+    validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
+    required: Vec<String>,
+    leeway: u64,
+    sources: Vec<Source>,
+    forward: Vec<(String, Box<[u8]>)>,
+    roles_claim: Vec<String>,
+    cache: Option<RefCell<Lru<Verified>>>,
+    max_token: usize,
+}
+
+impl StageBuild for Jwt {
+    const KIND: &'static str = "jwt";
+    type Config = Config;
+
+    fn build(mut c: Config, ctx: &StageContext<'_>) -> Result<Jwt, String> {
+        // "" means unset, so the documented example can list every source
+        for s in [
+            &mut c.secret,
+            &mut c.secret_base64,
+            &mut c.public_key_file,
+            &mut c.jwks_file,
+        ] {
+            if s.as_deref() == Some("") {
+                *s = None;
+            }
+        }
+        let mut algorithms = Vec::new();
+        for a in &c.algorithms {
+            let alg: Algorithm = a.parse().map_err(|_| {
+                format!("unknown algorithm `{a}`: expected HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA")
+            })?;
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err("algorithms must name at least one algorithm".into());
+        }
+        let mut validations = Vec::new();
+        for alg in &algorithms {
+            let family = alg.family();
+            if validations.iter().any(|(f, _)| *f == family) {
+                continue;
+            }
+            let mut v = Validation::new(*alg);
+            v.algorithms = algorithms
+                .iter()
+                .copied()
+                .filter(|a| a.family() == family)
+                .collect();
+            v.leeway = c.leeway.0.as_secs();
+            v.validate_nbf = true;
+            let mut spec = vec!["exp".to_string()];
+            if !c.issuer.is_empty() {
+                v.set_issuer(&c.issuer);
+                spec.push("iss".into());
+            }
+            if c.audience.is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(&c.audience);
+                spec.push("aud".into());
+            }
+            spec.extend(
+                c.required_claims
+                    .iter()
+                    .filter(|r| ["nbf", "sub"].contains(&r.as_str()))
+                    .cloned(),
+            );
+            v.set_required_spec_claims(&spec);
+            validations.push((family, Rc::new(v)));
+        }
+        let validation_for = |family| {
+            validations
+                .iter()
+                .find(|(f, _)| *f == family)
+                .map(|(_, v)| v.clone())
+        };
+        let sources_given = [
+            c.secret.is_some(),
+            c.secret_base64.is_some(),
+            c.public_key_file.is_some(),
+            c.jwks_file.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if sources_given != 1 {
+            return Err(
+                "give exactly one of secret, secret_base64, public_key_file, jwks_file".into(),
+            );
+        }
+        let mut keys = Vec::new();
+        let mut jwks = None;
+        if let Some(s) = &c.secret {
+            keys.push((None, DecodingKey::from_secret(s.as_bytes())));
+        } else if let Some(s) = &c.secret_base64 {
+            keys.push((
+                None,
+                DecodingKey::from_base64_secret(s).map_err(|e| format!("secret_base64: {e}"))?,
+            ));
+        } else if let Some(f) = &c.public_key_file {
+            let path = ctx.dir.join(f);
+            let pem =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            keys.push((
+                None,
+                pem_key(&pem, &algorithms).map_err(|e| format!("{}: {e}", path.display()))?,
+            ));
+        } else if let Some(f) = &c.jwks_file {
+            let path = ctx.dir.join(f);
+            keys = read_jwks(&path)?;
+            jwks = Some(path);
+        }
+        let keys = keys
+            .into_iter()
+            .filter_map(|(kid, key)| {
+                Some(Key {
+                    kid,
+                    validation: validation_for(key.family())?,
+                    key,
+                })
+            })
+            .collect::<Vec<_>>();
+        if keys.is_empty() {
+            return Err("no key matches the accepted algorithms".into());
+        }
+        let mut sources = Vec::new();
+        for s in &c.token_from {
+            let (kind, name) = s.split_once(':').unwrap_or((s, ""));
+            if name.is_empty() || !name.bytes().all(proto::chars::is_tchar) {
+                return Err(format!(
+                    "token_from `{s}`: expected header:NAME, cookie:NAME or query:NAME"
+                ));
+            }
+            sources.push(match kind {
+                "header" if name.eq_ignore_ascii_case("authorization") => Source::Bearer,
+                "header" => Source::Header(name.as_bytes().into()),
+                "cookie" => Source::Cookie(name.as_bytes().into()),
+                "query" => Source::Query(name.as_bytes().into()),
+                _ => {
+                    return Err(format!(
+                        "token_from `{s}`: expected header:NAME, cookie:NAME or query:NAME"
+                    ));
+                }
+            });
+        }
+        if sources.is_empty() {
+            return Err("token_from must name at least one place".into());
+        }
+        let mut forward = Vec::new();
+        for (claim, header) in &c.forward_claims {
+            if header.is_empty() || !header.bytes().all(proto::chars::is_tchar) {
+                return Err(format!(
+                    "forward_claims.{claim}: `{header}` is not a header name"
+                ));
+            }
+            forward.push((claim.clone(), header.as_bytes().into()));
+        }
+        Ok(Jwt {
+            algorithms,
+            jwks,
+            jwks_refresh: c.jwks_refresh.0,
+            keys: RefCell::new(KeySet {
+                keys,
+                read_at: None,
+            }),
+            validations,
+            required: c.required_claims,
+            leeway: c.leeway.0.as_secs(),
+            sources,
+            forward,
+            roles_claim: c
+                .roles_claim
+                .map(|p| p.split('.').map(str::to_string).collect())
+                .unwrap_or_default(),
+            cache: (c.cache_size > 0).then(|| RefCell::new(Lru::new(c.cache_size))),
+            max_token: c.max_token_bytes.max(16),
+        })
+    }
+}
+
+/// A PEM public key of the family the algorithms name.
+fn pem_key(pem: &[u8], algorithms: &[Algorithm]) -> Result<DecodingKey, String> {
+    use jsonwebtoken::AlgorithmFamily as F;
+    let family = algorithms
+        .first()
+        .map(|a| a.family())
+        .ok_or("no algorithm")?;
+    let key = match family {
+        F::Rsa => DecodingKey::from_rsa_pem(pem),
+        F::Ec => DecodingKey::from_ec_pem(pem),
+        F::Ed => DecodingKey::from_ed_pem(pem),
+        F::Hmac => return Err("HS* algorithms take `secret`, not a PEM file".into()),
+    };
+    key.map_err(|e| format!("not a usable {family:?} public key: {e}"))
+}
+
+fn read_jwks(path: &std::path::Path) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JWKS document: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| format!("{}: key {:?}: {e}", path.display(), jwk.common.key_id))?;
+        keys.push((jwk.common.key_id.clone(), key));
+    }
+    Ok(keys)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// 401 with the RFC 6750 challenge.
+fn invalid(reason: &'static str, description: &'static str) -> Verdict<'static> {
+    Verdict::Reject(Rejection::new(401, reason, description).with_field(
+        "WWW-Authenticate",
+        &format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
+    ))
+}
+
+impl Jwt {
+    /// The token and, for the query form, the edit that strips it.
+    fn token(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Option<Vec<u8>> {
+        for s in &self.sources {
+            let found = match s {
+                Source::Bearer => head
+                    .fields
+                    .iter()
+                    .find(|f| f.name.get(buf).eq_ignore_ascii_case(b"authorization"))
+                    .and_then(|f| {
+                        let v = f.value.get(buf);
+                        let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
+                        scheme
+                            .eq_ignore_ascii_case(b"bearer")
+                            .then(|| proto::chars::trim_ows(rest).to_vec())
+                    }),
+                Source::Header(name) => head
+                    .fields
+                    .iter()
+                    .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
+                    .map(|f| f.value.get(buf).to_vec()),
+                Source::Cookie(name) => head
+                    .fields
+                    .iter()
+                    .filter(|f| f.name.get(buf).eq_ignore_ascii_case(b"cookie"))
+                    .flat_map(|f| f.value.get(buf).split(|&b| b == b';'))
+                    .find_map(|pair| {
+                        let pair = proto::chars::trim_ows(pair);
+                        let eq = pair.iter().position(|&b| b == b'=')?;
+                        let (k, v) = pair.split_at(eq);
+                        (k == &name[..]).then(|| v.get(1..).unwrap_or_default().to_vec())
+                    }),
+                Source::Query(name) => crate::query::take_param(head, buf, name, &mut ex.edits),
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// The key for a token's `kid`, re-reading the JWKS file (rate-limited) when unknown.
+    fn key_for(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        now: Instant,
+    ) -> Option<(DecodingKey, Rc<Validation>)> {
+        let pick = |set: &KeySet| {
+            let fits = |k: &&Key| k.validation.algorithms.contains(&alg);
+            match kid {
+                Some(kid) => set
+                    .keys
+                    .iter()
+                    .filter(fits)
+                    .find(|k| k.kid.as_deref() == Some(kid)),
+                None => {
+                    let mut candidates = set.keys.iter().filter(fits);
+                    match (candidates.next(), candidates.next()) {
+                        (Some(only), None) => Some(only),
+                        _ => None,
+                    }
+                }
+            }
+            .map(|k| (k.key.clone(), k.validation.clone()))
+        };
+        if let Some(found) = pick(&self.keys.borrow()) {
+            return Some(found);
+        }
+        let path = self.jwks.as_ref()?;
+        kid?;
+        let mut set = self.keys.borrow_mut();
+        if set
+            .read_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.jwks_refresh)
+        {
+            return None;
+        }
+        set.read_at = Some(now);
+        // a failed read keeps the last good set
+        if let Ok(keys) = read_jwks(path) {
+            set.keys = keys
+                .into_iter()
+                .filter_map(|(kid, key)| {
+                    let validation = self
+                        .validations
+                        .iter()
+                        .find(|(f, _)| *f == key.family())?
+                        .1
+                        .clone();
+                    Some(Key {
+                        kid,
+                        key,
+                        validation,
+                    })
+                })
+                .collect();
+        }
+        pick(&set)
+    }
+
+    fn verify(&self, token: &[u8], now: Instant) -> Result<Verified, Verdict<'static>> {
+        let text =
+            std::str::from_utf8(token).map_err(|_| invalid("jwt.malformed", "malformed token"))?;
+        let header = jsonwebtoken::decode_header(text)
+            .map_err(|_| invalid("jwt.malformed", "malformed token"))?;
+        if !self.algorithms.contains(&header.alg) {
+            return Err(invalid("jwt.algorithm", "algorithm not accepted"));
+        }
+        let (key, validation) = self
+            .key_for(header.kid.as_deref(), header.alg, now)
+            .ok_or_else(|| invalid("jwt.unknown_key", "no key for this token"))?;
+        let data =
+            jsonwebtoken::decode::<Value>(text, &key, &validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => invalid("jwt.expired", "token expired"),
+                ErrorKind::ImmatureSignature => invalid("jwt.not_yet_valid", "token not yet valid"),
+                ErrorKind::InvalidIssuer => invalid("jwt.issuer", "issuer not accepted"),
+                ErrorKind::InvalidAudience => invalid("jwt.audience", "audience not accepted"),
+                ErrorKind::InvalidSignature => {
+                    invalid("jwt.signature", "signature does not verify")
+                }
+                ErrorKind::InvalidAlgorithm => invalid("jwt.algorithm", "algorithm not accepted"),
+                ErrorKind::MissingRequiredClaim(_) => {
+                    invalid("jwt.claims", "a required claim is missing")
+                }
+                _ => invalid("jwt.malformed", "malformed token"),
+            })?;
+        let claims = data.claims;
+        if self
+            .required
+            .iter()
+            .any(|c| claims.get(c).is_none_or(Value::is_null))
+        {
+            return Err(invalid("jwt.claims", "a required claim is missing"));
+        }
+        let text_of = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        };
+        let list = |v: Option<&Value>| -> Rc<[Box<str>]> {
+            match v {
+                Some(Value::String(s)) => s.split_whitespace().map(Box::from).collect(),
+                Some(Value::Array(a)) => a.iter().filter_map(text_of).map(Box::from).collect(),
+                _ => Rc::from(Vec::new()),
+            }
+        };
+        let roles = if self.roles_claim.is_empty() {
+            None
+        } else {
+            self.roles_claim.iter().try_fold(&claims, |v, k| v.get(k))
+        };
+        let identity = Identity {
+            consumer: Rc::from(claims.get("sub").and_then(text_of).unwrap_or_default()),
+            scopes: list(claims.get("scope").or_else(|| claims.get("scp"))),
+            roles: list(roles),
+        };
+        let mut forward = Vec::new();
+        for (claim, header) in &self.forward {
+            if let Some(v) = claims.get(claim).and_then(text_of)
+                && v.bytes().all(proto::chars::is_field_value)
+            {
+                proto::write::put_field(&mut forward, header, v.as_bytes());
+            }
+        }
+        let secs = |name: &str| claims.get(name).and_then(Value::as_u64);
+        Ok(Verified {
+            digest: [0; 32],
+            exp: secs("exp").unwrap_or(0),
+            nbf: secs("nbf").unwrap_or(0),
+            identity: Rc::new(identity),
+            forward: Rc::from(forward),
+        })
+    }
+}
+
+impl Stage for Jwt {
+    fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        // incoming copies of the headers this stage sets never reach the upstream
+        for (i, f) in head.fields.iter().enumerate() {
+            let name = f.name.get(buf);
+            if self
+                .forward
+                .iter()
+                .any(|(_, h)| name.eq_ignore_ascii_case(h))
+            {
+                ex.edits.drop_field(i);
+            }
+        }
+        let Some(token) = self.token(head, buf, ex) else {
+            return Verdict::Reject(
+                Rejection::new(401, "jwt.missing", "a bearer token is required")
+                    .with_field("WWW-Authenticate", "Bearer"),
+            );
+        };
+        if token.len() > self.max_token {
+            return invalid("jwt.too_long", "token too long");
+        }
+        let now_unix = unix_now();
+        let digest: [u8; 32] = Sha256::digest(&token).into();
+        let key = u64::from_le_bytes(digest.first_chunk::<8>().copied().unwrap_or_default());
+        let cached = self.cache.as_ref().and_then(|c| {
+            let mut c = c.borrow_mut();
+            let hit = c.get(key).filter(|v| v.digest == digest)?;
+            if hit.exp.saturating_add(self.leeway) <= now_unix
+                || hit.nbf > now_unix.saturating_add(self.leeway)
+            {
+                return None;
+            }
+            Some((hit.identity.clone(), hit.forward.clone()))
+        });
+        let (identity, forward) = match cached {
+            Some(hit) => hit,
+            None => {
+                let mut v = match self.verify(&token, ex.now) {
+                    Ok(v) => v,
+                    Err(refusal) => return refusal,
+                };
+                v.digest = digest;
+                let out = (v.identity.clone(), v.forward.clone());
+                if let Some(c) = &self.cache {
+                    *c.borrow_mut().get_or_insert_with(key, || Verified {
+                        digest,
+                        exp: 0,
+                        nbf: 0,
+                        identity: out.0.clone(),
+                        forward: out.1.clone(),
+                    }) = v;
+                }
+                out
+            }
+        };
+        ex.edits.add_fields.extend_from_slice(&forward);
+        ex.identity = Some(identity);
+        Verdict::Continue
+    }
+}
