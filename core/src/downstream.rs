@@ -289,6 +289,11 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
             fields.extend_from_slice(&ex.response_fields);
             answer_error(shard, conn, head_len, r.status, &r.detail, close, &fields).await
         }
+        Verdict::Answer { status, mut fields } => {
+            ex.status = status;
+            fields.extend_from_slice(&ex.response_fields);
+            answer_bodyless(shard, conn, head_len, status, &fields, close).await
+        }
         Verdict::Continue => {
             crate::forward::proxy(shard, conn, route, head_len, &mut ex, close).await
         }
@@ -362,6 +367,34 @@ async fn answer_error(
         head_only,
         &[&date, extra],
     );
+    finish_answer(shard, conn, persist).await
+}
+
+/// A bodyless answer made by a stage (a CORS preflight's 204): status, Date, its fields.
+async fn answer_bodyless(
+    shard: &Shard,
+    conn: &mut Conn,
+    head_len: usize,
+    status: u16,
+    fields: &[u8],
+    close: bool,
+) -> Next {
+    let persist = Persist::of(
+        close || !skip_buffered_body(conn, head_len),
+        conn.head.version,
+    );
+    conn.out.clear();
+    proto::write::put_status_line(
+        &mut conn.out,
+        status,
+        proto::write::reason_phrase(status).as_bytes(),
+    );
+    conn.out.extend_from_slice(&shard.date_field());
+    conn.out.extend_from_slice(fields);
+    if !persist.header().is_empty() {
+        proto::write::put_field(&mut conn.out, b"Connection", persist.header());
+    }
+    conn.out.extend_from_slice(b"\r\n");
     finish_answer(shard, conn, persist).await
 }
 

@@ -22,6 +22,13 @@ pub enum Verdict<'s> {
     Respond(&'s LocalReply),
     /// Stop here and refuse with an `application/problem+json` answer.
     Reject(Rejection),
+    /// Stop here and answer with a bodyless response (a CORS preflight's 204).
+    Answer {
+        /// Status code (a bodyless one: 204, 304, …).
+        status: u16,
+        /// Whole field lines to send.
+        fields: Vec<u8>,
+    },
 }
 
 /// A refusal: status, the problem's detail, and extra response fields (`WWW-Authenticate`,

@@ -1,6 +1,8 @@
 //! The stage registry: adding a stage is one file in this folder and one line below.
 
 pub mod api_key;
+pub mod authorize;
+pub mod cors;
 pub mod ip;
 pub mod jwt;
 pub mod rate_limit;
@@ -8,6 +10,8 @@ pub mod respond;
 
 crate::stages! {
     api_key::ApiKey,
+    authorize::Authorize,
+    cors::Cors,
     ip::Ip,
     jwt::Jwt,
     rate_limit::RateLimit,
