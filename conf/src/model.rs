@@ -48,6 +48,10 @@ pub struct ServerConf {
     pub max_connections: u32,
     /// Set TCP_NODELAY on client and upstream sockets.
     pub tcp_nodelay: bool,
+    /// Normalise request paths before routing (decode unreserved escapes, remove dot
+    /// segments; refuse encoded `/`, `\`, NUL and climbs above the root with 400), and
+    /// forward the normalised path.
+    pub normalize_path: bool,
     /// Read buffer per client connection; a request head must fit in it.
     pub client_buffer: ByteSize,
     /// Read buffer per upstream exchange (response heads must fit in it).
@@ -84,6 +88,7 @@ impl Default for ServerConf {
             backlog: 1024,
             max_connections: 10_000,
             tcp_nodelay: true,
+            normalize_path: true,
             client_buffer: ByteSize(32 * 1024),
             upstream_buffer: ByteSize(32 * 1024),
             max_request_line: ByteSize(8 * 1024),

@@ -233,10 +233,22 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
         || (s.keepalive_requests > 0 && conn.served >= u64::from(s.keepalive_requests));
     let head = &conn.head;
     let buf = &conn.buf;
-    let path = if head.target_form == Target::Asterisk {
-        &b"/"[..]
+    // Route on the normalised path and forward that same path: the upstream never sees a path
+    // other than the one the routes and stages judged.
+    let normalized = if s.normalize_path && head.target_form != Target::Asterisk {
+        match proto::path::normalize(head.path(buf)) {
+            Ok(n) => n,
+            Err(e) => {
+                return answer_error(shard, conn, head_len, 400, e.detail(), close, b"").await;
+            }
+        }
     } else {
-        head.path_only(buf)
+        None
+    };
+    let path = match &normalized {
+        Some(t) => t.split(|&b| b == b'?').next().unwrap_or_default(),
+        None if head.target_form == Target::Asterisk => &b"/"[..],
+        None => head.path_only(buf),
     };
     let (route_id, params) =
         match gw
@@ -278,6 +290,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
         .await;
     };
     let mut ex = Exchange::new(conn.peer, Instant::now(), route_id, params);
+    ex.edits.target = normalized;
     let next = match route.pipeline.on_request(&conn.head, &conn.buf, &mut ex) {
         Verdict::Respond(reply) => {
             ex.status = reply.status;

@@ -21,8 +21,12 @@ enum Body {
     Done,
     /// This many bytes to go.
     Length(u64),
-    /// Chunked, mid-way; `seen` data bytes so far (checked against `max_body`).
-    Chunked { dec: ChunkedDecoder, seen: u64 },
+    /// Chunked, mid-way; `seen` data bytes so far, refused beyond `limit`.
+    Chunked {
+        dec: ChunkedDecoder,
+        seen: u64,
+        limit: u64,
+    },
     /// Until the upstream closes.
     UntilClose,
 }
@@ -136,19 +140,22 @@ async fn forward(
         &s.forwarding,
         ex,
     );
+    // the server-wide limit, or a route's smaller one (the validate stage)
+    let max_body = s.max_body.min(ex.max_body);
     let mut body = match conn.head.framing {
-        Framing::Length(n) if n > s.max_body => {
+        Framing::Length(n) if n > max_body => {
             return Err(before_response(ProxyError::ClientBodyTooLarge, false));
         }
         Framing::Length(n) => Body::Length(n),
         Framing::Chunked => Body::Chunked {
             dec: ChunkedDecoder::new(),
             seen: 0,
+            limit: max_body,
         },
         Framing::UntilClose => Body::Done,
     };
     let avail = conn.buf.get(head_len..).unwrap_or_default();
-    let consumed = take_buffered(avail, &mut body, &mut conn.out, s.max_body)?;
+    let consumed = take_buffered(avail, &mut body, &mut conn.out)?;
     conn.buf.drain(..(head_len + consumed).min(conn.buf.len()));
     let mut sent_continue = false;
     if !body.is_done() && consumed == 0 {
@@ -161,7 +168,7 @@ async fn forward(
         io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
             .await
             .map_err(client_read_error)?;
-        let c = take_buffered(&conn.buf, &mut body, &mut conn.out, s.max_body)?;
+        let c = take_buffered(&conn.buf, &mut body, &mut conn.out)?;
         conn.buf.drain(..c.min(conn.buf.len()));
     }
     let replayable = body.is_done();
@@ -258,7 +265,14 @@ async fn forward(
                 framing == ClientFraming::Chunked,
             ) {
                 Ok((c, true, _)) => (c, Body::Done),
-                Ok((c, false, _)) => (c, Body::Chunked { dec, seen: 0 }),
+                Ok((c, false, _)) => (
+                    c,
+                    Body::Chunked {
+                        dec,
+                        seen: 0,
+                        limit: u64::MAX,
+                    },
+                ),
                 Err(e) => return Err(before_response(ProxyError::UpstreamMalformed(e), true)),
             }
         }
@@ -301,12 +315,7 @@ async fn forward(
 
 /// Moves body bytes already read (`avail`) into `out` for the current body state; returns
 /// how many bytes of `avail` belong to this body.
-fn take_buffered(
-    avail: &[u8],
-    body: &mut Body,
-    out: &mut Vec<u8>,
-    max_body: u64,
-) -> Result<usize, Failure> {
+fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usize, Failure> {
     match body {
         Body::Length(rem) => {
             let take = (*rem).min(avail.len() as u64) as usize;
@@ -314,11 +323,11 @@ fn take_buffered(
             *rem -= take as u64;
             Ok(take)
         }
-        Body::Chunked { dec, seen } => {
+        Body::Chunked { dec, seen, limit } => {
             let (c, done, data) = reencode(dec, avail, out, true)
                 .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
             *seen += data as u64;
-            if *seen > max_body {
+            if *seen > *limit {
                 return Err(before_response(ProxyError::ClientBodyTooLarge, false));
             }
             if done {
@@ -427,7 +436,7 @@ async fn send_request_body(
                 *rem -= take as u64;
             }
         }
-        Body::Chunked { dec, seen } => loop {
+        Body::Chunked { dec, seen, limit } => loop {
             if conn.buf.is_empty() {
                 io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
                     .await
@@ -437,7 +446,7 @@ async fn send_request_body(
             let (c, done, data) = reencode(dec, &conn.buf, &mut conn.out, true)
                 .map_err(|e| before_response(ProxyError::ClientMalformed(e), false))?;
             *seen += data as u64;
-            if *seen > s.max_body {
+            if *seen > *limit {
                 return Err(before_response(ProxyError::ClientBodyTooLarge, false));
             }
             conn.buf.drain(..c.min(conn.buf.len()));

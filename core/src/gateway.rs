@@ -63,6 +63,8 @@ pub struct Settings {
     pub max_connections: usize,
     /// Added headers.
     pub forwarding: ForwardingConf,
+    /// Normalise paths before routing.
+    pub normalize_path: bool,
 }
 
 /// Everything a shard needs to serve, built from a `Config` once per shard.
@@ -142,6 +144,7 @@ impl Gateway {
             max_body: s.max_body.map_or(u64::MAX, |b| b.0),
             max_connections: s.max_connections as usize,
             forwarding: s.forwarding.clone(),
+            normalize_path: s.normalize_path,
         };
         Ok(Gateway {
             router,

@@ -268,3 +268,118 @@ fn api_keys_identify_consumers_and_refuse_the_rest() {
         );
     }
 }
+
+#[test]
+fn validate_refuses_methods_types_headers_queries_and_bodies() {
+    let origin = Origin::start();
+    let policy = "[[route.policy]]\nkind = \"validate\"\nmethods = [\"GET\", \"POST\"]\nmax_body = \"1KiB\"\ncontent_types = [\"application/json\"]\nrequired_headers = [\"X-Request-Id\"]\nmax_query_length = 20\nmax_query_params = 2\n";
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+            continue;
+        };
+        origin.reset_counts();
+        let id = "X-Request-Id: 1\r\n";
+        let r = request(g.addr, "DELETE", "/v", id, b"");
+        assert_problem(&r, 405);
+        assert_eq!(r.header("allow"), Some("GET, POST"));
+        assert_problem(&request(g.addr, "GET", "/v", "", b""), 400);
+        assert_problem(&request(g.addr, "GET", "/v?a=1&b=2&c=3", id, b""), 400);
+        assert_problem(
+            &request(g.addr, "GET", "/v?aaaaaaaaaaaaaaaaaaaaa=1", id, b""),
+            414,
+        );
+        let json = "Content-Type: application/json; charset=utf-8\r\n";
+        assert_problem(
+            &request(
+                g.addr,
+                "POST",
+                "/v",
+                &format!("{id}Content-Type: text/plain\r\nContent-Length: 2\r\n"),
+                b"{}",
+            ),
+            415,
+        );
+        let big = vec![b'x'; 1025];
+        assert_problem(
+            &request(
+                g.addr,
+                "POST",
+                "/v",
+                &format!("{id}{json}Content-Length: 1025\r\n"),
+                &big,
+            ),
+            413,
+        );
+        // chunked, one byte over the limit: cut off before anything is forwarded
+        let body = support::chunked(&big, 100);
+        assert_problem(
+            &request(
+                g.addr,
+                "POST",
+                "/v",
+                &format!("{id}{json}Transfer-Encoding: chunked\r\n"),
+                &body,
+            ),
+            413,
+        );
+        assert!(origin.records().is_empty(), "{:?}", origin.records());
+        // exactly at the limit passes
+        let ok = request(
+            g.addr,
+            "POST",
+            "/v?a=1",
+            &format!("{id}{json}Transfer-Encoding: chunked\r\n"),
+            &support::chunked(&big[..1024], 100),
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(origin.records().pop().unwrap().body_len, 1024);
+    }
+}
+
+#[test]
+fn paths_are_normalised_before_routing_and_traversal_refused() {
+    let origin = Origin::start();
+    let conf = format!(
+        "[[route]]\npath = \"/admin\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"admin\"\n\n{}",
+        routed(&origin, "")
+    );
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &conf) else {
+            continue;
+        };
+        origin.reset_counts();
+        assert_problem(
+            &request(g.addr, "GET", "/static/..%2f..%2fetc/passwd", "", b""),
+            400,
+        );
+        assert_problem(
+            &request(g.addr, "GET", "/static/../../etc/passwd", "", b""),
+            400,
+        );
+        assert_problem(&request(g.addr, "GET", "/a%5c..%5cb", "", b""), 400);
+        assert_problem(&request(g.addr, "GET", "/a%00", "", b""), 400);
+        assert!(origin.records().is_empty());
+        // the route is chosen on the normalised path
+        assert_eq!(request(g.addr, "GET", "/%61dmin", "", b"").body, b"admin");
+        assert_eq!(
+            request(g.addr, "GET", "/public/../admin", "", b"").body,
+            b"admin"
+        );
+        // and the upstream gets the normalised path
+        assert_eq!(
+            request(g.addr, "GET", "/a/./b/../c%7e?x=%2F", "", b"").status,
+            200
+        );
+        assert_eq!(origin.records().pop().unwrap().target, "/a/c~?x=%2F");
+    }
+    // switched off: paths go through as received
+    let g = Gateway::start(
+        "epoll",
+        "shards = 1\nnormalize_path = false",
+        &routed(&origin, ""),
+    )
+    .unwrap();
+    origin.reset_counts();
+    assert_eq!(request(g.addr, "GET", "/a/./b", "", b"").status, 200);
+    assert_eq!(origin.records().pop().unwrap().target, "/a/./b");
+}

@@ -71,6 +71,9 @@ pub struct Exchange {
     pub edits: Edits,
     /// Field lines (`Name: value\r\n`) to add to the response, whoever writes it.
     pub response_fields: Vec<u8>,
+    /// Largest request body for this route (the server's `max_body` still applies);
+    /// `u64::MAX` unless a stage lowers it.
+    pub max_body: u64,
     /// Set by the connection after the response: its status (0 until then).
     pub status: u16,
 }
@@ -87,6 +90,7 @@ impl Exchange {
             identity: None,
             edits: Edits::default(),
             response_fields: Vec::new(),
+            max_body: u64::MAX,
             status: 0,
         }
     }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod framing;
 pub mod head;
 pub mod parse;
+pub mod path;
 mod simd;
 pub mod write;
 

@@ -7,6 +7,7 @@ pub mod ip;
 pub mod jwt;
 pub mod rate_limit;
 pub mod respond;
+pub mod validate;
 
 crate::stages! {
     api_key::ApiKey,
@@ -16,4 +17,5 @@ crate::stages! {
     jwt::Jwt,
     rate_limit::RateLimit,
     respond::Respond,
+    validate::Validate,
 }
