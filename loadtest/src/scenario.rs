@@ -12,8 +12,8 @@ use crate::generator::RequestSpec;
 /// Gateway features the scenarios may require, and whether shardgate has them yet. A scenario
 /// naming a feature that is not built is skipped with its reason, never faked.
 pub const FEATURES: &[(&str, bool)] = &[
-    ("jwt", false),
-    ("rate_limit", false),
+    ("jwt", true),
+    ("rate_limit", true),
     ("cache", false),
     ("tls", false),
 ];
@@ -51,6 +51,26 @@ pub struct Scenario {
     /// The request mix (`[[request]]`); one `GET /` when absent.
     #[serde(default, rename = "request")]
     pub requests: Vec<RequestConf>,
+    /// What shardgate runs beyond plain proxying.
+    #[serde(default)]
+    pub gateway: GatewayConf,
+}
+
+/// `[gateway]`: extra shardgate configuration for this scenario.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConf {
+    /// Extra routes `/svc{i}/v1/items/{id}` to the origin, besides the catch-all.
+    pub routes: usize,
+    /// TOML appended to shardgate's config (e.g. global `[[policy]]` stages).
+    pub config: String,
+    /// HS256 secret: `{jwt}` in request header values becomes a token signed with it
+    /// (`sub = "loadtest"`, valid for an hour).
+    pub jwt_secret: Option<String>,
+    /// Also run shardgate without `routes` and `config` in the same rounds, as the baseline
+    /// the ratios are taken against; nginx and HAProxy, which cannot run the same policy, are
+    /// left out.
+    pub against_bare: bool,
 }
 
 /// `[origin]`
@@ -189,11 +209,18 @@ impl Scenario {
             .collect()
     }
 
-    /// The request mix as the generator takes it.
+    /// The request mix as the generator takes it (`{jwt}` in header values replaced by a
+    /// token signed with `gateway.jwt_secret`).
     pub fn request_specs(&self) -> Vec<RequestSpec> {
         if self.requests.is_empty() {
             return vec![RequestSpec::get("/")];
         }
+        let token = self
+            .gateway
+            .jwt_secret
+            .as_deref()
+            .map(mint_jwt)
+            .unwrap_or_default();
         self.requests
             .iter()
             .map(|r| RequestSpec {
@@ -202,7 +229,7 @@ impl Scenario {
                 headers: r
                     .headers
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), v.replace("{jwt}", &token)))
                     .collect(),
                 body: (0..r.body_size).map(|i| b'a' + (i % 26) as u8).collect(),
                 weight: r.weight,
@@ -219,6 +246,34 @@ impl Scenario {
     pub fn warmup(&self) -> Duration {
         Duration::from_secs_f64(self.load.warmup_s)
     }
+}
+
+/// An HS256 token for `sub = "loadtest"`, valid for an hour.
+fn mint_jwt(secret: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    let claims = serde_json::json!({ "sub": "loadtest", "exp": exp });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap_or_default()
+}
+
+/// The shardgate config text a scenario adds: its extra routes, then its `config`.
+pub fn gateway_extra(g: &GatewayConf) -> String {
+    let mut s = String::new();
+    for i in 0..g.routes {
+        s += &format!(
+            "\n[[route]]\nname = \"svc{i}\"\npath = \"/svc{i}/v1/items/{{id}}\"\nupstream = \"origin\"\n"
+        );
+    }
+    s += "\n";
+    s += &g.config;
+    s
 }
 
 #[cfg(test)]
@@ -242,8 +297,25 @@ mod tests {
         );
         assert_eq!(
             Scenario::load("policy").unwrap().missing(),
-            vec!["jwt".to_string(), "rate_limit".to_string()]
+            Vec::<String>::new()
         );
+        assert_eq!(
+            Scenario::load("tls").unwrap().missing(),
+            vec!["tls".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_policy_scenario_mints_its_token_and_routes() {
+        let s = Scenario::load("policy").unwrap();
+        let auth = &s.request_specs()[0].headers[0].1;
+        assert!(
+            auth.starts_with("Bearer ey") && auth.matches('.').count() == 2,
+            "{auth}"
+        );
+        let extra = gateway_extra(&s.gateway);
+        assert_eq!(extra.matches("[[route]]").count(), 1000);
+        assert!(extra.contains("kind = \"jwt\"") && extra.contains("kind = \"rate_limit\""));
     }
 
     #[test]

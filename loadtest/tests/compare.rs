@@ -29,7 +29,7 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
             "--scenario",
             "tiny",
             "--scenario",
-            "policy",
+            "tls",
             "--systems",
             "shardgate",
         ])
@@ -56,10 +56,7 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(
-        stdout.contains("skipped: needs jwt, rate_limit"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("skipped: needs tls"), "{stdout}");
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("tiny/report.json")).unwrap())
@@ -78,7 +75,7 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         round["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
         "{round}"
     );
-    assert!(sys["cpu_vs_nginx"].is_null(), "no nginx in this run");
+    assert!(sys["cpu_vs_baseline"].is_null(), "no nginx in this run");
     let svg = std::fs::read_to_string(out.join("tiny/report.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("shardgate") && svg.contains("<polyline"));
 
@@ -98,10 +95,10 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         .split('"')
         .next()
         .unwrap();
-    for addr in [listen, origin] {
+    for (what, addr) in [("shardgate", listen), ("origin", origin)] {
         assert!(
             std::net::TcpStream::connect(addr).is_err(),
-            "{addr} still accepts"
+            "{what} at {addr} still accepts"
         );
     }
     let _ = std::fs::remove_dir_all(&out);

@@ -2,7 +2,8 @@
 //! scenario against them in interleaved rounds (A B C A B C …, so machine drift hits all
 //! alike), and reports per proxy requests/s, latency percentiles, proxy CPU microseconds per
 //! request (user+sys of all its threads and processes over the measured window ÷ responses),
-//! peak RSS and errors, with ratios to nginx taken round by round. Output: a table, JSON, SVG.
+//! peak RSS and errors, with ratios to nginx (or to shardgate without the scenario's policy)
+//! taken round by round. Output: a table, JSON, SVG.
 
 pub mod procs;
 mod svg;
@@ -154,12 +155,12 @@ pub struct SystemResult {
     pub peak_rss_mib: Spread,
     /// Errors over all rounds.
     pub errors: u64,
-    /// Round-by-round ratio of CPU per request to nginx's (absent without nginx).
-    pub cpu_vs_nginx: Option<Spread>,
-    /// Round-by-round ratio of p99 to nginx's.
-    pub p99_vs_nginx: Option<Spread>,
-    /// Round-by-round ratio of requests/s to nginx's.
-    pub rps_vs_nginx: Option<Spread>,
+    /// Round-by-round ratio of CPU per request to the baseline's (nginx, or shardgate-bare).
+    pub cpu_vs_baseline: Option<Spread>,
+    /// Round-by-round ratio of p99 to the baseline's.
+    pub p99_vs_baseline: Option<Spread>,
+    /// Round-by-round ratio of requests/s to the baseline's.
+    pub rps_vs_baseline: Option<Spread>,
     /// Latency percentiles of all rounds merged, ms: (percentile, value).
     pub latency_curve: Vec<(f64, f64)>,
 }
@@ -193,6 +194,8 @@ pub struct ScenarioResult {
     pub machine: Machine,
     /// Per system.
     pub systems: Vec<SystemResult>,
+    /// The system ratios are taken against.
+    pub baseline: Option<String>,
     /// Origin CPU per response, median over all runs, µs.
     pub origin_cpu_us_per_req: f64,
     /// Generator CPU per response, median over all runs, µs.
@@ -308,6 +311,7 @@ fn run_scenario(
         workers: args.workers,
         machine: Machine::read(),
         systems: Vec::new(),
+        baseline: None,
         origin_cpu_us_per_req: f64::NAN,
         generator_cpu_us_per_req: f64::NAN,
     };
@@ -359,15 +363,25 @@ fn run_scenario(
     )?;
     origin.wait_listening(origin_addr)?;
 
+    let extra = crate::scenario::gateway_extra(&scenario.gateway);
     let setup = Setup {
         origin: origin_addr,
         workers: args.workers.max(1),
         cpus: &args.proxy_cpus,
         dir: &out,
         shardgate,
+        extra: &extra,
     };
     let mut running: Vec<Running> = Vec::new();
+    let against_bare = scenario.gateway.against_bare;
     for &system in &args.systems {
+        if against_bare && system != System::Shardgate {
+            println!(
+                "skipped {}: this scenario compares shardgate with itself without the policy",
+                system.name()
+            );
+            continue;
+        }
         match systems::start(system, &setup)? {
             Some(r) => running.push(r),
             None => result.missing_systems.push(system.name().to_string()),
@@ -382,6 +396,10 @@ fn run_scenario(
             std::path::Path::new(path),
             &setup,
         )?);
+    }
+    if against_bare {
+        let bare = Setup { extra: "", ..setup };
+        running.push(systems::start_variant(BARE, shardgate, &bare)?);
     }
     anyhow::ensure!(!running.is_empty(), "no system to measure");
 
@@ -449,6 +467,9 @@ fn run_scenario(
     }
     origin.stop();
 
+    result.baseline = baseline_of(&running)
+        .and_then(|i| running.get(i))
+        .map(|r| r.label.clone());
     result.systems = summarize(&running, rounds);
     let all_rounds = || result.systems.iter().flat_map(|s| s.rounds.iter());
     result.origin_cpu_us_per_req = Spread::of(all_rounds().map(|r| r.origin_cpu_us_per_req)).median;
@@ -508,16 +529,25 @@ fn measure(plan: &Plan, proxy: &Child, origin: &Child) -> anyhow::Result<(Round,
     ))
 }
 
+/// The label of shardgate without the scenario's policy.
+const BARE: &str = "shardgate-bare";
+
 const CURVE: &[f64] = &[
     50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0,
 ];
 
-fn summarize(running: &[Running], rounds: Vec<Vec<(Round, Report)>>) -> Vec<SystemResult> {
-    let nginx: Option<Vec<Round>> = running
+/// Ratios are taken against nginx, or against the bare shardgate when the scenario has one.
+fn baseline_of(running: &[Running]) -> Option<usize> {
+    running
         .iter()
-        .zip(&rounds)
-        .find(|(r, _)| r.system == System::Nginx)
-        .map(|(_, v)| v.iter().map(|(r, _)| r.clone()).collect());
+        .position(|r| r.system == System::Nginx)
+        .or_else(|| running.iter().position(|r| r.label == BARE))
+}
+
+fn summarize(running: &[Running], rounds: Vec<Vec<(Round, Report)>>) -> Vec<SystemResult> {
+    let nginx: Option<Vec<Round>> = baseline_of(running)
+        .and_then(|i| rounds.get(i))
+        .map(|v| v.iter().map(|(r, _)| r.clone()).collect());
     running
         .iter()
         .zip(rounds)
@@ -540,9 +570,9 @@ fn summarize(running: &[Running], rounds: Vec<Vec<(Round, Report)>>) -> Vec<Syst
                 cpu_us_per_req: Spread::of(rs.iter().map(|x| x.proxy_cpu_us_per_req)),
                 peak_rss_mib: Spread::of(rs.iter().map(|x| x.proxy_peak_rss_kib as f64 / 1024.0)),
                 errors: rs.iter().map(|x| x.summary.error_total).sum(),
-                cpu_vs_nginx: ratio(|x| x.proxy_cpu_us_per_req),
-                p99_vs_nginx: ratio(|x| x.summary.latency_ms.p99),
-                rps_vs_nginx: ratio(|x| x.summary.rps),
+                cpu_vs_baseline: ratio(|x| x.proxy_cpu_us_per_req),
+                p99_vs_baseline: ratio(|x| x.summary.latency_ms.p99),
+                rps_vs_baseline: ratio(|x| x.summary.rps),
                 latency_curve: CURVE
                     .iter()
                     .map(|&p| (p, merged.ms_at(p / 100.0)))
@@ -576,7 +606,7 @@ pub fn table(r: &ScenarioResult) -> String {
         "CPU us/req (min..max)",
         "RSS MiB",
         "errors",
-        "CPU vs nginx"
+        format!("CPU vs {}", r.baseline.as_deref().unwrap_or("-"))
     );
     for sys in &r.systems {
         s += &format!(
@@ -587,7 +617,7 @@ pub fn table(r: &ScenarioResult) -> String {
             sys.cpu_us_per_req.show(2),
             sys.peak_rss_mib.median,
             sys.errors,
-            sys.cpu_vs_nginx
+            sys.cpu_vs_baseline
                 .map(|x| format!("{:.2}x ({:.2}..{:.2})", x.median, x.min, x.max))
                 .unwrap_or_else(|| "-".into()),
         );

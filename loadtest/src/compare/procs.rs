@@ -21,6 +21,8 @@ pub struct Child {
     pub name: String,
     child: std::process::Child,
     log: PathBuf,
+    /// Where it was seen listening, to wait for that socket to close on stop.
+    listening: Option<SocketAddr>,
 }
 
 /// Starts `program args…` pinned to `cpus` (a taskset list such as "1" or "0,1"; empty for no
@@ -54,6 +56,7 @@ pub fn spawn(
         name: name.to_string(),
         child,
         log: log.to_path_buf(),
+        listening: None,
     })
 }
 
@@ -69,6 +72,7 @@ impl Child {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                self.listening = Some(addr);
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -125,14 +129,31 @@ impl Child {
 
     /// Stops the group: SIGTERM, up to `grace` to exit, then SIGKILL.
     pub fn stop_within(&mut self, grace: Duration) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) && self.pids().is_empty() {
+        self.end_process(grace);
+        // A process on io_uring exits before its ring is torn down, and an accept still in
+        // the ring keeps the listening socket open (and answering SYNs) a little longer: wait
+        // until the port refuses, so whoever runs next can rely on it being free.
+        if let Some(addr) = self.listening.take() {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline
+                && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
+    fn end_process(&mut self, grace: Duration) {
+        // The leader counts as gone only when `waitpid` reports it, which the kernel does once
+        // its last thread has exited.
+        let gone = |c: &mut Self| matches!(c.child.try_wait(), Ok(Some(_))) && c.pids().is_empty();
+        if gone(self) {
             return;
         }
         signal_group(self.pgid(), "TERM");
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            let _ = self.child.try_wait();
-            if self.pids().is_empty() {
+            if gone(self) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

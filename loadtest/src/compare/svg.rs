@@ -173,7 +173,7 @@ fn cpu_panel(s: &mut String, r: &ScenarioResult, x0: f64, x1: f64) {
             c.median
         );
         let ratio = sys
-            .cpu_vs_nginx
+            .cpu_vs_baseline
             .map(|x| format!(" {:.2}×", x.median))
             .unwrap_or_default();
         let _ = writeln!(

@@ -45,6 +45,8 @@ pub struct Setup<'a> {
     pub dir: &'a Path,
     /// The shardgate binary.
     pub shardgate: &'a Path,
+    /// Config text appended to shardgate's (routes, policy stages).
+    pub extra: &'a str,
 }
 
 /// A started system.
@@ -64,7 +66,8 @@ pub fn start(system: System, s: &Setup<'_>) -> anyhow::Result<Option<Running>> {
     start_as(system, system.name(), s.shardgate, s)
 }
 
-/// Starts another shardgate build under `label` (an A/B of a change in the same rounds).
+/// Starts another shardgate build, or the same with other `extra` config, under `label`
+/// (an A/B in the same rounds).
 pub fn start_variant(label: &str, binary: &Path, s: &Setup<'_>) -> anyhow::Result<Running> {
     start_as(System::Shardgate, label, binary, s)?
         .ok_or_else(|| anyhow::anyhow!("variant {label} did not start"))
@@ -169,9 +172,10 @@ keepalive = 1024
 [[route]]
 path = "/{{*rest}}"
 upstream = "origin"
-"#,
+{extra}"#,
         workers = s.workers,
         origin = s.origin,
+        extra = s.extra,
     )
 }
 
