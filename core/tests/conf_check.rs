@@ -101,6 +101,32 @@ fn bad_security_stage_settings_are_located() {
 }
 
 #[test]
+fn bad_jwt_settings_are_located() {
+    let text = "[[route]]\npath = \"/a\"\n[[route.policy]]\nkind = \"jwt\"\nalgorithms = [\"none\"]\nsecret = \"k\"\n[[route.policy]]\nkind = \"respond\"\n\n[[route]]\npath = \"/b\"\n[[route.policy]]\nkind = \"jwt\"\nalgorithms = [\"RS256\"]\npublic_key_file = \"nope.pem\"\n[[route.policy]]\nkind = \"respond\"\n\n[[route]]\npath = \"/c\"\n[[route.policy]]\nkind = \"jwt\"\nalgorithms = [\"ES256\"]\npublic_key_file = \"junk.pem\"\n[[route.policy]]\nkind = \"respond\"\n";
+    let (code, _, err) = check_with(
+        text,
+        &[(
+            "junk.pem",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        )],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("gw.toml:3:1: route `route[0]` [[route.policy]] kind = \"jwt\": unknown algorithm `none`"), "{err}");
+    assert!(
+        err.contains(
+            "gw.toml:12:1: route `route[1]` [[route.policy]] kind = \"jwt\": cannot read "
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nope.pem"), "{err}");
+    assert!(
+        err.contains("gw.toml:21:1: route `route[2]` [[route.policy]] kind = \"jwt\": "),
+        "{err}"
+    );
+    assert!(err.contains("junk.pem: not a usable"), "{err}");
+}
+
+#[test]
 fn good_file_prints_routes() {
     let (code, out, err) = check_with(
         include_str!("../../conf/examples/shardgate.toml"),

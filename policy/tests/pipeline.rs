@@ -75,3 +75,31 @@ fn every_stage_field_is_documented_in_shardgate_toml() {
         }
     }
 }
+
+#[test]
+fn refusals_are_counted_per_route_and_reason() {
+    let cfg = conf::load_str(
+        "t.toml",
+        "[[route]]\npath = \"/{*rest}\"\n[[route.policy]]\nkind = \"ip\"\ndeny = [\"127.0.0.0/8\"]\n[[route.policy]]\nkind = \"respond\"\n",
+    )
+    .unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
+    let mut head = proto::RequestHead::with_capacity(8);
+    let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    proto::parse_request(buf, &mut head, &proto::Limits::default()).unwrap();
+    for (peer, refused) in [
+        ("127.0.0.1:1", true),
+        ("10.0.0.1:1", false),
+        ("127.0.0.2:1", true),
+    ] {
+        let mut ex = Exchange::new(
+            peer.parse().unwrap(),
+            Instant::now(),
+            RouteId(0),
+            Params::default(),
+        );
+        let v = pipelines[0].on_request(&head, buf, &mut ex);
+        assert_eq!(matches!(v, Verdict::Reject(_)), refused, "{peer}");
+    }
+    assert_eq!(pipelines[0].refusals(), vec![("ip.denied", 2)]);
+}
