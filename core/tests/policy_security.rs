@@ -383,3 +383,28 @@ fn paths_are_normalised_before_routing_and_traversal_refused() {
     assert_eq!(request(g.addr, "GET", "/a/./b", "", b"").status, 200);
     assert_eq!(origin.records().pop().unwrap().target, "/a/./b");
 }
+
+#[test]
+fn concurrency_limit_sheds_beyond_max_and_frees_slots() {
+    let origin = Origin::start();
+    let policy = "[[route.policy]]\nkind = \"concurrency\"\nmax = 2\nretry_after = 3\n";
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+            continue;
+        };
+        let addr = g.addr;
+        let slow: Vec<_> = (0..2)
+            .map(|_| std::thread::spawn(move || request(addr, "GET", "/slow/800", "", b"").status))
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let shed = request(addr, "GET", "/fast", "", b"");
+        assert_problem(&shed, 503);
+        assert_eq!(shed.header("retry-after"), Some("3"));
+        for t in slow {
+            assert_eq!(t.join().unwrap(), 200);
+        }
+        // both slots were given back, also by a refused and a failed exchange
+        assert_eq!(request(addr, "GET", "/fast", "", b"").status, 200);
+        assert_eq!(request(addr, "GET", "/fast", "", b"").status, 200);
+    }
+}

@@ -74,6 +74,8 @@ pub struct Exchange {
     /// Largest request body for this route (the server's `max_body` still applies);
     /// `u64::MAX` unless a stage lowers it.
     pub max_body: u64,
+    /// Stages holding a slot for this request until it finishes (the `concurrency` stage).
+    pub permits: Vec<u32>,
     /// Set by the connection after the response: its status (0 until then).
     pub status: u16,
 }
@@ -91,6 +93,7 @@ impl Exchange {
             edits: Edits::default(),
             response_fields: Vec::new(),
             max_body: u64::MAX,
+            permits: Vec::new(),
             status: 0,
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod authorize;
+pub mod concurrency;
 pub mod cors;
 pub mod ip;
 pub mod jwt;
@@ -12,6 +13,7 @@ pub mod validate;
 crate::stages! {
     api_key::ApiKey,
     authorize::Authorize,
+    concurrency::Concurrency,
     cors::Cors,
     ip::Ip,
     jwt::Jwt,
