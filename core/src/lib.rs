@@ -9,6 +9,7 @@ pub mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod io;
+pub mod jwks;
 pub mod listener;
 pub mod log;
 pub mod shard;

@@ -302,6 +302,19 @@ async fn shard_main(
             }
         }
     }
+    // key sets the jwt stages fetch over HTTP: one task per feed (global stages are shared
+    // by every route, so dedupe)
+    let mut feeds: Vec<Rc<policy::stages::jwt::JwksFeed>> = Vec::new();
+    for route in &shard.gw.routes {
+        for f in route.pipeline.feeds() {
+            if !feeds.iter().any(|g| Rc::ptr_eq(g, &f)) {
+                feeds.push(f);
+            }
+        }
+    }
+    for f in feeds {
+        monoio::spawn(crate::jwks::keep_fresh(shard.clone(), f));
+    }
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     while !control.drain_requested() {

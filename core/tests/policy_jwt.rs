@@ -297,3 +297,109 @@ fn an_unknown_kid_rereads_the_jwks_file() {
         200
     );
 }
+
+/// A JWKS server on 127.0.0.1: serves the current document (or a 500 when it is empty) and
+/// counts fetches.
+struct JwksServer {
+    addr: std::net::SocketAddr,
+    doc: std::sync::Arc<std::sync::Mutex<String>>,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl JwksServer {
+    fn start(doc: String) -> JwksServer {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let doc = std::sync::Arc::new(std::sync::Mutex::new(doc));
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (d, f) = (doc.clone(), fetches.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                f.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = d.lock().unwrap().clone();
+                let resp = if body.is_empty() {
+                    "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = s.write_all(resp.as_bytes());
+            }
+        });
+        JwksServer { addr, doc, fetches }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Retries `f` until it returns true or 5 s pass.
+fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_jwks_url_is_fetched_in_the_background_and_on_unknown_kids() {
+    let origin = Origin::start();
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let jwk = |kid: &str| {
+        let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
+        j.common.key_id = Some(kid.to_string());
+        j
+    };
+    let set = |kids: &[&str]| {
+        json!({ "keys": kids.iter().map(|k| jwk(k)).collect::<Vec<_>>() }).to_string()
+    };
+    let server = JwksServer::start(set(&["k1"]));
+    let stage = format!(
+        "algorithms = [\"RS256\"]\njwks_url = \"http://{}/.well-known/jwks.json\"\njwks_interval = \"1h\"\njwks_refresh = \"0s\"\n",
+        server.addr
+    );
+    let (g, _dir) = start(&origin, &stage, &[], "");
+    let k1 = token(Algorithm::RS256, &rsa, &claims(), Some("k1"));
+    assert!(
+        eventually(|| bearer(&g, &k1).status == 200),
+        "the first fetch happens at start"
+    );
+    let before = server.fetches();
+
+    // an unknown kid: refused now, and a refresh is asked for
+    let k2 = token(Algorithm::RS256, &rsa, &claims(), Some("k2"));
+    assert_invalid(&bearer(&g, &k2), "no key for this token");
+    assert!(
+        eventually(|| server.fetches() > before),
+        "an unknown kid triggers a fetch"
+    );
+    // the issuer rotates in k2: accepted once fetched
+    *server.doc.lock().unwrap() = set(&["k1", "k2"]);
+    assert!(eventually(|| bearer(&g, &k2).status == 200));
+    // the server fails: the last good set stays in force
+    *server.doc.lock().unwrap() = String::new();
+    let failing = server.fetches();
+    let k3 = token(Algorithm::RS256, &rsa, &claims(), Some("k3"));
+    assert_invalid(&bearer(&g, &k3), "no key for this token");
+    assert!(eventually(|| server.fetches() > failing));
+    assert_eq!(bearer(&g, &k1).status, 200);
+    assert_eq!(bearer(&g, &k2).status, 200);
+}

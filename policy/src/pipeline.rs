@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::exchange::Exchange;
 use crate::reply::LocalReply;
 use crate::stages::AnyStage;
+use crate::stages::jwt::JwksFeed;
 
 /// What a stage decided about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +83,10 @@ pub trait Stage {
     fn on_response(&self, _head: &ResponseHead, _buf: &[u8], _ex: &mut Exchange) {}
     /// Once per exchange, whatever the outcome.
     fn on_finish(&self, _ex: &Exchange) {}
+    /// Key sets the shard must fetch in the background for this stage.
+    fn feeds(&self) -> Vec<Rc<JwksFeed>> {
+        Vec::new()
+    }
 }
 
 /// How a stage is built from its `[[route.policy]]` table.
@@ -133,6 +138,9 @@ macro_rules! stages {
             #[inline]
             fn on_finish(&self, ex: &$crate::Exchange) {
                 match self { $(AnyStage::$ty(s) => s.on_finish(ex),)* }
+            }
+            fn feeds(&self) -> Vec<std::rc::Rc<$crate::stages::jwt::JwksFeed>> {
+                match self { $(AnyStage::$ty(s) => s.feeds(),)* }
             }
         }
 
@@ -256,6 +264,15 @@ impl Pipeline {
             Some((_, n)) => *n += 1,
             None => counts.push((reason, 1)),
         }
+    }
+
+    /// Background key feeds of this pipeline's stages (global ones included).
+    pub fn feeds(&self) -> Vec<Rc<JwksFeed>> {
+        self.global
+            .iter()
+            .chain(self.stages.iter())
+            .flat_map(|s| s.feeds())
+            .collect()
     }
 
     /// Refusals so far on this shard, by reason.

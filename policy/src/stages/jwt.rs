@@ -18,7 +18,7 @@
 //! forward_claims = { sub = "X-Consumer-Id" }
 //! ```
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -53,7 +53,16 @@ pub struct Config {
     /// JWKS document (`{"keys": [...]}`), relative to the config file; keys chosen by `kid`.
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// Least time between two re-reads of `jwks_file` on an unknown `kid`. Default "30s".
+    /// JWKS served over HTTP (`http://host:port/path`; the host is resolved once at start):
+    /// fetched by each shard in the background every `jwks_interval`, and soon after a token
+    /// names an unknown `kid`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is fetched. Default "5m".
+    #[serde(default = "default_interval")]
+    pub jwks_interval: conf::Duration,
+    /// Least time between two unscheduled refreshes (`jwks_file` re-read, `jwks_url` fetch)
+    /// caused by unknown `kid`s. Default "30s".
     #[serde(default = "default_refresh")]
     pub jwks_refresh: conf::Duration,
     /// Accepted `iss` values; when given, `iss` is required. Default: any.
@@ -90,6 +99,9 @@ pub struct Config {
 
 fn default_refresh() -> conf::Duration {
     conf::Duration(Duration::from_secs(30))
+}
+fn default_interval() -> conf::Duration {
+    conf::Duration(Duration::from_secs(300))
 }
 fn default_leeway() -> conf::Duration {
     conf::Duration(Duration::from_secs(30))
@@ -139,12 +151,44 @@ struct Verified {
     forward: Rc<[u8]>,
 }
 
+/// A JWKS served over HTTP, fetched by the shard's background task (`core`), which reads
+/// `wanted` and `interval` and hands documents to `install`. Shared with the stage, on one
+/// shard.
+pub struct JwksFeed {
+    /// Where to connect.
+    pub addr: std::net::SocketAddr,
+    /// Host header value.
+    pub host: String,
+    /// Request path.
+    pub path: String,
+    /// Scheduled refresh period.
+    pub interval: Duration,
+    /// Set when a token named an unknown `kid` (at most once per `jwks_refresh`).
+    pub wanted: Cell<bool>,
+    keys: Rc<RefCell<KeySet>>,
+    validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
+}
+
+impl JwksFeed {
+    /// Replaces the key set with the JWKS document `body`, returning how many keys it holds;
+    /// on error the last good set stays.
+    pub fn install(&self, body: &[u8], now: Instant) -> Result<usize, String> {
+        let keys = with_validations(parse_jwks(body)?, &self.validations);
+        let n = keys.len();
+        let mut set = self.keys.borrow_mut();
+        set.keys = keys;
+        set.read_at = Some(now);
+        Ok(n)
+    }
+}
+
 /// The stage.
 pub struct Jwt {
     algorithms: Vec<Algorithm>,
     jwks: Option<std::path::PathBuf>,
+    feed: Option<Rc<JwksFeed>>,
     jwks_refresh: Duration,
-    keys: RefCell<KeySet>,
+    keys: Rc<RefCell<KeySet>>,
     /// One validation per key family, shared by its keys.
     validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
     required: Vec<String>,
@@ -167,6 +211,7 @@ impl StageBuild for Jwt {
             &mut c.secret_base64,
             &mut c.public_key_file,
             &mut c.jwks_file,
+            &mut c.jwks_url,
         ] {
             if s.as_deref() == Some("") {
                 *s = None;
@@ -216,24 +261,20 @@ impl StageBuild for Jwt {
             v.set_required_spec_claims(&spec);
             validations.push((family, Rc::new(v)));
         }
-        let validation_for = |family| {
-            validations
-                .iter()
-                .find(|(f, _)| *f == family)
-                .map(|(_, v)| v.clone())
-        };
         let sources_given = [
             c.secret.is_some(),
             c.secret_base64.is_some(),
             c.public_key_file.is_some(),
             c.jwks_file.is_some(),
+            c.jwks_url.is_some(),
         ]
         .iter()
         .filter(|x| **x)
         .count();
         if sources_given != 1 {
             return Err(
-                "give exactly one of secret, secret_base64, public_key_file, jwks_file".into(),
+                "give exactly one of secret, secret_base64, public_key_file, jwks_file, jwks_url"
+                    .into(),
             );
         }
         let mut keys = Vec::new();
@@ -258,19 +299,29 @@ impl StageBuild for Jwt {
             keys = read_jwks(&path)?;
             jwks = Some(path);
         }
-        let keys = keys
-            .into_iter()
-            .filter_map(|(kid, key)| {
-                Some(Key {
-                    kid,
-                    validation: validation_for(key.family())?,
-                    key,
-                })
-            })
-            .collect::<Vec<_>>();
-        if keys.is_empty() {
+        let keys = with_validations(keys, &validations);
+        if keys.is_empty() && c.jwks_url.is_none() {
             return Err("no key matches the accepted algorithms".into());
         }
+        let keys = Rc::new(RefCell::new(KeySet {
+            keys,
+            read_at: None,
+        }));
+        let feed = match &c.jwks_url {
+            Some(url) => {
+                let (addr, host, path) = parse_http_url(url)?;
+                Some(Rc::new(JwksFeed {
+                    addr,
+                    host,
+                    path,
+                    interval: c.jwks_interval.0.max(Duration::from_secs(1)),
+                    wanted: Cell::new(false),
+                    keys: keys.clone(),
+                    validations: validations.clone(),
+                }))
+            }
+            None => None,
+        };
         let mut sources = Vec::new();
         for s in &c.token_from {
             let (kind, name) = s.split_once(':').unwrap_or((s, ""));
@@ -306,11 +357,9 @@ impl StageBuild for Jwt {
         Ok(Jwt {
             algorithms,
             jwks,
+            feed,
             jwks_refresh: c.jwks_refresh.0,
-            keys: RefCell::new(KeySet {
-                keys,
-                read_at: None,
-            }),
+            keys,
             validations,
             required: c.required_claims,
             leeway: c.leeway.0.as_secs(),
@@ -343,17 +392,68 @@ fn pem_key(pem: &[u8], algorithms: &[Algorithm]) -> Result<DecodingKey, String> 
 }
 
 fn read_jwks(path: &std::path::Path) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let set: JwkSet = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a JWKS document: {e}", path.display()))?;
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    parse_jwks(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn parse_jwks(text: &[u8]) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let set: JwkSet =
+        serde_json::from_slice(text).map_err(|e| format!("not a JWKS document: {e}"))?;
     let mut keys = Vec::new();
     for jwk in &set.keys {
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| format!("{}: key {:?}: {e}", path.display(), jwk.common.key_id))?;
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| format!("key {:?}: {e}", jwk.common.key_id))?;
         keys.push((jwk.common.key_id.clone(), key));
     }
     Ok(keys)
+}
+
+/// Keys whose family an accepted algorithm uses, each with that family's validation.
+fn with_validations(
+    keys: Vec<(Option<String>, DecodingKey)>,
+    validations: &[(jsonwebtoken::AlgorithmFamily, Rc<Validation>)],
+) -> Vec<Key> {
+    keys.into_iter()
+        .filter_map(|(kid, key)| {
+            let validation = validations
+                .iter()
+                .find(|(f, _)| *f == key.family())?
+                .1
+                .clone();
+            Some(Key {
+                kid,
+                key,
+                validation,
+            })
+        })
+        .collect()
+}
+
+/// `http://host[:port]/path` → address (resolved now), Host value, path.
+fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String), String> {
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!("jwks_url `{url}`: only http:// URLs for now (https comes with TLS)")
+    })?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    if authority.is_empty() || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("jwks_url `{url}` is not a valid URL"));
+    }
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("jwks_url `{url}`: cannot resolve {authority}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("jwks_url `{url}`: {authority} has no address"))?;
+    Ok((addr, authority.to_string(), path.to_string()))
 }
 
 fn unix_now() -> u64 {
@@ -439,8 +539,20 @@ impl Jwt {
         if let Some(found) = pick(&self.keys.borrow()) {
             return Some(found);
         }
-        let path = self.jwks.as_ref()?;
         kid?;
+        if let Some(feed) = &self.feed {
+            // ask the shard's fetcher for a fresh set; this token is refused meanwhile
+            let recent = self
+                .keys
+                .borrow()
+                .read_at
+                .is_some_and(|t| now.saturating_duration_since(t) < self.jwks_refresh);
+            if !recent {
+                feed.wanted.set(true);
+            }
+            return None;
+        }
+        let path = self.jwks.as_ref()?;
         let mut set = self.keys.borrow_mut();
         if set
             .read_at
@@ -451,22 +563,7 @@ impl Jwt {
         set.read_at = Some(now);
         // a failed read keeps the last good set
         if let Ok(keys) = read_jwks(path) {
-            set.keys = keys
-                .into_iter()
-                .filter_map(|(kid, key)| {
-                    let validation = self
-                        .validations
-                        .iter()
-                        .find(|(f, _)| *f == key.family())?
-                        .1
-                        .clone();
-                    Some(Key {
-                        kid,
-                        key,
-                        validation,
-                    })
-                })
-                .collect();
+            set.keys = with_validations(keys, &self.validations);
         }
         pick(&set)
     }
@@ -548,6 +645,10 @@ impl Jwt {
 }
 
 impl Stage for Jwt {
+    fn feeds(&self) -> Vec<Rc<JwksFeed>> {
+        self.feed.iter().cloned().collect()
+    }
+
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
         // incoming copies of the headers this stage sets never reach the upstream
         for (i, f) in head.fields.iter().enumerate() {
