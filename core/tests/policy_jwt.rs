@@ -262,18 +262,24 @@ fn ec_and_eddsa_keys_and_other_token_places() {
     );
 }
 
+/// A JWKS document holding the RSA test key once per kid.
+fn rsa_jwks(rsa: &EncodingKey, kids: &[&str]) -> String {
+    let keys: Vec<_> = kids
+        .iter()
+        .map(|kid| {
+            let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(rsa, Algorithm::RS256).unwrap();
+            j.common.key_id = Some(kid.to_string());
+            j
+        })
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
 #[test]
 fn an_unknown_kid_rereads_the_jwks_file() {
     let origin = Origin::start();
     let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
-    let jwk = |kid: &str| {
-        let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
-        j.common.key_id = Some(kid.to_string());
-        j
-    };
-    let set = |kids: &[&str]| {
-        json!({ "keys": kids.iter().map(|k| jwk(k)).collect::<Vec<_>>() }).to_string()
-    };
+    let set = |kids: &[&str]| rsa_jwks(&rsa, kids);
     let stage =
         "algorithms = [\"RS256\"]\njwks_file = \"@DIR@/jwks.json\"\njwks_refresh = \"0s\"\n";
     let (g, dir) = start(&origin, stage, &[("jwks.json", &set(&["k1"]))], "");
@@ -363,14 +369,7 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 fn a_jwks_url_is_fetched_in_the_background_and_on_unknown_kids() {
     let origin = Origin::start();
     let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
-    let jwk = |kid: &str| {
-        let mut j = jsonwebtoken::jwk::Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap();
-        j.common.key_id = Some(kid.to_string());
-        j
-    };
-    let set = |kids: &[&str]| {
-        json!({ "keys": kids.iter().map(|k| jwk(k)).collect::<Vec<_>>() }).to_string()
-    };
+    let set = |kids: &[&str]| rsa_jwks(&rsa, kids);
     let server = JwksServer::start(set(&["k1"]));
     let stage = format!(
         "algorithms = [\"RS256\"]\njwks_url = \"http://{}/.well-known/jwks.json\"\njwks_interval = \"1h\"\njwks_refresh = \"0s\"\n",
