@@ -307,9 +307,46 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
             fields.extend_from_slice(&ex.response_fields);
             answer_bodyless(shard, conn, head_len, status, &fields, close).await
         }
-        Verdict::Continue => {
-            crate::forward::proxy(shard, conn, route, head_len, &mut ex, close).await
-        }
+        Verdict::Continue => match route.pipeline.wants_body(&conn.head, &conn.buf) {
+            None => crate::forward::proxy(shard, conn, route, head_len, &mut ex, close, None).await,
+            Some(limit) => {
+                let limit = limit.min(s.max_body).min(ex.max_body);
+                match crate::body::read_whole(conn, head_len, limit, s).await {
+                    Err(e) => {
+                        let Some(status) = e.status() else {
+                            return Next::Abort;
+                        };
+                        ex.status = status;
+                        answer_error(shard, conn, head_len, status, e.detail(), true, b"").await
+                    }
+                    Ok(b) => match route
+                        .pipeline
+                        .on_body(&conn.head, &conn.buf, &b.body, &mut ex)
+                    {
+                        Verdict::Reject(r) => {
+                            ex.status = r.status;
+                            let mut fields = r.fields;
+                            fields.extend_from_slice(&ex.response_fields);
+                            answer_error(shard, conn, head_len, r.status, &r.detail, close, &fields)
+                                .await
+                        }
+                        _ => {
+                            ex.edits.content_length = Some(b.body.len() as u64);
+                            crate::forward::proxy(
+                                shard,
+                                conn,
+                                route,
+                                head_len,
+                                &mut ex,
+                                close,
+                                Some(b),
+                            )
+                            .await
+                        }
+                    },
+                }
+            }
+        },
     };
     route.pipeline.on_finish(&ex);
     next

@@ -8,6 +8,7 @@ use policy::Exchange;
 use proto::write::{CHUNK_END, LAST_CHUNK, write_chunk_size};
 use proto::{ChunkedDecoder, Framing, ParseError, Status, Step, parse_response, response_framing};
 
+use crate::body::Buffered;
 use crate::downstream::{Conn, Next, Persist};
 use crate::error::ProxyError;
 use crate::gateway::{RouteRt, Settings, UpstreamRt};
@@ -70,11 +71,12 @@ pub async fn proxy(
     head_len: usize,
     ex: &mut Exchange,
     close: bool,
+    pre: Option<Buffered>,
 ) -> Next {
     let head_only = conn.head.method == proto::Method::Head;
     let version = conn.head.version;
     conn.up_buf = shard.take_buffer();
-    let result = forward(shard, conn, route, head_len, ex, close).await;
+    let result = forward(shard, conn, route, head_len, ex, close, pre).await;
     shard.give_buffer(std::mem::take(&mut conn.up_buf));
     match result {
         Ok(keep) => keep,
@@ -112,6 +114,7 @@ async fn forward(
     head_len: usize,
     ex: &mut Exchange,
     close: bool,
+    pre: Option<Buffered>,
 ) -> Result<Next, Failure> {
     let gw = &shard.gw;
     let s = &gw.settings;
@@ -154,8 +157,18 @@ async fn forward(
         },
         Framing::UntilClose => Body::Done,
     };
-    let avail = conn.buf.get(head_len..).unwrap_or_default();
-    let consumed = take_buffered(avail, &mut body, &mut conn.out)?;
+    let consumed = match pre {
+        // a body a stage read whole goes as one Content-Length body
+        Some(b) => {
+            conn.out.extend_from_slice(&b.body);
+            body = Body::Done;
+            b.raw_len
+        }
+        None => {
+            let avail = conn.buf.get(head_len..).unwrap_or_default();
+            take_buffered(avail, &mut body, &mut conn.out)?
+        }
+    };
     conn.buf.drain(..(head_len + consumed).min(conn.buf.len()));
     let mut sent_continue = false;
     if !body.is_done() && consumed == 0 {

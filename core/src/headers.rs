@@ -143,6 +143,9 @@ pub fn write_request_head(
         }
     }
     match head.framing {
+        _ if edits.content_length.is_some() => {
+            put_content_length(out, edits.content_length.unwrap_or_default());
+        }
         Framing::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),
         Framing::Length(n) => {
             if n > 0 || head.field(FieldKind::ContentLength).is_some() {

@@ -2,6 +2,7 @@
 //! pools, errors and cross-shard control.
 #![warn(missing_docs)]
 
+pub mod body;
 pub mod control;
 pub mod downstream;
 pub mod error;

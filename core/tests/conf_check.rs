@@ -130,10 +130,16 @@ fn bad_jwt_settings_are_located() {
 fn good_file_prints_routes() {
     let (code, out, err) = check_with(
         include_str!("../../conf/examples/shardgate.toml"),
-        &[(
-            "blocked-networks.txt",
-            include_str!("../../conf/examples/blocked-networks.txt"),
-        )],
+        &[
+            (
+                "blocked-networks.txt",
+                include_str!("../../conf/examples/blocked-networks.txt"),
+            ),
+            (
+                "order.schema.json",
+                include_str!("../../conf/examples/order.schema.json"),
+            ),
+        ],
     );
     assert!(out.contains("every route first: ip"), "{out}");
     assert_eq!(code, 0, "{err}");

@@ -408,3 +408,101 @@ fn concurrency_limit_sheds_beyond_max_and_frees_slots() {
         assert_eq!(request(addr, "GET", "/fast", "", b"").status, 200);
     }
 }
+
+#[test]
+fn json_bodies_are_checked_against_the_schema() {
+    let origin = Origin::start();
+    let dir = support::TempDir::new();
+    let schema = dir.0.join("order.json");
+    std::fs::write(
+        &schema,
+        r#"{"type":"object","required":["qty"],"properties":{"qty":{"type":"integer","minimum":1}}}"#,
+    )
+    .unwrap();
+    let policy = format!(
+        "[[route.policy]]\nkind = \"validate\"\njson_schema = \"{}\"\njson_max_body = \"100B\"\n",
+        schema.display()
+    );
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, &policy)) else {
+            continue;
+        };
+        origin.reset_counts();
+        let ok = request(
+            g.addr,
+            "POST",
+            "/o",
+            "Content-Length: 11\r\n",
+            br#"{"qty": 20}"#,
+        );
+        assert_eq!(ok.status, 200);
+        let rec = origin.records().pop().unwrap();
+        assert_eq!(rec.body, br#"{"qty": 20}"#);
+        // a chunked body is read whole and forwarded with its length
+        let body = support::chunked(br#"{"qty": 3}"#, 4);
+        let ok = request(
+            g.addr,
+            "POST",
+            "/o",
+            "Transfer-Encoding: chunked\r\n",
+            &body,
+        );
+        assert_eq!(ok.status, 200);
+        let rec = origin.records().pop().unwrap();
+        assert_eq!(rec.body, br#"{"qty": 3}"#);
+        assert_eq!(
+            rec.header("content-length").as_deref(),
+            Some("10"),
+            "{}",
+            rec.head
+        );
+        assert!(rec.header("transfer-encoding").is_none(), "{}", rec.head);
+
+        let bad = request(
+            g.addr,
+            "POST",
+            "/o",
+            "Content-Length: 10\r\n",
+            br#"{"qty": 0}"#,
+        );
+        assert_problem(&bad, 422);
+        assert!(
+            String::from_utf8_lossy(&bad.body).contains("at /qty"),
+            "{bad:?}"
+        );
+        let missing = request(g.addr, "POST", "/o", "Content-Length: 2\r\n", b"{}");
+        assert_problem(&missing, 422);
+        assert_problem(
+            &request(g.addr, "POST", "/o", "Content-Length: 8\r\n", b"not json"),
+            400,
+        );
+        let big = format!("{{\"qty\": 1, \"pad\": \"{}\"}}", "x".repeat(200));
+        assert_problem(
+            &request(
+                g.addr,
+                "POST",
+                "/o",
+                &format!("Content-Length: {}\r\n", big.len()),
+                big.as_bytes(),
+            ),
+            413,
+        );
+        assert_problem(
+            &request(
+                g.addr,
+                "POST",
+                "/o",
+                "Transfer-Encoding: chunked\r\n",
+                &support::chunked(big.as_bytes(), 50),
+            ),
+            413,
+        );
+        assert_eq!(
+            origin.records().len(),
+            2,
+            "refused bodies never reach the origin"
+        );
+        // bodiless requests are not read
+        assert_eq!(request(g.addr, "GET", "/o", "", b"").status, 200);
+    }
+}

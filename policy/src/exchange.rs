@@ -28,6 +28,9 @@ pub struct Edits {
     pub add_fields: Vec<u8>,
     /// A replacement request-target (origin-form).
     pub target: Option<Vec<u8>>,
+    /// The body was read whole (for a stage) and goes upstream with this Content-Length,
+    /// whatever its framing was.
+    pub content_length: Option<u64>,
 }
 
 impl Edits {

@@ -83,6 +83,21 @@ pub trait Stage {
     fn on_response(&self, _head: &ResponseHead, _buf: &[u8], _ex: &mut Exchange) {}
     /// Once per exchange, whatever the outcome.
     fn on_finish(&self, _ex: &Exchange) {}
+    /// The most body bytes this stage must see whole for this request, if it must. Such a
+    /// body is read (up to the smallest limit asked; 413 beyond) before anything is forwarded.
+    fn wants_body(&self, _head: &RequestHead, _buf: &[u8]) -> Option<u64> {
+        None
+    }
+    /// The whole request body (de-chunked), after every stage's `on_request` let it through.
+    fn on_body(
+        &self,
+        _head: &RequestHead,
+        _buf: &[u8],
+        _body: &[u8],
+        _ex: &mut Exchange,
+    ) -> Verdict<'_> {
+        Verdict::Continue
+    }
     /// Key sets the shard must fetch in the background for this stage.
     fn feeds(&self) -> Vec<Rc<JwksFeed>> {
         Vec::new()
@@ -141,6 +156,13 @@ macro_rules! stages {
             }
             fn feeds(&self) -> Vec<std::rc::Rc<$crate::stages::jwt::JwksFeed>> {
                 match self { $(AnyStage::$ty(s) => s.feeds(),)* }
+            }
+            #[inline]
+            fn wants_body(&self, head: &proto::RequestHead, buf: &[u8]) -> Option<u64> {
+                match self { $(AnyStage::$ty(s) => s.wants_body(head, buf),)* }
+            }
+            fn on_body(&self, head: &proto::RequestHead, buf: &[u8], body: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
+                match self { $(AnyStage::$ty(s) => s.on_body(head, buf, body, ex),)* }
             }
         }
 
@@ -264,6 +286,37 @@ impl Pipeline {
             Some((_, n)) => *n += 1,
             None => counts.push((reason, 1)),
         }
+    }
+
+    /// The smallest body limit any stage asks for this request (`None`: stream it).
+    #[inline]
+    pub fn wants_body(&self, head: &RequestHead, buf: &[u8]) -> Option<u64> {
+        self.global
+            .iter()
+            .chain(self.stages.iter())
+            .filter_map(|s| s.wants_body(head, buf))
+            .min()
+    }
+
+    /// Shows the whole body to every stage in order until one refuses; counts refusals.
+    pub fn on_body(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        body: &[u8],
+        ex: &mut Exchange,
+    ) -> Verdict<'_> {
+        for s in self.global.iter().chain(self.stages.iter()) {
+            match s.on_body(head, buf, body, ex) {
+                Verdict::Continue => {}
+                Verdict::Reject(r) => {
+                    self.count(r.reason);
+                    return Verdict::Reject(r);
+                }
+                answer => return answer,
+            }
+        }
+        Verdict::Continue
     }
 
     /// Background key feeds of this pipeline's stages (global ones included).

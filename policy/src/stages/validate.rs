@@ -1,8 +1,9 @@
 //! Request validation before anything reaches the upstream: allowed methods (405 with
 //! `Allow`), a body size limit for the route (413; a Content-Length over it is refused up
 //! front, a chunked body is cut off as soon as it grows past it, never buffered), allowed
-//! content types (415), required headers (400), and query length (414) and parameter count
-//! (400) limits.
+//! content types (415), required headers (400), query length (414) and parameter count
+//! (400) limits, and JSON bodies checked against a JSON Schema (the body read whole up to
+//! `json_max_body`; 400 when it is not JSON, 422 naming the failing JSON pointer).
 //!
 //! ```toml
 //! [[route.policy]]
@@ -41,6 +42,17 @@ pub struct Config {
     /// Most query parameters; 400 beyond. Default: no limit.
     #[serde(default)]
     pub max_query_params: Option<usize>,
+    /// A JSON Schema file (relative to the config file) every request body must satisfy.
+    /// Default: none.
+    #[serde(default)]
+    pub json_schema: Option<String>,
+    /// Largest body read for `json_schema` (413 beyond). Default "1MiB".
+    #[serde(default = "default_json_max")]
+    pub json_max_body: conf::ByteSize,
+}
+
+fn default_json_max() -> conf::ByteSize {
+    conf::ByteSize(1 << 20)
 }
 
 /// The stage.
@@ -52,6 +64,8 @@ pub struct Validate {
     required: Vec<Box<[u8]>>,
     max_query_length: usize,
     max_query_params: usize,
+    schema: Option<jsonschema::Validator>,
+    json_max_body: u64,
 }
 
 fn is_token(s: &str) -> bool {
@@ -62,7 +76,21 @@ impl StageBuild for Validate {
     const KIND: &'static str = "validate";
     type Config = Config;
 
-    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Validate, String> {
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<Validate, String> {
+        let schema =
+            match c.json_schema.as_deref().filter(|p| !p.is_empty()) {
+                None => None,
+                Some(f) => {
+                    let path = ctx.dir.join(f);
+                    let text = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    let doc: serde_json::Value = serde_json::from_slice(&text)
+                        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+                    Some(jsonschema::validator_for(&doc).map_err(|e| {
+                        format!("{}: not a usable JSON Schema: {e}", path.display())
+                    })?)
+                }
+            };
         if let Some(m) = c.methods.iter().find(|m| !is_token(m)) {
             return Err(format!("methods: `{m}` is not a method"));
         }
@@ -95,11 +123,56 @@ impl StageBuild for Validate {
                 .collect(),
             max_query_length: c.max_query_length.unwrap_or(usize::MAX),
             max_query_params: c.max_query_params.unwrap_or(usize::MAX),
+            schema,
+            json_max_body: c.json_max_body.0,
         })
     }
 }
 
 impl Stage for Validate {
+    fn wants_body(&self, head: &RequestHead, _buf: &[u8]) -> Option<u64> {
+        let has_body = match head.framing {
+            Framing::Length(n) => n > 0,
+            Framing::Chunked => true,
+            Framing::UntilClose => false,
+        };
+        (self.schema.is_some() && has_body).then_some(self.json_max_body)
+    }
+
+    fn on_body(
+        &self,
+        _head: &RequestHead,
+        _buf: &[u8],
+        body: &[u8],
+        _ex: &mut Exchange,
+    ) -> Verdict<'_> {
+        let Some(schema) = &self.schema else {
+            return Verdict::Continue;
+        };
+        let doc: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(d) => d,
+            Err(e) => {
+                return Verdict::Reject(Rejection::new(
+                    400,
+                    "validate.json_syntax",
+                    format!("the body is not valid JSON: {e}"),
+                ));
+            }
+        };
+        match schema.validate(&doc) {
+            Ok(()) => Verdict::Continue,
+            Err(e) => {
+                let pointer = e.instance_path().as_str();
+                let at = if pointer.is_empty() { "/" } else { pointer };
+                Verdict::Reject(Rejection::new(
+                    422,
+                    "validate.json_schema",
+                    format!("the body does not match the schema at {at}: {e}"),
+                ))
+            }
+        }
+    }
+
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
         let method = head.method_span.get(buf);
         if !self.methods.is_empty() && !self.methods.iter().any(|m| **m == *method) {
