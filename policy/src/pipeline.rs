@@ -266,8 +266,17 @@ impl Pipeline {
     /// Runs `on_request` in order until a stage answers; counts refusals by reason.
     #[inline]
     pub fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        self.until_answer(|s| s.on_request(head, buf, ex))
+    }
+
+    /// Calls `hook` on every stage in order until one answers; counts a refusal by reason.
+    #[inline]
+    fn until_answer<'s>(
+        &'s self,
+        mut hook: impl FnMut(&'s AnyStage) -> Verdict<'s>,
+    ) -> Verdict<'s> {
         for s in self.global.iter().chain(self.stages.iter()) {
-            match s.on_request(head, buf, ex) {
+            match hook(s) {
                 Verdict::Continue => {}
                 Verdict::Reject(r) => {
                     self.count(r.reason);
@@ -306,17 +315,7 @@ impl Pipeline {
         body: &[u8],
         ex: &mut Exchange,
     ) -> Verdict<'_> {
-        for s in self.global.iter().chain(self.stages.iter()) {
-            match s.on_body(head, buf, body, ex) {
-                Verdict::Continue => {}
-                Verdict::Reject(r) => {
-                    self.count(r.reason);
-                    return Verdict::Reject(r);
-                }
-                answer => return answer,
-            }
-        }
-        Verdict::Continue
+        self.until_answer(|s| s.on_body(head, buf, body, ex))
     }
 
     /// Background key feeds of this pipeline's stages (global ones included).
