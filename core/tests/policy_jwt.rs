@@ -222,7 +222,7 @@ fn an_oversized_token_is_refused_unread() {
 }
 
 #[test]
-fn ec_and_eddsa_keys_and_other_token_places() {
+fn ec_pss_hmac_and_eddsa_keys_and_other_token_places() {
     let origin = Origin::start();
     let ec = EncodingKey::from_ec_pem(EC_PRIVATE).unwrap();
     let (g, _d) = start(
@@ -235,6 +235,42 @@ fn ec_and_eddsa_keys_and_other_token_places() {
         bearer(&g, &token(Algorithm::ES256, &ec, &claims(), None)).status,
         200
     );
+    drop(g);
+
+    // RSA-PSS, and HS384 and HS512 accepted together
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let (g, _d) = start(
+        &origin,
+        "algorithms = [\"PS256\", \"PS512\"]\npublic_key_file = \"@DIR@/rsa.pem\"\n",
+        &[("rsa.pem", RSA_PUBLIC)],
+        "",
+    );
+    for alg in [Algorithm::PS256, Algorithm::PS512] {
+        assert_eq!(
+            bearer(&g, &token(alg, &rsa, &claims(), None)).status,
+            200,
+            "{alg:?}"
+        );
+    }
+    assert_invalid(
+        &bearer(&g, &token(Algorithm::RS256, &rsa, &claims(), None)),
+        "algorithm not accepted",
+    );
+    drop(g);
+    let (g, _d) = start(
+        &origin,
+        "algorithms = [\"HS384\", \"HS512\"]\nsecret = \"s\"\n",
+        &[],
+        "",
+    );
+    let hs = EncodingKey::from_secret(b"s");
+    for alg in [Algorithm::HS384, Algorithm::HS512] {
+        assert_eq!(
+            bearer(&g, &token(alg, &hs, &claims(), None)).status,
+            200,
+            "{alg:?}"
+        );
+    }
     drop(g);
 
     let ed = EncodingKey::from_ed_pem(ED_PRIVATE).unwrap();
