@@ -138,13 +138,13 @@ mod tests {
     use super::*;
 
     fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
     fn matches_by_prefix() {
         let s = CidrSet::parse(&["10.0.0.0/8", "192.168.1.7", "2001:db8::/32", "0.0.0.0/0"][..3])
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(s.contains(ip("10.1.2.3")));
         assert!(s.contains(ip("::ffff:10.9.9.9")));
         assert!(!s.contains(ip("11.0.0.1")));
@@ -152,7 +152,7 @@ mod tests {
         assert!(!s.contains(ip("192.168.1.8")));
         assert!(s.contains(ip("2001:db8:1::5")));
         assert!(!s.contains(ip("2001:db9::1")));
-        let all = CidrSet::parse(&["0.0.0.0/0", "::/0"]).unwrap();
+        let all = CidrSet::parse(&["0.0.0.0/0", "::/0"]).unwrap_or_else(|e| panic!("{e}"));
         assert!(all.contains(ip("8.8.8.8")) && all.contains(ip("fe80::1")));
         assert!(!CidrSet::default().contains(ip("1.1.1.1")));
     }
@@ -183,7 +183,7 @@ mod tests {
             .iter()
             .map(|(a, b)| format!("{}/{b}", std::net::Ipv4Addr::from(*a)))
             .collect();
-        let set = CidrSet::parse(&strs).unwrap();
+        let set = CidrSet::parse(&strs).unwrap_or_else(|e| panic!("{e}"));
         for probe in 0..5000u32 {
             let a = probe.wrapping_mul(2_654_435_761);
             let linear = nets.iter().any(|(n, b)| {

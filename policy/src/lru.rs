@@ -61,8 +61,9 @@ impl<V> Lru<V> {
     }
 
     /// The entry for `key`, created with `make` if absent (evicting the least recently used
-    /// entry when full), marked most recently used.
-    pub fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> V) -> &mut V {
+    /// entry when full), marked most recently used. Always `Some`: the index only holds live
+    /// slots (an `Option` instead of a panic on the request path).
+    pub fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> V) -> Option<&mut V> {
         let i = match self.index.get(&key) {
             Some(&i) => {
                 self.touch(i);
@@ -70,9 +71,21 @@ impl<V> Lru<V> {
             }
             None => self.insert_new(key, make()),
         };
-        match self.slots.get_mut(i as usize) {
-            Some(s) => &mut s.value,
-            None => unreachable!("the index only holds live slots"),
+        self.slots.get_mut(i as usize).map(|s| &mut s.value)
+    }
+
+    /// Sets `key`'s entry to `value` (evicting the least recently used entry when full).
+    pub fn insert(&mut self, key: u64, value: V) {
+        match self.index.get(&key) {
+            Some(&i) => {
+                self.touch(i);
+                if let Some(s) = self.slots.get_mut(i as usize) {
+                    s.value = value;
+                }
+            }
+            None => {
+                self.insert_new(key, value);
+            }
         }
     }
 
@@ -166,7 +179,7 @@ mod tests {
     fn evicts_the_least_recently_used() {
         let mut l: Lru<u32> = Lru::new(3);
         for k in 1..=3 {
-            *l.get_or_insert_with(k, || 0) = k as u32;
+            l.insert(k, k as u32);
         }
         assert_eq!(l.get(1), Some(&mut 1)); // 1 is now the most recent
         l.get_or_insert_with(4, || 4); // evicts 2
@@ -182,7 +195,9 @@ mod tests {
     fn stays_bounded_under_a_flood_of_keys() {
         let mut l: Lru<u64> = Lru::new(1000);
         for k in 0..100_000u64 {
-            *l.get_or_insert_with(k, || 0) += k;
+            if let Some(v) = l.get_or_insert_with(k, || 0) {
+                *v += k;
+            }
         }
         assert_eq!(l.len(), 1000);
         // the newest 1,000 remain

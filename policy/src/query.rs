@@ -79,12 +79,16 @@ mod tests {
     fn take(target: &str, name: &str) -> (Option<String>, Option<String>) {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
         let mut head = RequestHead::with_capacity(4);
-        proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()).unwrap();
+        if let Err(e) = proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()) {
+            panic!("{raw:?}: {e:?}");
+        }
         let mut edits = Edits::default();
         let v = take_param(&head, raw.as_bytes(), name.as_bytes(), &mut edits);
         (
-            v.map(|v| String::from_utf8(v).unwrap()),
-            edits.target.map(|t| String::from_utf8(t).unwrap()),
+            v.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            edits
+                .target
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
         )
     }
 

@@ -186,9 +186,15 @@ mod tests {
     fn resolve(fields: &str, peer: &str, trusted: &[&str]) -> IpAddr {
         let raw = format!("GET / HTTP/1.1\r\nHost: a\r\n{fields}\r\n");
         let mut head = RequestHead::with_capacity(8);
-        proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()).unwrap();
-        let trusted = CidrSet::parse(trusted).unwrap();
-        client_behind_proxies(&head, raw.as_bytes(), peer.parse().unwrap(), &trusted)
+        if let Err(e) = proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()) {
+            panic!("{raw:?}: {e:?}");
+        }
+        let trusted = CidrSet::parse(trusted).unwrap_or_else(|e| panic!("{e}"));
+        client_behind_proxies(&head, raw.as_bytes(), ip(peer), &trusted)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 
     #[test]
@@ -197,7 +203,7 @@ mod tests {
         // the client could have forged 6.6.6.6; the proxy appended what it saw
         assert_eq!(
             resolve("X-Forwarded-For: 6.6.6.6, 1.2.3.4\r\n", "10.0.0.1", &t),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            ip("1.2.3.4")
         );
         assert_eq!(
             resolve(
@@ -205,7 +211,7 @@ mod tests {
                 "10.0.0.1",
                 &t
             ),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            ip("1.2.3.4")
         );
         // several fields form one list
         assert_eq!(
@@ -214,12 +220,12 @@ mod tests {
                 "10.0.0.1",
                 &t
             ),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            ip("1.2.3.4")
         );
         // all trusted: the leftmost
         assert_eq!(
             resolve("X-Forwarded-For: 10.0.0.9, 10.0.0.2\r\n", "10.0.0.1", &t),
-            "10.0.0.9".parse::<IpAddr>().unwrap()
+            ip("10.0.0.9")
         );
         // garbage stops the walk at the nearest trusted hop
         assert_eq!(
@@ -228,7 +234,7 @@ mod tests {
                 "10.0.0.1",
                 &t
             ),
-            "10.0.0.2".parse::<IpAddr>().unwrap()
+            ip("10.0.0.2")
         );
         // Forwarded when there is no X-Forwarded-For
         assert_eq!(
@@ -237,16 +243,13 @@ mod tests {
                 "10.0.0.1",
                 &t
             ),
-            "2001:db8::1".parse::<IpAddr>().unwrap()
+            ip("2001:db8::1")
         );
         assert_eq!(
             resolve("X-Forwarded-For: 1.2.3.4:5678\r\n", "10.0.0.1", &t),
-            "1.2.3.4".parse::<IpAddr>().unwrap()
+            ip("1.2.3.4")
         );
         // no header: the peer
-        assert_eq!(
-            resolve("", "10.0.0.1", &t),
-            "10.0.0.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(resolve("", "10.0.0.1", &t), ip("10.0.0.1"));
     }
 }

@@ -693,13 +693,7 @@ impl Stage for Jwt {
                 v.digest = digest;
                 let out = (v.identity.clone(), v.forward.clone());
                 if let Some(c) = &self.cache {
-                    *c.borrow_mut().get_or_insert_with(key, || Verified {
-                        digest,
-                        exp: 0,
-                        nbf: 0,
-                        identity: out.0.clone(),
-                        forward: out.1.clone(),
-                    }) = v;
+                    c.borrow_mut().insert(key, v);
                 }
                 out
             }
