@@ -1,7 +1,7 @@
 //! `policy/src/stages/*` and their tables: JWT verification uncached vs from the
-//! verified-token cache (HS256, RS256, ES256), a rate-limit token-bucket take, and a CIDR
-//! lookup among 10,000 networks — each through the stage's real `on_request` where there is
-//! one.
+//! verified-token cache (HS256, RS256, ES256), a rate-limit token-bucket take, the LRU table
+//! (hit, and insert with eviction, at 10,000 entries), and a CIDR lookup among 10,000
+//! networks — each through the stage's real `on_request` where there is one.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -125,5 +125,28 @@ fn cidr(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, jwt, rate_limit, cidr);
+fn lru(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lru_10k");
+    let mut table: policy::lru::Lru<u64> = policy::lru::Lru::new(10_000);
+    for k in 0..10_000u64 {
+        table.insert(k, k);
+    }
+    let mut k = 0u64;
+    g.bench_function("get_hit", |b| {
+        b.iter(|| {
+            k = (k + 7919) % 10_000;
+            assert!(table.get(std::hint::black_box(k)).is_some());
+        })
+    });
+    let mut next = 10_000u64;
+    g.bench_function("insert_evicting", |b| {
+        b.iter(|| {
+            next += 1;
+            table.insert(std::hint::black_box(next), next);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, jwt, rate_limit, lru, cidr);
 criterion_main!(benches);
