@@ -1,6 +1,7 @@
 //! Forwarding one exchange upstream: request out, response back, both streamed with bounded
 //! buffers; the upstream connection returns to the pool only when clean.
 
+use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
@@ -188,6 +189,8 @@ async fn forward(
     let can_retry = replayable && method.is_idempotent();
 
     let mut retried = false;
+    // false when the upstream answered before the whole request body was sent
+    let mut body_sent = true;
     let (mut upstream, resp_len) = loop {
         // A retry never takes another pooled connection: after an upstream restart they are
         // all stale.
@@ -223,7 +226,7 @@ async fn forward(
                 sent_continue = true;
                 send_continue(conn, s).await?;
             }
-            send_request_body(conn, &mut stream, &mut body, s, up).await?;
+            body_sent = send_request_body(conn, &mut stream, &mut body, s, up).await?;
         }
         match read_response_head(conn, &mut stream, up, s).await {
             Ok(n) => break (stream, n),
@@ -245,7 +248,10 @@ async fn forward(
     ex.status = conn.resp.status;
     let upstream_framing = response_framing(method, &conn.resp);
     let framing = ClientFraming::choose(method, &conn.resp, upstream_framing, client_version);
-    let close_client = close || framing == ClientFraming::Close || shard.draining.get();
+    // an early answer leaves the rest of the request body unread: the client connection
+    // cannot carry another request, the upstream one is mid-request
+    let close_client =
+        close || framing == ClientFraming::Close || shard.draining.get() || !body_sent;
     conn.out.clear();
     write_response_head(
         &mut conn.out,
@@ -299,7 +305,7 @@ async fn forward(
     let dubious = conn.resp.transfer_encoding
         && (conn.resp.content_length.is_some() || conn.resp.version == proto::Version::Http10);
     let mut reusable =
-        conn.resp.keep_alive() && upstream_framing != Framing::UntilClose && !dubious;
+        conn.resp.keep_alive() && upstream_framing != Framing::UntilClose && !dubious && body_sent;
     if rbody.is_done() && consumed < avail.len() {
         reusable = false; // bytes after the response: the connection is out of step
     }
@@ -422,13 +428,18 @@ fn upstream_write_error(e: IoFail) -> Failure {
 }
 
 /// Streams the rest of the request body from the client to the upstream.
+/// Streams the rest of the request body upstream. Returns false when the upstream answered
+/// before it was all sent (checked before each piece, and when a write fails): its answer is
+/// then read and relayed as usual.
 async fn send_request_body(
     conn: &mut Conn,
     up: &mut TcpStream,
     body: &mut Body,
     s: &Settings,
     ups: &UpstreamRt,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
+    let fd = up.as_raw_fd();
+    let answered = || crate::sys::upstream_answered_early(fd);
     // A body is streaming: read it in `client_buffer`-sized pieces, not the small head buffer.
     if conn.buf.capacity() < s.client_buffer {
         conn.buf.reserve_exact(s.client_buffer - conn.buf.len());
@@ -442,9 +453,18 @@ async fn send_request_body(
                         .map_err(client_read_error)?;
                 }
                 let take = (*rem).min(conn.buf.len() as u64) as usize;
-                io::write_range(up, &mut conn.buf, 0..take, ups.response_timeout)
-                    .await
-                    .map_err(upstream_write_error)?;
+                if answered() {
+                    return Ok(false);
+                }
+                if let Err(e) =
+                    io::write_range(up, &mut conn.buf, 0..take, ups.response_timeout).await
+                {
+                    return if answered() {
+                        Ok(false)
+                    } else {
+                        Err(upstream_write_error(e))
+                    };
+                }
                 conn.buf.drain(..take);
                 *rem -= take as u64;
             }
@@ -463,9 +483,16 @@ async fn send_request_body(
                 return Err(before_response(ProxyError::ClientBodyTooLarge, false));
             }
             conn.buf.drain(..c.min(conn.buf.len()));
-            io::write_all(up, &mut conn.out, ups.response_timeout)
-                .await
-                .map_err(upstream_write_error)?;
+            if answered() {
+                return Ok(false);
+            }
+            if let Err(e) = io::write_all(up, &mut conn.out, ups.response_timeout).await {
+                return if answered() {
+                    Ok(false)
+                } else {
+                    Err(upstream_write_error(e))
+                };
+            }
             if done {
                 break;
             }
@@ -473,7 +500,7 @@ async fn send_request_body(
         Body::Done | Body::UntilClose => {}
     }
     *body = Body::Done;
-    Ok(())
+    Ok(true)
 }
 
 /// Most interim (1xx) responses skipped before one final response.

@@ -32,6 +32,29 @@ pub fn shutdown_read(fd: RawFd) {
     }
 }
 
+/// True when the upstream has already answered (or closed, or reset) while the request body
+/// is still being sent: there are bytes to read that are not a `1xx` interim response.
+pub fn upstream_answered_early(fd: RawFd) -> bool {
+    let mut peek = [0u8; 10];
+    // SAFETY: `peek` is a valid 10-byte buffer; MSG_PEEK leaves the data in the socket and
+    // MSG_DONTWAIT makes the call non-blocking.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            peek.as_mut_ptr().cast(),
+            peek.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let err = std::io::Error::last_os_error().raw_os_error();
+        return !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR));
+    }
+    // "HTTP/1.1 1xx" is an interim answer: the upstream still wants the body
+    let interim = n >= 10 && peek.starts_with(b"HTTP/1.") && peek.get(9) == Some(&b'1');
+    !interim
+}
+
 /// True when an idle pooled connection can no longer be used: the peer closed it (EOF), reset
 /// it, or sent bytes nobody asked for.
 pub fn idle_connection_unusable(fd: RawFd) -> bool {

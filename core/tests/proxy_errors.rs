@@ -165,3 +165,55 @@ fn connections_over_max_connections_get_503() {
         );
     }
 }
+
+#[test]
+fn an_upstream_answer_before_the_body_ends_is_relayed_not_lost() {
+    use std::io::{Read, Write};
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        for framing in ["Content-Length: 16777216", "Transfer-Encoding: chunked"] {
+            let mut s = std::net::TcpStream::connect(g.addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let head = format!("POST /early-413 HTTP/1.1\r\nHost: t\r\n{framing}\r\n\r\n");
+            s.write_all(head.as_bytes()).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let chunked = framing.starts_with("Transfer");
+            // keep sending a 16 MiB body; the gateway stops reading it once the answer came
+            let writer = std::thread::spawn(move || {
+                let block = vec![b'x'; 64 * 1024];
+                for _ in 0..256 {
+                    let r = if chunked {
+                        w.write_all(b"10000\r\n")
+                            .and_then(|()| w.write_all(&block))
+                            .and_then(|()| w.write_all(b"\r\n"))
+                    } else {
+                        w.write_all(&block)
+                    };
+                    if r.is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end && !out.windows(9).any(|w| w == b"too large") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 413"), "{d} {framing}: {text}");
+            assert!(
+                text.contains("X-Origin: early") && text.contains("Connection: close"),
+                "{text}"
+            );
+            drop(s);
+            writer.join().unwrap();
+        }
+    }
+}

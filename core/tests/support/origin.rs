@@ -166,6 +166,12 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
             }
         };
         buf.drain(..n);
+        if target == "/early-413" {
+            // answer before reading the body and read no more of it; close a while later
+            let _ = s.write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\nX-Origin: early\r\n\r\ntoo large");
+            std::thread::sleep(Duration::from_millis(1500));
+            return;
+        }
         if answered > 0 && sh.hangup_on_second.load(Ordering::SeqCst) {
             return;
         }
