@@ -2,10 +2,11 @@
 //! by the limit they ask: the raw bytes stay in the connection buffer after the head (so a
 //! refusal can still keep the connection), the de-chunked body is returned.
 
-use proto::{ChunkedDecoder, Framing, Step};
+use proto::{ChunkedDecoder, Framing};
 
 use crate::downstream::Conn;
 use crate::error::ProxyError;
+use crate::forward::{reencode, send_continue};
 use crate::gateway::Settings;
 use crate::io::{self, IoFail};
 
@@ -30,10 +31,7 @@ pub async fn read_whole(
 ) -> Result<Buffered, ProxyError> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if conn.head.expect_continue && conn.buf.len() <= head_len {
-        let mut interim = Vec::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
-        io::write_all(&mut conn.stream, &mut interim, s.client_body_timeout)
-            .await
-            .map_err(|_| ProxyError::ClientGone)?;
+        send_continue(conn, s).await?;
     }
     match conn.head.framing {
         Framing::Length(n) => {
@@ -56,37 +54,27 @@ pub async fn read_whole(
             let mut body = Vec::new();
             let mut pos = head_len;
             loop {
-                match dec.step(conn.buf.get(pos..).unwrap_or_default()) {
-                    Ok(Step::Data {
-                        start,
-                        len,
-                        consumed,
-                    }) => {
-                        let from = pos + start;
-                        body.extend_from_slice(conn.buf.get(from..from + len).unwrap_or_default());
-                        pos += consumed;
-                        if body.len() > limit {
-                            return Err(ProxyError::ClientBodyTooLarge);
-                        }
-                    }
-                    Ok(Step::Done { consumed }) => {
-                        return Ok(Buffered {
-                            body,
-                            raw_len: pos + consumed - head_len,
-                        });
-                    }
-                    Ok(Step::NeedMore) => {
-                        pos = conn.buf.len();
-                        if pos - head_len > limit.saturating_add(FRAMING_ALLOWANCE) {
-                            return Err(ProxyError::ClientBodyTooLarge);
-                        }
-                        if conn.buf.len() == conn.buf.capacity() {
-                            conn.buf.reserve(16 * 1024);
-                        }
-                        read(conn, s).await?;
-                    }
-                    Err(e) => return Err(ProxyError::ClientMalformed(e)),
+                let (consumed, done, _) = reencode(
+                    &mut dec,
+                    conn.buf.get(pos..).unwrap_or_default(),
+                    &mut body,
+                    false,
+                )
+                .map_err(ProxyError::ClientMalformed)?;
+                pos += consumed;
+                if body.len() > limit || pos - head_len > limit.saturating_add(FRAMING_ALLOWANCE) {
+                    return Err(ProxyError::ClientBodyTooLarge);
                 }
+                if done {
+                    return Ok(Buffered {
+                        body,
+                        raw_len: pos - head_len,
+                    });
+                }
+                if conn.buf.len() == conn.buf.capacity() {
+                    conn.buf.reserve(16 * 1024);
+                }
+                read(conn, s).await?;
             }
         }
         Framing::UntilClose => Ok(Buffered {

@@ -177,7 +177,9 @@ async fn forward(
         // so a client that announces a body and sends nothing never ties up an upstream.
         if expect_continue {
             sent_continue = true;
-            send_continue(conn, s).await?;
+            send_continue(conn, s)
+                .await
+                .map_err(|e| before_response(e, false))?;
         }
         io::read_more(&mut conn.stream, &mut conn.buf, s.client_body_timeout)
             .await
@@ -224,7 +226,9 @@ async fn forward(
         if !body.is_done() {
             if expect_continue && !sent_continue {
                 sent_continue = true;
-                send_continue(conn, s).await?;
+                send_continue(conn, s)
+                    .await
+                    .map_err(|e| before_response(e, false))?;
             }
             body_sent = send_request_body(conn, &mut stream, &mut body, s, up).await?;
         }
@@ -359,16 +363,17 @@ fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usi
 }
 
 /// Answers `Expect: 100-continue` (the expectation is ours: it is not forwarded).
-async fn send_continue(conn: &mut Conn, s: &Settings) -> Result<(), Failure> {
+/// Tells a client that sent `Expect: 100-continue` to go on with its body.
+pub(crate) async fn send_continue(conn: &mut Conn, s: &Settings) -> Result<(), ProxyError> {
     let mut interim = Vec::from(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]);
     io::write_all(&mut conn.stream, &mut interim, s.client_body_timeout)
         .await
-        .map_err(|_| before_response(ProxyError::ClientGone, false))
+        .map_err(|_| ProxyError::ClientGone)
 }
 
 /// Decodes chunked bytes from `src`, appending the data to `out` (re-chunked when
 /// `to_chunked`). Returns bytes of `src` consumed, whether the body ended, and data bytes.
-fn reencode(
+pub(crate) fn reencode(
     dec: &mut ChunkedDecoder,
     src: &[u8],
     out: &mut Vec<u8>,

@@ -5,12 +5,12 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use policy::stages::jwt::JwksFeed;
-use proto::{ChunkedDecoder, Framing, Limits, Method, ResponseHead, Status, Step};
+use proto::{ChunkedDecoder, Framing, Limits, Method, ResponseHead, Status};
 
+use crate::forward::reencode;
+use crate::io::{self, IoFail};
 use crate::shard::Shard;
 
 /// Largest JWKS document accepted.
@@ -70,12 +70,14 @@ async fn fetch(feed: &JwksFeed) -> Result<Vec<u8>, String> {
     let mut stream = TcpStream::connect(feed.addr)
         .await
         .map_err(|e| format!("connect {}: {e}", feed.addr))?;
-    let request = format!(
+    let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
         feed.path, feed.host
-    );
-    let (r, _) = stream.write_all(request.into_bytes()).await;
-    r.map_err(|e| format!("send: {e}"))?;
+    )
+    .into_bytes();
+    io::write_all(&mut stream, &mut request, FETCH_TIMEOUT)
+        .await
+        .map_err(|e| format!("send: {e:?}"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut eof = false;
     let mut head = ResponseHead::with_capacity(64);
@@ -87,7 +89,7 @@ async fn fetch(feed: &JwksFeed) -> Result<Vec<u8>, String> {
             Ok(Status::Partial) => {}
             Err(e) => return Err(format!("bad response: {e:?}")),
         }
-        eof = read_more(&mut stream, &mut buf).await?;
+        eof = fill(&mut stream, &mut buf).await?;
     };
     if head.status != 200 {
         return Err(format!("status {}", head.status));
@@ -110,34 +112,18 @@ async fn fetch(feed: &JwksFeed) -> Result<Vec<u8>, String> {
                 }
             }
             Framing::Chunked => {
-                let mut at = 0;
-                loop {
-                    match chunked.step(avail.get(at..).unwrap_or_default()) {
-                        Ok(Step::Data {
-                            start,
-                            len,
-                            consumed,
-                        }) => {
-                            let from = at + start;
-                            body.extend_from_slice(avail.get(from..from + len).unwrap_or_default());
-                            at += consumed;
-                        }
-                        Ok(Step::NeedMore) => break,
-                        Ok(Step::Done { .. }) => return Ok(body),
-                        Err(e) => return Err(format!("bad chunked body: {e:?}")),
-                    }
-                }
-                pos += at;
-                if body.len() > MAX_DOCUMENT {
-                    return Err(format!("document larger than {MAX_DOCUMENT} bytes"));
-                }
-            }
-            Framing::UntilClose => {
-                if eof {
-                    body.extend_from_slice(avail);
+                let (consumed, done, _) = reencode(&mut chunked, avail, &mut body, false)
+                    .map_err(|e| format!("bad chunked body: {e:?}"))?;
+                if done {
                     return Ok(body);
                 }
+                pos += consumed;
             }
+            Framing::UntilClose if eof => {
+                body.extend_from_slice(avail);
+                return Ok(body);
+            }
+            Framing::UntilClose => {}
         }
         if eof {
             return Err("closed before the body ended".into());
@@ -145,23 +131,18 @@ async fn fetch(feed: &JwksFeed) -> Result<Vec<u8>, String> {
         if buf.len() - head_len > MAX_DOCUMENT + 64 * 1024 {
             return Err(format!("document larger than {MAX_DOCUMENT} bytes"));
         }
-        eof = read_more(&mut stream, &mut buf).await?;
+        eof = fill(&mut stream, &mut buf).await?;
     }
 }
 
-/// Reads more into `buf`; true at end of stream.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, String> {
+/// Reads more into `buf` (growing it when full); true at end of stream.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<bool, String> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
-    let len = buf.len();
-    let cap = buf.capacity();
-    let owned = std::mem::take(buf);
-    let (r, b) = stream.read(owned.slice_mut(len..cap)).await;
-    *buf = b.into_inner();
-    match r {
-        Ok(0) => Ok(true),
+    match io::read_more(stream, buf, FETCH_TIMEOUT).await {
         Ok(_) => Ok(false),
-        Err(e) => Err(format!("read: {e}")),
+        Err(IoFail::Eof) => Ok(true),
+        Err(e) => Err(format!("read: {e:?}")),
     }
 }
