@@ -156,6 +156,11 @@ pub fn is_reg_name(b: u8) -> bool {
     REG_NAME[b as usize]
 }
 
+/// A `token` (RFC 9110 §5.6.2): one or more `tchar`s — methods, field names, codings.
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
 /// `OWS` bytes (RFC 9110 §5.6.3).
 #[inline(always)]
 pub fn is_ows(b: u8) -> bool {

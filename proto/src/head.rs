@@ -347,6 +347,15 @@ impl RequestHead {
         }
     }
 
+    /// The value of the first field named `name` (case-insensitive), for fields without a
+    /// `FieldKind` of their own.
+    pub fn value_of<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        self.fields
+            .iter()
+            .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
+            .map(|f| f.value.get(buf))
+    }
+
     /// The first field of a kind.
     pub fn field(&self, kind: FieldKind) -> Option<&Field> {
         self.fields.iter().find(|f| f.kind == kind)

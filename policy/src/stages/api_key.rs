@@ -13,6 +13,7 @@
 //! groups = ["reports"]
 //! ```
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use proto::RequestHead;
@@ -80,10 +81,14 @@ impl StageBuild for ApiKey {
     type Config = Config;
 
     fn build(c: Config, _ctx: &StageContext<'_>) -> Result<ApiKey, String> {
-        for h in [&c.header, &c.consumer_header] {
-            if !h.bytes().all(proto::chars::is_tchar) || (h.is_empty() && h == &c.header) {
-                return Err(format!("`{h}` is not a valid header name"));
-            }
+        // the consumer header may be "" (none sent); the key's header may not
+        let bad = [(&c.header, false), (&c.consumer_header, true)]
+            .into_iter()
+            .find(|(h, may_be_empty)| {
+                !(proto::chars::is_token(h.as_bytes()) || (*may_be_empty && h.is_empty()))
+            });
+        if let Some((h, _)) = bad {
+            return Err(format!("`{h}` is not a valid header name"));
         }
         if c.consumers.is_empty() {
             return Err("at least one [[route.policy.consumers]] is needed".into());
@@ -164,14 +169,12 @@ impl Stage for ApiKey {
                 ex.edits.drop_field(i);
             }
         }
-        let from_header = head
-            .fields
-            .iter()
-            .find(|f| f.name.get(buf).eq_ignore_ascii_case(&self.header))
-            .map(|f| f.value.get(buf));
-        let presented = match (from_header, &self.query) {
-            (Some(k), _) => Some(k.to_vec()),
-            (None, Some(q)) => crate::query::take_param(head, buf, q, &mut ex.edits),
+        let presented: Option<Cow<'_, [u8]>> = match (head.value_of(buf, &self.header), &self.query)
+        {
+            (Some(k), _) => Some(Cow::Borrowed(k)),
+            (None, Some(q)) => {
+                crate::query::take_param(head, buf, q, &mut ex.edits).map(Cow::Owned)
+            }
             (None, None) => None,
         };
         let Some(key) = presented.filter(|k| !k.is_empty()) else {

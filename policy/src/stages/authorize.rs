@@ -100,7 +100,7 @@ impl StageBuild for Authorize {
             if let Some(m) = r
                 .methods
                 .iter()
-                .find(|m| m.is_empty() || !m.bytes().all(proto::chars::is_tchar))
+                .find(|m| !proto::chars::is_token(m.as_bytes()))
             {
                 return Err(format!("rules[{i}]: `{m}` is not a method"));
             }

@@ -89,7 +89,7 @@ impl StageBuild for Cors {
             .chain(&c.allow_headers)
             .chain(&c.expose_headers)
         {
-            if t.is_empty() || !t.bytes().all(proto::chars::is_tchar) {
+            if !proto::chars::is_token(t.as_bytes()) {
                 return Err(format!("`{t}` is not a method or header name"));
             }
         }
@@ -152,13 +152,6 @@ impl StageBuild for Cors {
     }
 }
 
-fn field<'b>(head: &RequestHead, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
-    head.fields
-        .iter()
-        .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
-        .map(|f| f.value.get(buf))
-}
-
 impl Cors {
     fn allow_origin_field(&self, out: &mut Vec<u8>, origin: &[u8]) {
         let value: &[u8] = if self.any_origin && !self.credentials {
@@ -172,15 +165,16 @@ impl Cors {
 
 impl Stage for Cors {
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
-        let Some(origin) = field(head, buf, b"origin") else {
+        let Some(origin) = head.value_of(buf, b"origin") else {
             return Verdict::Continue;
         };
         let allowed = self.any_origin || self.origins.iter().any(|o| **o == *origin);
-        let requested = field(head, buf, b"access-control-request-method");
+        let requested = head.value_of(buf, b"access-control-request-method");
         match (head.method, requested) {
             (Method::Options, Some(method)) => {
-                let headers_ok =
-                    field(head, buf, b"access-control-request-headers").is_none_or(|list| {
+                let headers_ok = head
+                    .value_of(buf, b"access-control-request-headers")
+                    .is_none_or(|list| {
                         list.split(|&b| b == b',')
                             .map(proto::chars::trim_ows)
                             .filter(|h| !h.is_empty())

@@ -18,6 +18,7 @@
 //! forward_claims = { sub = "X-Consumer-Id" }
 //! ```
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -325,7 +326,7 @@ impl StageBuild for Jwt {
         let mut sources = Vec::new();
         for s in &c.token_from {
             let (kind, name) = s.split_once(':').unwrap_or((s, ""));
-            if name.is_empty() || !name.bytes().all(proto::chars::is_tchar) {
+            if !proto::chars::is_token(name.as_bytes()) {
                 return Err(format!(
                     "token_from `{s}`: expected header:NAME, cookie:NAME or query:NAME"
                 ));
@@ -347,7 +348,7 @@ impl StageBuild for Jwt {
         }
         let mut forward = Vec::new();
         for (claim, header) in &c.forward_claims {
-            if header.is_empty() || !header.bytes().all(proto::chars::is_tchar) {
+            if !proto::chars::is_token(header.as_bytes()) {
                 return Err(format!(
                     "forward_claims.{claim}: `{header}` is not a header name"
                 ));
@@ -471,26 +472,23 @@ fn invalid(reason: &'static str, description: &'static str) -> Verdict<'static> 
 }
 
 impl Jwt {
-    /// The token and, for the query form, the edit that strips it.
-    fn token(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Option<Vec<u8>> {
+    /// The token (borrowed from the head, or decoded from the query, whose edit then strips
+    /// it).
+    fn token<'b>(
+        &self,
+        head: &RequestHead,
+        buf: &'b [u8],
+        ex: &mut Exchange,
+    ) -> Option<Cow<'b, [u8]>> {
         for s in &self.sources {
             let found = match s {
-                Source::Bearer => head
-                    .fields
-                    .iter()
-                    .find(|f| f.name.get(buf).eq_ignore_ascii_case(b"authorization"))
-                    .and_then(|f| {
-                        let v = f.value.get(buf);
-                        let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
-                        scheme
-                            .eq_ignore_ascii_case(b"bearer")
-                            .then(|| proto::chars::trim_ows(rest).to_vec())
-                    }),
-                Source::Header(name) => head
-                    .fields
-                    .iter()
-                    .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
-                    .map(|f| f.value.get(buf).to_vec()),
+                Source::Bearer => head.value_of(buf, b"authorization").and_then(|v| {
+                    let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
+                    scheme
+                        .eq_ignore_ascii_case(b"bearer")
+                        .then(|| Cow::Borrowed(proto::chars::trim_ows(rest)))
+                }),
+                Source::Header(name) => head.value_of(buf, name).map(Cow::Borrowed),
                 Source::Cookie(name) => head
                     .fields
                     .iter()
@@ -500,9 +498,11 @@ impl Jwt {
                         let pair = proto::chars::trim_ows(pair);
                         let eq = pair.iter().position(|&b| b == b'=')?;
                         let (k, v) = pair.split_at(eq);
-                        (k == &name[..]).then(|| v.get(1..).unwrap_or_default().to_vec())
+                        (k == &name[..]).then(|| Cow::Borrowed(v.get(1..).unwrap_or_default()))
                     }),
-                Source::Query(name) => crate::query::take_param(head, buf, name, &mut ex.edits),
+                Source::Query(name) => {
+                    crate::query::take_param(head, buf, name, &mut ex.edits).map(Cow::Owned)
+                }
             };
             if found.is_some() {
                 return found;

@@ -129,7 +129,7 @@ impl StageBuild for RateLimit {
                 "consumer" => KeyPart::Consumer,
                 "route" => KeyPart::Route,
                 h => match h.strip_prefix("header:") {
-                    Some(name) if !name.is_empty() && name.bytes().all(proto::chars::is_tchar) => {
+                    Some(name) if proto::chars::is_token(name.as_bytes()) => {
                         KeyPart::Header(name.as_bytes().into())
                     }
                     _ => {

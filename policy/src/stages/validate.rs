@@ -69,7 +69,16 @@ pub struct Validate {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(proto::chars::is_tchar)
+    proto::chars::is_token(s.as_bytes())
+}
+
+/// True when the request carries a body.
+fn has_body(head: &RequestHead) -> bool {
+    match head.framing {
+        Framing::Length(n) => n > 0,
+        Framing::Chunked => true,
+        Framing::UntilClose => false,
+    }
 }
 
 impl StageBuild for Validate {
@@ -131,11 +140,7 @@ impl StageBuild for Validate {
 
 impl Stage for Validate {
     fn wants_body(&self, head: &RequestHead, _buf: &[u8]) -> Option<u64> {
-        let has_body = match head.framing {
-            Framing::Length(n) => n > 0,
-            Framing::Chunked => true,
-            Framing::UntilClose => false,
-        };
+        let has_body = has_body(head);
         (self.schema.is_some() && has_body).then_some(self.json_max_body)
     }
 
@@ -206,11 +211,7 @@ impl Stage for Validate {
             }
         }
         for r in &self.required {
-            if !head
-                .fields
-                .iter()
-                .any(|f| f.name.get(buf).eq_ignore_ascii_case(r))
-            {
+            if head.value_of(buf, r).is_none() {
                 return Verdict::Reject(Rejection::new(
                     400,
                     "validate.required_header",
@@ -218,11 +219,7 @@ impl Stage for Validate {
                 ));
             }
         }
-        let has_body = match head.framing {
-            Framing::Length(n) => n > 0,
-            Framing::Chunked => true,
-            Framing::UntilClose => false,
-        };
+        let has_body = has_body(head);
         if let Framing::Length(n) = head.framing
             && n > self.max_body
         {
@@ -233,14 +230,9 @@ impl Stage for Validate {
             ));
         }
         if has_body && !self.content_types.is_empty() {
-            let media = head
-                .fields
-                .iter()
-                .find(|f| f.name.get(buf).eq_ignore_ascii_case(b"content-type"))
-                .map(|f| {
-                    let v = f.value.get(buf);
-                    proto::chars::trim_ows(v.split(|&b| b == b';').next().unwrap_or_default())
-                });
+            let media = head.value_of(buf, b"content-type").map(|v| {
+                proto::chars::trim_ows(v.split(|&b| b == b';').next().unwrap_or_default())
+            });
             let ok =
                 media.is_some_and(|m| self.content_types.iter().any(|t| t.eq_ignore_ascii_case(m)));
             if !ok {
