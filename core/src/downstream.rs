@@ -291,7 +291,62 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
     };
     let mut ex = Exchange::new(conn.peer, Instant::now(), route_id, params);
     ex.edits.target = normalized;
-    let next = match route.pipeline.on_request(&conn.head, &conn.buf, &mut ex) {
+    let verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
+    let next = match answer_stage(shard, conn, head_len, verdict, &mut ex, close).await {
+        Some(next) => next,
+        None => match route.pipeline.wants_body(&conn.head, &conn.buf) {
+            None => crate::forward::proxy(shard, conn, route, head_len, &mut ex, close, None).await,
+            Some(limit) => {
+                let limit = limit.min(s.max_body).min(ex.max_body);
+                match crate::body::read_whole(conn, head_len, limit, s).await {
+                    Err(e) => {
+                        let Some(status) = e.status() else {
+                            return Next::Abort;
+                        };
+                        ex.status = status;
+                        answer_error(shard, conn, head_len, status, e.detail(), true, b"").await
+                    }
+                    Ok(b) => {
+                        let verdict = route
+                            .pipeline
+                            .on_body(&conn.head, &conn.buf, &b.body, &mut ex);
+                        match answer_stage(shard, conn, head_len, verdict, &mut ex, close).await {
+                            Some(next) => next,
+                            None => {
+                                ex.edits.content_length = Some(b.body.len() as u64);
+                                crate::forward::proxy(
+                                    shard,
+                                    conn,
+                                    route,
+                                    head_len,
+                                    &mut ex,
+                                    close,
+                                    Some(b),
+                                )
+                                .await
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    };
+    route.pipeline.on_finish(&ex);
+    next
+}
+
+/// Sends the answer a stage decided on (with the response fields stages added); `None` when
+/// the request goes on.
+async fn answer_stage(
+    shard: &Shard,
+    conn: &mut Conn,
+    head_len: usize,
+    verdict: Verdict<'_>,
+    ex: &mut Exchange,
+    close: bool,
+) -> Option<Next> {
+    Some(match verdict {
+        Verdict::Continue => return None,
         Verdict::Respond(reply) => {
             ex.status = reply.status;
             answer_local(shard, conn, head_len, reply, &ex.response_fields, close).await
@@ -307,49 +362,7 @@ async fn exchange(shard: &Shard, conn: &mut Conn, head_len: usize) -> Next {
             fields.extend_from_slice(&ex.response_fields);
             answer_bodyless(shard, conn, head_len, status, &fields, close).await
         }
-        Verdict::Continue => match route.pipeline.wants_body(&conn.head, &conn.buf) {
-            None => crate::forward::proxy(shard, conn, route, head_len, &mut ex, close, None).await,
-            Some(limit) => {
-                let limit = limit.min(s.max_body).min(ex.max_body);
-                match crate::body::read_whole(conn, head_len, limit, s).await {
-                    Err(e) => {
-                        let Some(status) = e.status() else {
-                            return Next::Abort;
-                        };
-                        ex.status = status;
-                        answer_error(shard, conn, head_len, status, e.detail(), true, b"").await
-                    }
-                    Ok(b) => match route
-                        .pipeline
-                        .on_body(&conn.head, &conn.buf, &b.body, &mut ex)
-                    {
-                        Verdict::Reject(r) => {
-                            ex.status = r.status;
-                            let mut fields = r.fields;
-                            fields.extend_from_slice(&ex.response_fields);
-                            answer_error(shard, conn, head_len, r.status, &r.detail, close, &fields)
-                                .await
-                        }
-                        _ => {
-                            ex.edits.content_length = Some(b.body.len() as u64);
-                            crate::forward::proxy(
-                                shard,
-                                conn,
-                                route,
-                                head_len,
-                                &mut ex,
-                                close,
-                                Some(b),
-                            )
-                            .await
-                        }
-                    },
-                }
-            }
-        },
-    };
-    route.pipeline.on_finish(&ex);
-    next
+    })
 }
 
 /// Consumes the request body if it is already fully buffered; false when it is not (the

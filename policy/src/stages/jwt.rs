@@ -670,10 +670,14 @@ impl Stage for Jwt {
         if token.len() > self.max_token {
             return invalid("jwt.too_long", "token too long");
         }
-        let now_unix = unix_now();
-        let digest: [u8; 32] = Sha256::digest(&token).into();
-        let key = u64::from_le_bytes(digest.first_chunk::<8>().copied().unwrap_or_default());
-        let cached = self.cache.as_ref().and_then(|c| {
+        // the cache is keyed by the token's SHA-256: hashed only when there is a cache
+        let cached_key = self.cache.as_ref().map(|c| {
+            let digest: [u8; 32] = Sha256::digest(&token).into();
+            let key = u64::from_le_bytes(digest.first_chunk::<8>().copied().unwrap_or_default());
+            (c, key, digest)
+        });
+        let hit = cached_key.and_then(|(c, key, digest)| {
+            let now_unix = unix_now();
             let mut c = c.borrow_mut();
             let hit = c.get(key).filter(|v| v.digest == digest)?;
             if hit.exp.saturating_add(self.leeway) <= now_unix
@@ -683,16 +687,16 @@ impl Stage for Jwt {
             }
             Some((hit.identity.clone(), hit.forward.clone()))
         });
-        let (identity, forward) = match cached {
+        let (identity, forward) = match hit {
             Some(hit) => hit,
             None => {
                 let mut v = match self.verify(&token, ex.now) {
                     Ok(v) => v,
                     Err(refusal) => return refusal,
                 };
-                v.digest = digest;
                 let out = (v.identity.clone(), v.forward.clone());
-                if let Some(c) = &self.cache {
+                if let Some((c, key, digest)) = cached_key {
+                    v.digest = digest;
                     c.borrow_mut().insert(key, v);
                 }
                 out
