@@ -16,14 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{EncodingKey, Header, encode};
 use support::origin::Origin;
-use support::{DRIVERS, Gateway, request};
-
-fn routed(origin: &Origin, policy: &str) -> String {
-    format!(
-        "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/{{*rest}}\"\nupstream = \"origin\"\n{policy}\n",
-        origin.addr
-    )
-}
+use support::{DRIVERS, Gateway, request, route_all_policy};
 
 fn hs256(scope: &str) -> String {
     let exp = SystemTime::now()
@@ -43,7 +36,8 @@ fn scopes_and_roles_decide_per_method() {
         [[route.policy.rules]]\nmethods = [\"GET\"]\nany_scope = [\"orders:read\", \"orders:admin\"]\n\
         [[route.policy.rules]]\nmethods = [\"DELETE\"]\nall_scopes = [\"orders:admin\"]\nall_roles = [\"staff\"]\n";
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, policy))
+        else {
             continue;
         };
         origin.reset_counts();
@@ -84,7 +78,12 @@ fn api_key_groups_are_roles_and_no_identity_is_401() {
     let origin = Origin::start();
     let policy = "[[route.policy]]\nkind = \"authorize\"\n[[route.policy.rules]]\nany_role = [\"reports\"]\n";
     // authorize without an authentication stage before it: nobody is ever identified
-    let g = Gateway::start("epoll", "shards = 1", &routed(&origin, policy)).unwrap();
+    let g = Gateway::start(
+        "epoll",
+        "shards = 1",
+        &route_all_policy(origin.addr, policy),
+    )
+    .unwrap();
     let r = request(g.addr, "GET", "/x", "", b"");
     assert_eq!(r.status, 401);
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
@@ -92,7 +91,12 @@ fn api_key_groups_are_roles_and_no_identity_is_401() {
 
     let policy = "[[route.policy]]\nkind = \"api_key\"\ninsecure_plaintext = true\nconsumers = [{ name = \"a\", key = \"ka\", groups = [\"reports\"] }, { name = \"b\", key = \"kb\" }]\n\
         [[route.policy]]\nkind = \"authorize\"\n[[route.policy.rules]]\nany_role = [\"reports\"]\n";
-    let g = Gateway::start("epoll", "shards = 1", &routed(&origin, policy)).unwrap();
+    let g = Gateway::start(
+        "epoll",
+        "shards = 1",
+        &route_all_policy(origin.addr, policy),
+    )
+    .unwrap();
     assert_eq!(
         request(g.addr, "GET", "/x", "X-Api-Key: ka\r\n", b"").status,
         200
@@ -108,7 +112,8 @@ fn cors_preflights_are_answered_and_allowed_origins_marked() {
     let origin = Origin::start();
     let policy = "[[route.policy]]\nkind = \"cors\"\nallow_origins = [\"https://app.example.com\"]\nallow_methods = [\"GET\", \"PUT\"]\nallow_headers = [\"Authorization\", \"Content-Type\"]\nexpose_headers = [\"X-Total\"]\nallow_credentials = true\nmax_age = \"1m\"\n";
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, policy))
+        else {
             continue;
         };
         origin.reset_counts();

@@ -74,9 +74,9 @@ fn start(
     // key paths are relative to the config file; the support gateway writes its config in its
     // own directory, so absolute paths are used here
     let stage = stage.replace("@DIR@", &dir.0.display().to_string());
-    let conf = format!(
-        "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/{{*rest}}\"\nupstream = \"origin\"\n[[route.policy]]\nkind = \"jwt\"\n{stage}\n",
-        origin.addr
+    let conf = support::route_all_policy(
+        origin.addr,
+        &format!("[[route.policy]]\nkind = \"jwt\"\n{stage}"),
     );
     let g = Gateway::start("epoll", &format!("shards = 1\n{server}"), &conf).unwrap();
     (g, dir)

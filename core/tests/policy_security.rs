@@ -17,15 +17,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::origin::Origin;
-use support::{DRIVERS, Gateway, Response, read_response, request};
-
-/// Config routing everything to `origin` with `policy` (TOML of `[[route.policy]]` tables).
-fn routed(origin: &Origin, policy: &str) -> String {
-    format!(
-        "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n[[route]]\npath = \"/{{*rest}}\"\nupstream = \"origin\"\n{policy}\n",
-        origin.addr
-    )
-}
+use support::{DRIVERS, Gateway, Response, read_response, request, route_all_policy};
 
 fn assert_problem(r: &Response, status: u16) {
     assert_eq!(r.status, status, "{r:?}");
@@ -43,8 +35,8 @@ fn ip_rules_judge_the_peer_unless_a_trusted_proxy_names_the_client() {
     let origin = Origin::start();
     for d in DRIVERS {
         // allow-list without trusted proxies: a forged X-Forwarded-For changes nothing
-        let conf = routed(
-            &origin,
+        let conf = route_all_policy(
+            origin.addr,
             "[[route.policy]]\nkind = \"ip\"\nallow = [\"10.0.0.0/8\"]\n",
         );
         let Some(g) = Gateway::start(d, "shards = 1", &conf) else {
@@ -60,8 +52,8 @@ fn ip_rules_judge_the_peer_unless_a_trusted_proxy_names_the_client() {
         drop(g);
 
         // the peer (127.0.0.1) is a trusted proxy: the rightmost untrusted hop is the client
-        let conf = routed(
-            &origin,
+        let conf = route_all_policy(
+            origin.addr,
             "[[route.policy]]\nkind = \"ip\"\nallow = [\"10.0.0.0/8\"]\ndeny = [\"10.6.6.6\"]\ntrusted_proxies = [\"127.0.0.1\"]\n",
         );
         let g = Gateway::start(d, "shards = 1", &conf).unwrap();
@@ -93,7 +85,7 @@ fn global_policy_applies_to_every_route() {
     let origin = Origin::start();
     let conf = format!(
         "[[policy]]\nkind = \"ip\"\ndeny = [\"127.0.0.0/8\"]\n\n[[route]]\npath = \"/health\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"ok\"\n\n{}",
-        routed(&origin, "")
+        route_all_policy(origin.addr, "")
     );
     let g = Gateway::start("epoll", "shards = 1", &conf).unwrap();
     assert_problem(&request(g.addr, "GET", "/health", "", b""), 403);
@@ -105,8 +97,8 @@ fn global_policy_applies_to_every_route() {
 fn rate_limit_refuses_with_retry_after_and_ratelimit_fields() {
     let origin = Origin::start();
     for d in DRIVERS {
-        let conf = routed(
-            &origin,
+        let conf = route_all_policy(
+            origin.addr,
             "[[route.policy]]\nkind = \"rate_limit\"\nrate = 5\nper = \"1m\"\nheaders = true\n",
         );
         let Some(g) = Gateway::start(d, "shards = 1", &conf) else {
@@ -219,7 +211,8 @@ fn api_keys_identify_consumers_and_refuse_the_rest() {
         "[[route.policy]]\nkind = \"api_key\"\nquery = \"api_key\"\n[[route.policy.consumers]]\nname = \"billing\"\nkey_sha256 = \"{digest}\"\n"
     );
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, &policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, &policy))
+        else {
             continue;
         };
         origin.reset_counts();
@@ -274,7 +267,8 @@ fn validate_refuses_methods_types_headers_queries_and_bodies() {
     let origin = Origin::start();
     let policy = "[[route.policy]]\nkind = \"validate\"\nmethods = [\"GET\", \"POST\"]\nmax_body = \"1KiB\"\ncontent_types = [\"application/json\"]\nrequired_headers = [\"X-Request-Id\"]\nmax_query_length = 20\nmax_query_params = 2\n";
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, policy))
+        else {
             continue;
         };
         origin.reset_counts();
@@ -341,7 +335,7 @@ fn paths_are_normalised_before_routing_and_traversal_refused() {
     let origin = Origin::start();
     let conf = format!(
         "[[route]]\npath = \"/admin\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"admin\"\n\n{}",
-        routed(&origin, "")
+        route_all_policy(origin.addr, "")
     );
     for d in DRIVERS {
         let Some(g) = Gateway::start(d, "shards = 1", &conf) else {
@@ -376,7 +370,7 @@ fn paths_are_normalised_before_routing_and_traversal_refused() {
     let g = Gateway::start(
         "epoll",
         "shards = 1\nnormalize_path = false",
-        &routed(&origin, ""),
+        &route_all_policy(origin.addr, ""),
     )
     .unwrap();
     origin.reset_counts();
@@ -389,7 +383,8 @@ fn concurrency_limit_sheds_beyond_max_and_frees_slots() {
     let origin = Origin::start();
     let policy = "[[route.policy]]\nkind = \"concurrency\"\nmax = 2\nretry_after = 3\n";
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, policy))
+        else {
             continue;
         };
         let addr = g.addr;
@@ -424,7 +419,8 @@ fn json_bodies_are_checked_against_the_schema() {
         schema.display()
     );
     for d in DRIVERS {
-        let Some(g) = Gateway::start(d, "shards = 1", &routed(&origin, &policy)) else {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all_policy(origin.addr, &policy))
+        else {
             continue;
         };
         origin.reset_counts();

@@ -166,6 +166,11 @@ pub fn route_all(origin: SocketAddr, upstream_extra: &str) -> String {
     )
 }
 
+/// `route_all` with `policy` (`[[route.policy]]` tables in TOML) on its one route.
+pub fn route_all_policy(origin: SocketAddr, policy: &str) -> String {
+    format!("{}{policy}\n", route_all(origin, ""))
+}
+
 /// Sends `bytes` on a new connection and reads until the gateway closes (or the deadline).
 pub fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
