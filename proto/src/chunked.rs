@@ -335,6 +335,79 @@ pub fn write_chunk_size(out: &mut Vec<u8>, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What `ChunkedDecoder::decode` did with one input slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoded {
+    /// Bytes of the input that belong to this body (all of it unless the body ended).
+    pub consumed: usize,
+    /// The last chunk and the trailers were read.
+    pub done: bool,
+    /// Data bytes found in this input.
+    pub data: usize,
+}
+
+/// How `ChunkedDecoder::decode` appends the data it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// The data alone (a body read whole, or sent on with a length or until close).
+    Data,
+    /// Re-framed as chunks of our own (extensions and trailers dropped), ending with the
+    /// last chunk.
+    Chunked,
+}
+
+impl ChunkedDecoder {
+    /// Decodes what `src` holds of the body, appending its data to `out` as `emit` says.
+    pub fn decode(
+        &mut self,
+        src: &[u8],
+        out: &mut Vec<u8>,
+        emit: Emit,
+    ) -> Result<Decoded, ParseError> {
+        let mut pos = 0;
+        let mut data = 0;
+        loop {
+            match self.step(src.get(pos..).unwrap_or_default())? {
+                Step::Data {
+                    start,
+                    len,
+                    consumed,
+                } => {
+                    let piece = src.get(pos + start..pos + start + len).unwrap_or_default();
+                    data += piece.len();
+                    if !piece.is_empty() {
+                        if emit == Emit::Chunked {
+                            write_chunk_size(out, piece.len());
+                            out.extend_from_slice(piece);
+                            out.extend_from_slice(CHUNK_END);
+                        } else {
+                            out.extend_from_slice(piece);
+                        }
+                    }
+                    pos += consumed;
+                }
+                Step::NeedMore => {
+                    return Ok(Decoded {
+                        consumed: src.len(),
+                        done: false,
+                        data,
+                    });
+                }
+                Step::Done { consumed } => {
+                    if emit == Emit::Chunked {
+                        out.extend_from_slice(LAST_CHUNK);
+                    }
+                    return Ok(Decoded {
+                        consumed: pos + consumed,
+                        done: true,
+                        data,
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// The CRLF that ends chunk data.
 pub const CHUNK_END: &[u8] = b"\r\n";
 /// The last chunk with an empty trailer section.
@@ -492,5 +565,52 @@ mod tests {
             write_chunk_size(&mut out, n);
             assert_eq!(out, s.as_bytes());
         }
+    }
+
+    #[test]
+    fn decode_emits_data_or_our_own_chunks_over_any_split() -> Result<(), ParseError> {
+        let input = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        let body_end = input.len() - 4;
+        for (emit, want) in [
+            (Emit::Data, &b"hello world"[..]),
+            (
+                Emit::Chunked,
+                &b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"[..],
+            ),
+        ] {
+            for split in 1..input.len() {
+                let mut dec = ChunkedDecoder::new();
+                let mut out = Vec::new();
+                let first = dec.decode(&input[..split], &mut out, emit)?;
+                let rest = &input[first.consumed..];
+                let second = if first.done {
+                    first
+                } else {
+                    let d = dec.decode(rest, &mut out, emit)?;
+                    assert_eq!(first.consumed + d.consumed, body_end, "split {split}");
+                    d
+                };
+                assert!(second.done, "split {split}");
+                // a chunk split across reads is emitted as two chunks of our own
+                let mut data = Vec::new();
+                ChunkedDecoder::new()
+                    .decode(&out, &mut data, Emit::Data)
+                    .ok()
+                    .filter(|_| emit == Emit::Chunked);
+                if emit == Emit::Data {
+                    assert_eq!(out, want, "split {split}");
+                } else {
+                    assert_eq!(data, b"hello world", "split {split}");
+                }
+            }
+            let mut out = Vec::new();
+            let whole = ChunkedDecoder::new().decode(input, &mut out, emit)?;
+            assert_eq!(
+                (whole.consumed, whole.done, whole.data),
+                (body_end, true, 11)
+            );
+            assert_eq!(out, want);
+        }
+        Ok(())
     }
 }

@@ -52,6 +52,9 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
+/// Length of a whole `Date: <IMF-fixdate>\r\n` field line.
+pub const DATE_FIELD_LEN: usize = 8 + IMF_FIXDATE_LEN;
+
 /// The current date, re-rendered only when the second changes. One per shard.
 #[derive(Debug, Default)]
 pub struct DateCache {
@@ -70,6 +73,16 @@ impl DateCache {
             self.text.set(imf_fixdate(secs));
         }
         self.text.get()
+    }
+
+    /// `Date: <IMF-fixdate of now>\r\n`, the field a gateway-made answer carries (RFC 9110
+    /// §6.6.1).
+    pub fn field(&self) -> [u8; DATE_FIELD_LEN] {
+        let mut f = *b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
+        if let Some(slot) = f.get_mut(6..6 + IMF_FIXDATE_LEN) {
+            slot.copy_from_slice(&self.now());
+        }
+        f
     }
 }
 

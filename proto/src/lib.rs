@@ -14,7 +14,7 @@ pub mod path;
 mod simd;
 pub mod write;
 
-pub use chunked::{ChunkedDecoder, Step};
+pub use chunked::{ChunkedDecoder, Decoded, Emit, Step};
 pub use error::ParseError;
 pub use framing::{Framing, response_framing};
 pub use head::{
