@@ -2,11 +2,11 @@
 //! by the limit they ask: the raw bytes stay in the connection buffer after the head (so a
 //! refusal can still keep the connection), the de-chunked body is returned.
 
-use proto::{ChunkedDecoder, Framing};
+use proto::{ChunkedDecoder, Emit, Framing};
 
-use crate::downstream::Conn;
+use crate::answer::send_continue;
+use crate::conn::Conn;
 use crate::error::ProxyError;
-use crate::forward::{reencode, send_continue};
 use crate::gateway::Settings;
 use crate::io::{self, IoFail};
 
@@ -31,7 +31,7 @@ pub async fn read_whole(
 ) -> Result<Buffered, ProxyError> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if conn.head.expect_continue && conn.buf.len() <= head_len {
-        send_continue(conn, s).await?;
+        send_continue(conn, s.client_body_timeout).await?;
     }
     match conn.head.framing {
         Framing::Length(n) => {
@@ -54,18 +54,18 @@ pub async fn read_whole(
             let mut body = Vec::new();
             let mut pos = head_len;
             loop {
-                let (consumed, done, _) = reencode(
-                    &mut dec,
-                    conn.buf.get(pos..).unwrap_or_default(),
-                    &mut body,
-                    false,
-                )
-                .map_err(ProxyError::ClientMalformed)?;
-                pos += consumed;
+                let d = dec
+                    .decode(
+                        conn.buf.get(pos..).unwrap_or_default(),
+                        &mut body,
+                        Emit::Data,
+                    )
+                    .map_err(ProxyError::ClientMalformed)?;
+                pos += d.consumed;
                 if body.len() > limit || pos - head_len > limit.saturating_add(FRAMING_ALLOWANCE) {
                     return Err(ProxyError::ClientBodyTooLarge);
                 }
-                if done {
+                if d.done {
                     return Ok(Buffered {
                         body,
                         raw_len: pos - head_len,

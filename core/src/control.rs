@@ -1,28 +1,151 @@
-//! Cross-shard control: the one place with atomics. The main thread raises drain; each shard
-//! polls it from a watcher task (no locks, nothing on the request path).
+//! Cross-shard control, the one place with cross-thread types: each shard has an inbox (a
+//! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
+//!
+//! Messages today: drain now, report counters. Later ones (new config, purge) are variants of
+//! `Message`. A shard handles its inbox between requests, so nothing here touches the request
+//! path; the control side never blocks on a shard (replies come back on channels it reads
+//! with a deadline).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
 
-/// Shared between the main thread and every shard.
-#[derive(Debug, Default)]
+/// A message to one shard.
+#[derive(Debug)]
+pub enum Message {
+    /// Stop accepting, finish in-flight requests (within `drain_timeout`), then stop.
+    Drain,
+    /// Send a snapshot of the shard's counters back on this channel.
+    Counters(Sender<ShardCounters>),
+}
+
+/// One shard's counters at one moment (a plain copy: nothing shared with the shard).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardCounters {
+    /// Shard number.
+    pub shard: usize,
+    /// Client connections accepted.
+    pub accepted: u64,
+    /// Connections answered 503 over `max_connections`.
+    pub over_limit: u64,
+    /// Client connections open now.
+    pub open: u64,
+    /// Exchanges begun (a request head parsed, or failing to parse).
+    pub requests: u64,
+    /// Exchanges finished (`on_finish` ran): every one begun, once it ended.
+    pub finished: u64,
+    /// Finished exchanges by outcome: answered, refused, forwarded, failed, aborted.
+    pub outcomes: [u64; 5],
+    /// Finished exchanges by status class: none sent, 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub classes: [u64; 6],
+    /// Refusals by route and reason.
+    pub refusals: Vec<(String, &'static str, u64)>,
+}
+
+/// A shard's side: where its messages arrive.
+pub struct Inbox {
+    /// The messages.
+    pub rx: Receiver<Message>,
+    /// Readable when a message was sent (one byte per wake-up; closed when `Control` is gone).
+    pub wake: UnixStream,
+}
+
+/// The control side of one shard's inbox.
+struct Mailbox {
+    tx: Sender<Message>,
+    wake: UnixStream,
+}
+
+/// Sends messages to every shard. Held by the main thread (and tests).
 pub struct Control {
-    drain: AtomicBool,
+    mailboxes: Vec<Mailbox>,
 }
 
 impl Control {
-    /// A fresh control block.
-    pub fn new() -> Arc<Control> {
-        Arc::new(Control::default())
+    /// A control for `shards` shards, and each shard's inbox.
+    pub fn new(shards: usize) -> std::io::Result<(Control, Vec<Inbox>)> {
+        let mut mailboxes = Vec::with_capacity(shards);
+        let mut inboxes = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let (tx, rx) = mpsc::channel();
+            let (ours, theirs) = UnixStream::pair()?;
+            ours.set_nonblocking(true)?;
+            mailboxes.push(Mailbox { tx, wake: ours });
+            inboxes.push(Inbox { rx, wake: theirs });
+        }
+        Ok((Control { mailboxes }, inboxes))
     }
 
-    /// Asks every shard to stop accepting and finish in-flight requests.
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.mailboxes.len()
+    }
+
+    /// Sends `message` to shard `i`; false if that shard has stopped.
+    pub fn send(&self, i: usize, message: Message) -> bool {
+        let Some(m) = self.mailboxes.get(i) else {
+            return false;
+        };
+        if m.tx.send(message).is_err() {
+            return false;
+        }
+        // A full socket buffer means unread wake-ups are pending: the shard will look anyway.
+        match (&m.wake).write_all(&[1]) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Asks every shard to drain.
     pub fn request_drain(&self) {
-        self.drain.store(true, Ordering::Release);
+        for i in 0..self.shards() {
+            self.send(i, Message::Drain);
+        }
     }
 
-    /// Whether drain was requested.
-    pub fn drain_requested(&self) -> bool {
-        self.drain.load(Ordering::Acquire)
+    /// Asks every shard for its counters and waits for the answers until `limit` passed;
+    /// shards that did not answer in time are missing from the result.
+    pub fn counters(&self, limit: Duration) -> Vec<ShardCounters> {
+        let (tx, rx) = mpsc::channel();
+        let asked = (0..self.shards())
+            .filter(|&i| self.send(i, Message::Counters(tx.clone())))
+            .count();
+        drop(tx);
+        let end = Instant::now() + limit;
+        let mut all = Vec::with_capacity(asked);
+        while all.len() < asked {
+            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+                Ok(c) => all.push(c),
+                Err(_) => break,
+            }
+        }
+        all.sort_by_key(|c| c.shard);
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_message_is_queued_and_its_shard_woken() -> std::io::Result<()> {
+        let (control, mut inboxes) = Control::new(2)?;
+        assert!(control.send(1, Message::Drain));
+        let inbox = &mut inboxes[1];
+        let mut byte = [0u8; 8];
+        assert_eq!(inbox.wake.read(&mut byte)?, 1);
+        assert!(matches!(inbox.rx.try_recv(), Ok(Message::Drain)));
+        assert!(
+            inboxes[0].rx.try_recv().is_err(),
+            "shard 0 was not sent anything"
+        );
+        assert!(!control.send(2, Message::Drain), "there is no shard 2");
+        // a shard that is gone: sending fails instead of blocking
+        drop(inboxes);
+        assert!(!control.send(0, Message::Drain));
+        Ok(())
     }
 }

@@ -1,40 +1,67 @@
 //! The compiled form of a `Config` that a shard runs: router, per-route pipelines, upstream
-//! settings and limits, with every duration and size already in the type the data path uses.
+//! groups with their pools and selectors, and limits, every value in its data-path type.
+//!
+//! # Invariants
+//! A shard builds its own `Gateway` (stage and pool state are shard-local). Rebuilt for a new
+//! config, it takes over the pools of upstreams whose definition did not change and the stage
+//! state of stage lists that did not change (`build`'s `previous`).
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use conf::{ConfErrors, Config, ForwardingConf, HostRewrite};
-use policy::{Pipeline, Router};
+use policy::{Pipeline, Pipelines, Router};
+
+use crate::upstream::pool::Pool;
+use crate::upstream::select::Selector;
 
 /// One route at run time.
 pub struct RouteRt {
     /// Name (messages).
     pub name: String,
-    /// Stages in config order.
+    /// Stages in config order (global ones first).
     pub pipeline: Pipeline,
     /// Index into `Gateway::upstreams`.
     pub upstream: Option<usize>,
 }
 
-/// One upstream at run time.
+/// One target of an upstream group.
+pub struct TargetRt {
+    /// Where to connect.
+    pub addr: SocketAddr,
+    /// `host:port` as written (for `host = "target"`).
+    pub host: Box<[u8]>,
+}
+
+/// What identifies an upstream's pool across configs: same name, same targets, same pool
+/// settings means the idle connections can be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PoolKey {
+    name: String,
+    targets: Vec<SocketAddr>,
+    keepalive: usize,
+    idle_timeout: Duration,
+}
+
+/// One upstream group at run time.
 pub struct UpstreamRt {
     /// Name (messages).
     pub name: String,
-    /// Target addresses.
-    pub targets: Vec<SocketAddr>,
-    /// Target `host:port` as written (for `host = "target"`).
-    pub target_hosts: Vec<Box<[u8]>>,
+    /// Its targets.
+    pub targets: Vec<TargetRt>,
     /// Host header policy.
     pub host: HostRewrite,
-    /// Max idle pooled connections per target per shard.
-    pub keepalive: usize,
-    /// Pooled connection lifetime.
-    pub idle_timeout: Duration,
     /// Connect deadline.
     pub connect_timeout: Duration,
     /// Response head deadline and body idle limit.
     pub response_timeout: Duration,
+    /// Idle keep-alive connections, per target.
+    pub pool: Rc<RefCell<Pool>>,
+    /// Target choice.
+    pub select: Rc<Selector>,
+    key: PoolKey,
 }
 
 /// Server-wide settings in data-path form.
@@ -73,17 +100,27 @@ pub struct Gateway {
     pub router: Router,
     /// Routes, indexed by `RouteId`.
     pub routes: Vec<RouteRt>,
-    /// Upstreams.
+    /// The global stages alone, for requests that were never routed (parse errors, 404).
+    pub unrouted: Pipeline,
+    /// Upstream groups.
     pub upstreams: Vec<UpstreamRt>,
     /// Settings.
     pub settings: Settings,
+    /// Every pipeline (kept for the stage state a later config takes over).
+    pipelines: Pipelines,
 }
 
 impl Gateway {
-    /// Compiles `config`; every route and stage problem is reported with its location.
-    pub fn build(config: &Config) -> Result<Gateway, ConfErrors> {
+    /// Compiles `config` for shard `shard` of `shards`; every route and stage problem is
+    /// reported with its location. `previous`: the gateway this one replaces on the shard.
+    pub fn build(
+        config: &Config,
+        shards: usize,
+        shard: usize,
+        previous: Option<&Gateway>,
+    ) -> Result<Gateway, ConfErrors> {
         let router = Router::build(config);
-        let pipelines = Pipeline::build_all(config, crate::shard::placement(config).len());
+        let pipelines = Pipelines::build(config, shards, previous.map(|g| &g.pipelines));
         let (router, pipelines) = match (router, pipelines) {
             (Ok(r), Ok(p)) => (r, p),
             (r, p) => {
@@ -101,57 +138,55 @@ impl Gateway {
         let routes = config
             .routes
             .iter()
-            .zip(pipelines)
+            .zip(&pipelines.routes)
             .map(|(r, pipeline)| RouteRt {
                 name: r.name.clone(),
-                pipeline,
+                pipeline: pipeline.clone(),
                 upstream: r.upstream,
             })
             .collect();
+        let unrouted = pipelines.global.clone();
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| UpstreamRt {
-                name: u.name.clone(),
-                targets: u.targets.clone(),
-                target_hosts: u.target_names.iter().map(|t| t.as_bytes().into()).collect(),
-                host: u.conf.host.clone(),
-                keepalive: u.conf.keepalive as usize,
-                idle_timeout: u.conf.idle_timeout.0,
-                connect_timeout: u.conf.connect_timeout.0,
-                response_timeout: u.conf.response_timeout.0,
-            })
+            .map(|u| upstream(u, shard, previous))
             .collect();
-        let s = &config.server;
-        let settings = Settings {
-            limits: proto::Limits {
-                max_request_line: s.max_request_line.as_usize(),
-                max_head: s.max_head.as_usize(),
-                max_fields: s.max_headers as usize,
-            },
-            response_limits: proto::Limits {
-                max_request_line: s.upstream_buffer.as_usize(),
-                max_head: s.upstream_buffer.as_usize(),
-                max_fields: 256,
-            },
-            client_buffer: s.client_buffer.as_usize(),
-            upstream_buffer: s.upstream_buffer.as_usize(),
-            tcp_nodelay: s.tcp_nodelay,
-            client_head_timeout: s.client_head_timeout.0,
-            client_body_timeout: s.client_body_timeout.0,
-            keepalive_timeout: s.keepalive_timeout.0,
-            keepalive_requests: s.keepalive_requests,
-            max_body: s.max_body.map_or(u64::MAX, |b| b.0),
-            max_connections: s.max_connections as usize,
-            forwarding: s.forwarding.clone(),
-            normalize_path: s.normalize_path,
-        };
         Ok(Gateway {
             router,
             routes,
+            unrouted,
             upstreams,
-            settings,
+            settings: settings(config),
+            pipelines,
         })
+    }
+
+    /// The pipeline of route `i` (the global stages when it has none).
+    pub fn pipeline(&self, route: Option<usize>) -> &Pipeline {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or(&self.unrouted, |r| &r.pipeline)
+    }
+
+    /// Background tasks of every stage, each once.
+    pub fn tasks(&self) -> Vec<Rc<dyn policy::task::Task>> {
+        let mut all = self.unrouted.tasks();
+        for r in &self.routes {
+            for t in r.pipeline.tasks() {
+                if !all.iter().any(|u| Rc::ptr_eq(u, &t)) {
+                    all.push(t);
+                }
+            }
+        }
+        all
+    }
+
+    /// True when this gateway kept the pool of upstream `i` from `previous`.
+    pub fn kept_pool(&self, previous: &Gateway, i: usize) -> bool {
+        match (self.upstreams.get(i), previous.upstreams.get(i)) {
+            (Some(a), Some(b)) => Rc::ptr_eq(&a.pool, &b.pool),
+            _ => false,
+        }
     }
 
     /// A human-readable list of the compiled routes (for `--check`).
@@ -194,5 +229,109 @@ impl Gateway {
             );
         }
         out
+    }
+}
+
+/// One upstream group, taking over the pool and selector of the previous config's group
+/// with the same definition.
+fn upstream(u: &conf::model::Upstream, shard: usize, previous: Option<&Gateway>) -> UpstreamRt {
+    let key = PoolKey {
+        name: u.name.clone(),
+        targets: u.targets.clone(),
+        keepalive: u.conf.keepalive as usize,
+        idle_timeout: u.conf.idle_timeout.0,
+    };
+    let old = previous.and_then(|g| g.upstreams.iter().find(|o| o.key == key));
+    let (pool, select) = match old {
+        Some(o) => (o.pool.clone(), o.select.clone()),
+        None => (
+            Rc::new(RefCell::new(Pool::new(
+                key.targets.len(),
+                key.keepalive,
+                key.idle_timeout,
+            ))),
+            Rc::new(Selector::round_robin(shard)),
+        ),
+    };
+    UpstreamRt {
+        name: u.name.clone(),
+        targets: u
+            .targets
+            .iter()
+            .zip(&u.target_names)
+            .map(|(addr, name)| TargetRt {
+                addr: *addr,
+                host: name.as_bytes().into(),
+            })
+            .collect(),
+        host: u.conf.host.clone(),
+        connect_timeout: u.conf.connect_timeout.0,
+        response_timeout: u.conf.response_timeout.0,
+        pool,
+        select,
+        key,
+    }
+}
+
+fn settings(config: &Config) -> Settings {
+    let s = &config.server;
+    Settings {
+        limits: proto::Limits {
+            max_request_line: s.max_request_line.as_usize(),
+            max_head: s.max_head.as_usize(),
+            max_fields: s.max_headers as usize,
+        },
+        response_limits: proto::Limits {
+            max_request_line: s.upstream_buffer.as_usize(),
+            max_head: s.upstream_buffer.as_usize(),
+            max_fields: 256,
+        },
+        client_buffer: s.client_buffer.as_usize(),
+        upstream_buffer: s.upstream_buffer.as_usize(),
+        tcp_nodelay: s.tcp_nodelay,
+        client_head_timeout: s.client_head_timeout.0,
+        client_body_timeout: s.client_body_timeout.0,
+        keepalive_timeout: s.keepalive_timeout.0,
+        keepalive_requests: s.keepalive_requests,
+        max_body: s.max_body.map_or(u64::MAX, |b| b.0),
+        max_connections: s.max_connections as usize,
+        forwarding: s.forwarding.clone(),
+        normalize_path: s.normalize_path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Result<T> = std::result::Result<T, ConfErrors>;
+
+    fn build(text: &str, shards: usize, previous: Option<&Gateway>) -> Result<Gateway> {
+        Gateway::build(&conf::load_str("g.toml", text)?, shards, 0, previous)
+    }
+
+    const BASE: &str = "[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:9001\"]\n[[upstream]]\nname = \"b\"\ntargets = [\"127.0.0.1:9002\"]\n[[route]]\nname = \"r\"\npath = \"/\"\nupstream = \"a\"\n[[route.policy]]\nkind = \"rate_limit\"\nrate = 10\n";
+
+    #[test]
+    fn a_new_config_keeps_unchanged_pools_and_stage_state() -> Result<()> {
+        let old = build(BASE, 1, None)?;
+        let same = build(BASE, 1, Some(&old))?;
+        assert!(same.kept_pool(&old, 0) && same.kept_pool(&old, 1));
+        assert!(same.pipelines.shares_route_state(&old.pipelines, 0));
+        // upstream `b` gains a target and the route's limit changes: both are new
+        let changed = BASE
+            .replace(
+                "\"127.0.0.1:9002\"]",
+                "\"127.0.0.1:9002\", \"127.0.0.1:9003\"]",
+            )
+            .replace("rate = 10", "rate = 20");
+        let new = build(&changed, 1, Some(&old))?;
+        assert!(new.kept_pool(&old, 0), "upstream `a` did not change");
+        assert!(!new.kept_pool(&old, 1), "upstream `b` did");
+        assert!(!new.pipelines.shares_route_state(&old.pipelines, 0));
+        // a different shard count changes every limit's share: nothing is taken over
+        let other = build(BASE, 2, Some(&old))?;
+        assert!(!other.pipelines.shares_route_state(&old.pipelines, 0));
+        Ok(())
     }
 }

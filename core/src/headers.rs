@@ -8,9 +8,9 @@ use proto::framing::named_by_connection;
 use proto::write::{put_content_length, put_field, put_status_line};
 use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target, Version};
 
-use crate::downstream::Persist;
+use crate::conn::Persist;
 use crate::gateway::UpstreamRt;
-use policy::Exchange;
+use policy::{Exchange, FieldEdits};
 
 /// The Via entry for a message received with `version` (RFC 9110 §7.6.3: the protocol
 /// version of the message as received).
@@ -70,9 +70,9 @@ pub fn write_request_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let client_host = head.authority(buf);
     let target_host = up
-        .target_hosts
+        .targets
         .get(target)
-        .map(|h| &h[..])
+        .map(|t| &t.host[..])
         .unwrap_or_default();
     let host = match &up.host {
         HostRewrite::Preserve => client_host.unwrap_or(target_host),
@@ -82,9 +82,9 @@ pub fn write_request_head(
     put_field(out, b"Host", host);
     let names = head.connection.names_fields;
     let (mut xff, mut via) = (false, false);
-    let edited = !edits.drop_fields.is_empty();
+    let edited = !edits.fields.drop.is_empty();
     for (i, f) in head.fields.iter().enumerate() {
-        if edited && edits.is_dropped(i) {
+        if edited && edits.fields.is_dropped(i) {
             continue;
         }
         let skip = match f.kind {
@@ -105,7 +105,7 @@ pub fn write_request_head(
             put_field(out, f.name.get(buf), f.value.get(buf));
         }
     }
-    out.extend_from_slice(&edits.add_fields);
+    out.extend_from_slice(&edits.fields.add);
     if fwd.x_forwarded_for {
         let ip = client.ip();
         let add = |o: &mut Vec<u8>| {
@@ -157,9 +157,6 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Length of a whole `Date: …\r\n` field line.
-pub const DATE_FIELD_LEN: usize = 8 + proto::date::IMF_FIXDATE_LEN;
-
 /// How the response body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientFraming {
@@ -174,25 +171,31 @@ pub enum ClientFraming {
 }
 
 impl ClientFraming {
-    /// Chooses the client-side framing for an upstream framing.
+    /// True when a response to `method` has no body whatever its fields say.
+    pub fn bodyless(method: Method, resp: &ResponseHead) -> bool {
+        method == Method::Head || resp.status < 200 || resp.status == 204 || resp.status == 304
+    }
+
+    /// Chooses the client-side framing for an upstream framing; `rewritten`: a stage
+    /// rewrites the body, so its length is not known.
     pub fn choose(
         method: Method,
         resp: &ResponseHead,
         upstream: Framing,
         client: Version,
+        rewritten: bool,
     ) -> ClientFraming {
-        let bodyless =
-            method == Method::Head || resp.status < 200 || resp.status == 204 || resp.status == 304;
         match upstream {
-            _ if bodyless => ClientFraming::Bodyless,
-            Framing::Length(n) => ClientFraming::Length(n),
+            _ if ClientFraming::bodyless(method, resp) => ClientFraming::Bodyless,
+            Framing::Length(n) if !rewritten => ClientFraming::Length(n),
+            Framing::Length(_) if client == Version::Http11 => ClientFraming::Chunked,
             Framing::Chunked if client == Version::Http11 => ClientFraming::Chunked,
-            Framing::Chunked | Framing::UntilClose => ClientFraming::Close,
+            Framing::Length(_) | Framing::Chunked | Framing::UntilClose => ClientFraming::Close,
         }
     }
 }
 
-/// Writes the response head sent to the client.
+/// Writes the response head sent to the client, with the field changes stages asked for.
 #[expect(
     clippy::too_many_arguments,
     reason = "one call site; each is a distinct input of the head, none belong together"
@@ -204,8 +207,8 @@ pub fn write_response_head(
     framing: ClientFraming,
     persist: Persist,
     fwd: &ForwardingConf,
-    extra: &[u8],
-    date: impl FnOnce() -> [u8; DATE_FIELD_LEN],
+    edits: &FieldEdits,
+    date: impl FnOnce() -> [u8; proto::date::DATE_FIELD_LEN],
 ) {
     put_status_line(out, resp.status, resp.reason.get(buf));
     // RFC 9110 §6.6.1: a recipient with a clock forwarding a response without Date adds one.
@@ -215,7 +218,11 @@ pub fn write_response_head(
     let names = resp.connection.names_fields;
     let mut via = false;
     let mut cl_passed = false;
-    for f in &resp.fields {
+    let edited = !edits.drop.is_empty();
+    for (i, f) in resp.fields.iter().enumerate() {
+        if edited && edits.is_dropped(i) {
+            continue;
+        }
         let keep = match f.kind {
             FieldKind::Via if fwd.via => {
                 via = true;
@@ -243,7 +250,7 @@ pub fn write_response_head(
             put_field(out, b"Via", via_entry(resp.version));
         }
     }
-    out.extend_from_slice(extra);
+    out.extend_from_slice(&edits.add);
     match framing {
         ClientFraming::Length(n) => put_content_length(out, n),
         ClientFraming::Chunked => put_field(out, b"Transfer-Encoding", b"chunked"),

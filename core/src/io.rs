@@ -1,12 +1,12 @@
-//! Reads and writes with deadlines on monoio streams; the buffer moves into each operation and
-//! comes back, or is left empty when a deadline dropped it (the connection then closes).
+//! Reads and writes with deadlines on any `Transport`; the buffer moves into each operation
+//! and comes back, or is left empty when a deadline dropped it (the connection then closes).
 
 use std::ops::Range;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+
+use crate::stream::Transport;
 
 /// Why a read or write did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +22,8 @@ pub enum IoFail {
 }
 
 /// Reads into the spare capacity of `buf`, appending. Returns the number of bytes read.
-pub async fn read_more(
-    s: &mut TcpStream,
+pub async fn read_more<S: Transport>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     limit: Duration,
 ) -> Result<usize, IoFail> {
@@ -47,8 +47,8 @@ pub async fn read_more(
 }
 
 /// Writes all of `buf`.
-pub async fn write_all(
-    s: &mut TcpStream,
+pub async fn write_all<S: Transport>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     limit: Duration,
 ) -> Result<(), IoFail> {
@@ -66,8 +66,8 @@ pub async fn write_all(
 }
 
 /// Writes `buf[range]` (zero-copy forwarding of a read buffer).
-pub async fn write_range(
-    s: &mut TcpStream,
+pub async fn write_range<S: Transport>(
+    s: &mut S,
     buf: &mut Vec<u8>,
     range: Range<usize>,
     limit: Duration,

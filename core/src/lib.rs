@@ -1,18 +1,24 @@
-//! shardgate's data path: shards, listeners, the per-connection loop, forwarding, upstream
-//! pools, errors and cross-shard control.
+//! shardgate's data path: shard threads (`runtime`) and their state (`shard`), the
+//! per-connection loop (`downstream`) and its steps, upstream pools and selection, streams,
+//! errors, and cross-shard control. The README's "Where the code is" table maps the steps.
 #![warn(missing_docs)]
 
+pub mod answer;
 pub mod body;
+pub mod conn;
 pub mod control;
 pub mod downstream;
 pub mod error;
+pub mod finish;
 pub mod forward;
 pub mod gateway;
 pub mod headers;
 pub mod io;
-pub mod jwks;
 pub mod listener;
 pub mod log;
+pub mod runtime;
 pub mod shard;
+pub mod stream;
 pub mod sys;
+pub mod tasks;
 pub mod upstream;

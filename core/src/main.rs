@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use shardgate::control::Control;
 use shardgate::gateway::Gateway;
 use shardgate::log;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -29,7 +28,12 @@ fn load(path: Option<&PathBuf>) -> Result<conf::Config, conf::ConfErrors> {
         Some(p) => conf::load(p)?,
         None => conf::load_str(conf::DEFAULT_NAME, conf::DEFAULT)?,
     };
-    Gateway::build(&config)?;
+    Gateway::build(
+        &config,
+        shardgate::runtime::placement(&config).len(),
+        0,
+        None,
+    )?;
     Ok(config)
 }
 
@@ -70,7 +74,6 @@ fn main() -> ExitCode {
 }
 
 fn serve(config: conf::Config, embedded: bool) -> ExitCode {
-    let control = Control::new();
     // Register before the shards start, so no signal is missed.
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
@@ -81,12 +84,13 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
     };
     let config = Arc::new(config);
     let drain_timeout = config.server.drain_timeout;
-    let shardgate::shard::Started {
+    let shardgate::runtime::Started {
         bound,
         driver,
         handles,
         cpus,
-    } = match shardgate::shard::start_all(config.clone(), control.clone()) {
+        control,
+    } = match shardgate::runtime::start_all(config.clone()) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("shardgate: {e}");

@@ -1,5 +1,5 @@
 //! The few syscalls that neither socket2 nor monoio expose: CPU affinity queries, shutting down
-//! a socket's read side by fd (drain), and a non-blocking liveness peek on pooled connections.
+//! a socket's read side by fd (drain), and a read that does not wait (`recv_ready`).
 #![expect(
     unsafe_code,
     reason = "thin, documented libc wrappers; the only unsafe in shardgate"
@@ -32,47 +32,47 @@ pub fn shutdown_read(fd: RawFd) {
     }
 }
 
-/// True when the upstream has already answered (or closed, or reset) while the request body
-/// is still being sent: there are bytes to read that are not a `1xx` interim response.
-pub fn upstream_answered_early(fd: RawFd) -> bool {
-    let mut peek = [0u8; 10];
-    // SAFETY: `peek` is a valid 10-byte buffer; MSG_PEEK leaves the data in the socket and
-    // MSG_DONTWAIT makes the call non-blocking.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            peek.as_mut_ptr().cast(),
-            peek.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        let err = std::io::Error::last_os_error().raw_os_error();
-        return !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR));
-    }
-    // "HTTP/1.1 1xx" is an interim answer: the upstream still wants the body
-    let interim = n >= 10 && peek.starts_with(b"HTTP/1.") && peek.get(9) == Some(&b'1');
-    !interim
+/// What a read that does not wait found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ready {
+    /// This many bytes were appended.
+    Data(usize),
+    /// Nothing has arrived (or the buffer has no room).
+    Nothing,
+    /// The peer closed its side.
+    Eof,
+    /// Reset or another socket error.
+    Error,
 }
 
-/// True when an idle pooled connection can no longer be used: the peer closed it (EOF), reset
-/// it, or sent bytes nobody asked for.
-pub fn idle_connection_unusable(fd: RawFd) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: `byte` is a valid 1-byte buffer; MSG_PEEK leaves the data in the socket and
-    // MSG_DONTWAIT makes the call non-blocking.
+/// Appends to `buf`'s spare capacity what the socket already holds, without waiting.
+pub fn recv_ready(fd: RawFd, buf: &mut Vec<u8>) -> Ready {
+    let spare = buf.spare_capacity_mut();
+    if spare.is_empty() {
+        return Ready::Nothing;
+    }
+    // SAFETY: `spare` is writable memory of `spare.len()` bytes owned by `buf`; recv writes
+    // at most that many bytes into it and MSG_DONTWAIT makes the call non-blocking.
     let n = unsafe {
         libc::recv(
             fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
         )
     };
-    if n < 0 {
-        let err = std::io::Error::last_os_error().raw_os_error();
-        !matches!(err, Some(libc::EAGAIN) | Some(libc::EINTR))
-    } else {
-        true
+    match n {
+        0 => Ready::Eof,
+        n if n > 0 => {
+            let n = n as usize;
+            // SAFETY: recv initialised the first `n` bytes of the spare capacity, and
+            // `n <= spare.len()`, so `len + n` is within the capacity.
+            unsafe { buf.set_len(buf.len() + n) };
+            Ready::Data(n)
+        }
+        _ => match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ready::Nothing,
+            _ => Ready::Error,
+        },
     }
 }

@@ -1,9 +1,11 @@
-//! `Exchange`: the per-request state stages read and write. Plain typed fields, each saying
-//! which step sets it; request edits and response additions the connection applies.
+//! `Exchange`: the per-request state stages read and write and the record an access log or a
+//! balancer reads when it ends. Plain typed fields, each saying which step sets it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use proto::{Field, Method};
 
 use crate::router::{Params, RouteId};
 
@@ -18,14 +20,67 @@ pub struct Identity {
     pub roles: Rc<[Box<str>]>,
 }
 
-/// Changes to the request before it is forwarded. Empty (and allocation-free) unless a stage
-/// asks for one.
+/// Fields to drop from a head and field lines to add to it. Empty (and allocation-free)
+/// unless a stage asks for a change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldEdits {
+    /// Indices into the head's `fields` of received fields not to pass on.
+    pub drop: Vec<u16>,
+    /// Whole field lines (`Name: value\r\n`) to add.
+    pub add: Vec<u8>,
+}
+
+impl FieldEdits {
+    /// Adds a field line; `value` must already be a valid field value.
+    pub fn add(&mut self, name: &[u8], value: &[u8]) {
+        proto::write::put_field(&mut self.add, name, value);
+    }
+
+    /// Drops received field `index`.
+    pub fn drop_field(&mut self, index: usize) {
+        if let Ok(i) = u16::try_from(index)
+            && !self.drop.contains(&i)
+        {
+            self.drop.push(i);
+        }
+    }
+
+    /// Drops every received field called `name` (ASCII case-insensitive).
+    pub fn drop_named(&mut self, fields: &[Field], buf: &[u8], name: &[u8]) {
+        for (i, f) in fields.iter().enumerate() {
+            if f.name.get(buf).eq_ignore_ascii_case(name) {
+                self.drop_field(i);
+            }
+        }
+    }
+
+    /// Replaces every received field called `name` by one with `value`.
+    pub fn set(&mut self, fields: &[Field], buf: &[u8], name: &[u8], value: &[u8]) {
+        self.drop_named(fields, buf, name);
+        self.add(name, value);
+    }
+
+    /// True when received field `index` is dropped.
+    pub fn is_dropped(&self, index: usize) -> bool {
+        u16::try_from(index).is_ok_and(|i| self.drop.contains(&i))
+    }
+
+    /// True when nothing is changed.
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.add.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.drop.clear();
+        self.add.clear();
+    }
+}
+
+/// Changes to the request before it is forwarded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Edits {
-    /// Indices into `RequestHead::fields` of incoming fields not to forward.
-    pub drop_fields: Vec<u16>,
-    /// Whole field lines (`Name: value\r\n`) to add.
-    pub add_fields: Vec<u8>,
+    /// Request fields dropped and added.
+    pub fields: FieldEdits,
     /// A replacement request-target (origin-form).
     pub target: Option<Vec<u8>>,
     /// The body was read whole (for a stage) and goes upstream with this Content-Length,
@@ -33,28 +88,54 @@ pub struct Edits {
     pub content_length: Option<u64>,
 }
 
-impl Edits {
-    /// Adds a field line; `value` must already be a valid field value.
-    pub fn add(&mut self, name: &[u8], value: &[u8]) {
-        proto::write::put_field(&mut self.add_fields, name, value);
-    }
-
-    /// Drops incoming field `index`.
-    pub fn drop_field(&mut self, index: usize) {
-        if let Ok(i) = u16::try_from(index)
-            && !self.drop_fields.contains(&i)
-        {
-            self.drop_fields.push(i);
-        }
-    }
-
-    /// True when field `index` is dropped.
-    pub fn is_dropped(&self, index: usize) -> bool {
-        u16::try_from(index).is_ok_and(|i| self.drop_fields.contains(&i))
-    }
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Outcome {
+    /// Not finished yet.
+    #[default]
+    Pending,
+    /// Answered by the gateway: a stage's answer, a parse error, 404, 405.
+    Answered,
+    /// Refused by a stage (`Exchange::refusal` says why).
+    Refused,
+    /// The upstream's response was relayed whole.
+    Forwarded,
+    /// The upstream failed and the gateway answered with an error (502, 504, …).
+    Failed,
+    /// Cut short: the client left, or a failure after the response had started.
+    Aborted,
 }
 
-/// State of one request/response exchange.
+/// What happened upstream, for logs, metrics and balancers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamRecord {
+    /// Set by target selection: the index of the target in its upstream group.
+    pub target: Option<usize>,
+    /// Set by target selection: the target's address.
+    pub addr: Option<SocketAddr>,
+    /// Attempts made (a stale pooled connection retried counts twice).
+    pub attempts: u8,
+    /// Whether the answering connection came from the keep-alive pool.
+    pub reused: bool,
+    /// When the request head went upstream (last attempt).
+    pub sent_at: Option<Instant>,
+    /// When the response head was complete.
+    pub head_at: Option<Instant>,
+}
+
+/// A stage that sees the response body, as `Pipeline::open_taps` recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tap {
+    /// The stage's position in the pipeline (global stages first).
+    pub stage: u16,
+    /// It rewrites the body (else it only looks).
+    pub rewrite: bool,
+    /// Bytes it may still look at before it is told the body is too large.
+    pub left: u64,
+}
+
+/// State of one request/response exchange. One per connection, cleared between requests
+/// (`begin`), so its vectors keep their capacity.
 #[derive(Debug, Clone)]
 pub struct Exchange {
     /// Set by the connection: the peer's address.
@@ -64,40 +145,141 @@ pub struct Exchange {
     pub client_ip: IpAddr,
     /// Set by the connection: when the request head was complete (stages never read a clock).
     pub now: Instant,
-    /// Set by the router: the matched route.
-    pub route: RouteId,
+    /// Set by the connection: the wall-clock time matching `now` (token expiry, logs).
+    pub wall: SystemTime,
+    /// Set by the connection: the request method (`Other` until a head was parsed).
+    pub method: Method,
+    /// Set by the router: the matched route (`None`: the request was never routed).
+    pub route: Option<RouteId>,
     /// Set by the router: captured path segments (offsets into the path).
     pub params: Params,
     /// Set by an authentication stage.
     pub identity: Option<Rc<Identity>>,
     /// Request changes stages asked for.
     pub edits: Edits,
-    /// Field lines (`Name: value\r\n`) to add to the response, whoever writes it.
-    pub response_fields: Vec<u8>,
+    /// Response changes stages asked for: fields added to every answer (forwarded or made
+    /// here), and received upstream fields dropped (indices set in `on_response`).
+    pub response: FieldEdits,
     /// Largest request body for this route (the server's `max_body` still applies);
     /// `u64::MAX` unless a stage lowers it.
     pub max_body: u64,
     /// Stages holding a slot for this request until it finishes (the `concurrency` stage).
     pub permits: Vec<u32>,
-    /// Set by the connection after the response: its status (0 until then).
+    /// Set by the pipeline after `on_response`: the stages that see the response body.
+    pub taps: Vec<Tap>,
+    /// Set by the connection: the status sent (0 until then).
     pub status: u16,
+    /// Set by the connection: how the exchange ended.
+    pub outcome: Outcome,
+    /// Set by the pipeline: the reason a stage refused the request.
+    pub refusal: Option<&'static str>,
+    /// Set by the connection: bytes of this request read from the client (head and body).
+    pub bytes_in: u64,
+    /// Set by the connection: bytes written to the client for this exchange.
+    pub bytes_out: u64,
+    /// Set by forwarding: the upstream side.
+    pub upstream: UpstreamRecord,
+}
+
+impl Default for Exchange {
+    fn default() -> Exchange {
+        let nowhere = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        Exchange {
+            client: nowhere,
+            client_ip: nowhere.ip(),
+            now: Instant::now(),
+            wall: UNIX_EPOCH,
+            method: Method::Other,
+            route: None,
+            params: Params::default(),
+            identity: None,
+            edits: Edits::default(),
+            response: FieldEdits::default(),
+            max_body: u64::MAX,
+            permits: Vec::new(),
+            taps: Vec::new(),
+            status: 0,
+            outcome: Outcome::Pending,
+            refusal: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            upstream: UpstreamRecord::default(),
+        }
+    }
 }
 
 impl Exchange {
-    /// A new exchange for a routed request.
+    /// A new exchange for a routed request (tests and benches; the connection reuses one).
     pub fn new(client: SocketAddr, now: Instant, route: RouteId, params: Params) -> Exchange {
-        Exchange {
-            client,
-            client_ip: client.ip(),
-            now,
-            route,
-            params,
-            identity: None,
-            edits: Edits::default(),
-            response_fields: Vec::new(),
-            max_body: u64::MAX,
-            permits: Vec::new(),
-            status: 0,
-        }
+        let mut ex = Exchange::default();
+        ex.begin(client, now, SystemTime::now());
+        ex.route = Some(route);
+        ex.params = params;
+        ex
+    }
+
+    /// Clears everything for the next request from `client`, keeping capacity.
+    pub fn begin(&mut self, client: SocketAddr, now: Instant, wall: SystemTime) {
+        self.client = client;
+        self.client_ip = client.ip();
+        self.now = now;
+        self.wall = wall;
+        self.method = Method::Other;
+        self.route = None;
+        self.params = Params::default();
+        self.identity = None;
+        self.edits.fields.clear();
+        self.edits.target = None;
+        self.edits.content_length = None;
+        self.response.clear();
+        self.max_body = u64::MAX;
+        self.permits.clear();
+        self.taps.clear();
+        self.status = 0;
+        self.outcome = Outcome::Pending;
+        self.refusal = None;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+        self.upstream = UpstreamRecord::default();
+    }
+
+    /// Seconds since the Unix epoch at `wall` (0 before it).
+    pub fn unix_secs(&self) -> u64 {
+        self.wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// The consumer's name, when a stage established one.
+    pub fn consumer(&self) -> Option<&str> {
+        self.identity.as_deref().map(|i| &*i.consumer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn begin_clears_every_record_but_keeps_capacity() {
+        let peer = SocketAddr::from(([127, 0, 0, 1], 5000));
+        let mut ex = Exchange::new(peer, Instant::now(), RouteId(3), Params::default());
+        ex.edits.fields.add(b"X-A", b"1");
+        ex.response.add(b"X-B", b"2");
+        ex.permits.push(7);
+        ex.status = 503;
+        ex.outcome = Outcome::Refused;
+        ex.refusal = Some("concurrency");
+        ex.bytes_in = 10;
+        ex.upstream.attempts = 2;
+        let cap = ex.edits.fields.add.capacity();
+        ex.begin(peer, Instant::now(), UNIX_EPOCH);
+        assert!(ex.edits.fields.is_empty() && ex.response.is_empty() && ex.permits.is_empty());
+        assert_eq!(ex.edits.fields.add.capacity(), cap);
+        assert_eq!(
+            (ex.status, ex.outcome, ex.refusal),
+            (0, Outcome::Pending, None)
+        );
+        assert_eq!((ex.route, ex.bytes_in, ex.upstream.attempts), (None, 0, 0));
     }
 }

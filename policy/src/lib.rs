@@ -1,8 +1,10 @@
 //! Routing and policy for shardgate, sans-IO: the compiled routing trie (`router`), the stage
-//! pipeline (`pipeline`, `stages`), per-request state (`exchange`) and local replies (`reply`).
+//! trait and pipeline (`stage`, `pipeline`, `stages`), per-request state (`exchange`), local
+//! replies (`reply`), background tasks stages ask for (`task`) and target choice (`balance`).
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod balance;
 pub mod cidr;
 pub mod exchange;
 pub mod lru;
@@ -10,10 +12,13 @@ pub mod pipeline;
 pub mod query;
 pub mod reply;
 pub mod router;
+pub mod stage;
 pub mod stages;
+pub mod task;
 
-pub use exchange::{Edits, Exchange, Identity};
-pub use pipeline::{Pipeline, Rejection, Stage, StageBuild, StageContext, Verdict};
+pub use exchange::{Edits, Exchange, FieldEdits, Identity, Outcome, Tap, UpstreamRecord};
+pub use pipeline::{Pipeline, Pipelines};
 pub use reply::LocalReply;
 pub use router::{Lookup, Params, RouteId, Router};
+pub use stage::{BodyTap, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
 pub use stages::{AnyStage, KINDS};

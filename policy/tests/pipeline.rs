@@ -21,7 +21,7 @@ fn first_answer_short_circuits_later_stages() {
     let cfg = config(
         "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\nstatus = 503\nbody = \"first\"\n[[route.policy]]\nkind = \"respond\"\nbody = \"second\"\n",
     );
-    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap().routes;
     let mut head = proto::RequestHead::with_capacity(8);
     let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     proto::parse_request(buf, &mut head, &proto::Limits::default()).unwrap();
@@ -41,7 +41,7 @@ fn a_route_without_stages_continues() {
     let cfg = config(
         "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"u\"\n",
     );
-    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap().routes;
     assert!(pipelines[0].is_empty());
 }
 
@@ -83,7 +83,7 @@ fn refusals_are_counted_per_route_and_reason() {
         "[[route]]\npath = \"/{*rest}\"\n[[route.policy]]\nkind = \"ip\"\ndeny = [\"127.0.0.0/8\"]\n[[route.policy]]\nkind = \"respond\"\n",
     )
     .unwrap();
-    let pipelines = Pipeline::build_all(&cfg, 1).unwrap();
+    let pipelines = Pipeline::build_all(&cfg, 1).unwrap().routes;
     let mut head = proto::RequestHead::with_capacity(8);
     let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     proto::parse_request(buf, &mut head, &proto::Limits::default()).unwrap();

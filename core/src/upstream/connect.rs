@@ -1,5 +1,5 @@
-//! Opening upstream connections: a pooled one when there is one, else a new connect with the
-//! upstream's deadline and TCP_NODELAY.
+//! Opening new upstream connections: connect with the upstream's deadline, TCP_NODELAY, and
+//! failures logged at most once a second per shard.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::log::Throttle;
+use crate::stream::UpstreamStream;
 
 thread_local! {
     /// Connect failures are logged at most once a second per shard: a dead upstream must not
@@ -35,13 +36,13 @@ pub async fn connect(
     addr: SocketAddr,
     limit: Duration,
     nodelay: bool,
-) -> Result<TcpStream, ProxyError> {
+) -> Result<UpstreamStream, ProxyError> {
     match monoio::time::timeout(limit, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
             if nodelay {
                 let _ = s.set_nodelay(true);
             }
-            Ok(s)
+            Ok(UpstreamStream::Plain(s))
         }
         Ok(Err(e)) => {
             warn_throttled(format_args!("connect to upstream {addr} failed: {e}"));

@@ -1,4 +1,7 @@
-//! The upstream side: per-shard keep-alive pools (`pool`) and connection set-up (`connect`).
+//! The upstream side: target choice (`select`), per-shard keep-alive pools (`pool`),
+//! connection set-up (`connect`), and a small HTTP/1.1 client of our own (`client`).
 
+pub mod client;
 pub mod connect;
 pub mod pool;
+pub mod select;

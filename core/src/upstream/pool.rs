@@ -1,16 +1,15 @@
 //! Per-shard keep-alive pools, one list of idle connections per upstream target. Shard-local
 //! (`RefCell`, never borrowed across an await); most recently used first.
 
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use crate::stream::UpstreamStream;
 
-/// Idle time after which a pooled connection is peeked before reuse.
-pub const PEEK_AFTER: Duration = Duration::from_millis(1);
+/// Idle time after which a pooled connection is checked before reuse.
+pub const CHECK_AFTER: Duration = Duration::from_millis(1);
 
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamStream,
     since: Instant,
 }
 
@@ -19,6 +18,8 @@ pub struct Pool {
     targets: Vec<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// Where the liveness check reads stray bytes into.
+    scratch: Vec<u8>,
 }
 
 impl Pool {
@@ -28,29 +29,30 @@ impl Pool {
             targets: (0..targets).map(|_| Vec::new()).collect(),
             max_idle,
             idle_timeout,
+            scratch: Vec::new(),
         }
     }
 
     /// Takes the most recently used idle connection to `target` that has not expired.
-    /// A connection idle for longer than `PEEK_AFTER` (or any, with `check_alive`: the request
-    /// could not be replayed on a fresh connection) is first peeked without blocking, and
-    /// skipped if the peer closed it or sent bytes nobody asked for (a stray `408`, say), so
-    /// such bytes are never read as the answer to the next request. Under load connections
+    /// A connection idle for longer than `CHECK_AFTER` (or any, with `check_alive`: the
+    /// request could not be replayed on a fresh connection) is first read without waiting,
+    /// and dropped if the peer closed it or sent bytes nobody asked for (a stray `408`, say),
+    /// so such bytes are never read as the answer to the next request. Under load connections
     /// come back within microseconds and skip the syscall.
     pub fn checkout(
         &mut self,
         target: usize,
         now: Instant,
         check_alive: bool,
-    ) -> Option<TcpStream> {
+    ) -> Option<UpstreamStream> {
         let list = self.targets.get_mut(target)?;
-        while let Some(idle) = list.pop() {
-            if now.saturating_duration_since(idle.since) >= self.idle_timeout {
+        while let Some(mut idle) = list.pop() {
+            let idle_for = now.saturating_duration_since(idle.since);
+            if idle_for >= self.idle_timeout {
                 continue;
             }
-            let idle_for = now.saturating_duration_since(idle.since);
-            if (check_alive || idle_for >= PEEK_AFTER)
-                && crate::sys::idle_connection_unusable(idle.stream.as_raw_fd())
+            if (check_alive || idle_for >= CHECK_AFTER)
+                && idle.stream.is_unusable(&mut self.scratch)
             {
                 continue;
             }
@@ -60,7 +62,7 @@ impl Pool {
     }
 
     /// Returns a connection after a complete exchange.
-    pub fn checkin(&mut self, target: usize, stream: TcpStream, now: Instant) {
+    pub fn checkin(&mut self, target: usize, stream: UpstreamStream, now: Instant) {
         if let Some(list) = self.targets.get_mut(target) {
             if list.len() >= self.max_idle {
                 // Drop the oldest: the newest are the likeliest to still be open upstream.
@@ -71,5 +73,10 @@ impl Pool {
             }
             list.push(Idle { stream, since: now });
         }
+    }
+
+    /// Idle connections held, all targets together.
+    pub fn idle(&self) -> usize {
+        self.targets.iter().map(Vec::len).sum()
     }
 }

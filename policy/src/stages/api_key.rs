@@ -21,7 +21,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::exchange::{Exchange, Identity};
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "api_key"`
 #[derive(Debug, Deserialize)]
@@ -166,7 +166,7 @@ impl Stage for ApiKey {
             if !self.consumer_header.is_empty()
                 && f.name.get(buf).eq_ignore_ascii_case(&self.consumer_header)
             {
-                ex.edits.drop_field(i);
+                ex.edits.fields.drop_field(i);
             }
         }
         let presented: Option<Cow<'_, [u8]>> = match (head.value_of(buf, &self.header), &self.query)
@@ -198,7 +198,9 @@ impl Stage for ApiKey {
             );
         };
         if !self.consumer_header.is_empty() {
-            ex.edits.add(&self.consumer_header, id.consumer.as_bytes());
+            ex.edits
+                .fields
+                .add(&self.consumer_header, id.consumer.as_bytes());
         }
         ex.identity = Some(id.clone());
         Verdict::Continue

@@ -18,7 +18,7 @@ use proto::RequestHead;
 use serde::Deserialize;
 
 use crate::exchange::{Exchange, Identity};
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "authorize"`
 #[derive(Debug, Deserialize)]

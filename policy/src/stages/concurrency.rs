@@ -15,7 +15,7 @@ use proto::RequestHead;
 use serde::Deserialize;
 
 use crate::exchange::Exchange;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "concurrency"`
 #[derive(Debug, Deserialize)]

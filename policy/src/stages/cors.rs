@@ -16,7 +16,7 @@ use proto::{Method, RequestHead};
 use serde::Deserialize;
 
 use crate::exchange::Exchange;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "cors"`
 #[derive(Debug, Deserialize)]
@@ -197,8 +197,8 @@ impl Stage for Cors {
             }
             _ => {
                 if allowed {
-                    self.allow_origin_field(&mut ex.response_fields, origin);
-                    ex.response_fields.extend_from_slice(&self.actual);
+                    self.allow_origin_field(&mut ex.response.add, origin);
+                    ex.response.add.extend_from_slice(&self.actual);
                 }
                 Verdict::Continue
             }

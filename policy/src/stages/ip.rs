@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use crate::cidr::CidrSet;
 use crate::exchange::Exchange;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "ip"`
 #[derive(Debug, Deserialize)]

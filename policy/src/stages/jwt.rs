@@ -1,8 +1,9 @@
 //! JWT bearer authentication (jsonwebtoken): HS256/384/512, RS256/384/512, PS256/384/512,
-//! ES256/384 and EdDSA with keys from an inline secret, a PEM file or a JWKS file (by `kid`;
-//! re-read on an unknown `kid`, at most every `jwks_refresh`, the last good set kept when a
-//! read fails). The accepted algorithms are fixed here, never taken from the token (no `none`,
-//! no HS256-with-the-RSA-public-key). `exp` is required; `nbf`/`iat` honoured with `leeway`;
+//! ES256/384 and EdDSA with keys from an inline secret, a PEM file, or a JWKS file or URL (by
+//! `kid`; fetched again in the background by the shard after an unknown `kid`, at most every
+//! `jwks_refresh`, and a URL every `jwks_interval`; the last good set kept when a fetch fails).
+//! The accepted algorithms are fixed here, never taken from the token (no `none`, no
+//! HS256-with-the-RSA-public-key). `exp` is required; `nbf`/`iat` honoured with `leeway`;
 //! `iss`/`aud` and other claims can be required. Selected claims go upstream as headers
 //! (incoming copies dropped first), the `sub` becomes the identity, scopes and roles feed
 //! authorization. Verified tokens are cached per shard (bounded LRU keyed by the token's
@@ -22,7 +23,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
@@ -34,7 +35,8 @@ use sha2::{Digest, Sha256};
 
 use crate::exchange::{Exchange, Identity};
 use crate::lru::Lru;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::task::{Job, Next, Task, Wake};
 
 /// `[[route.policy]] kind = "jwt"`
 #[derive(Debug, Deserialize)]
@@ -136,11 +138,9 @@ struct Key {
     validation: Rc<Validation>,
 }
 
-/// Keys from one source, replaced whole on a JWKS re-read.
+/// Keys from one source, replaced whole when a JWKS is fetched again.
 struct KeySet {
     keys: Vec<Key>,
-    /// When `jwks_file` was last read.
-    read_at: Option<Instant>,
 }
 
 /// A cached verification.
@@ -152,46 +152,117 @@ struct Verified {
     forward: Rc<[u8]>,
 }
 
-/// A JWKS served over HTTP, fetched by the shard's background task (`core`), which reads
-/// `wanted` and `interval` and hands documents to `install`. Shared with the stage, on one
-/// shard.
-pub struct JwksFeed {
-    /// Where to connect.
-    pub addr: std::net::SocketAddr,
-    /// Host header value.
-    pub host: String,
-    /// Request path.
-    pub path: String,
-    /// Scheduled refresh period.
-    pub interval: Duration,
-    /// Set when a token named an unknown `kid` (at most once per `jwks_refresh`).
-    pub wanted: Cell<bool>,
-    keys: Rc<RefCell<KeySet>>,
-    validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+/// Connect plus whole-answer deadline of a `jwks_url` fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a JWKS comes from again after the stage was built.
+#[derive(Debug)]
+enum Origin {
+    /// `jwks_url`: fetched at start, every `interval`, and when asked.
+    Url {
+        addr: std::net::SocketAddr,
+        host: Rc<str>,
+        path: Rc<str>,
+        interval: Duration,
+    },
+    /// `jwks_file`: read again when asked.
+    File(Rc<std::path::PathBuf>),
 }
 
-impl JwksFeed {
-    /// Replaces the key set with the JWKS document `body`, returning how many keys it holds;
-    /// on error the last good set stays.
-    pub fn install(&self, body: &[u8], now: Instant) -> Result<usize, String> {
-        let keys = with_validations(parse_jwks(body)?, &self.validations);
+/// The background task that keeps a JWKS fresh: the shard runs the job it names and hands
+/// the document back (`Task::done`); the stage asks for a refresh after an unknown `kid`.
+pub struct JwksSource {
+    origin: Origin,
+    keys: Rc<RefCell<KeySet>>,
+    validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
+    /// Least time between two refreshes asked for by unknown `kid`s.
+    refresh: Duration,
+    /// When a refresh was last asked for.
+    asked_at: Cell<Option<Instant>>,
+    /// A refresh was asked for and has not run yet.
+    wanted: Cell<bool>,
+    /// When the next scheduled fetch is due (`None` before the first).
+    due: Cell<Option<Instant>>,
+    wake: Wake,
+}
+
+impl JwksSource {
+    /// Asks for a refresh (an unknown `kid` at `now`), at most once per `refresh`.
+    fn ask(&self, now: Instant) {
+        if self
+            .asked_at
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < self.refresh)
+        {
+            return;
+        }
+        self.asked_at.set(Some(now));
+        self.wanted.set(true);
+        self.wake.raise();
+    }
+
+    fn job(&self) -> Job {
+        match &self.origin {
+            Origin::Url {
+                addr, host, path, ..
+            } => Job::HttpGet {
+                addr: *addr,
+                host: host.clone(),
+                path: path.clone(),
+                max_bytes: MAX_JWKS_BYTES,
+                timeout: FETCH_TIMEOUT,
+            },
+            Origin::File(path) => Job::ReadFile {
+                path: path.clone(),
+                max_bytes: MAX_JWKS_BYTES,
+            },
+        }
+    }
+}
+
+impl Task for JwksSource {
+    fn describe(&self) -> String {
+        match &self.origin {
+            Origin::Url { host, path, .. } => format!("jwks_url http://{host}{path}"),
+            Origin::File(p) => format!("jwks_file {}", p.display()),
+        }
+    }
+
+    fn next(&self, now: Instant) -> Next {
+        if self.wanted.replace(false) {
+            return Next::Run(self.job());
+        }
+        match &self.origin {
+            Origin::Url { .. } => match self.due.get() {
+                Some(due) if now < due => Next::Sleep(Some(due)),
+                _ => Next::Run(self.job()),
+            },
+            Origin::File(_) => Next::Sleep(None),
+        }
+    }
+
+    fn done(&self, result: Result<Vec<u8>, String>, now: Instant) -> Result<String, String> {
+        if let Origin::Url { interval, .. } = &self.origin {
+            self.due.set(Some(now + *interval));
+        }
+        let keys = with_validations(parse_jwks(&result?)?, &self.validations);
         let n = keys.len();
-        let mut set = self.keys.borrow_mut();
-        set.keys = keys;
-        set.read_at = Some(now);
-        Ok(n)
+        self.keys.borrow_mut().keys = keys;
+        Ok(format!("{n} keys"))
+    }
+
+    fn wake(&self) -> &Wake {
+        &self.wake
     }
 }
 
 /// The stage.
 pub struct Jwt {
     algorithms: Vec<Algorithm>,
-    jwks: Option<std::path::PathBuf>,
-    feed: Option<Rc<JwksFeed>>,
-    jwks_refresh: Duration,
+    source: Option<Rc<JwksSource>>,
     keys: Rc<RefCell<KeySet>>,
-    /// One validation per key family, shared by its keys.
-    validations: Vec<(jsonwebtoken::AlgorithmFamily, Rc<Validation>)>,
     required: Vec<String>,
     leeway: u64,
     sources: Vec<Source>,
@@ -241,7 +312,10 @@ impl StageBuild for Jwt {
                 .filter(|a| a.family() == family)
                 .collect();
             v.leeway = c.leeway.0.as_secs();
-            v.validate_nbf = true;
+            // exp and nbf are checked against the exchange's time (`check_times`), never
+            // against a clock read inside the hook; their presence is still required here
+            v.validate_exp = false;
+            v.validate_nbf = false;
             let mut spec = vec!["exp".to_string()];
             if !c.issuer.is_empty() {
                 v.set_issuer(&c.issuer);
@@ -279,7 +353,7 @@ impl StageBuild for Jwt {
             );
         }
         let mut keys = Vec::new();
-        let mut jwks = None;
+        let mut origin = None;
         if let Some(s) = &c.secret {
             keys.push((None, DecodingKey::from_secret(s.as_bytes())));
         } else if let Some(s) = &c.secret_base64 {
@@ -298,31 +372,33 @@ impl StageBuild for Jwt {
         } else if let Some(f) = &c.jwks_file {
             let path = ctx.dir.join(f);
             keys = read_jwks(&path)?;
-            jwks = Some(path);
+            origin = Some(Origin::File(Rc::new(path)));
+        } else if let Some(url) = &c.jwks_url {
+            let (addr, host, path) = parse_http_url(url)?;
+            origin = Some(Origin::Url {
+                addr,
+                host: Rc::from(host),
+                path: Rc::from(path),
+                interval: c.jwks_interval.0.max(Duration::from_secs(1)),
+            });
         }
         let keys = with_validations(keys, &validations);
         if keys.is_empty() && c.jwks_url.is_none() {
             return Err("no key matches the accepted algorithms".into());
         }
-        let keys = Rc::new(RefCell::new(KeySet {
-            keys,
-            read_at: None,
-        }));
-        let feed = match &c.jwks_url {
-            Some(url) => {
-                let (addr, host, path) = parse_http_url(url)?;
-                Some(Rc::new(JwksFeed {
-                    addr,
-                    host,
-                    path,
-                    interval: c.jwks_interval.0.max(Duration::from_secs(1)),
-                    wanted: Cell::new(false),
-                    keys: keys.clone(),
-                    validations: validations.clone(),
-                }))
-            }
-            None => None,
-        };
+        let keys = Rc::new(RefCell::new(KeySet { keys }));
+        let source = origin.map(|origin| {
+            Rc::new(JwksSource {
+                origin,
+                keys: keys.clone(),
+                validations: validations.clone(),
+                refresh: c.jwks_refresh.0,
+                asked_at: Cell::new(None),
+                wanted: Cell::new(false),
+                due: Cell::new(None),
+                wake: Wake::default(),
+            })
+        });
         let mut sources = Vec::new();
         for s in &c.token_from {
             let (kind, name) = s.split_once(':').unwrap_or((s, ""));
@@ -357,11 +433,8 @@ impl StageBuild for Jwt {
         }
         Ok(Jwt {
             algorithms,
-            jwks,
-            feed,
-            jwks_refresh: c.jwks_refresh.0,
+            source,
             keys,
-            validations,
             required: c.required_claims,
             leeway: c.leeway.0.as_secs(),
             sources,
@@ -457,10 +530,24 @@ fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String), S
     Ok((addr, authority.to_string(), path.to_string()))
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// RFC 7519 §4.1.4/§4.1.5: refuses a token expired or not yet valid at `now` (Unix
+/// seconds), allowing `leeway` either way.
+fn check_times(claims: &Value, now: u64, leeway: u64) -> Result<(), Verdict<'static>> {
+    let secs = |name: &str| match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| invalid("jwt.malformed", "malformed token")),
+    };
+    let (now, leeway) = (now as f64, leeway as f64);
+    if secs("exp")?.is_some_and(|exp| exp < now - leeway) {
+        return Err(invalid("jwt.expired", "token expired"));
+    }
+    if secs("nbf")?.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(invalid("jwt.not_yet_valid", "token not yet valid"));
+    }
+    Ok(())
 }
 
 /// 401 with the RFC 6750 challenge.
@@ -511,64 +598,42 @@ impl Jwt {
         None
     }
 
-    /// The key for a token's `kid`, re-reading the JWKS file (rate-limited) when unknown.
+    /// The key for a token's `kid`. An unknown `kid` asks the background task for a fresh
+    /// key set (this token is refused meanwhile).
     fn key_for(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         now: Instant,
     ) -> Option<(DecodingKey, Rc<Validation>)> {
-        let pick = |set: &KeySet| {
-            let fits = |k: &&Key| k.validation.algorithms.contains(&alg);
-            match kid {
-                Some(kid) => set
-                    .keys
-                    .iter()
-                    .filter(fits)
-                    .find(|k| k.kid.as_deref() == Some(kid)),
-                None => {
-                    let mut candidates = set.keys.iter().filter(fits);
-                    match (candidates.next(), candidates.next()) {
-                        (Some(only), None) => Some(only),
-                        _ => None,
-                    }
+        let set = self.keys.borrow();
+        let fits = |k: &&Key| k.validation.algorithms.contains(&alg);
+        let found = match kid {
+            Some(kid) => set
+                .keys
+                .iter()
+                .filter(fits)
+                .find(|k| k.kid.as_deref() == Some(kid)),
+            None => {
+                let mut candidates = set.keys.iter().filter(fits);
+                match (candidates.next(), candidates.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
                 }
             }
-            .map(|k| (k.key.clone(), k.validation.clone()))
         };
-        if let Some(found) = pick(&self.keys.borrow()) {
-            return Some(found);
+        if let Some(k) = found {
+            return Some((k.key.clone(), k.validation.clone()));
         }
-        kid?;
-        if let Some(feed) = &self.feed {
-            // ask the shard's fetcher for a fresh set; this token is refused meanwhile
-            let recent = self
-                .keys
-                .borrow()
-                .read_at
-                .is_some_and(|t| now.saturating_duration_since(t) < self.jwks_refresh);
-            if !recent {
-                feed.wanted.set(true);
-            }
-            return None;
-        }
-        let path = self.jwks.as_ref()?;
-        let mut set = self.keys.borrow_mut();
-        if set
-            .read_at
-            .is_some_and(|t| now.saturating_duration_since(t) < self.jwks_refresh)
+        if kid.is_some()
+            && let Some(source) = &self.source
         {
-            return None;
+            source.ask(now);
         }
-        set.read_at = Some(now);
-        // a failed read keeps the last good set
-        if let Ok(keys) = read_jwks(path) {
-            set.keys = with_validations(keys, &self.validations);
-        }
-        pick(&set)
+        None
     }
 
-    fn verify(&self, token: &[u8], now: Instant) -> Result<Verified, Verdict<'static>> {
+    fn verify(&self, token: &[u8], ex: &Exchange) -> Result<Verified, Verdict<'static>> {
         let text =
             std::str::from_utf8(token).map_err(|_| invalid("jwt.malformed", "malformed token"))?;
         let header = jsonwebtoken::decode_header(text)
@@ -577,7 +642,7 @@ impl Jwt {
             return Err(invalid("jwt.algorithm", "algorithm not accepted"));
         }
         let (key, validation) = self
-            .key_for(header.kid.as_deref(), header.alg, now)
+            .key_for(header.kid.as_deref(), header.alg, ex.now)
             .ok_or_else(|| invalid("jwt.unknown_key", "no key for this token"))?;
         let data =
             jsonwebtoken::decode::<Value>(text, &key, &validation).map_err(|e| match e.kind() {
@@ -595,6 +660,7 @@ impl Jwt {
                 _ => invalid("jwt.malformed", "malformed token"),
             })?;
         let claims = data.claims;
+        check_times(&claims, ex.unix_secs(), self.leeway)?;
         if self
             .required
             .iter()
@@ -645,8 +711,11 @@ impl Jwt {
 }
 
 impl Stage for Jwt {
-    fn feeds(&self) -> Vec<Rc<JwksFeed>> {
-        self.feed.iter().cloned().collect()
+    fn tasks(&self) -> Vec<Rc<dyn Task>> {
+        match &self.source {
+            Some(s) => vec![s.clone() as Rc<dyn Task>],
+            None => Vec::new(),
+        }
     }
 
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
@@ -658,7 +727,7 @@ impl Stage for Jwt {
                 .iter()
                 .any(|(_, h)| name.eq_ignore_ascii_case(h))
             {
-                ex.edits.drop_field(i);
+                ex.edits.fields.drop_field(i);
             }
         }
         let Some(token) = self.token(head, buf, ex) else {
@@ -677,7 +746,7 @@ impl Stage for Jwt {
             (c, key, digest)
         });
         let hit = cached_key.and_then(|(c, key, digest)| {
-            let now_unix = unix_now();
+            let now_unix = ex.unix_secs();
             let mut c = c.borrow_mut();
             let hit = c.get(key).filter(|v| v.digest == digest)?;
             if hit.exp.saturating_add(self.leeway) <= now_unix
@@ -690,7 +759,7 @@ impl Stage for Jwt {
         let (identity, forward) = match hit {
             Some(hit) => hit,
             None => {
-                let mut v = match self.verify(&token, ex.now) {
+                let mut v = match self.verify(&token, ex) {
                     Ok(v) => v,
                     Err(refusal) => return refusal,
                 };
@@ -702,7 +771,7 @@ impl Stage for Jwt {
                 out
             }
         };
-        ex.edits.add_fields.extend_from_slice(&forward);
+        ex.edits.fields.add.extend_from_slice(&forward);
         ex.identity = Some(identity);
         Verdict::Continue
     }

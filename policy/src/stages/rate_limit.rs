@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use crate::exchange::Exchange;
 use crate::lru::Lru;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "rate_limit"`
 #[derive(Debug, Deserialize)]
@@ -172,7 +172,7 @@ impl RateLimit {
                     Some(id) => id.consumer.hash(&mut h),
                     None => 0u8.hash(&mut h),
                 },
-                KeyPart::Route => ex.route.0.hash(&mut h),
+                KeyPart::Route => ex.route.map(|r| r.0).hash(&mut h),
                 KeyPart::Header(name) => {
                     for f in &head.fields {
                         if f.name.get(buf).eq_ignore_ascii_case(name) {
@@ -222,12 +222,12 @@ impl Stage for RateLimit {
         if admitted {
             if self.headers {
                 proto::write::put_field(
-                    &mut ex.response_fields,
+                    &mut ex.response.add,
                     b"RateLimit-Policy",
                     self.policy_field.as_bytes(),
                 );
                 proto::write::put_field(
-                    &mut ex.response_fields,
+                    &mut ex.response.add,
                     b"RateLimit",
                     self.limit_field(tokens).as_bytes(),
                 );

@@ -12,8 +12,8 @@ use proto::RequestHead;
 use serde::Deserialize;
 
 use crate::exchange::Exchange;
-use crate::pipeline::{Stage, StageBuild, StageContext, Verdict};
 use crate::reply::LocalReply;
+use crate::stage::{Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "respond"`
 #[derive(Debug, Deserialize)]
@@ -74,7 +74,7 @@ impl Stage for Respond {
 
 #[cfg(test)]
 mod tests {
-    use crate::pipeline::StageContext;
+    use crate::stage::StageContext;
 
     fn build_stage(t: toml::Table) -> Result<crate::stages::AnyStage, String> {
         crate::stages::build_stage(

@@ -17,7 +17,7 @@ use proto::{Framing, RequestHead};
 use serde::Deserialize;
 
 use crate::exchange::Exchange;
-use crate::pipeline::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
 /// `[[route.policy]] kind = "validate"`
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,128 @@
+//! A client connection's state: its stream, reusable buffers and heads, and what it does after
+//! an exchange (`Next`) and says about it (`Persist`).
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use proto::{Framing, RequestHead, ResponseHead, Version};
+
+use crate::stream::ClientStream;
+
+/// A client connection and its reusable buffers (allocated once per connection).
+pub struct Conn {
+    /// The stream.
+    pub stream: ClientStream,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// Unconsumed bytes from the client; a head is parsed from its start.
+    pub buf: Vec<u8>,
+    /// Bytes being assembled for the next write (heads, re-encoded chunks).
+    pub out: Vec<u8>,
+    /// Read buffer for the current upstream response (borrowed from the shard per exchange).
+    pub up_buf: Vec<u8>,
+    /// Second and third buffers for response bodies that stages rewrite (allocated on first
+    /// use).
+    pub tap_out: Vec<u8>,
+    /// See `tap_out`.
+    pub tap_scratch: Vec<u8>,
+    /// The current request head (spans into `buf`).
+    pub head: RequestHead,
+    /// The current response head (spans into `up_buf`).
+    pub resp: ResponseHead,
+    /// True while waiting for the next request (drain may close the connection then).
+    pub idle: Rc<Cell<bool>>,
+    /// Requests received on this connection.
+    pub served: u64,
+}
+
+/// Initial read buffer of a client connection.
+pub const INITIAL_BUFFER: usize = 4096;
+
+impl Conn {
+    /// A connection on `stream` with buffers sized for a head of up to `max_fields` fields.
+    pub fn new(
+        stream: ClientStream,
+        peer: SocketAddr,
+        client_buffer: usize,
+        max_fields: usize,
+    ) -> Conn {
+        Conn {
+            stream,
+            peer,
+            // Small at first: most heads fit in 4 KiB; it grows up to `client_buffer` on demand.
+            buf: Vec::with_capacity(INITIAL_BUFFER.min(client_buffer)),
+            out: Vec::with_capacity(4096),
+            up_buf: Vec::new(),
+            tap_out: Vec::new(),
+            tap_scratch: Vec::new(),
+            head: RequestHead::with_capacity(max_fields),
+            resp: ResponseHead::with_capacity(16),
+            idle: Rc::new(Cell::new(true)),
+            served: 0,
+        }
+    }
+
+    /// Consumes the current request (head of `head_len` bytes and its body) if the body is
+    /// already fully buffered; the bytes consumed, or `None` when it is not (the connection
+    /// must then close after a local answer, since the body was never read).
+    pub fn skip_request(&mut self, head_len: usize) -> Option<u64> {
+        let total = match self.head.framing {
+            Framing::Length(n) => (head_len as u64).checked_add(n)?,
+            Framing::Chunked | Framing::UntilClose => return None,
+        };
+        if (self.buf.len() as u64) < total {
+            return None;
+        }
+        self.buf.drain(..total as usize);
+        Some(total)
+    }
+}
+
+/// What the connection does after an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close after the answer, lingering so unread client bytes do not reset it.
+    Close,
+    /// The client left or the stream broke: close at once.
+    Abort,
+}
+
+/// Whether an answer keeps the connection, and the Connection field that says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// `Connection: close`.
+    Close,
+    /// Kept alive; HTTP/1.0 clients are told so with `Connection: keep-alive`.
+    Keep(Version),
+}
+
+impl Persist {
+    /// The Connection field value to send (empty: none).
+    pub fn header(self) -> &'static [u8] {
+        match self {
+            Persist::Close => b"close",
+            Persist::Keep(Version::Http10) => b"keep-alive",
+            Persist::Keep(Version::Http11) => b"",
+        }
+    }
+
+    /// `Close` when `close`, else kept for a client speaking `version`.
+    pub fn of(close: bool, version: Version) -> Persist {
+        if close {
+            Persist::Close
+        } else {
+            Persist::Keep(version)
+        }
+    }
+
+    /// What the connection does once the answer went out.
+    pub fn next(self) -> Next {
+        match self {
+            Persist::Close => Next::Close,
+            Persist::Keep(_) => Next::KeepAlive,
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! Shard threads: placement and pinning, one monoio runtime each (io_uring, else epoll,
+//! logged), accept loops, background tasks, the inbox loop, start-up and drain.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use conf::{Config, Driver};
+
+use crate::control::{Control, Inbox, Message};
+use crate::gateway::Gateway;
+use crate::shard::Shard;
+use crate::stream::ClientStream;
+
+/// What a shard thread needs to start.
+pub struct ShardSpec {
+    /// Shard number.
+    pub id: usize,
+    /// Shards in all.
+    pub shards: usize,
+    /// CPU to pin to.
+    pub cpu: Option<usize>,
+    /// Its listeners (already bound with SO_REUSEPORT).
+    pub listeners: Vec<std::net::TcpListener>,
+    /// The configuration (compiled again inside the shard: stage state is shard-local).
+    pub config: Arc<Config>,
+    /// Where its messages arrive.
+    pub inbox: Inbox,
+}
+
+/// Starts a shard thread; it reports `Ok(driver name)` or `Err(message)` on `ready` once its
+/// runtime and listeners are up.
+pub fn spawn(
+    spec: ShardSpec,
+    ready: Sender<Result<&'static str, String>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("sg-shard-{}", spec.id))
+        .spawn(move || run(spec, ready))
+}
+
+fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
+    if let Some(cpu) = spec.cpu
+        && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
+    {
+        crate::log!(
+            Warn,
+            "shard {}: cannot pin to CPU {cpu} ({e:?}); running unpinned",
+            spec.id
+        );
+    }
+    let gw = match Gateway::build(&spec.config, spec.shards, spec.id, None) {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = ready.send(Err(e.to_string()));
+            return;
+        }
+    };
+    let use_uring = match spec.config.server.driver {
+        Driver::Epoll => false,
+        Driver::IoUring => {
+            if !monoio::utils::detect_uring() {
+                let _ = ready.send(Err(
+                    "driver = \"io_uring\" but io_uring is not available on this kernel".into(),
+                ));
+                return;
+            }
+            true
+        }
+        Driver::Auto => monoio::utils::detect_uring(),
+    };
+    let drain_timeout = spec.config.server.drain_timeout.0;
+    let id = spec.id;
+    let fut = shard_main(
+        Shard::new(id, gw),
+        spec.listeners,
+        spec.inbox,
+        drain_timeout,
+        ready.clone(),
+        use_uring,
+    );
+    let result = if use_uring {
+        uring_runtime(id).map(|mut rt| rt.block_on(fut))
+    } else {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(fut))
+    };
+    if let Err(e) = result {
+        let _ = ready.send(Err(format!("shard {id}: cannot build runtime: {e}")));
+    }
+}
+
+/// The best io_uring runtime this kernel gives. DEFER_TASKRUN + SINGLE_ISSUER: completions
+/// are run only when the shard asks for them, on its own thread, with no IPI or task-work
+/// interruption; COOP_TASKRUN is the older half of that. Measured in one interleaved A/B
+/// run: CPU per request 0.77× nginx with DEFER vs 0.81× without (`compare.py --variant`,
+/// see loadtest/RESULTS.md). Kernels without them get the next best ring.
+fn uring_runtime(
+    id: usize,
+) -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>> {
+    let build = |flags: &[fn(&mut io_uring::Builder) -> &mut io_uring::Builder]| {
+        let mut urb = io_uring::IoUring::builder();
+        for f in flags {
+            f(&mut urb);
+        }
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(1024)
+            .uring_builder(urb)
+            .enable_timer()
+            .build()
+    };
+    build(&[
+        io_uring::Builder::setup_coop_taskrun,
+        io_uring::Builder::setup_single_issuer,
+        io_uring::Builder::setup_defer_taskrun,
+    ])
+    .or_else(|e| {
+        crate::log!(Info, "shard {id}: io_uring without DEFER_TASKRUN ({e})");
+        build(&[
+            io_uring::Builder::setup_coop_taskrun,
+            io_uring::Builder::setup_single_issuer,
+        ])
+    })
+    .or_else(|e| {
+        crate::log!(
+            Info,
+            "shard {id}: io_uring without COOP_TASKRUN/SINGLE_ISSUER ({e})"
+        );
+        build(&[])
+    })
+}
+
+async fn shard_main(
+    shard: Shard,
+    listeners: Vec<std::net::TcpListener>,
+    inbox: Inbox,
+    drain_timeout: Duration,
+    ready: Sender<Result<&'static str, String>>,
+    uring: bool,
+) {
+    let shard = Rc::new(shard);
+    let fail = |what: String| {
+        let _ = ready.send(Err(format!("shard {}: {what}", shard.id)));
+    };
+    let wake = match monoio::net::UnixStream::from_std(inbox.wake) {
+        Ok(w) => w,
+        Err(e) => return fail(format!("cannot register the inbox: {e}")),
+    };
+    let mut fds = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        match monoio::net::TcpListener::from_std(l) {
+            Ok(l) => {
+                fds.push(std::os::fd::AsRawFd::as_raw_fd(&l));
+                monoio::spawn(accept_loop(shard.clone(), l));
+            }
+            Err(e) => return fail(format!("cannot register listener: {e}")),
+        }
+    }
+    for task in shard.gateway().tasks() {
+        monoio::spawn(crate::tasks::run(shard.id, task));
+    }
+    let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
+    drop(ready);
+    serve_inbox(&shard, &inbox.rx, wake).await;
+    drain(&shard, &fds, drain_timeout).await;
+}
+
+/// Handles messages as they arrive, until one says drain (or the control side is gone).
+async fn serve_inbox(
+    shard: &Shard,
+    rx: &std::sync::mpsc::Receiver<Message>,
+    mut wake: monoio::net::UnixStream,
+) {
+    use monoio::io::AsyncReadRent;
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        while let Ok(message) = rx.try_recv() {
+            match message {
+                Message::Drain => return,
+                Message::Counters(reply) => {
+                    let _ = reply.send(shard.counters());
+                }
+            }
+        }
+        buf.clear();
+        let (res, b) = wake.read(buf).await;
+        buf = b;
+        if !matches!(res, Ok(n) if n > 0) {
+            return;
+        }
+    }
+}
+
+/// Stops accepting, closes idle connections, and waits (at most `limit`) for the others to
+/// finish the exchange they are in.
+async fn drain(shard: &Shard, listeners: &[std::os::fd::RawFd], limit: Duration) {
+    shard.draining.set(true);
+    for &fd in listeners {
+        crate::sys::shutdown_read(fd);
+    }
+    let deadline = Instant::now() + limit;
+    shard.close_idle();
+    while shard.open_connections() > 0 {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if wait.is_zero() {
+            break;
+        }
+        let _ = monoio::time::timeout(wait, shard.drained.raised()).await;
+    }
+    let left = shard.open_connections();
+    crate::log!(
+        Info,
+        "shard {}: drained; accepted {} connections, served {} requests{}",
+        shard.id,
+        shard.stats.accepted.get(),
+        shard.stats.requests.get(),
+        if left > 0 {
+            format!(", {left} connections cut at drain_timeout")
+        } else {
+            String::new()
+        }
+    );
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if shard.draining.get() {
+                    break;
+                }
+                let stats = &shard.stats;
+                stats.accepted.set(stats.accepted.get() + 1);
+                let gw = shard.gateway();
+                let settings = &gw.settings;
+                if settings.tcp_nodelay {
+                    let _ = stream.set_nodelay(true);
+                }
+                let stream = ClientStream::Plain(stream);
+                if shard.open_connections() >= settings.max_connections {
+                    stats.over_limit.set(stats.over_limit.get() + 1);
+                    over_limit_warning(&shard, settings.max_connections);
+                    let shard = shard.clone();
+                    monoio::spawn(async move { crate::answer::over_limit(&shard, stream).await });
+                    continue;
+                }
+                monoio::spawn(crate::downstream::serve(shard.clone(), stream, peer));
+            }
+            Err(e) => {
+                if shard.draining.get() {
+                    break;
+                }
+                crate::log!(Warn, "shard {}: accept failed: {e}", shard.id);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+thread_local! {
+    static OVER_LIMIT_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
+}
+
+fn over_limit_warning(shard: &Shard, max: usize) {
+    if OVER_LIMIT_WARN.with(|t| t.allow(Instant::now(), Duration::from_secs(1)).is_some()) {
+        crate::log!(
+            Warn,
+            "shard {}: max_connections ({max}) reached; refusing new connections",
+            shard.id
+        );
+    }
+}
+
+/// The CPUs shards are pinned to, one entry per shard (`None`: not pinned).
+pub fn placement(config: &Config) -> Vec<Option<usize>> {
+    let allowed = crate::sys::allowed_cpus();
+    let n = match config.server.shards {
+        conf::Shards::Auto => allowed.len().max(1),
+        conf::Shards::Count(n) => usize::from(n),
+    };
+    (0..n)
+        .map(|i| match &config.server.pin {
+            conf::Pin::All(false) => None,
+            conf::Pin::All(true) => allowed.get(i % allowed.len().max(1)).copied(),
+            conf::Pin::Cpus(list) => list.get(i % list.len().max(1)).copied(),
+        })
+        .collect()
+}
+
+/// A running set of shards.
+pub struct Started {
+    /// Listen addresses as bound (port 0 resolved).
+    pub bound: Vec<SocketAddr>,
+    /// The driver the shards use.
+    pub driver: &'static str,
+    /// Shard threads.
+    pub handles: Vec<std::thread::JoinHandle<()>>,
+    /// CPU of each shard (`None`: not pinned).
+    pub cpus: Vec<Option<usize>>,
+    /// Messages to the shards.
+    pub control: Control,
+}
+
+/// Binds listeners and starts every shard; returns once all shards are serving.
+pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
+    let cpus = placement(&config);
+    let (mut per_shard, bound) =
+        crate::listener::bind_all(&config.listen, cpus.len(), config.server.backlog)
+            .map_err(|e| format!("cannot listen on {:?}: {e}", config.listen))?;
+    let (control, inboxes) =
+        Control::new(cpus.len()).map_err(|e| format!("cannot create shard inboxes: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::with_capacity(cpus.len());
+    for ((id, cpu), inbox) in cpus.iter().enumerate().zip(inboxes) {
+        let listeners = std::mem::take(per_shard.get_mut(id).ok_or("listener set missing")?);
+        let spec = ShardSpec {
+            id,
+            shards: cpus.len(),
+            cpu: *cpu,
+            listeners,
+            config: config.clone(),
+            inbox,
+        };
+        match spawn(spec, tx.clone()) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                control.request_drain();
+                return Err(format!("cannot start shard thread: {e}"));
+            }
+        }
+    }
+    drop(tx);
+    let mut driver = "epoll";
+    for _ in 0..handles.len() {
+        match rx.recv() {
+            Ok(Ok(d)) => driver = d,
+            Ok(Err(e)) => {
+                control.request_drain();
+                return Err(e);
+            }
+            Err(_) => {
+                control.request_drain();
+                return Err("a shard stopped during start-up".into());
+            }
+        }
+    }
+    if driver == "epoll" && config.server.driver == Driver::Auto {
+        crate::log!(
+            Info,
+            "io_uring is not available here; shards use the epoll driver"
+        );
+    }
+    Ok(Started {
+        bound,
+        driver,
+        handles,
+        cpus,
+        control,
+    })
+}

@@ -1,0 +1,232 @@
+//! The `Stage` trait and what its hooks return (`Verdict`, `Rejection`, `BodyTap`), how a
+//! stage is built from its table (`StageBuild`), and the `stages!` registry macro.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::rc::Rc;
+
+use proto::{RequestHead, ResponseHead};
+use serde::de::DeserializeOwned;
+
+use crate::exchange::Exchange;
+use crate::reply::LocalReply;
+use crate::task::Task;
+
+/// What a stage decided about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'s> {
+    /// Go on to the next stage.
+    Continue,
+    /// Stop here and answer the client with a reply the stage rendered at load; later stages
+    /// and the upstream are skipped.
+    Respond(&'s LocalReply),
+    /// Stop here and answer with a reply the stage holds by reference count (an entry it
+    /// stored, say); later stages and the upstream are skipped.
+    Serve(Rc<LocalReply>),
+    /// Stop here and refuse with an `application/problem+json` answer.
+    Reject(Rejection),
+    /// Stop here and answer with a bodyless response (a CORS preflight's 204).
+    Answer {
+        /// Status code (a bodyless one: 204, 304, …).
+        status: u16,
+        /// Whole field lines to send.
+        fields: Vec<u8>,
+    },
+}
+
+/// A refusal: status, the problem's detail, and extra response fields (`WWW-Authenticate`,
+/// `Retry-After`, …). Rendered per request, so only refusals pay for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Status code.
+    pub status: u16,
+    /// Why, for the counters (`"jwt.expired"`, `"ip.denied"`, …).
+    pub reason: &'static str,
+    /// The problem document's `detail`.
+    pub detail: Cow<'static, str>,
+    /// Whole field lines (`Name: value\r\n`) to send with it.
+    pub fields: Vec<u8>,
+}
+
+impl Rejection {
+    /// A refusal with no extra fields.
+    pub fn new(status: u16, reason: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            status,
+            reason,
+            detail: detail.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a response field (the value must be a valid field value).
+    pub fn with_field(mut self, name: &str, value: &str) -> Self {
+        proto::write::put_field(&mut self.fields, name.as_bytes(), value.as_bytes());
+        self
+    }
+}
+
+/// How a stage sees the response body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyTap {
+    /// It looks at each piece as it passes, unchanged (a cache filling an entry), until
+    /// `limit` bytes passed; then it is told `Piece::TooLarge` and sees no more.
+    Observe {
+        /// Most body bytes it looks at.
+        limit: u64,
+    },
+    /// It writes what replaces each piece (a transform, compression); the response then goes
+    /// to the client with framing of the gateway's own (chunked, or until close).
+    Rewrite,
+}
+
+/// A piece of a response body as a tapping stage sees it (decoded data, never framing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// The next bytes of the body.
+    Data(&'a [u8]),
+    /// The body ended; a rewriting stage writes out what it held back.
+    End,
+    /// An observing stage's limit was passed; it sees nothing more of this body.
+    TooLarge,
+}
+
+/// What stages may know while they are built.
+#[derive(Debug, Clone, Copy)]
+pub struct StageContext<'a> {
+    /// How many shards share the traffic (limits divide by it).
+    pub shards: usize,
+    /// The directory relative file paths (keys, JWKS) are read from.
+    pub dir: &'a Path,
+}
+
+/// One policy stage. Hooks are synchronous, see shard-local state only, and get the time
+/// from the exchange (`ex.now`, `ex.wall`); none blocks or does IO.
+pub trait Stage {
+    /// Request head, in config order.
+    fn on_request(&self, _head: &RequestHead, _buf: &[u8], _ex: &mut Exchange) -> Verdict<'_> {
+        Verdict::Continue
+    }
+    /// The most body bytes this stage must see whole for this request, if it must. Such a
+    /// body is read (up to the smallest limit asked; 413 beyond) before anything is forwarded.
+    fn wants_body(&self, _head: &RequestHead, _buf: &[u8]) -> Option<u64> {
+        None
+    }
+    /// The whole request body (de-chunked), after every stage's `on_request` let it through.
+    fn on_body(
+        &self,
+        _head: &RequestHead,
+        _buf: &[u8],
+        _body: &[u8],
+        _ex: &mut Exchange,
+    ) -> Verdict<'_> {
+        Verdict::Continue
+    }
+    /// Response head from the upstream, in reverse config order. Change it through
+    /// `ex.response` (drop received fields by index, add or replace fields).
+    fn on_response(&self, _head: &ResponseHead, _buf: &[u8], _ex: &mut Exchange) {}
+    /// Whether this stage sees the body of this response (asked after every `on_response`).
+    fn response_body(&self, _head: &ResponseHead, _buf: &[u8], _ex: &Exchange) -> Option<BodyTap> {
+        None
+    }
+    /// A piece of the response body, in reverse config order. A `Rewrite` stage appends what
+    /// replaces it to `out` (nothing to hold it back); an `Observe` stage leaves `out` alone.
+    fn on_response_body(&self, _piece: Piece<'_>, _ex: &mut Exchange, _out: &mut Vec<u8>) {}
+    /// Once per exchange, whatever the outcome (`ex.outcome` says which).
+    fn on_finish(&self, _ex: &Exchange) {}
+    /// Work the shard runs in the background for this stage (fetching a key set, …).
+    fn tasks(&self) -> Vec<Rc<dyn Task>> {
+        Vec::new()
+    }
+}
+
+/// How a stage is built from its `[[route.policy]]` table.
+pub trait StageBuild: Sized {
+    /// The `kind = "…"` that selects this stage.
+    const KIND: &'static str;
+    /// The stage's own fields (`deny_unknown_fields`).
+    type Config: DeserializeOwned;
+    /// Builds the stage, checking everything serde cannot.
+    fn build(config: Self::Config, ctx: &StageContext<'_>) -> Result<Self, String>;
+}
+
+/// Expands the registry list into `AnyStage`, its dispatching `Stage` impl, `KINDS` and
+/// `build_stage`.
+#[macro_export]
+macro_rules! stages {
+    ($($module:ident :: $ty:ident),* $(,)?) => {
+        /// Every stage kind, statically dispatched.
+        pub enum AnyStage {
+            $(
+                #[doc = concat!("`", stringify!($module), "`")]
+                $ty($module::$ty),
+            )*
+        }
+
+        /// The `kind` names, for messages.
+        pub const KINDS: &[&str] = &[$(<$module::$ty as $crate::stage::StageBuild>::KIND),*];
+
+        /// The field names of a stage kind's `Config` (read from serde), for the test that
+        /// every field is documented in `conf/examples/shardgate.toml`.
+        pub fn config_fields(kind: &str) -> &'static [&'static str] {
+            $(
+                if kind == <$module::$ty as $crate::stage::StageBuild>::KIND {
+                    return conf::introspect::field_names::<<$module::$ty as $crate::stage::StageBuild>::Config>();
+                }
+            )*
+            &[]
+        }
+
+        impl $crate::stage::Stage for AnyStage {
+            #[inline]
+            fn on_request(&self, head: &proto::RequestHead, buf: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
+                match self { $(AnyStage::$ty(s) => s.on_request(head, buf, ex),)* }
+            }
+            #[inline]
+            fn wants_body(&self, head: &proto::RequestHead, buf: &[u8]) -> Option<u64> {
+                match self { $(AnyStage::$ty(s) => s.wants_body(head, buf),)* }
+            }
+            fn on_body(&self, head: &proto::RequestHead, buf: &[u8], body: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
+                match self { $(AnyStage::$ty(s) => s.on_body(head, buf, body, ex),)* }
+            }
+            #[inline]
+            fn on_response(&self, head: &proto::ResponseHead, buf: &[u8], ex: &mut $crate::Exchange) {
+                match self { $(AnyStage::$ty(s) => s.on_response(head, buf, ex),)* }
+            }
+            #[inline]
+            fn response_body(&self, head: &proto::ResponseHead, buf: &[u8], ex: &$crate::Exchange) -> Option<$crate::BodyTap> {
+                match self { $(AnyStage::$ty(s) => s.response_body(head, buf, ex),)* }
+            }
+            fn on_response_body(&self, piece: $crate::Piece<'_>, ex: &mut $crate::Exchange, out: &mut Vec<u8>) {
+                match self { $(AnyStage::$ty(s) => s.on_response_body(piece, ex, out),)* }
+            }
+            #[inline]
+            fn on_finish(&self, ex: &$crate::Exchange) {
+                match self { $(AnyStage::$ty(s) => s.on_finish(ex),)* }
+            }
+            fn tasks(&self) -> Vec<std::rc::Rc<dyn $crate::task::Task>> {
+                match self { $(AnyStage::$ty(s) => s.tasks(),)* }
+            }
+        }
+
+        /// Builds one stage from its table (`kind` included).
+        pub fn build_stage(mut table: toml::Table, ctx: &$crate::stage::StageContext<'_>) -> Result<AnyStage, String> {
+            let kind = match table.remove("kind") {
+                Some(toml::Value::String(k)) => k,
+                Some(_) => return Err("`kind` must be a string".to_string()),
+                None => return Err(format!("missing `kind`; expected one of: {}", KINDS.join(", "))),
+            };
+            $(
+                if kind == <$module::$ty as $crate::stage::StageBuild>::KIND {
+                    let cfg = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
+                        format!("kind = \"{kind}\": {}", e.message().trim())
+                    })?;
+                    return <$module::$ty as $crate::stage::StageBuild>::build(cfg, ctx)
+                        .map(AnyStage::$ty)
+                        .map_err(|e| format!("kind = \"{kind}\": {e}"));
+                }
+            )*
+            Err(format!("unknown kind `{kind}`, expected one of: {}", KINDS.join(", ")))
+        }
+    };
+}
