@@ -70,7 +70,11 @@ impl Control {
         for _ in 0..shards {
             let (tx, rx) = mpsc::channel();
             let (ours, theirs) = UnixStream::pair()?;
+            // both ends non-blocking: the control side never waits on a shard, and the
+            // epoll driver reads the shard's end only after readiness, expecting EAGAIN
+            // when it is drained (a blocking read there would stall the whole shard)
             ours.set_nonblocking(true)?;
+            theirs.set_nonblocking(true)?;
             mailboxes.push(Mailbox { tx, wake: ours });
             inboxes.push(Inbox { rx, wake: theirs });
         }

@@ -150,12 +150,12 @@ async fn shard_main(
         Ok(w) => w,
         Err(e) => return fail(format!("cannot register the inbox: {e}")),
     };
-    let mut fds = Vec::with_capacity(listeners.len());
+    let mut accepting = Vec::with_capacity(listeners.len());
     for l in listeners {
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
-                fds.push(std::os::fd::AsRawFd::as_raw_fd(&l));
-                monoio::spawn(accept_loop(shard.clone(), l));
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
+                accepting.push((fd, monoio::spawn(accept_loop(shard.clone(), l))));
             }
             Err(e) => return fail(format!("cannot register listener: {e}")),
         }
@@ -166,7 +166,7 @@ async fn shard_main(
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
-    drain(&shard, &fds, drain_timeout).await;
+    drain(&shard, accepting, drain_timeout).await;
 }
 
 /// Handles messages as they arrive, until one says drain (or the control side is gone).
@@ -195,12 +195,20 @@ async fn serve_inbox(
     }
 }
 
-/// Stops accepting, closes idle connections, and waits (at most `limit`) for the others to
-/// finish the exchange they are in.
-async fn drain(shard: &Shard, listeners: &[std::os::fd::RawFd], limit: Duration) {
+/// Stops accepting (the listeners are closed once their accept loops end, so no connection
+/// waits in a queue nobody serves), closes idle connections, and waits (at most `limit`) for
+/// the others to finish the exchange they are in.
+async fn drain(
+    shard: &Shard,
+    accepting: Vec<(std::os::fd::RawFd, monoio::task::JoinHandle<()>)>,
+    limit: Duration,
+) {
     shard.draining.set(true);
-    for &fd in listeners {
-        crate::sys::shutdown_read(fd);
+    for (fd, _) in &accepting {
+        crate::sys::shutdown_read(*fd);
+    }
+    for (_, accept_loop) in accepting {
+        accept_loop.await;
     }
     let deadline = Instant::now() + limit;
     shard.close_idle();

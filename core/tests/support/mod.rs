@@ -2,6 +2,7 @@
 //! a real test origin on 127.0.0.1, and speaks raw bytes with a deadline on every read.
 #![allow(dead_code)]
 
+pub mod inproc;
 pub mod origin;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -44,8 +45,10 @@ impl Drop for TempDir {
     }
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shardgate")
+/// The binary under test: this build's, or `SHARDGATE_TEST_BIN` (to show that a regression
+/// test fails on an older build).
+pub fn bin() -> String {
+    std::env::var("SHARDGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shardgate").into())
 }
 
 impl Gateway {
