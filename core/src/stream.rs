@@ -1,5 +1,5 @@
-//! The byte streams a shard reads and writes: `ClientStream` (client connections) and
-//! `UpstreamStream` (upstream ones), plain TCP today, both behind the small `Transport` trait.
+//! The byte streams a shard reads and writes (`Stream`, named `ClientStream` and
+//! `UpstreamStream` by side), plain TCP today, behind the small `Transport` trait.
 //!
 //! Nothing outside this file knows a stream is TCP: reads, writes, the read that does not
 //! wait (stale pooled connections, early upstream answers) and the fd for drain all go
@@ -15,17 +15,21 @@ use monoio::net::TcpStream;
 
 pub use crate::sys::Ready;
 
-/// A client connection.
-pub enum ClientStream {
+/// A connection: plain TCP today; TLS adds a server-side variant (client connections) and a
+/// client-side one (upstream connections). One type for both sides, so the read and write
+/// paths are compiled once: with one type per side, `io::read_more` was instantiated twice
+/// and LLVM stopped inlining the timeout around the read (callgrind: about 650 more
+/// instructions per 16 KiB response).
+pub enum Stream {
     /// Plain TCP.
     Plain(TcpStream),
 }
 
+/// A client connection (the name says which side; the type is shared).
+pub type ClientStream = Stream;
+
 /// A connection to an upstream target.
-pub enum UpstreamStream {
-    /// Plain TCP.
-    Plain(TcpStream),
-}
+pub type UpstreamStream = Stream;
 
 /// What the data path needs of a stream.
 pub trait Transport {
@@ -42,21 +46,24 @@ pub trait Transport {
     fn read_ready(&mut self, buf: &mut Vec<u8>) -> Ready;
 }
 
-/// Implements `Transport` for a stream enum by passing each call to its variant.
+/// Implements `Transport` for a stream enum by passing each call to its variant. The futures
+/// are the variant's own, returned as they are: `async fn` wrappers in between made a
+/// proxied 100-byte request cost 11,800 instructions instead of 10,600 (callgrind, epoll,
+/// 20,000 requests). A second variant (TLS) will return an either-future of the two.
 macro_rules! transport {
     ($t:ident) => {
         impl Transport for $t {
             #[inline]
-            async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+            fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
                 match self {
-                    $t::Plain(s) => s.read(buf).await,
+                    $t::Plain(s) => s.read(buf),
                 }
             }
 
             #[inline]
-            async fn write_all<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+            fn write_all<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
                 match self {
-                    $t::Plain(s) => AsyncWriteRentExt::write_all(s, buf).await,
+                    $t::Plain(s) => AsyncWriteRentExt::write_all(s, buf),
                 }
             }
 
@@ -84,10 +91,9 @@ macro_rules! transport {
     };
 }
 
-transport!(ClientStream);
-transport!(UpstreamStream);
+transport!(Stream);
 
-impl UpstreamStream {
+impl Stream {
     /// True when an idle pooled connection can no longer carry a request: the peer closed or
     /// reset it, or sent bytes nobody asked for (a stray `408`, say). Such bytes are read
     /// into `scratch` and dropped with the connection.
