@@ -15,23 +15,10 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
 
 use support::inproc::InProcess;
 use support::origin::{Origin, closed_port};
-use support::{DRIVERS, Gateway, raw, request};
-
-/// Retries `f` until it holds or 5 s pass.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
+use support::{DRIVERS, Gateway, eventually, raw, request};
 
 fn config(origin: std::net::SocketAddr) -> String {
     format!(

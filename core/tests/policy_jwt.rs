@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 use support::origin::Origin;
-use support::{Gateway, Response, request};
+use support::{Gateway, Response, eventually, request};
 
 const RSA_PRIVATE: &[u8] = include_bytes!("keys/rsa_private.pem");
 const RSA_PUBLIC: &str = include_str!("keys/rsa_public.pem");
@@ -388,18 +388,6 @@ impl JwksServer {
     fn fetches(&self) -> usize {
         self.fetches.load(std::sync::atomic::Ordering::SeqCst)
     }
-}
-
-/// Retries `f` until it returns true or 5 s pass.
-fn eventually(mut f: impl FnMut() -> bool) -> bool {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::time::Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    false
 }
 
 #[test]

@@ -374,3 +374,93 @@ fn feed(stage: &AnyStage, data: &[u8], end: bool, ex: &mut Exchange, out: &mut V
         stage.on_response_body(Piece::End, ex, out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_pipeline(stages: &[&str]) -> Result<Pipeline, conf::ConfErrors> {
+        let mut text = String::from("[[route]]\npath = \"/\"\n");
+        for s in stages {
+            text += &format!("[[route.policy]]\nkind = \"tap_test\"\n{s}\n");
+        }
+        let config = conf::load_str("t.toml", &text)?;
+        let mut all = Pipelines::build(&config, 1, None)?;
+        Ok(all.routes.remove(0))
+    }
+
+    fn response_head() -> (ResponseHead, &'static [u8]) {
+        let buf: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n";
+        let mut head = ResponseHead::with_capacity(4);
+        let parsed = proto::parse_response(buf, &mut head, &proto::Limits::default());
+        assert!(parsed.is_ok());
+        (head, buf)
+    }
+
+    /// Sends `pieces` through the pipeline's taps; what the client gets, and the observer's
+    /// record when the last stage observes.
+    fn run(p: &Pipeline, pieces: &[&[u8]]) -> (bool, Vec<u8>) {
+        let (head, buf) = response_head();
+        let mut ex = Exchange::default();
+        let rewrite = p.open_taps(&head, buf, &mut ex);
+        let (mut out, mut scratch, mut sent) = (Vec::new(), Vec::new(), Vec::new());
+        for piece in pieces.iter().map(|p| Some(*p)).chain([None]) {
+            if p.tap(piece, &mut ex, &mut out, &mut scratch) {
+                sent.extend_from_slice(&out);
+            } else if let Some(d) = piece {
+                sent.extend_from_slice(d);
+            }
+        }
+        (rewrite, sent)
+    }
+
+    fn seen(p: &Pipeline, i: usize) -> Vec<String> {
+        match p.stages.get(i) {
+            Some(AnyStage::TapTest(t)) => t.seen.borrow().clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn taps_run_in_response_order_and_chain_their_rewrites() -> Result<(), conf::ConfErrors> {
+        // response order is the reverse of config order: wrap sees the upstream's bytes,
+        // upper sees what wrap wrote, the observer sees what goes to the client
+        let p = route_pipeline(&[
+            "mode = \"observe\"\nlimit = 100",
+            "mode = \"upper\"",
+            "mode = \"wrap\"",
+        ])?;
+        let (rewrite, sent) = run(&p, &[b"ab", b"cd"]);
+        assert!(rewrite, "a rewriting stage re-frames the response");
+        assert_eq!(sent, b"[ABCD]!");
+        assert_eq!(seen(&p, 0), ["[ABCD]!", "<end>"]);
+        Ok(())
+    }
+
+    #[test]
+    fn an_observer_sees_the_body_unchanged_until_its_limit() -> Result<(), conf::ConfErrors> {
+        let p = route_pipeline(&["mode = \"observe\"\nlimit = 3"])?;
+        let (rewrite, sent) = run(&p, &[b"ab", b"cd", b"ef"]);
+        assert!(!rewrite, "observing keeps the framing");
+        assert_eq!(sent, b"abcdef", "the body passes unchanged");
+        assert_eq!(seen(&p, 0), ["ab", "<too large>"]);
+        let p = route_pipeline(&["mode = \"observe\"\nlimit = 4"])?;
+        run(&p, &[b"ab", b"cd"]);
+        assert_eq!(seen(&p, 0), ["ab", "cd", "<end>"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_stage_answers_with_a_reply_it_holds() -> Result<(), conf::ConfErrors> {
+        let p = route_pipeline(&["mode = \"serve\""])?;
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut head = RequestHead::with_capacity(4);
+        assert!(proto::parse_request(buf, &mut head, &proto::Limits::default()).is_ok());
+        let mut ex = Exchange::default();
+        match p.on_request(&head, buf, &mut ex) {
+            Verdict::Serve(r) => assert_eq!(&r.body[..], b"held"),
+            other => panic!("expected the held reply, got {other:?}"),
+        }
+        Ok(())
+    }
+}

@@ -154,22 +154,24 @@ pub trait StageBuild: Sized {
 /// `build_stage`.
 #[macro_export]
 macro_rules! stages {
-    ($($module:ident :: $ty:ident),* $(,)?) => {
+    ($($(#[$attr:meta])* $module:ident :: $ty:ident),* $(,)?) => {
         /// Every stage kind, statically dispatched.
         pub enum AnyStage {
             $(
                 #[doc = concat!("`", stringify!($module), "`")]
+                $(#[$attr])*
                 $ty($module::$ty),
             )*
         }
 
         /// The `kind` names, for messages.
-        pub const KINDS: &[&str] = &[$(<$module::$ty as $crate::stage::StageBuild>::KIND),*];
+        pub const KINDS: &[&str] = &[$($(#[$attr])* <$module::$ty as $crate::stage::StageBuild>::KIND),*];
 
         /// The field names of a stage kind's `Config` (read from serde), for the test that
         /// every field is documented in `conf/examples/shardgate.toml`.
         pub fn config_fields(kind: &str) -> &'static [&'static str] {
             $(
+                $(#[$attr])*
                 if kind == <$module::$ty as $crate::stage::StageBuild>::KIND {
                     return conf::introspect::field_names::<<$module::$ty as $crate::stage::StageBuild>::Config>();
                 }
@@ -180,32 +182,32 @@ macro_rules! stages {
         impl $crate::stage::Stage for AnyStage {
             #[inline]
             fn on_request(&self, head: &proto::RequestHead, buf: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
-                match self { $(AnyStage::$ty(s) => s.on_request(head, buf, ex),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_request(head, buf, ex),)* }
             }
             #[inline]
             fn wants_body(&self, head: &proto::RequestHead, buf: &[u8]) -> Option<u64> {
-                match self { $(AnyStage::$ty(s) => s.wants_body(head, buf),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.wants_body(head, buf),)* }
             }
             fn on_body(&self, head: &proto::RequestHead, buf: &[u8], body: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
-                match self { $(AnyStage::$ty(s) => s.on_body(head, buf, body, ex),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_body(head, buf, body, ex),)* }
             }
             #[inline]
             fn on_response(&self, head: &proto::ResponseHead, buf: &[u8], ex: &mut $crate::Exchange) {
-                match self { $(AnyStage::$ty(s) => s.on_response(head, buf, ex),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_response(head, buf, ex),)* }
             }
             #[inline]
             fn response_body(&self, head: &proto::ResponseHead, buf: &[u8], ex: &$crate::Exchange) -> Option<$crate::BodyTap> {
-                match self { $(AnyStage::$ty(s) => s.response_body(head, buf, ex),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.response_body(head, buf, ex),)* }
             }
             fn on_response_body(&self, piece: $crate::Piece<'_>, ex: &mut $crate::Exchange, out: &mut Vec<u8>) {
-                match self { $(AnyStage::$ty(s) => s.on_response_body(piece, ex, out),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_response_body(piece, ex, out),)* }
             }
             #[inline]
             fn on_finish(&self, ex: &$crate::Exchange) {
-                match self { $(AnyStage::$ty(s) => s.on_finish(ex),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_finish(ex),)* }
             }
             fn tasks(&self) -> Vec<std::rc::Rc<dyn $crate::task::Task>> {
-                match self { $(AnyStage::$ty(s) => s.tasks(),)* }
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.tasks(),)* }
             }
         }
 
@@ -217,6 +219,7 @@ macro_rules! stages {
                 None => return Err(format!("missing `kind`; expected one of: {}", KINDS.join(", "))),
             };
             $(
+                $(#[$attr])*
                 if kind == <$module::$ty as $crate::stage::StageBuild>::KIND {
                     let cfg = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| {
                         format!("kind = \"{kind}\": {}", e.message().trim())

@@ -354,6 +354,19 @@ pub fn chunked(body: &[u8], chunk: usize) -> Vec<u8> {
     out
 }
 
+/// Retries `f` until it holds or `DEADLINE` passes (for effects the gateway makes in the
+/// background: a key set fetched, an exchange finished after the client left).
+pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + DEADLINE;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Deterministic test bytes.
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()

@@ -4,10 +4,13 @@ pub mod api_key;
 pub mod authorize;
 pub mod concurrency;
 pub mod cors;
+pub mod headers;
 pub mod ip;
 pub mod jwt;
 pub mod rate_limit;
 pub mod respond;
+#[cfg(test)]
+pub mod tap_test;
 pub mod validate;
 
 crate::stages! {
@@ -15,9 +18,12 @@ crate::stages! {
     authorize::Authorize,
     concurrency::Concurrency,
     cors::Cors,
+    headers::Headers,
     ip::Ip,
     jwt::Jwt,
     rate_limit::RateLimit,
     respond::Respond,
     validate::Validate,
+    #[cfg(test)]
+    tap_test::TapTest,
 }

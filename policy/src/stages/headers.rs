@@ -1,0 +1,200 @@
+//! Sets, adds and removes request fields (before forwarding) and response fields (of the
+//! upstream's answer). `*_set` replaces every received field of that name; `*_add` appends
+//! one more; `*_remove` drops them all. Field lines are rendered once at load. Hop-by-hop and
+//! framing fields (`Connection`, `Content-Length`, `Transfer-Encoding`, …) and `Host` are the
+//! gateway's to write: naming one is refused when the config is checked.
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "headers"
+//! request_set = { "X-Env" = "prod" }
+//! response_remove = ["Server", "X-Powered-By"]
+//! ```
+
+use std::collections::BTreeMap;
+
+use proto::{FieldKind, RequestHead, ResponseHead};
+use serde::Deserialize;
+
+use crate::exchange::{Exchange, FieldEdits};
+use crate::stage::{Stage, StageBuild, StageContext, Verdict};
+
+/// `[[route.policy]] kind = "headers"`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Request fields replaced (or added when absent), `{ Name = "value" }`. Default none.
+    #[serde(default)]
+    pub request_set: BTreeMap<String, String>,
+    /// Request fields added beside any received ones. Default none.
+    #[serde(default)]
+    pub request_add: BTreeMap<String, String>,
+    /// Request fields removed. Default none.
+    #[serde(default)]
+    pub request_remove: Vec<String>,
+    /// Response fields replaced (or added when absent). Default none.
+    #[serde(default)]
+    pub response_set: BTreeMap<String, String>,
+    /// Response fields added beside the upstream's. Default none.
+    #[serde(default)]
+    pub response_add: BTreeMap<String, String>,
+    /// Response fields removed. Default none.
+    #[serde(default)]
+    pub response_remove: Vec<String>,
+}
+
+/// One direction's changes, ready to apply.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Names whose received fields are dropped (set and remove).
+    drop: Vec<Box<[u8]>>,
+    /// Field lines added (set and add).
+    add: Vec<u8>,
+}
+
+impl Changes {
+    fn build(
+        set: &BTreeMap<String, String>,
+        add: &BTreeMap<String, String>,
+        remove: &[String],
+        what: &str,
+    ) -> Result<Changes, String> {
+        let mut c = Changes::default();
+        for name in set.keys().chain(remove) {
+            check_name(name, what)?;
+            c.drop.push(name.as_bytes().into());
+        }
+        for (name, value) in set.iter().chain(add) {
+            check_name(name, what)?;
+            if !value.bytes().all(proto::chars::is_field_value)
+                || value.starts_with([' ', '\t'])
+                || value.ends_with([' ', '\t'])
+            {
+                return Err(format!(
+                    "{what} `{name}`: the value is not a valid field value"
+                ));
+            }
+            proto::write::put_field(&mut c.add, name.as_bytes(), value.as_bytes());
+        }
+        Ok(c)
+    }
+
+    fn apply(&self, fields: &[proto::Field], buf: &[u8], edits: &mut FieldEdits) {
+        for name in &self.drop {
+            edits.drop_named(fields, buf, name);
+        }
+        edits.add.extend_from_slice(&self.add);
+    }
+}
+
+/// Refuses names that are not tokens or that only the gateway may write.
+fn check_name(name: &str, what: &str) -> Result<(), String> {
+    if !proto::chars::is_token(name.as_bytes()) {
+        return Err(format!("{what} `{name}` is not a field name"));
+    }
+    let kind = FieldKind::of(name.as_bytes());
+    if kind.is_hop_by_hop() || matches!(kind, FieldKind::Host | FieldKind::Expect) {
+        return Err(format!(
+            "{what} `{name}`: hop-by-hop, framing and Host fields are written by the gateway"
+        ));
+    }
+    Ok(())
+}
+
+/// The stage.
+pub struct Headers {
+    request: Changes,
+    response: Changes,
+}
+
+impl StageBuild for Headers {
+    const KIND: &'static str = "headers";
+    type Config = Config;
+
+    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Headers, String> {
+        Ok(Headers {
+            request: Changes::build(&c.request_set, &c.request_add, &c.request_remove, "request")?,
+            response: Changes::build(
+                &c.response_set,
+                &c.response_add,
+                &c.response_remove,
+                "response",
+            )?,
+        })
+    }
+}
+
+impl Stage for Headers {
+    fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        self.request.apply(&head.fields, buf, &mut ex.edits.fields);
+        Verdict::Continue
+    }
+
+    fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
+        self.response.apply(&head.fields, buf, &mut ex.response);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(toml_text: &str) -> Result<Headers, String> {
+        let cfg: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        let ctx = StageContext {
+            shards: 1,
+            dir: std::path::Path::new("."),
+        };
+        Headers::build(cfg, &ctx)
+    }
+
+    #[test]
+    fn refuses_fields_only_the_gateway_writes_and_bad_values() {
+        for (text, want) in [
+            (
+                "request_set = { Connection = \"x\" }",
+                "request `Connection`: hop-by-hop, framing and Host fields are written by the gateway",
+            ),
+            (
+                "response_remove = [\"Transfer-Encoding\"]",
+                "response `Transfer-Encoding`: hop-by-hop, framing and Host fields are written by the gateway",
+            ),
+            (
+                "request_add = { Host = \"x\" }",
+                "request `Host`: hop-by-hop, framing and Host fields are written by the gateway",
+            ),
+            (
+                "response_add = { \"Content_Length\" = \"1\" }",
+                "response `Content_Length`: hop-by-hop, framing and Host fields are written by the gateway",
+            ),
+            (
+                "request_set = { \"Bad Name\" = \"x\" }",
+                "request `Bad Name` is not a field name",
+            ),
+            (
+                "response_set = { X-A = \"a\\nb\" }",
+                "response `X-A`: the value is not a valid field value",
+            ),
+        ] {
+            assert_eq!(build(text).err().as_deref(), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn set_replaces_add_appends_remove_drops() -> Result<(), String> {
+        let stage = build(
+            "request_set = { X-Env = \"prod\" }\nrequest_add = { X-Tag = \"gw\" }\nrequest_remove = [\"x-internal\"]",
+        )?;
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\nX-Env: dev\r\nX-Internal: 1\r\nX-Tag: old\r\n\r\n";
+        let mut head = RequestHead::with_capacity(8);
+        proto::parse_request(buf, &mut head, &proto::Limits::default())
+            .map_err(|e| e.to_string())?;
+        let mut ex = Exchange::default();
+        assert_eq!(stage.on_request(&head, buf, &mut ex), Verdict::Continue);
+        // fields 1 (X-Env) and 2 (X-Internal) dropped; X-Tag kept
+        assert!(ex.edits.fields.is_dropped(1) && ex.edits.fields.is_dropped(2));
+        assert!(!ex.edits.fields.is_dropped(0) && !ex.edits.fields.is_dropped(3));
+        assert_eq!(ex.edits.fields.add, b"X-Env: prod\r\nX-Tag: gw\r\n");
+        Ok(())
+    }
+}
