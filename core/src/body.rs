@@ -50,7 +50,8 @@ pub async fn read_whole(
             })
         }
         Framing::Chunked => {
-            let mut dec = ChunkedDecoder::new();
+            // a chunk size past the limit is refused on its size line, before its data
+            let mut dec = ChunkedDecoder::with_limit(limit as u64);
             let mut body = Vec::new();
             let mut pos = head_len;
             loop {

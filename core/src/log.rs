@@ -1,5 +1,6 @@
 //! A minimal leveled logger to stderr (`SHARDGATE_LOG=error|warn|info|debug`, default info).
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Log levels, most severe first.
@@ -43,7 +44,8 @@ pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
         Level::Info => "info",
         Level::Debug => "debug",
     };
-    eprintln!("shardgate {tag}: {args}");
+    // a closed stderr (`shardgate 2>&1 | head`) must not panic a shard: the line is dropped
+    let _ = writeln!(std::io::stderr().lock(), "shardgate {tag}: {args}");
 }
 
 /// Logs at a level: `log!(Info, "listening on {}", addr)`.

@@ -1,6 +1,7 @@
 //! The `shardgate` binary: parse the command line, load the configuration (or the embedded
 //! default), start the shards, and wait for SIGTERM/SIGINT to drain and exit.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -37,28 +38,52 @@ fn load(path: Option<&PathBuf>) -> Result<conf::Config, conf::ConfErrors> {
     Ok(config)
 }
 
+/// Writes `text` to stdout; a closed stdout (`shardgate --check f | head`) ends the output
+/// quietly instead of panicking, as coreutils and ripgrep do.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Writes `text` to stderr, quietly dropped when stderr is closed.
+fn complain(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 fn main() -> ExitCode {
     log::init_from_env();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.render().to_string();
+            return if e.use_stderr() {
+                complain(&text);
+                ExitCode::from(2)
+            } else {
+                // --help, --version
+                say(&text);
+                ExitCode::SUCCESS
+            };
+        }
+    };
     if let Some(path) = &cli.check {
         return match load(Some(path)) {
             Ok(c) => {
-                println!("{}: ok", path.display());
-                println!(
-                    "listen: {}",
-                    c.listen
-                        .iter()
-                        .map(|a| a.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                println!("routes:");
-                print!("{}", Gateway::describe(&c));
+                let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
+                say(&format!(
+                    "{}: ok\nlisten: {}\nroutes:\n{}",
+                    path.display(),
+                    listen.join(", "),
+                    Gateway::describe(&c)
+                ));
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("{e}");
-                eprintln!("{}: {} error(s)", path.display(), e.0.len());
+                complain(&format!(
+                    "{e}\n{}: {} error(s)\n",
+                    path.display(),
+                    e.0.len()
+                ));
                 ExitCode::from(2)
             }
         };
@@ -66,7 +91,7 @@ fn main() -> ExitCode {
     let config = match load(cli.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            complain(&format!("{e}\n"));
             return ExitCode::from(2);
         }
     };
@@ -78,7 +103,7 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("shardgate: cannot install signal handlers: {e}");
+            complain(&format!("shardgate: cannot install signal handlers: {e}\n"));
             return ExitCode::from(1);
         }
     };
@@ -93,7 +118,7 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
     } = match shardgate::runtime::start_all(config.clone()) {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("shardgate: {e}");
+            complain(&format!("shardgate: {e}\n"));
             return ExitCode::from(1);
         }
     };

@@ -164,3 +164,33 @@ fn version_flag() {
         format!("shardgate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// Issue 9: `shardgate --check FILE | head` (and `--help`, `--version`) with a reader that
+/// closed the pipe: the output ends quietly, with the exit code the command has anyway.
+#[test]
+fn issue_9_a_closed_stdout_ends_the_output_quietly() {
+    let dir = support::TempDir::new();
+    let good = dir.0.join("good.toml");
+    std::fs::write(
+        &good,
+        "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\n",
+    )
+    .unwrap();
+    let good = good.display().to_string();
+    for (args, code) in [
+        (vec!["--check", good.as_str()], 0),
+        (vec!["--help"], 0),
+        (vec!["--version"], 0),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // the reader is gone before anything is written
+        let out = Command::new(support::bin())
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    }
+}

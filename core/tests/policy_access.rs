@@ -187,3 +187,38 @@ fn cors_preflights_are_answered_and_allowed_origins_marked() {
         assert_eq!(request(g.addr, "OPTIONS", "/items", "", b"").status, 200);
     }
 }
+
+/// Issue 9: a credential or a singleton field a stage decides on, given twice, is refused
+/// with 400 before the upstream sees anything: the API key header twice, the key in the
+/// header and the query at once, the query parameter twice; Origin twice on a CORS route;
+/// Content-Type twice where content types are checked.
+#[test]
+fn issue_9_repeated_credentials_and_singleton_fields_are_refused() {
+    let origin = Origin::start();
+    let policy = "[[route.policy]]\nkind = \"api_key\"\ninsecure_plaintext = true\nquery = \"api_key\"\nconsumers = [{ name = \"a\", key = \"ka\" }]\n\
+        [[route.policy]]\nkind = \"cors\"\nallow_origins = [\"https://app.test\"]\n\
+        [[route.policy]]\nkind = \"validate\"\ncontent_types = [\"application/json\"]\n";
+    for driver in DRIVERS {
+        let Some(g) = Gateway::start(driver, "shards = 1", &route_all_policy(origin.addr, policy))
+        else {
+            continue;
+        };
+        assert_eq!(request(g.addr, "GET", "/x", "X-Api-Key: ka\r\n", b"").status, 200);
+        origin.reset_counts();
+        let json = "Content-Type: application/json\r\nContent-Length: 2\r\n";
+        for (name, path, headers, body) in [
+            ("key header twice", "/x", "X-Api-Key: ka\r\nX-Api-Key: kb\r\n".to_string(), &b""[..]),
+            ("key header twice, same", "/x", "X-Api-Key: ka\r\nX-Api-Key: ka\r\n".to_string(), b""),
+            ("key in header and query", "/x?api_key=ka", "X-Api-Key: ka\r\n".to_string(), b""),
+            ("key in the query twice", "/x?api_key=ka&api_key=ka", String::new(), b""),
+            ("Origin twice", "/x", "X-Api-Key: ka\r\nOrigin: https://app.test\r\nOrigin: https://evil.test\r\n".to_string(), b""),
+            ("Content-Type twice", "/x", format!("X-Api-Key: ka\r\n{json}Content-Type: text/plain\r\n"), b"{}"),
+        ] {
+            let method = if body.is_empty() { "GET" } else { "POST" };
+            let r = request(g.addr, method, path, &headers, body);
+            assert_eq!(r.status, 400, "{driver} {name}");
+            assert_eq!(r.header("content-type"), Some("application/problem+json"), "{name}");
+        }
+        assert!(origin.records().is_empty(), "{driver}: nothing refused reached the upstream");
+    }
+}

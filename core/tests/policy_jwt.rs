@@ -427,3 +427,156 @@ fn a_jwks_url_is_fetched_in_the_background_and_on_unknown_kids() {
     assert_eq!(bearer(&g, &k1).status, 200);
     assert_eq!(bearer(&g, &k2).status, 200);
 }
+
+/// A token with this JOSE header (any JSON), signed HS256 with `secret`.
+fn with_header(header: &Value, secret: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims().to_string().as_bytes())
+    );
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, Algorithm::HS256).unwrap();
+    format!("{message}.{sig}")
+}
+
+/// Issue 9: a token given more than once is ambiguous and refused (400 invalid_request,
+/// RFC 6750 §3.1) before the upstream sees anything: two Authorization fields (one valid),
+/// a token in two configured places, a cookie or query parameter repeated.
+#[test]
+fn issue_9_a_token_given_twice_is_refused() {
+    let origin = Origin::start();
+    let stage = "algorithms = [\"HS256\"]\nsecret = \"k\"\ntoken_from = [\"header:Authorization\", \"cookie:session\", \"query:access_token\"]\n";
+    let (g, _dir) = start(&origin, stage, &[], "");
+    let good = token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"k"),
+        &claims(),
+        None,
+    );
+    let bad = token(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(b"other"),
+        &claims(),
+        None,
+    );
+    let get = |path: &str, headers: String| request(g.addr, "GET", path, &headers, b"");
+    assert_eq!(
+        get("/p", format!("Authorization: Bearer {good}\r\n")).status,
+        200
+    );
+    origin.reset_counts();
+    let rows = [
+        (
+            "/p",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer {bad}\r\n"),
+        ),
+        (
+            "/p",
+            format!("Authorization: Bearer {bad}\r\nAuthorization: Bearer {good}\r\n"),
+        ),
+        (
+            "/p",
+            format!("Authorization: Bearer {good}\r\nAuthorization: Bearer {good}\r\n"),
+        ),
+        (
+            "/p",
+            format!("Authorization: Bearer {good}\r\nCookie: session={good}\r\n"),
+        ),
+        ("/p", format!("Cookie: session={good}; session={bad}\r\n")),
+        (
+            "/p",
+            format!("Cookie: session={good}\r\nCookie: session={good}\r\n"),
+        ),
+        (
+            &format!("/p?access_token={good}&access_token={good}"),
+            String::new(),
+        ),
+        (
+            &format!("/p?access_token={good}"),
+            format!("Authorization: Bearer {good}\r\n"),
+        ),
+    ];
+    for (path, headers) in &rows {
+        let r = get(path, headers.clone());
+        assert_eq!(r.status, 400, "{path} {headers}");
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer error=\"invalid_request\""),
+            "{headers}"
+        );
+    }
+    assert!(
+        origin.records().is_empty(),
+        "nothing refused reached the upstream"
+    );
+}
+
+/// Issue 9: with one key (a secret or PEM, no key ids) a token's `kid` selects nothing and
+/// is not a reason to refuse; with `kid` configured the token must name it.
+#[test]
+fn issue_9_kid_with_a_single_configured_key() {
+    let origin = Origin::start();
+    let key = EncodingKey::from_secret(b"k");
+    for (stage, kid, want) in [
+        ("secret = \"k\"\n", Some("anything"), 200),
+        ("secret = \"k\"\n", None, 200),
+        ("secret = \"k\"\nkid = \"k1\"\n", Some("k1"), 200),
+        ("secret = \"k\"\nkid = \"k1\"\n", Some("k2"), 401),
+        ("secret = \"k\"\nkid = \"k1\"\n", None, 401),
+    ] {
+        let (g, _dir) = start(
+            &origin,
+            &format!("algorithms = [\"HS256\"]\n{stage}"),
+            &[],
+            "",
+        );
+        let r = bearer(&g, &token(Algorithm::HS256, &key, &claims(), kid));
+        assert_eq!(r.status, want, "{stage} kid {kid:?}");
+    }
+    // the PEM key of the RS256 tests, with a kid that names nothing
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let (g, _dir) = start(
+        &origin,
+        "algorithms = [\"RS256\"]\npublic_key_file = \"@DIR@/pub.pem\"\n",
+        &[("pub.pem", RSA_PUBLIC)],
+        "",
+    );
+    let t = token(Algorithm::RS256, &rsa, &claims(), Some("rotated-2026"));
+    assert_eq!(bearer(&g, &t).status, 200);
+}
+
+/// Issue 9: RFC 7515 §4.1.11 `crit` (this stage understands no extension, so any `crit` is
+/// invalid: empty, naming a registered or absent parameter, a name twice, an unknown
+/// extension) and RFC 7797 `b64: false` are refused; the same token without them passes.
+#[test]
+fn issue_9_crit_and_b64_in_the_jose_header_are_refused() {
+    let origin = Origin::start();
+    let (g, _dir) = start(
+        &origin,
+        "algorithms = [\"HS256\"]\nsecret = \"k\"\n",
+        &[],
+        "",
+    );
+    let plain = with_header(&json!({"alg": "HS256", "typ": "JWT"}), "k");
+    assert_eq!(bearer(&g, &plain).status, 200);
+    origin.reset_counts();
+    for header in [
+        json!({"alg": "HS256", "crit": []}),
+        json!({"alg": "HS256", "crit": ["exp"]}),
+        json!({"alg": "HS256", "crit": ["alg"]}),
+        json!({"alg": "HS256", "crit": ["missing"]}),
+        json!({"alg": "HS256", "crit": ["ext", "ext"], "ext": "1"}),
+        json!({"alg": "HS256", "crit": ["ext"], "ext": "1"}),
+        json!({"alg": "HS256", "crit": ["b64"], "b64": false}),
+        json!({"alg": "HS256", "b64": false}),
+        json!({"alg": "HS256", "crit": "ext", "ext": "1"}),
+    ] {
+        let r = bearer(&g, &with_header(&header, "k"));
+        assert_eq!(r.status, 401, "{header}");
+    }
+    assert!(
+        origin.records().is_empty(),
+        "nothing refused reached the upstream"
+    );
+}

@@ -6,6 +6,7 @@ pub mod client;
 pub mod compare;
 pub mod generator;
 pub mod origin;
+pub mod out;
 pub mod report;
 pub mod scenario;
 

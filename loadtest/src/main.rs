@@ -105,7 +105,7 @@ fn stop_on_signals() -> anyhow::Result<()> {
                     // second signal: give up at once
                     std::process::exit(130);
                 }
-                eprintln!("stopping (again to quit at once)");
+                loadtest::errln!("stopping (again to quit at once)");
             }
         })?;
     Ok(())
@@ -164,7 +164,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         Some(r) => format!("open loop at {r:.0} req/s"),
         None => "closed loop".into(),
     };
-    println!(
+    loadtest::outln!(
         "{} {} — {} connections, {mode}, {:.1} s after {:.1} s warm-up",
         plan.requests.first().map_or("GET", |r| r.method.as_str()),
         a.url,
@@ -174,7 +174,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     );
     let report = generator::run(&plan)?;
     let summary = report.summary();
-    print!("{}", summary.table());
+    loadtest::out!("{}", summary.table());
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
             .with_context(|| format!("write {}", path.display()))?;

@@ -62,7 +62,7 @@ fn response(a: &Args) -> Vec<u8> {
 pub fn run(a: Args) -> anyhow::Result<()> {
     let std_listener = listen(a.listen).with_context(|| format!("bind {}", a.listen))?;
     std_listener.set_nonblocking(true)?;
-    eprintln!(
+    crate::errln!(
         "loadtest origin listening on {} ({} B responses, {} threads)",
         std_listener.local_addr()?,
         a.size,

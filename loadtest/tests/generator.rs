@@ -217,3 +217,26 @@ fn uploads_and_no_keepalive_reach_the_origin() {
     assert_eq!(s.error_total, 0, "{s:?}");
     assert_eq!(s.body_bytes, 10 * s.responses);
 }
+
+/// Issue 9: `loadtest run … | head` with a reader that closed the pipe: the table is dropped
+/// quietly (no panic) and the run ends normally; `--help` too.
+#[test]
+fn issue_9_a_closed_stdout_does_not_panic() {
+    let origin = Origin::start(&[]);
+    let url = format!("http://{}/", origin.addr);
+    for args in [
+        vec!["run", url.as_str(), "-c", "2", "-d", "0.3", "--warmup", "0"],
+        vec!["--help"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}

@@ -1,23 +1,26 @@
 //! Reading one parameter out of the request-target's query and removing it from what is
 //! forwarded (credentials in query strings must not reach the upstream or its logs).
 
-use proto::RequestHead;
+use proto::{Repeated, RequestHead};
 
 use crate::exchange::Edits;
 
-/// The value of the first `name=value` in the query (percent-decoded), and `edits.target` set
-/// to the target without every `name=` parameter. `None` when absent.
+/// The value of the one `name=value` in the query (percent-decoded), and `edits.target` set
+/// to the target without it. `Ok(None)` when absent; `Err(Repeated)` when it appears more than
+/// once (which copy counts would depend on who reads it).
 pub fn take_param(
     head: &RequestHead,
     buf: &[u8],
     name: &[u8],
     edits: &mut Edits,
-) -> Option<Vec<u8>> {
+) -> Result<Option<Vec<u8>>, Repeated> {
     let current: &[u8] = match &edits.target {
         Some(t) => t,
         None => head.path(buf),
     };
-    let q = current.iter().position(|&b| b == b'?')?;
+    let Some(q) = current.iter().position(|&b| b == b'?') else {
+        return Ok(None);
+    };
     let (path, query) = current.split_at(q);
     let query = query.get(1..).unwrap_or_default();
     let mut value = None;
@@ -31,21 +34,24 @@ pub fn take_param(
             None => (pair, &b""[..]),
         };
         if k == name {
-            if value.is_none() {
-                value = Some(percent_decode(v));
+            if value.is_some() {
+                return Err(Repeated);
             }
+            value = Some(percent_decode(v));
         } else if !pair.is_empty() {
             kept.push(pair);
         }
     }
-    value.as_ref()?;
+    if value.is_none() {
+        return Ok(None);
+    }
     let mut target = path.to_vec();
     if !kept.is_empty() {
         target.push(b'?');
         target.extend_from_slice(&kept.join(&b'&'));
     }
     edits.target = Some(target);
-    value
+    Ok(value)
 }
 
 /// `%XX` → byte and `+` → space; a malformed escape is kept as written.
@@ -76,7 +82,7 @@ pub fn percent_decode(v: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn take(target: &str, name: &str) -> (Option<String>, Option<String>) {
+    fn take(target: &str, name: &str) -> (Result<Option<String>, Repeated>, Option<String>) {
         let raw = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
         let mut head = RequestHead::with_capacity(4);
         if let Err(e) = proto::parse_request(raw.as_bytes(), &mut head, &proto::Limits::default()) {
@@ -85,7 +91,7 @@ mod tests {
         let mut edits = Edits::default();
         let v = take_param(&head, raw.as_bytes(), name.as_bytes(), &mut edits);
         (
-            v.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            v.map(|v| v.map(|v| String::from_utf8_lossy(&v).into_owned())),
             edits
                 .target
                 .map(|t| String::from_utf8_lossy(&t).into_owned()),
@@ -96,17 +102,17 @@ mod tests {
     fn takes_and_strips() {
         assert_eq!(
             take("/a?key=s%3Dx&b=1", "key"),
-            (Some("s=x".into()), Some("/a?b=1".into()))
-        );
-        assert_eq!(
-            take("/a?b=1&key=k&key=again", "key"),
-            (Some("k".into()), Some("/a?b=1".into()))
+            (Ok(Some("s=x".into())), Some("/a?b=1".into()))
         );
         assert_eq!(
             take("/a?key=k", "key"),
-            (Some("k".into()), Some("/a".into()))
+            (Ok(Some("k".into())), Some("/a".into()))
         );
-        assert_eq!(take("/a?keys=k", "key"), (None, None));
-        assert_eq!(take("/a", "key"), (None, None));
+        assert_eq!(take("/a?keys=k", "key"), (Ok(None), None));
+        assert_eq!(take("/a", "key"), (Ok(None), None));
+        // issue 9: a credential given twice is ambiguous, even twice the same
+        for twice in ["/a?b=1&key=k&key=again", "/a?key=k&key=k", "/a?key=&key=k"] {
+            assert_eq!(take(twice, "key"), (Err(Repeated), None), "{twice}");
+        }
     }
 }

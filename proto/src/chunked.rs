@@ -76,6 +76,11 @@ enum State {
     Done,
 }
 
+/// Largest chunk size accepted: 2^63 − 1, the largest signed 64-bit length (RFC 9112 §7.1:
+/// a recipient must anticipate large sizes and guard against overflow; nothing real is
+/// larger).
+pub const MAX_CHUNK_SIZE: u64 = i64::MAX as u64;
+
 /// Incremental chunked decoder. Feed it the unread part of the buffer each time.
 #[derive(Debug, Clone)]
 pub struct ChunkedDecoder {
@@ -85,6 +90,10 @@ pub struct ChunkedDecoder {
     ext_bytes: usize,
     trailer_bytes: usize,
     last: bool,
+    /// Most data bytes the whole body may hold.
+    limit: u64,
+    /// Data bytes the chunk-size lines announced so far.
+    announced: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -94,8 +103,14 @@ impl Default for ChunkedDecoder {
 }
 
 impl ChunkedDecoder {
-    /// A decoder at the start of a chunked body.
+    /// A decoder at the start of a chunked body of any size.
     pub fn new() -> ChunkedDecoder {
+        ChunkedDecoder::with_limit(u64::MAX)
+    }
+
+    /// A decoder that refuses (`BodyTooLarge`) a body whose chunk sizes add up to more than
+    /// `limit` data bytes, as soon as the size line that crosses it is read.
+    pub fn with_limit(limit: u64) -> ChunkedDecoder {
         ChunkedDecoder {
             state: State::SizeStart,
             size: 0,
@@ -103,6 +118,8 @@ impl ChunkedDecoder {
             ext_bytes: 0,
             trailer_bytes: 0,
             last: false,
+            limit,
+            announced: 0,
         }
     }
 
@@ -159,7 +176,7 @@ impl ChunkedDecoder {
             SizeStart | Size => match hex(b) {
                 Some(d) => {
                     self.digits += 1;
-                    if self.digits > 16 || self.size > (u64::MAX >> 4) {
+                    if self.digits > 16 || self.size > (MAX_CHUNK_SIZE >> 4) {
                         return Err(ParseError::ChunkSizeOverflow);
                     }
                     self.size = (self.size << 4) | u64::from(d);
@@ -253,6 +270,10 @@ impl ChunkedDecoder {
                     return Err(ParseError::ChunkSize);
                 }
                 self.digits = 0;
+                self.announced = self.announced.saturating_add(self.size);
+                if self.announced > self.limit {
+                    return Err(ParseError::BodyTooLarge);
+                }
                 if self.size == 0 {
                     self.last = true;
                     TrailerStart
@@ -538,6 +559,74 @@ mod tests {
                     "{}",
                     String::from_utf8_lossy(input)
                 );
+            }
+        }
+    }
+
+    /// Issue 9: chunk sizes no real body has, and sizes past a configured limit, are refused
+    /// on the size line, before any of their data is awaited.
+    #[test]
+    fn issue_9_refuses_absurd_chunk_sizes_and_sizes_past_the_limit() {
+        let table: &[(&[u8], u64, Result<(), ParseError>)] = &[
+            // 2^64 − 1 and 2^63: beyond a signed 64-bit length
+            (
+                b"ffffffffffffffff\r\n",
+                u64::MAX,
+                Err(ParseError::ChunkSizeOverflow),
+            ),
+            (
+                b"FFFFFFFFFFFFFFFF;x=y\r\n",
+                u64::MAX,
+                Err(ParseError::ChunkSizeOverflow),
+            ),
+            (
+                b"8000000000000000\r\n",
+                u64::MAX,
+                Err(ParseError::ChunkSizeOverflow),
+            ),
+            (
+                b"00000000000000001\r\nx\r\n0\r\n\r\n",
+                u64::MAX,
+                Err(ParseError::ChunkSizeOverflow),
+            ),
+            // 2^63 − 1 is a size (with no limit there is nothing to refuse yet)
+            (b"7fffffffffffffff\r\n", u64::MAX, Ok(())),
+            // one chunk past the limit, or several adding up past it
+            (
+                b"7fffffffffffffff\r\n",
+                1 << 20,
+                Err(ParseError::BodyTooLarge),
+            ),
+            (b"401\r\n", 1024, Err(ParseError::BodyTooLarge)),
+            (b"400\r\n", 1024, Ok(())),
+            (
+                b"3\r\nabc\r\n3\r\ndef\r\n",
+                5,
+                Err(ParseError::BodyTooLarge),
+            ),
+            (b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", 5, Ok(())),
+        ];
+        for (input, limit, want) in table {
+            for split in [1, input.len()] {
+                let mut dec = ChunkedDecoder::with_limit(*limit);
+                let mut out = Vec::new();
+                let mut got = Ok(());
+                for piece in input.chunks(split) {
+                    if let Err(e) = dec.decode(piece, &mut out, Emit::Data) {
+                        got = Err(e);
+                        break;
+                    }
+                }
+                assert_eq!(
+                    got,
+                    *want,
+                    "{} (limit {limit})",
+                    String::from_utf8_lossy(input)
+                );
+                // refused on the size line: no data byte of the offending chunk came out
+                if want.is_err() {
+                    assert!(out.len() as u64 <= *limit);
+                }
             }
         }
     }

@@ -40,7 +40,8 @@ pub enum ParseError {
     Host,
     /// A Host field or absolute-form authority that is not a valid `host[:port]`.
     HostValue,
-    /// A Content-Length that is not a decimal number, overflows, or disagrees with another one.
+    /// A Content-Length that is not a decimal number, is larger than 2^63 − 1 (beyond any
+    /// signed 64-bit length: no real body is that large), or disagrees with another one.
     ContentLength,
     /// A Transfer-Encoding list that is malformed, applies chunked twice or not last.
     TransferEncoding,
@@ -56,7 +57,7 @@ pub enum ParseError {
     Expectation,
     /// A chunk-size line that is not hex digits with well-formed extensions.
     ChunkSize,
-    /// A chunk size that does not fit in 64 bits.
+    /// A chunk size larger than 2^63 − 1 (beyond any signed 64-bit length).
     ChunkSizeOverflow,
     /// Chunk data not followed by CRLF.
     ChunkData,
@@ -64,6 +65,9 @@ pub enum ParseError {
     ChunkExtensionTooLong,
     /// A malformed or oversized trailer section.
     Trailer,
+    /// A chunked body whose chunk sizes add up to more than the limit the decoder was given
+    /// (a configured body limit: 413, before the data arrives).
+    BodyTooLarge,
 }
 
 impl ParseError {
@@ -97,6 +101,7 @@ impl ParseError {
             | ParseError::ChunkData
             | ParseError::ChunkExtensionTooLong
             | ParseError::Trailer => 400,
+            ParseError::BodyTooLarge => 413,
         }
     }
 
@@ -134,6 +139,7 @@ impl ParseError {
             ParseError::ChunkData => "chunk data not terminated by CRLF",
             ParseError::ChunkExtensionTooLong => "chunk extensions too long",
             ParseError::Trailer => "invalid trailer section",
+            ParseError::BodyTooLarge => "request body too large",
         }
     }
 }
@@ -182,6 +188,7 @@ mod tests {
             (ChunkData, 400),
             (ChunkExtensionTooLong, 400),
             (Trailer, 400),
+            (BodyTooLarge, 413),
         ];
         for (e, s) in table {
             assert_eq!(e.status(), s, "{e:?}");

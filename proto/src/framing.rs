@@ -134,7 +134,8 @@ pub fn response_framing(method: Method, head: &ResponseHead) -> Framing {
 }
 
 /// `Content-Length = 1*DIGIT`, optionally as a list of identical values (RFC 9110 §8.6 lets a
-/// recipient accept `5, 5`). Signs, spaces inside, hex, empty values and overflow are errors.
+/// recipient accept `5, 5`). Signs, spaces inside, hex, empty values and values over
+/// 2^63 − 1 are errors.
 fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
     let mut result: Option<u64> = None;
     for part in v.split(|&b| b == b',') {
@@ -143,6 +144,11 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
             return Err(ParseError::ContentLength);
         }
         let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+        // beyond a signed 64-bit length: no real body is that large, and peers that keep
+        // lengths in an i64 would see a negative one
+        if n > i64::MAX as u64 {
+            return Err(ParseError::ContentLength);
+        }
         if result.is_some_and(|r| r != n) {
             return Err(ParseError::ContentLength);
         }
@@ -245,10 +251,19 @@ mod tests {
         assert_eq!(parse_content_length(b"005"), Ok(5));
         assert_eq!(parse_content_length(b"5, 5"), Ok(5));
         assert!(parse_content_length(b"99999999999999999999").is_err());
+        // the largest signed 64-bit length, and one more
         assert_eq!(
-            parse_content_length(b"9999999999999999999"),
-            Ok(9_999_999_999_999_999_999)
+            parse_content_length(b"9223372036854775807"),
+            Ok(9_223_372_036_854_775_807)
         );
+        for huge in [
+            &b"9223372036854775808"[..],
+            b"9999999999999999999",
+            b"18446744073709551615",
+            b"18446744073709551616",
+        ] {
+            assert_eq!(parse_content_length(huge), Err(ParseError::ContentLength));
+        }
         for bad in [
             &b""[..],
             b"+5",

@@ -264,6 +264,10 @@ impl Default for Limits {
     }
 }
 
+/// A field, parameter or credential that must appear once appeared more than once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
 /// A parsed request head. Reuse one per connection: `parse_request` clears it.
 #[derive(Debug, Clone)]
 pub struct RequestHead {
@@ -354,6 +358,26 @@ impl RequestHead {
             .iter()
             .find(|f| f.name.get(buf).eq_ignore_ascii_case(name))
             .map(|f| f.value.get(buf))
+    }
+
+    /// The value of the only field named `name`; `Err(Repeated)` when there are several (a
+    /// field defined to appear once, RFC 9110 §5.3, is ambiguous when repeated: which copy
+    /// counts depends on who reads it).
+    pub fn only_value_of<'b>(
+        &self,
+        buf: &'b [u8],
+        name: &[u8],
+    ) -> Result<Option<&'b [u8]>, Repeated> {
+        let mut found = None;
+        for f in &self.fields {
+            if f.name.get(buf).eq_ignore_ascii_case(name) {
+                if found.is_some() {
+                    return Err(Repeated);
+                }
+                found = Some(f.value.get(buf));
+            }
+        }
+        Ok(found)
     }
 
     /// The first field of a kind.

@@ -18,6 +18,6 @@ pub use chunked::{ChunkedDecoder, Decoded, Emit, Step};
 pub use error::ParseError;
 pub use framing::{Framing, response_framing};
 pub use head::{
-    Field, FieldKind, Limits, Method, RequestHead, ResponseHead, Span, Target, Version,
+    Field, FieldKind, Limits, Method, Repeated, RequestHead, ResponseHead, Span, Target, Version,
 };
 pub use parse::{Status, parse_request, parse_response};

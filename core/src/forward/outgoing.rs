@@ -21,12 +21,8 @@ pub(super) enum Body {
     Done,
     /// This many bytes to go.
     Length(u64),
-    /// Chunked, mid-way; `seen` data bytes so far, refused beyond `limit`.
-    Chunked {
-        dec: ChunkedDecoder,
-        seen: u64,
-        limit: u64,
-    },
+    /// Chunked, mid-way (the decoder refuses sizes past the body limit).
+    Chunked(ChunkedDecoder),
     /// Until the upstream closes.
     UntilClose,
 }
@@ -85,11 +81,8 @@ impl Outgoing {
                 ));
             }
             Framing::Length(n) => Body::Length(n),
-            Framing::Chunked => Body::Chunked {
-                dec: ChunkedDecoder::new(),
-                seen: 0,
-                limit: max_body,
-            },
+            // a chunk size past the limit is refused on its size line (413), before its data
+            Framing::Chunked => Body::Chunked(ChunkedDecoder::with_limit(max_body)),
             Framing::UntilClose => Body::Done,
         };
         let consumed = match pre {
@@ -182,7 +175,7 @@ impl Outgoing {
                     ex.bytes_in += take as u64;
                     r
                 }
-                body @ Body::Chunked { .. } => {
+                body @ Body::Chunked(_) => {
                     conn.out.clear();
                     let c = take_buffered(&conn.buf, body, &mut conn.out)?;
                     conn.buf.drain(..c.min(conn.buf.len()));
@@ -215,17 +208,10 @@ fn take_buffered(avail: &[u8], body: &mut Body, out: &mut Vec<u8>) -> Result<usi
             *rem -= take as u64;
             Ok(take)
         }
-        Body::Chunked { dec, seen, limit } => {
+        Body::Chunked(dec) => {
             let d = dec
                 .decode(avail, out, Emit::Chunked)
                 .map_err(|e| Failure::before_response(ProxyError::ClientMalformed(e), false))?;
-            *seen += d.data as u64;
-            if *seen > *limit {
-                return Err(Failure::before_response(
-                    ProxyError::ClientBodyTooLarge,
-                    false,
-                ));
-            }
             if d.done {
                 *body = Body::Done;
             }

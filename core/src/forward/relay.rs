@@ -72,11 +72,7 @@ pub(super) async fn relay(
     let to_chunked = framing == ClientFraming::Chunked;
     let mut body = match upstream_framing {
         Framing::Length(n) => Body::Length(n),
-        Framing::Chunked => Body::Chunked {
-            dec: ChunkedDecoder::new(),
-            seen: 0,
-            limit: u64::MAX,
-        },
+        Framing::Chunked => Body::Chunked(ChunkedDecoder::new()),
         Framing::UntilClose => Body::UntilClose,
     };
     if ex.taps.is_empty() {
@@ -140,7 +136,7 @@ fn first_bytes(
             *rem -= take as u64;
             Ok(take)
         }
-        Body::Chunked { dec, .. } => {
+        Body::Chunked(dec) => {
             let emit = if to_chunked {
                 Emit::Chunked
             } else {
@@ -207,7 +203,7 @@ async fn stream_body(
                 *rem -= take as u64;
             }
         }
-        Body::Chunked { dec, .. } => loop {
+        Body::Chunked(dec) => loop {
             conn.up_buf.clear();
             io::read_more(up, &mut conn.up_buf, ups.response_timeout)
                 .await
@@ -291,7 +287,7 @@ async fn tapped_body(
                 *rem -= take as u64;
                 (0..take, false)
             }
-            Body::Chunked { dec, .. } => {
+            Body::Chunked(dec) => {
                 let d = dec
                     .decode(&conn.up_buf, &mut conn.out, Emit::Data)
                     .map_err(|e| Failure::after_response(ProxyError::UpstreamMalformed(e)))?;

@@ -157,7 +157,7 @@ async fn read_response(
     let framing = proto::response_framing(method, &head);
     let mut body = Vec::new();
     let mut pos = head_len;
-    let mut chunked = ChunkedDecoder::new();
+    let mut chunked = ChunkedDecoder::with_limit(max_body as u64);
     loop {
         let avail = buf.get(pos..).unwrap_or_default();
         match framing {
@@ -174,7 +174,10 @@ async fn read_response(
             Framing::Chunked => {
                 let d = chunked
                     .decode(avail, &mut body, Emit::Data)
-                    .map_err(ClientError::Malformed)?;
+                    .map_err(|e| match e {
+                        ParseError::BodyTooLarge => ClientError::TooLarge(max_body),
+                        e => ClientError::Malformed(e),
+                    })?;
                 pos += d.consumed;
                 if d.done {
                     break;

@@ -344,6 +344,26 @@ fn respond(s: &mut TcpStream, target: &str, head_req: bool, conn: &str, rec: &Re
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
             return false;
         }
+        // issue 9: sizes no real body has
+        "/huge-chunk" => {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc",
+            );
+            std::thread::sleep(Duration::from_millis(50));
+            return false;
+        }
+        "/huge-length" => {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nabc");
+            std::thread::sleep(Duration::from_millis(50));
+            return false;
+        }
+        "/i64-length" => {
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\n\r\nabc");
+            std::thread::sleep(Duration::from_millis(50));
+            return false;
+        }
         "/garbage" => {
             let _ = s.write_all(b"NOT HTTP AT ALL\r\n\r\n");
             return false;

@@ -267,7 +267,7 @@ fn shardgate_binary(args: &Args) -> anyhow::Result<PathBuf> {
         return Ok(candidate);
     }
     let release = dir.ends_with("release");
-    println!(
+    crate::outln!(
         "no shardgate binary beside {}: building it (cargo build{} -p shardgate)",
         exe.display(),
         if release { " --release" } else { "" }
@@ -315,14 +315,14 @@ fn run_scenario(
         origin_cpu_us_per_req: f64::NAN,
         generator_cpu_us_per_req: f64::NAN,
     };
-    println!("\n== scenario {}: {}", scenario.name, scenario.description);
+    crate::outln!("\n== scenario {}: {}", scenario.name, scenario.description);
     let missing = scenario.missing();
     if !missing.is_empty() {
         let why = format!(
             "needs {} (not built into shardgate yet)",
             missing.join(", ")
         );
-        println!("skipped: {why}");
+        crate::outln!("skipped: {why}");
         result.skipped = Some(why);
         return Ok(result);
     }
@@ -376,7 +376,7 @@ fn run_scenario(
     let against_bare = scenario.gateway.against_bare;
     for &system in &args.systems {
         if against_bare && system != System::Shardgate {
-            println!(
+            crate::outln!(
                 "skipped {}: this scenario compares shardgate with itself without the policy",
                 system.name()
             );
@@ -424,7 +424,7 @@ fn run_scenario(
             .context("--at-fraction-of-nginx needs nginx among the systems")?;
         let probe = generator::run(&plan_for(nginx.addr, None, warmup, duration))?;
         let rate = probe.rps() * fraction;
-        println!(
+        crate::outln!(
             "nginx saturates at {:.0} req/s closed-loop; open loop at {:.0}% of it: {rate:.0} req/s",
             probe.rps(),
             fraction * 100.0
@@ -446,7 +446,7 @@ fn run_scenario(
             let plan = plan_for(r.addr, result.rate, warmup, duration);
             let (measured, report) = measure(&plan, &r.child, &origin)?;
             let s = &measured.summary;
-            println!(
+            crate::outln!(
                 "round {}/{} {:10} {:>9.0} req/s  p99 {:>8.3} ms  proxy {:>6.2} us/req  rss {:>6.1} MiB  errors {}",
                 round + 1,
                 args.rounds,
@@ -475,14 +475,14 @@ fn run_scenario(
     result.origin_cpu_us_per_req = Spread::of(all_rounds().map(|r| r.origin_cpu_us_per_req)).median;
     result.generator_cpu_us_per_req =
         Spread::of(all_rounds().map(|r| r.generator_cpu_us_per_req)).median;
-    print!("{}", table(&result));
+    crate::out!("{}", table(&result));
     let json = out.join("report.json");
     std::fs::write(&json, serde_json::to_string_pretty(&result)?)
         .with_context(|| format!("write {}", json.display()))?;
     let chart = out.join("report.svg");
     std::fs::write(&chart, svg::render(&result))
         .with_context(|| format!("write {}", chart.display()))?;
-    println!("wrote {} and {}", json.display(), chart.display());
+    crate::outln!("wrote {} and {}", json.display(), chart.display());
     Ok(result)
 }
 

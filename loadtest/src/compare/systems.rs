@@ -94,7 +94,7 @@ fn start_as(
         }
         System::Nginx => {
             let Some(nginx) = procs::which("nginx") else {
-                println!("skipped nginx: not installed (apt-get install nginx-light)");
+                crate::outln!("skipped nginx: not installed (apt-get install nginx-light)");
                 return Ok(None);
             };
             let conf = s.dir.join("nginx.conf");
@@ -110,7 +110,7 @@ fn start_as(
         }
         System::Haproxy => {
             let Some(haproxy) = procs::which("haproxy") else {
-                println!("skipped haproxy: not installed (apt-get install haproxy)");
+                crate::outln!("skipped haproxy: not installed (apt-get install haproxy)");
                 return Ok(None);
             };
             let conf = s.dir.join("haproxy.cfg");

@@ -2,6 +2,9 @@
 //! only with `insecure_plaintext = true`), read from a header or a query parameter (the query
 //! form is stripped before forwarding), compared in constant time. The consumer becomes the
 //! request's identity (for rate limits, authorization and the forwarded consumer header).
+//! A key given more than once (the header twice, the parameter twice, or both) is refused
+//! with 400, not 401: the request is malformed (which copy counts would depend on who reads
+//! it), and sending the same keys again cannot help.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -169,13 +172,23 @@ impl Stage for ApiKey {
                 ex.edits.fields.drop_field(i);
             }
         }
-        let presented: Option<Cow<'_, [u8]>> = match (head.value_of(buf, &self.header), &self.query)
-        {
-            (Some(k), _) => Some(Cow::Borrowed(k)),
-            (None, Some(q)) => {
-                crate::query::take_param(head, buf, q, &mut ex.edits).map(Cow::Owned)
+        // the key is given once: a repeated header or parameter, or both at once, is refused
+        let header = head.only_value_of(buf, &self.header);
+        let query = match &self.query {
+            Some(q) => crate::query::take_param(head, buf, q, &mut ex.edits),
+            None => Ok(None),
+        };
+        let presented: Option<Cow<'_, [u8]>> = match (header, query) {
+            (Ok(Some(k)), Ok(None)) => Some(Cow::Borrowed(k)),
+            (Ok(None), Ok(Some(k))) => Some(Cow::Owned(k)),
+            (Ok(None), Ok(None)) => None,
+            _ => {
+                return Verdict::Reject(Rejection::new(
+                    400,
+                    "api_key.ambiguous",
+                    "the API key is given more than once",
+                ));
             }
-            (None, None) => None,
         };
         let Some(key) = presented.filter(|k| !k.is_empty()) else {
             return Verdict::Reject(

@@ -165,21 +165,40 @@ impl Cors {
 
 impl Stage for Cors {
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
-        let Some(origin) = head.value_of(buf, b"origin") else {
+        // Origin and Access-Control-Request-Method appear once (RFC 6454 §7, Fetch): repeated,
+        // which one the decision is about would depend on who reads them
+        let (origin, requested) = match (
+            head.only_value_of(buf, b"origin"),
+            head.only_value_of(buf, b"access-control-request-method"),
+        ) {
+            (Ok(o), Ok(r)) => (o, r),
+            _ => {
+                return Verdict::Reject(Rejection::new(
+                    400,
+                    "cors.ambiguous",
+                    "Origin or Access-Control-Request-Method is given more than once",
+                ));
+            }
+        };
+        let Some(origin) = origin else {
             return Verdict::Continue;
         };
         let allowed = self.any_origin || self.origins.iter().any(|o| **o == *origin);
-        let requested = head.value_of(buf, b"access-control-request-method");
         match (head.method, requested) {
             (Method::Options, Some(method)) => {
+                // a list field: every copy counts
                 let headers_ok = head
-                    .value_of(buf, b"access-control-request-headers")
-                    .is_none_or(|list| {
-                        list.split(|&b| b == b',')
-                            .map(proto::chars::trim_ows)
-                            .filter(|h| !h.is_empty())
-                            .all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)))
-                    });
+                    .fields
+                    .iter()
+                    .filter(|f| {
+                        f.name
+                            .get(buf)
+                            .eq_ignore_ascii_case(b"access-control-request-headers")
+                    })
+                    .flat_map(|f| f.value.get(buf).split(|&b| b == b','))
+                    .map(proto::chars::trim_ows)
+                    .filter(|h| !h.is_empty())
+                    .all(|h| self.headers.iter().any(|a| a.eq_ignore_ascii_case(h)));
                 if !allowed || !self.methods.iter().any(|m| **m == *method) || !headers_ok {
                     return Verdict::Reject(Rejection::new(
                         403,

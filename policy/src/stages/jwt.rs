@@ -8,6 +8,10 @@
 //! (incoming copies dropped first), the `sub` becomes the identity, scopes and roles feed
 //! authorization. Verified tokens are cached per shard (bounded LRU keyed by the token's
 //! SHA-256, expiring with `exp`), so a repeated token skips signature verification.
+//! A token given more than once (two Authorization fields, a cookie or parameter repeated,
+//! or more than one of the `token_from` places) is refused with 400 and `error=
+//! "invalid_request"` (RFC 6750 §2 and §3.1), not 401: the request is malformed, and the
+//! same credentials sent again cannot help.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use proto::RequestHead;
+use proto::{Repeated, RequestHead};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -61,6 +65,10 @@ pub struct Config {
     /// names an unknown `kid`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// The key id of a `secret`/`public_key_file` key: a token must then name it in `kid`.
+    /// Unset (or ""), such a key ignores the token's `kid` (one key: nothing to choose).
+    #[serde(default)]
+    pub kid: Option<String>,
     /// How often `jwks_url` is fetched. Default "5m".
     #[serde(default = "default_interval")]
     pub jwks_interval: conf::Duration,
@@ -262,6 +270,8 @@ impl Task for JwksSource {
 pub struct Jwt {
     algorithms: Vec<Algorithm>,
     source: Option<Rc<JwksSource>>,
+    /// The key is a secret or PEM key (not a JWKS): a token's `kid` selects nothing.
+    one_key: bool,
     keys: Rc<RefCell<KeySet>>,
     required: Vec<String>,
     leeway: u64,
@@ -284,6 +294,7 @@ impl StageBuild for Jwt {
             &mut c.public_key_file,
             &mut c.jwks_file,
             &mut c.jwks_url,
+            &mut c.kid,
         ] {
             if s.as_deref() == Some("") {
                 *s = None;
@@ -354,11 +365,12 @@ impl StageBuild for Jwt {
         }
         let mut keys = Vec::new();
         let mut origin = None;
+        let kid = c.kid.clone();
         if let Some(s) = &c.secret {
-            keys.push((None, DecodingKey::from_secret(s.as_bytes())));
+            keys.push((kid, DecodingKey::from_secret(s.as_bytes())));
         } else if let Some(s) = &c.secret_base64 {
             keys.push((
-                None,
+                kid,
                 DecodingKey::from_base64_secret(s).map_err(|e| format!("secret_base64: {e}"))?,
             ));
         } else if let Some(f) = &c.public_key_file {
@@ -366,9 +378,14 @@ impl StageBuild for Jwt {
             let pem =
                 std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             keys.push((
-                None,
+                kid,
                 pem_key(&pem, &algorithms).map_err(|e| format!("{}: {e}", path.display()))?,
             ));
+        } else if c.kid.is_some() {
+            return Err(
+                "kid names the key of `secret` or `public_key_file`; a JWKS names its own keys"
+                    .into(),
+            );
         } else if let Some(f) = &c.jwks_file {
             let path = ctx.dir.join(f);
             keys = read_jwks(&path)?;
@@ -386,6 +403,7 @@ impl StageBuild for Jwt {
         if keys.is_empty() && c.jwks_url.is_none() {
             return Err("no key matches the accepted algorithms".into());
         }
+        let one_key = origin.is_none();
         let keys = Rc::new(RefCell::new(KeySet { keys }));
         let source = origin.map(|origin| {
             Rc::new(JwksSource {
@@ -434,6 +452,7 @@ impl StageBuild for Jwt {
         Ok(Jwt {
             algorithms,
             source,
+            one_key,
             keys,
             required: c.required_claims,
             leeway: c.leeway.0.as_secs(),
@@ -530,6 +549,30 @@ fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String), S
     Ok((addr, authority.to_string(), path.to_string()))
 }
 
+/// RFC 7515 §4.1.11: `crit` lists header parameters the recipient must understand, and this
+/// stage understands no extension, so a token with `crit` is refused — whatever the list
+/// holds (empty, a registered name, a name twice, a parameter that is absent: each invalid
+/// on its own as well). RFC 7797's `b64: false` (an unencoded payload) is refused too.
+fn check_extensions(token: &str) -> Result<(), Verdict<'static>> {
+    use base64::Engine;
+    let refuse = || {
+        invalid(
+            "jwt.extension",
+            "token uses a header extension not supported",
+        )
+    };
+    let encoded = token.split('.').next().unwrap_or_default();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| invalid("jwt.malformed", "malformed token"))?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&json).map_err(|_| invalid("jwt.malformed", "malformed token"))?;
+    if header.contains_key("crit") || header.get("b64").is_some_and(|b| b != &Value::Bool(true)) {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
 /// RFC 7519 §4.1.4/§4.1.5: refuses a token expired or not yet valid at `now` (Unix
 /// seconds), allowing `leeway` either way.
 fn check_times(claims: &Value, now: u64, leeway: u64) -> Result<(), Verdict<'static>> {
@@ -550,6 +593,34 @@ fn check_times(claims: &Value, now: u64, leeway: u64) -> Result<(), Verdict<'sta
     Ok(())
 }
 
+/// The value of cookie `name` across every Cookie field; `Err` when it appears twice.
+fn cookie<'b>(
+    head: &RequestHead,
+    buf: &'b [u8],
+    name: &[u8],
+) -> Result<Option<&'b [u8]>, Repeated> {
+    let mut found = None;
+    let pairs = head
+        .fields
+        .iter()
+        .filter(|f| f.name.get(buf).eq_ignore_ascii_case(b"cookie"))
+        .flat_map(|f| f.value.get(buf).split(|&b| b == b';'));
+    for pair in pairs {
+        let pair = proto::chars::trim_ows(pair);
+        let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+            continue;
+        };
+        let (k, v) = pair.split_at(eq);
+        if k == name {
+            if found.is_some() {
+                return Err(Repeated);
+            }
+            found = Some(v.get(1..).unwrap_or_default());
+        }
+    }
+    Ok(found)
+}
+
 /// 401 with the RFC 6750 challenge.
 fn invalid(reason: &'static str, description: &'static str) -> Verdict<'static> {
     Verdict::Reject(Rejection::new(401, reason, description).with_field(
@@ -560,42 +631,38 @@ fn invalid(reason: &'static str, description: &'static str) -> Verdict<'static> 
 
 impl Jwt {
     /// The token (borrowed from the head, or decoded from the query, whose edit then strips
-    /// it).
+    /// it). `Err` when it is given more than once: a repeated field, cookie or parameter, or
+    /// more than one of the configured places (RFC 6750 §2: a client MUST NOT use more than
+    /// one method to send the token; a request that repeats it is `invalid_request`, §3.1).
     fn token<'b>(
         &self,
         head: &RequestHead,
         buf: &'b [u8],
         ex: &mut Exchange,
-    ) -> Option<Cow<'b, [u8]>> {
+    ) -> Result<Option<Cow<'b, [u8]>>, Repeated> {
+        let mut found = None;
         for s in &self.sources {
-            let found = match s {
-                Source::Bearer => head.value_of(buf, b"authorization").and_then(|v| {
+            let here = match s {
+                Source::Bearer => head.only_value_of(buf, b"authorization")?.and_then(|v| {
                     let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
                     scheme
                         .eq_ignore_ascii_case(b"bearer")
                         .then(|| Cow::Borrowed(proto::chars::trim_ows(rest)))
                 }),
-                Source::Header(name) => head.value_of(buf, name).map(Cow::Borrowed),
-                Source::Cookie(name) => head
-                    .fields
-                    .iter()
-                    .filter(|f| f.name.get(buf).eq_ignore_ascii_case(b"cookie"))
-                    .flat_map(|f| f.value.get(buf).split(|&b| b == b';'))
-                    .find_map(|pair| {
-                        let pair = proto::chars::trim_ows(pair);
-                        let eq = pair.iter().position(|&b| b == b'=')?;
-                        let (k, v) = pair.split_at(eq);
-                        (k == &name[..]).then(|| Cow::Borrowed(v.get(1..).unwrap_or_default()))
-                    }),
+                Source::Header(name) => head.only_value_of(buf, name)?.map(Cow::Borrowed),
+                Source::Cookie(name) => cookie(head, buf, name)?.map(Cow::Borrowed),
                 Source::Query(name) => {
-                    crate::query::take_param(head, buf, name, &mut ex.edits).map(Cow::Owned)
+                    crate::query::take_param(head, buf, name, &mut ex.edits)?.map(Cow::Owned)
                 }
             };
-            if found.is_some() {
-                return found;
+            if here.is_some() {
+                if found.is_some() {
+                    return Err(Repeated);
+                }
+                found = here;
             }
         }
-        None
+        Ok(found)
     }
 
     /// The key for a token's `kid`. An unknown `kid` asks the background task for a fresh
@@ -608,7 +675,14 @@ impl Jwt {
     ) -> Option<(DecodingKey, Rc<Validation>)> {
         let set = self.keys.borrow();
         let fits = |k: &&Key| k.validation.algorithms.contains(&alg);
+        // a secret or PEM key: the token's kid selects nothing unless `kid` is configured,
+        // and then the token must name it
         let found = match kid {
+            _ if self.one_key => set
+                .keys
+                .iter()
+                .filter(fits)
+                .find(|k| k.kid.is_none() || k.kid.as_deref() == kid),
             Some(kid) => set
                 .keys
                 .iter()
@@ -638,6 +712,7 @@ impl Jwt {
             std::str::from_utf8(token).map_err(|_| invalid("jwt.malformed", "malformed token"))?;
         let header = jsonwebtoken::decode_header(text)
             .map_err(|_| invalid("jwt.malformed", "malformed token"))?;
+        check_extensions(text)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(invalid("jwt.algorithm", "algorithm not accepted"));
         }
@@ -730,7 +805,16 @@ impl Stage for Jwt {
                 ex.edits.fields.drop_field(i);
             }
         }
-        let Some(token) = self.token(head, buf, ex) else {
+        let token = match self.token(head, buf, ex) {
+            Ok(t) => t,
+            Err(Repeated) => {
+                return Verdict::Reject(
+                    Rejection::new(400, "jwt.ambiguous", "the token is given more than once")
+                        .with_field("WWW-Authenticate", "Bearer error=\"invalid_request\""),
+                );
+            }
+        };
+        let Some(token) = token else {
             return Verdict::Reject(
                 Rejection::new(401, "jwt.missing", "a bearer token is required")
                     .with_field("WWW-Authenticate", "Bearer"),

@@ -7,6 +7,10 @@
 //!
 //! Refusals are 429 with `Retry-After` and the IETF `RateLimit-Policy` / `RateLimit` fields
 //! (draft-ietf-httpapi-ratelimit-headers); `headers = true` adds them to admitted responses.
+//! In `RateLimit`, `r` is the requests the bucket still admits (the gateway-wide estimate:
+//! this shard's tokens × N) and, for a token bucket, `t` is the seconds until it admits one
+//! more than `r`: 0 when full, and on a 429 (r=0) exactly `Retry-After`. While a burst
+//! drains the bucket faster than it refills, `r` never grows.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -186,11 +190,22 @@ impl RateLimit {
         h.finish()
     }
 
+    /// Whole seconds until this shard's bucket, holding `tokens`, holds one more whole
+    /// token (0 when it is full): when the next request beyond those it admits now can go.
+    fn next_in(&self, tokens: f64) -> u64 {
+        let tokens = tokens.max(0.0);
+        if tokens >= self.burst {
+            return 0;
+        }
+        let next = (tokens.floor() + 1.0).min(self.burst);
+        // a nanosecond of slack, so float noise (3.0000000000000004 s) does not round up
+        ((next - tokens) / self.per_sec - 1e-9).ceil().max(1.0) as u64
+    }
+
     /// `RateLimit` field value for `tokens` left in this shard's bucket.
     fn limit_field(&self, tokens: f64) -> String {
         let remaining = (tokens.max(0.0) * self.shards).floor() as u64;
-        let full_in = ((self.burst - tokens).max(0.0) / self.per_sec).ceil() as u64;
-        format!("\"{}\";r={remaining};t={full_in}", self.name)
+        format!("\"{}\";r={remaining};t={}", self.name, self.next_in(tokens))
     }
 }
 
@@ -234,7 +249,8 @@ impl Stage for RateLimit {
             }
             return Verdict::Continue;
         }
-        let retry = ((1.0 - tokens) / self.per_sec).ceil().max(1.0) as u64;
+        // the same number as `t`: the client may send again once one token is back
+        let retry = self.next_in(tokens);
         Verdict::Reject(
             Rejection::new(
                 429,
@@ -245,5 +261,84 @@ impl Stage for RateLimit {
             .with_field("RateLimit-Policy", &self.policy_field)
             .with_field("RateLimit", &self.limit_field(tokens)),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn stage(text: &str, shards: usize) -> Result<RateLimit, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let ctx = StageContext {
+            shards,
+            dir: std::path::Path::new("."),
+        };
+        RateLimit::build(cfg, &ctx)
+    }
+
+    /// The status and the `RateLimit` / `Retry-After` values of a request at `at`.
+    fn ask(s: &RateLimit, head: &RequestHead, buf: &[u8], at: Instant) -> (u16, String, String) {
+        let mut ex = Exchange {
+            now: at,
+            ..Exchange::default()
+        };
+        let field = |fields: &[u8], name: &str| -> String {
+            String::from_utf8_lossy(fields)
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+                .unwrap_or_default()
+        };
+        match s.on_request(head, buf, &mut ex) {
+            Verdict::Continue => (200, field(&ex.response.add, "RateLimit"), String::new()),
+            Verdict::Reject(r) => (
+                r.status,
+                field(&r.fields, "RateLimit"),
+                field(&r.fields, "Retry-After"),
+            ),
+            _ => (0, String::new(), String::new()),
+        }
+    }
+
+    /// Issue 9: on a 429 `t` and `Retry-After` agree; on admitted responses `t` is the time
+    /// until one more request is admitted, and `r` never grows while a burst drains.
+    #[test]
+    fn issue_9_ratelimit_t_agrees_with_retry_after() -> Result<(), String> {
+        // 1 request per 4 s, bursts of 3: a token every 4 s
+        let s = stage(
+            "rate = 1\nper = \"4s\"\nburst = 3\nheaders = true\nname = \"p\"",
+            1,
+        )?;
+        let buf = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut head = RequestHead::with_capacity(4);
+        proto::parse_request(buf, &mut head, &proto::Limits::default())
+            .map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let table: &[(u64, u16, &str, &str)] = &[
+            // a burst: r goes 2, 1, 0; one token comes back 4 s after the first one left
+            (0, 200, "\"p\";r=2;t=4", ""),
+            (10, 200, "\"p\";r=1;t=4", ""),
+            (20, 200, "\"p\";r=0;t=4", ""),
+            (1000, 429, "\"p\";r=0;t=3", "3"),
+            (3500, 429, "\"p\";r=0;t=1", "1"),
+            // 4 s after the first request one token is back (0.99 + 0.01 refill)
+            (4020, 200, "\"p\";r=0;t=4", ""),
+            (4030, 429, "\"p\";r=0;t=4", "4"),
+            // a long quiet time fills the bucket: t is 0 only while it is full
+            (60000, 200, "\"p\";r=2;t=4", ""),
+        ];
+        for (at, status, limit, retry) in table {
+            assert_eq!(
+                ask(&s, &head, buf, ms(*at)),
+                (*status, limit.to_string(), retry.to_string()),
+                "at {at} ms"
+            );
+        }
+        // a full bucket reports t=0
+        assert_eq!(s.next_in(3.0), 0);
+        assert_eq!(s.limit_field(3.0), "\"p\";r=3;t=0");
+        Ok(())
     }
 }

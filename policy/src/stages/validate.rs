@@ -230,7 +230,16 @@ impl Stage for Validate {
             ));
         }
         if has_body && !self.content_types.is_empty() {
-            let media = head.value_of(buf, b"content-type").map(|v| {
+            // Content-Type appears once (RFC 9110 §8.3): repeated, the upstream may read
+            // another one than the one judged here
+            let Ok(content_type) = head.only_value_of(buf, b"content-type") else {
+                return Verdict::Reject(Rejection::new(
+                    400,
+                    "validate.ambiguous",
+                    "the Content-Type header is given more than once",
+                ));
+            };
+            let media = content_type.map(|v| {
                 proto::chars::trim_ows(v.split(|&b| b == b';').next().unwrap_or_default())
             });
             let ok =
