@@ -70,11 +70,9 @@ impl Control {
         for _ in 0..shards {
             let (tx, rx) = mpsc::channel();
             let (ours, theirs) = UnixStream::pair()?;
-            // both ends non-blocking: the control side never waits on a shard, and the
-            // epoll driver reads the shard's end only after readiness, expecting EAGAIN
-            // when it is drained (a blocking read there would stall the whole shard)
+            // the control side never waits on a shard; the shard sets its end up for its
+            // driver (`runtime::shard_main`)
             ours.set_nonblocking(true)?;
-            theirs.set_nonblocking(true)?;
             mailboxes.push(Mailbox { tx, wake: ours });
             inboxes.push(Inbox { rx, wake: theirs });
         }

@@ -50,9 +50,10 @@ pub async fn serve(shard: Rc<Shard>, stream: ClientStream, peer: std::net::Socke
 async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> bool {
     loop {
         conn.idle.set(conn.buf.is_empty());
+        let read = read_head(&shard.gateway().settings, conn).await;
         // each exchange runs on the config current when its head arrived
         let gw = shard.gateway();
-        let next = match read_head(&gw.settings, conn).await {
+        let next = match read {
             Ok(None) => return false,
             Ok(Some(head_len)) => {
                 conn.served += 1;

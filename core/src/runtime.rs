@@ -146,6 +146,12 @@ async fn shard_main(
     let fail = |what: String| {
         let _ = ready.send(Err(format!("shard {}: {what}", shard.id)));
     };
+    // epoll reads the wake socket after readiness and needs EAGAIN once it is drained (a
+    // blocking read would stall the shard); io_uring waits on a blocking socket by itself,
+    // and older kernels answer EAGAIN there instead of waiting
+    if let Err(e) = inbox.wake.set_nonblocking(!uring) {
+        return fail(format!("cannot set up the inbox: {e}"));
+    }
     let wake = match monoio::net::UnixStream::from_std(inbox.wake) {
         Ok(w) => w,
         Err(e) => return fail(format!("cannot register the inbox: {e}")),
@@ -160,8 +166,9 @@ async fn shard_main(
             Err(e) => return fail(format!("cannot register listener: {e}")),
         }
     }
+    // the tasks of this config's stages; a config that replaces it starts its own
     for task in shard.gateway().tasks() {
-        monoio::spawn(crate::tasks::run(shard.id, task));
+        monoio::spawn(crate::tasks::run(shard.id, Rc::downgrade(&task)));
     }
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
@@ -189,8 +196,19 @@ async fn serve_inbox(
         buf.clear();
         let (res, b) = wake.read(buf).await;
         buf = b;
-        if !matches!(res, Ok(n) if n > 0) {
-            return;
+        match res {
+            Ok(n) if n > 0 => {}
+            // a spurious wake-up: look again
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) =>
+            {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // the control side is gone: nobody can ask for anything any more, drain
+            _ => return,
         }
     }
 }
@@ -211,13 +229,15 @@ async fn drain(
         accept_loop.await;
     }
     let deadline = Instant::now() + limit;
-    shard.close_idle();
-    while shard.open_connections() > 0 {
+    loop {
+        // again on every round: a connection accepted just before drain may register (or a
+        // busy one go idle) after the first pass
+        shard.close_idle();
         let wait = deadline.saturating_duration_since(Instant::now());
-        if wait.is_zero() {
+        if shard.open_connections() == 0 || wait.is_zero() {
             break;
         }
-        let _ = monoio::time::timeout(wait, shard.drained.raised()).await;
+        let _ = monoio::time::timeout(wait.min(DRAIN_LOOK), shard.drained.raised()).await;
     }
     let left = shard.open_connections();
     crate::log!(
@@ -233,6 +253,9 @@ async fn drain(
         }
     );
 }
+
+/// How often drain looks for connections to close while it waits for the busy ones.
+const DRAIN_LOOK: Duration = Duration::from_millis(20);
 
 async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     loop {

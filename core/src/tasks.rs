@@ -2,18 +2,21 @@
 //! job each names (an HTTP GET with our own client, a file read), its result handed back, and
 //! a sleep until the time it gives or until the stage wakes it. No cross-shard state.
 
-use std::rc::Rc;
+use std::rc::Weak;
 use std::time::{Duration, Instant};
 
 use policy::task::{Job, Next, Task};
 
 use crate::upstream::client::{self, Request};
 
-/// Runs `task` for as long as the shard runs (the runtime ends it at drain).
-pub async fn run(shard: usize, task: Rc<dyn Task>) {
-    let name = task.describe();
+/// Runs `task` for as long as its stage exists: once the config that holds the stage is
+/// replaced and dropped, the task ends (the runtime ends every task at drain).
+pub async fn run(shard: usize, task: Weak<dyn Task>) {
+    let Some(name) = task.upgrade().map(|t| t.describe()) else {
+        return;
+    };
     let mut last_error = String::new();
-    loop {
+    while let Some(task) = task.upgrade() {
         match task.next(Instant::now()) {
             Next::Run(job) => {
                 let result = perform(&job).await;
@@ -76,23 +79,51 @@ async fn perform(job: &Job) -> Result<Vec<u8>, String> {
 
 /// Most time a file read may take (a hung network filesystem must not hold the task).
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a task waiting for a file read looks whether it is done.
+const READ_POLL: Duration = Duration::from_millis(5);
 
+/// Reads a file on a thread of its own, so a slow or hung filesystem never stalls the shard
+/// (file reads block on either driver); the task looks for the result until `READ_TIMEOUT`.
 async fn read_file(path: &std::path::Path, max_bytes: usize) -> Result<Vec<u8>, String> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-        .len();
-    if len > max_bytes as u64 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("sg-file-read".into())
+        .spawn(move || {
+            let _ = tx.send(read_bounded(&owned, max_bytes));
+        })
+        .map_err(|e| format!("cannot start a file reader: {e}"))?;
+    let end = Instant::now() + READ_TIMEOUT;
+    loop {
+        match rx.try_recv() {
+            Ok(result) => return result,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                return Err(format!("reading {} failed", path.display()));
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() >= end => {
+                return Err(format!(
+                    "reading {} took longer than {READ_TIMEOUT:?}",
+                    path.display()
+                ));
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => monoio::time::sleep(READ_POLL).await,
+        }
+    }
+}
+
+fn read_bounded(path: &std::path::Path, max_bytes: usize) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() > max_bytes {
         return Err(format!(
             "{} is larger than {max_bytes} bytes",
             path.display()
         ));
     }
-    match monoio::time::timeout(READ_TIMEOUT, monoio::fs::read(path)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) => Err(format!("cannot read {}: {e}", path.display())),
-        Err(_) => Err(format!(
-            "reading {} took longer than {READ_TIMEOUT:?}",
-            path.display()
-        )),
-    }
+    Ok(bytes)
 }

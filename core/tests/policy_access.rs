@@ -203,22 +203,63 @@ fn issue_9_repeated_credentials_and_singleton_fields_are_refused() {
         else {
             continue;
         };
-        assert_eq!(request(g.addr, "GET", "/x", "X-Api-Key: ka\r\n", b"").status, 200);
+        assert_eq!(
+            request(g.addr, "GET", "/x", "X-Api-Key: ka\r\n", b"").status,
+            200
+        );
         origin.reset_counts();
         let json = "Content-Type: application/json\r\nContent-Length: 2\r\n";
         for (name, path, headers, body) in [
-            ("key header twice", "/x", "X-Api-Key: ka\r\nX-Api-Key: kb\r\n".to_string(), &b""[..]),
-            ("key header twice, same", "/x", "X-Api-Key: ka\r\nX-Api-Key: ka\r\n".to_string(), b""),
-            ("key in header and query", "/x?api_key=ka", "X-Api-Key: ka\r\n".to_string(), b""),
-            ("key in the query twice", "/x?api_key=ka&api_key=ka", String::new(), b""),
-            ("Origin twice", "/x", "X-Api-Key: ka\r\nOrigin: https://app.test\r\nOrigin: https://evil.test\r\n".to_string(), b""),
-            ("Content-Type twice", "/x", format!("X-Api-Key: ka\r\n{json}Content-Type: text/plain\r\n"), b"{}"),
+            (
+                "key header twice",
+                "/x",
+                "X-Api-Key: ka\r\nX-Api-Key: kb\r\n".to_string(),
+                &b""[..],
+            ),
+            (
+                "key header twice, same",
+                "/x",
+                "X-Api-Key: ka\r\nX-Api-Key: ka\r\n".to_string(),
+                b"",
+            ),
+            (
+                "key in header and query",
+                "/x?api_key=ka",
+                "X-Api-Key: ka\r\n".to_string(),
+                b"",
+            ),
+            (
+                "key in the query twice",
+                "/x?api_key=ka&api_key=ka",
+                String::new(),
+                b"",
+            ),
+            (
+                "Origin twice",
+                "/x",
+                "X-Api-Key: ka\r\nOrigin: https://app.test\r\nOrigin: https://evil.test\r\n"
+                    .to_string(),
+                b"",
+            ),
+            (
+                "Content-Type twice",
+                "/x",
+                format!("X-Api-Key: ka\r\n{json}Content-Type: text/plain\r\n"),
+                b"{}",
+            ),
         ] {
             let method = if body.is_empty() { "GET" } else { "POST" };
             let r = request(g.addr, method, path, &headers, body);
             assert_eq!(r.status, 400, "{driver} {name}");
-            assert_eq!(r.header("content-type"), Some("application/problem+json"), "{name}");
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/problem+json"),
+                "{name}"
+            );
         }
-        assert!(origin.records().is_empty(), "{driver}: nothing refused reached the upstream");
+        assert!(
+            origin.records().is_empty(),
+            "{driver}: nothing refused reached the upstream"
+        );
     }
 }

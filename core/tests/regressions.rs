@@ -98,3 +98,85 @@ fn issue_9_absurd_chunk_sizes_and_lengths_are_refused_before_forwarding() {
         assert_eq!(request(g.addr, "GET", "/size/3", "", b"").status, 200);
     }
 }
+
+/// Found in review of issue 8: a body streamed to a pooled connection that then closed
+/// without answering made the attempt look replayable (the body was "done"), and the retry
+/// sent a truncated request on a fresh connection (504 after `response_timeout`). A streamed
+/// body is never sent twice: the answer is 502 at once.
+#[test]
+fn issue_8_a_streamed_body_is_never_sent_again() {
+    use std::io::Write;
+    let origin = Origin::start();
+    let cfg = support::route_all(origin.addr, "response_timeout = \"5s\"");
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &cfg) else {
+            continue;
+        };
+        let mut s = g.connect();
+        // pools an upstream connection
+        s.write_all(b"GET /size/1 HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let mut pending = Vec::new();
+        assert_eq!(
+            support::read_response(&mut s, &mut pending, false).status,
+            200
+        );
+        origin.reset_counts();
+        let body = support::pattern(256 * 1024);
+        s.write_all(
+            format!(
+                "PUT /swallow HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        let r = support::read_response(&mut s, &mut pending, false);
+        assert_eq!(r.status, 502, "{d}");
+        assert_eq!(
+            origin.accepts(),
+            0,
+            "{d}: no second connection carried a replay"
+        );
+    }
+}
+
+/// Found in review of issue 8: an upstream that answered early (before the request body was
+/// all sent) with a malformed chunked body got a 502 that kept the client connection open,
+/// so the unread rest of the body would have been read as the next request. It closes.
+#[test]
+fn issue_8_a_bad_early_answer_closes_the_client_connection() {
+    use std::io::Write;
+    let origin = Origin::start();
+    let cfg = support::route_all(origin.addr, "");
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &cfg) else {
+            continue;
+        };
+        let mut s = g.connect();
+        // more than the socket buffers hold, so the body cannot all be sent before the
+        // upstream's early answer is seen
+        let len = 64 << 20;
+        s.write_all(
+            format!("POST /early-garbage HTTP/1.1\r\nHost: a\r\nContent-Length: {len}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+        let mut writer = s.try_clone().unwrap();
+        let sender = std::thread::spawn(move || {
+            let block = vec![b'x'; 1 << 20];
+            for _ in 0..64 {
+                if writer.write_all(&block).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut pending = Vec::new();
+        let r = support::read_response(&mut s, &mut pending, false);
+        assert_eq!(r.status, 502, "{d}");
+        assert_eq!(r.header("connection"), Some("close"), "{d}");
+        drop(s);
+        sender.join().unwrap();
+    }
+}

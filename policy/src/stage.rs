@@ -131,6 +131,8 @@ pub trait Stage {
     }
     /// A piece of the response body, in reverse config order. A `Rewrite` stage appends what
     /// replaces it to `out` (nothing to hold it back); an `Observe` stage leaves `out` alone.
+    /// A body cut short (the upstream or the client failed) gets no `End`: `on_finish` then
+    /// sees `ex.outcome == Aborted`.
     fn on_response_body(&self, _piece: Piece<'_>, _ex: &mut Exchange, _out: &mut Vec<u8>) {}
     /// Once per exchange, whatever the outcome (`ex.outcome` says which).
     fn on_finish(&self, _ex: &Exchange) {}

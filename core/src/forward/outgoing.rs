@@ -41,6 +41,9 @@ pub(super) struct Outgoing {
     pub body: Body,
     /// The method may be sent twice (RFC 9110 §9.2.2).
     pub idempotent: bool,
+    /// The whole request (head and body) was in `conn.out` before the first attempt, so an
+    /// attempt can be repeated. Fixed once prepared: streaming the body empties `conn.out`.
+    replayable: bool,
     /// The client sent `Expect: 100-continue`.
     pub expect_continue: bool,
     /// `100 Continue` was sent to the client.
@@ -102,6 +105,7 @@ impl Outgoing {
         let mut out = Outgoing {
             body,
             idempotent: conn.head.method.is_idempotent(),
+            replayable: false,
             expect_continue: conn.head.expect_continue,
             sent_continue: false,
         };
@@ -114,13 +118,14 @@ impl Outgoing {
             conn.buf.drain(..c.min(conn.buf.len()));
             ex.bytes_in += c as u64;
         }
+        out.replayable = out.body.is_done();
         Ok(out)
     }
 
-    /// Whether an attempt may be repeated: all of the body is in `conn.out` and the method
-    /// is idempotent.
+    /// Whether an attempt may be repeated: all of the request was in `conn.out` from the start
+    /// (no body byte was streamed past it) and the method is idempotent.
     pub(super) fn can_retry(&self) -> bool {
-        self.body.is_done() && self.idempotent
+        self.replayable && self.idempotent
     }
 
     /// Sends `100 Continue` if the client asked and it was not sent yet.

@@ -76,7 +76,7 @@ pub(super) async fn relay(
         Framing::UntilClose => Body::UntilClose,
     };
     if ex.taps.is_empty() {
-        let consumed = first_bytes(conn, head_len, &mut body, to_chunked)?;
+        let consumed = first_bytes(conn, head_len, &mut body, to_chunked, body_sent)?;
         if body.is_done() && head_len + consumed < conn.up_buf.len() {
             reusable = false; // bytes after the response: the connection is out of step
         }
@@ -120,12 +120,14 @@ async fn send(conn: &mut Conn, ex: &mut Exchange, s: &Settings) -> Result<(), Fa
 }
 
 /// Appends the body bytes that came with the head to `conn.out` (after the head, so both go
-/// in one write); returns how many of them belong to the body.
+/// in one write); returns how many of them belong to the body. `body_sent`: the request was
+/// read whole (else an error here must close the client connection).
 fn first_bytes(
     conn: &mut Conn,
     head_len: usize,
     body: &mut Body,
     to_chunked: bool,
+    body_sent: bool,
 ) -> Result<usize, Failure> {
     let avail = conn.up_buf.get(head_len..).unwrap_or_default();
     match body {
@@ -142,9 +144,9 @@ fn first_bytes(
             } else {
                 Emit::Data
             };
-            let d = dec
-                .decode(avail, &mut conn.out, emit)
-                .map_err(|e| Failure::before_response(ProxyError::UpstreamMalformed(e), true))?;
+            let d = dec.decode(avail, &mut conn.out, emit).map_err(|e| {
+                Failure::before_response(ProxyError::UpstreamMalformed(e), body_sent)
+            })?;
             if d.done {
                 *body = Body::Done;
             }

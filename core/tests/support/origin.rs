@@ -172,6 +172,14 @@ fn serve(mut s: TcpStream, sh: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(1500));
             return;
         }
+        if target == "/early-garbage" {
+            // an early answer whose chunked body is malformed
+            let _ = s.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            return;
+        }
         if answered > 0 && sh.hangup_on_second.load(Ordering::SeqCst) {
             return;
         }
@@ -306,6 +314,8 @@ fn respond(s: &mut TcpStream, target: &str, head_req: bool, conn: &str, rec: &Re
             return false;
         }
         "/hangup" => return false,
+        // read the whole request, then close without a word
+        "/swallow" => return false,
         "/no-length" => {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
             return false;

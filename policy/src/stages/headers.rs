@@ -1,8 +1,9 @@
 //! Sets, adds and removes request fields (before forwarding) and response fields (of the
 //! upstream's answer). `*_set` replaces every received field of that name; `*_add` appends
 //! one more; `*_remove` drops them all. Field lines are rendered once at load. Hop-by-hop and
-//! framing fields (`Connection`, `Content-Length`, `Transfer-Encoding`, …) and `Host` are the
-//! gateway's to write: naming one is refused when the config is checked.
+//! framing fields (`Connection`, `Content-Length`, `Transfer-Encoding`, …), `Host` and a
+//! response's `Date` are the gateway's to write: naming one is refused when the config is
+//! checked.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -98,6 +99,11 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
             "{what} `{name}`: hop-by-hop, framing and Host fields are written by the gateway"
         ));
     }
+    // RFC 9110 §6.6.1: the gateway adds Date to a response that has none; removing or
+    // replacing it here would send none, or two
+    if what == "response" && kind == FieldKind::Date {
+        return Err(format!("response `{name}`: Date is written by the gateway"));
+    }
     Ok(())
 }
 
@@ -166,6 +172,10 @@ mod tests {
             (
                 "response_add = { \"Content_Length\" = \"1\" }",
                 "response `Content_Length`: hop-by-hop, framing and Host fields are written by the gateway",
+            ),
+            (
+                "response_remove = [\"date\"]",
+                "response `date`: Date is written by the gateway",
             ),
             (
                 "request_set = { \"Bad Name\" = \"x\" }",

@@ -164,6 +164,8 @@ struct Verified {
 const MAX_JWKS_BYTES: usize = 1 << 20;
 /// Connect plus whole-answer deadline of a `jwks_url` fetch.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// When a failed `jwks_url` fetch is tried again (at the latest: `jwks_interval`).
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
 /// Where a JWKS comes from again after the stage was built.
 #[derive(Debug)]
@@ -189,6 +191,8 @@ pub struct JwksSource {
     refresh: Duration,
     /// When a refresh was last asked for.
     asked_at: Cell<Option<Instant>>,
+    /// When the last fetch ended.
+    fetched_at: Cell<Option<Instant>>,
     /// A refresh was asked for and has not run yet.
     wanted: Cell<bool>,
     /// When the next scheduled fetch is due (`None` before the first).
@@ -197,13 +201,12 @@ pub struct JwksSource {
 }
 
 impl JwksSource {
-    /// Asks for a refresh (an unknown `kid` at `now`), at most once per `refresh`.
+    /// Asks for a refresh (an unknown `kid` at `now`), at most once per `refresh` and not
+    /// within `refresh` of the last fetch.
     fn ask(&self, now: Instant) {
-        if self
-            .asked_at
-            .get()
-            .is_some_and(|t| now.saturating_duration_since(t) < self.refresh)
-        {
+        let recent =
+            |t: Option<Instant>| t.is_some_and(|t| now.saturating_duration_since(t) < self.refresh);
+        if recent(self.asked_at.get()) || recent(self.fetched_at.get()) {
             return;
         }
         self.asked_at.set(Some(now));
@@ -252,10 +255,22 @@ impl Task for JwksSource {
     }
 
     fn done(&self, result: Result<Vec<u8>, String>, now: Instant) -> Result<String, String> {
+        self.fetched_at.set(Some(now));
+        let keys = match result.and_then(|body| parse_jwks(&body)) {
+            Ok(k) => k,
+            Err(e) => {
+                // a failed fetch is tried again soon (the last good keys stay meanwhile)
+                if let Origin::Url { interval, .. } = &self.origin {
+                    self.due
+                        .set(Some(now + (*interval).min(RETRY_AFTER_FAILURE)));
+                }
+                return Err(e);
+            }
+        };
         if let Origin::Url { interval, .. } = &self.origin {
             self.due.set(Some(now + *interval));
         }
-        let keys = with_validations(parse_jwks(&result?)?, &self.validations);
+        let keys = with_validations(keys, &self.validations);
         let n = keys.len();
         self.keys.borrow_mut().keys = keys;
         Ok(format!("{n} keys"))
@@ -412,6 +427,7 @@ impl StageBuild for Jwt {
                 validations: validations.clone(),
                 refresh: c.jwks_refresh.0,
                 asked_at: Cell::new(None),
+                fetched_at: Cell::new(None),
                 wanted: Cell::new(false),
                 due: Cell::new(None),
                 wake: Wake::default(),
