@@ -6,13 +6,16 @@
 pub mod error;
 pub mod introspect;
 pub mod model;
+pub mod tls;
 pub mod validate;
 pub mod values;
 
 pub use error::{ConfError, ConfErrors};
 pub use model::{
-    Config, Driver, ForwardingConf, HostRewrite, Pin, RouteConf, ServerConf, Shards, UpstreamConf,
+    Config, Driver, ForwardingConf, HostRewrite, Listener, Pin, RouteConf, ServerConf, Shards,
+    UpstreamConf,
 };
+pub use tls::{ClientAuth, ListenerConf, TlsConf, TlsVersion, UnknownSni, UpstreamTlsConf};
 pub use values::{ByteSize, Duration};
 
 /// The embedded default configuration, used when no `--config` is given.

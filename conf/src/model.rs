@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
+use crate::tls::{ListenerConf, TlsConf, UpstreamTlsConf};
 use crate::values::{ByteSize, Duration};
 
 /// The whole file as written.
@@ -18,6 +19,9 @@ pub struct FileModel {
     /// `[server]`: listeners, shards, buffers, limits, timeouts.
     #[serde(default)]
     pub server: ServerConf,
+    /// `[[listener]]`: listeners with settings of their own (TLS, an HTTPS redirect).
+    #[serde(default)]
+    pub listener: Vec<ListenerConf>,
     /// `[[upstream]]`: named groups of targets.
     #[serde(default)]
     pub upstream: Vec<UpstreamConf>,
@@ -154,6 +158,9 @@ pub struct UpstreamConf {
     /// host:port), or any other string, sent as is.
     #[serde(default)]
     pub host: HostRewrite,
+    /// `[upstream.tls]`: connect to the targets over TLS.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConf>,
 }
 
 mod defaults {
@@ -313,14 +320,29 @@ pub struct Config {
     pub text: String,
     /// `[server]` as written (all values valid).
     pub server: ServerConf,
-    /// Resolved listen addresses.
+    /// Resolved listen addresses, every listener's (`[server] listen` first).
     pub listen: Vec<SocketAddr>,
+    /// Every listener with its settings, in the order of `listen`.
+    pub listeners: Vec<Listener>,
     /// Upstreams, in file order.
     pub upstreams: Vec<Upstream>,
     /// Routes, in file order.
     pub routes: Vec<Route>,
     /// Global `[[policy]]` stage tables, run before each route's own.
     pub policy: Vec<Spanned<toml::Table>>,
+}
+
+/// A validated listener.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// TLS termination, as written.
+    pub tls: Option<Spanned<TlsConf>>,
+    /// Answer every request with a redirect to `https` on this port.
+    pub redirect_https: Option<u16>,
+    /// Where it is written.
+    pub span: Range<usize>,
 }
 
 /// A validated `[[upstream]]`.

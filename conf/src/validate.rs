@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use crate::error::{ConfError, ConfErrors};
-use crate::model::{Config, FileModel, Route, Upstream};
+use crate::model::{Config, FileModel, Listener, Route, Upstream};
+use crate::tls::ClientAuth;
 
 /// Turns the file model into a `Config`, or every error found.
 pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfErrors> {
@@ -14,26 +15,75 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
     let s = &file.server;
 
     let mut listen = Vec::new();
-    for l in &s.listen {
-        match l.get_ref().parse::<SocketAddr>() {
-            Ok(a) if listen.contains(&a) => {
-                errs.push(err(l.span(), format!("duplicate listen address `{a}`")))
+    let mut listeners = Vec::new();
+    // `[server] listen`'s default stands only when no `[[listener]]` is written
+    let written = |l: &toml::Spanned<String>| !l.span().is_empty();
+    let plain: Vec<_> = if file.listener.is_empty() {
+        s.listen.iter().collect()
+    } else {
+        s.listen.iter().filter(|l| written(l)).collect()
+    };
+    let mut add = |address: &toml::Spanned<String>, errs: &mut Vec<ConfError>| {
+        match address.get_ref().parse::<SocketAddr>() {
+            // port 0 picks a free port per listener: two of them do not collide
+            Ok(a) if a.port() != 0 && listen.contains(&a) => {
+                errs.push(err(
+                    address.span(),
+                    format!("duplicate listen address `{a}`"),
+                ));
+                None
             }
-            Ok(a) => listen.push(a),
-            Err(_) => errs.push(err(
-                l.span(),
-                format!(
-                    "invalid listen address `{}`: expected ip:port, like \"127.0.0.1:8080\"",
-                    l.get_ref()
-                ),
-            )),
+            Ok(a) => {
+                listen.push(a);
+                Some(a)
+            }
+            Err(_) => {
+                errs.push(err(
+                    address.span(),
+                    format!(
+                        "invalid listen address `{}`: expected ip:port, like \"127.0.0.1:8080\"",
+                        address.get_ref()
+                    ),
+                ));
+                None
+            }
+        }
+    };
+    for l in plain {
+        if let Some(addr) = add(l, &mut errs) {
+            listeners.push(Listener {
+                addr,
+                tls: None,
+                redirect_https: None,
+                span: l.span(),
+            });
         }
     }
+    for l in &file.listener {
+        let Some(addr) = add(&l.address, &mut errs) else {
+            continue;
+        };
+        if let Some(tls) = &l.tls {
+            check_tls(tls, &mut errs, &err);
+        }
+        if l.redirect_https && l.tls.is_some() {
+            errs.push(err(
+                l.address.span(),
+                "a TLS listener cannot redirect to https: set redirect_https on a plain one".into(),
+            ));
+        }
+        listeners.push(Listener {
+            addr,
+            tls: l.tls.clone(),
+            redirect_https: l.redirect_https.then_some(l.https_port),
+            span: l.address.span(),
+        });
+    }
     let at = |key: &str| key_span(text, "server", key);
-    if s.listen.is_empty() {
+    if listen.is_empty() && errs.is_empty() {
         errs.push(err(
             at("listen"),
-            "[server] listen is empty: give at least one \"ip:port\"".into(),
+            "no listener: give [server] listen = [\"ip:port\"] or a [[listener]]".into(),
         ));
     }
     if s.client_buffer.0 < 1024 {
@@ -206,6 +256,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             text: text.to_string(),
             server: file.server,
             listen,
+            listeners,
             upstreams,
             routes,
             policy: file.policy,
@@ -241,4 +292,37 @@ fn key_span(text: &str, table: &str, key: &str) -> std::ops::Range<usize> {
         offset += line.len();
     }
     header_at.map_or(0..0, |h| h..h + header.len())
+}
+
+/// What can be checked of a `[listener.tls]` table without reading its files.
+fn check_tls(
+    tls: &toml::Spanned<crate::tls::TlsConf>,
+    errs: &mut Vec<ConfError>,
+    err: &dyn Fn(std::ops::Range<usize>, String) -> ConfError,
+) {
+    let t = tls.get_ref();
+    if t.certificates.is_empty() {
+        errs.push(err(
+            tls.span(),
+            "[listener.tls] needs at least one [[listener.tls.certificates]] (cert and key)".into(),
+        ));
+    }
+    if t.client_auth != ClientAuth::None && t.client_ca.is_none() {
+        errs.push(err(
+            tls.span(),
+            "[listener.tls] client_auth needs client_ca: the CA bundle client certificates are verified against".into(),
+        ));
+    }
+    if t.alpn.iter().any(|p| p.is_empty() || p.len() > 255) {
+        errs.push(err(
+            tls.span(),
+            "[listener.tls] alpn: each protocol name is 1 to 255 bytes".into(),
+        ));
+    }
+    if t.ticket_rotation.0 < std::time::Duration::from_secs(60) {
+        errs.push(err(
+            tls.span(),
+            "[listener.tls] ticket_rotation must be at least 1m".into(),
+        ));
+    }
 }

@@ -11,6 +11,7 @@
 
 use conf::introspect::field_names;
 use conf::model::{FileModel, ForwardingConf, RouteConf, ServerConf, UpstreamConf};
+use conf::tls::{CertConf, ListenerConf, TlsConf, UpstreamTlsConf};
 
 fn examples() -> Vec<std::path::PathBuf> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -44,6 +45,10 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<ForwardingConf>(),
         field_names::<UpstreamConf>(),
         field_names::<RouteConf>(),
+        field_names::<ListenerConf>(),
+        field_names::<TlsConf>(),
+        field_names::<CertConf>(),
+        field_names::<UpstreamTlsConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());
@@ -52,8 +57,10 @@ fn every_field_is_documented_in_shardgate_toml() {
             let table = format!("[{f}]");
             let array = format!("[[{f}]]");
             let nested = format!(".{f}]");
+            let inline = format!("{{ {f} = ");
             assert!(
                 text.contains(&set)
+                    || text.contains(&inline)
                     || text.contains(&table)
                     || text.contains(&array)
                     || text.contains(&nested),

@@ -34,6 +34,8 @@ pub struct Conn {
     pub idle: Rc<Cell<bool>>,
     /// Requests received on this connection.
     pub served: u64,
+    /// The listener it came in on (index into `Gateway::listeners`).
+    pub listener: usize,
 }
 
 /// Initial read buffer of a client connection.
@@ -60,6 +62,7 @@ impl Conn {
             resp: ResponseHead::with_capacity(16),
             idle: Rc::new(Cell::new(true)),
             served: 0,
+            listener: 0,
         }
     }
 

@@ -41,6 +41,10 @@ pub struct ShardCounters {
     pub classes: [u64; 6],
     /// Refusals by route and reason.
     pub refusals: Vec<(String, &'static str, u64)>,
+    /// TLS handshakes with clients: full TLS 1.2, full TLS 1.3, resumed.
+    pub tls_handshakes: [u64; 3],
+    /// Failed TLS handshakes by reason (only reasons seen).
+    pub tls_failures: Vec<(&'static str, u64)>,
 }
 
 /// A shard's side: where its messages arrive.

@@ -14,7 +14,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use policy::{Exchange, Lookup, Outcome, Params, Verdict};
+use policy::{Exchange, Lookup, Outcome, Params, TlsInfo, Verdict};
 use proto::{Status, Target, parse_request};
 
 use crate::answer::{self, Answer};
@@ -22,19 +22,30 @@ use crate::conn::{Conn, Next, Persist};
 use crate::error::ProxyError;
 use crate::finish::Finish;
 use crate::forward::Forwarding;
-use crate::gateway::{Gateway, Settings};
+use crate::gateway::{Gateway, ListenerKind, Settings};
 use crate::io::{self, IoFail};
 use crate::shard::Shard;
 use crate::stream::{ClientStream, Transport};
 
-/// Serves one client connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: ClientStream, peer: std::net::SocketAddr) {
+/// Serves one client connection of listener `listener` (its TLS, when it has any, already
+/// established) until it closes.
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: ClientStream,
+    peer: std::net::SocketAddr,
+    listener: usize,
+    tls: Option<Rc<TlsInfo>>,
+) {
     let gw = shard.gateway();
     let s = &gw.settings;
     let mut conn = Conn::new(stream, peer, s.client_buffer, s.limits.max_fields);
+    conn.listener = listener;
     drop(gw);
     let slot = shard.register(conn.stream.fd(), conn.idle.clone());
-    let mut ex = Exchange::default();
+    let mut ex = Exchange {
+        tls,
+        ..Exchange::default()
+    };
     let linger = run(&shard, &mut conn, &mut ex).await;
     conn.stream.shutdown().await;
     if linger {
@@ -234,6 +245,11 @@ async fn exchange(
     let close = !conn.head.keep_alive()
         || shard.draining.get()
         || (s.keepalive_requests > 0 && conn.served >= u64::from(s.keepalive_requests));
+    if let Some(ListenerKind::Redirect(port)) = gw.listeners.get(conn.listener).map(|l| &l.kind) {
+        let location = https_location(conn, *port);
+        let answer = Answer::Bodyless { status: 308 };
+        return local(shard, s, conn, &mut ex, answer, &location, close, head_len).await;
+    }
     let routed = match route(gw, conn) {
         Ok(r) => r,
         Err(u) => {
@@ -317,6 +333,32 @@ async fn verdict_answer(
     let persist = after_local(conn, ex, close, head_len);
     let timeout = s.client_body_timeout;
     Some(answer::send(shard, conn, ex, answer, fields, persist, outcome, timeout).await)
+}
+
+/// The `Location` (and empty body) of the redirect a plain listener answers with: the same
+/// host, path and query over `https` on `port`.
+fn https_location(conn: &Conn, port: u16) -> Vec<u8> {
+    let (head, buf) = (&conn.head, &conn.buf);
+    let authority = head.authority(buf).unwrap_or_default();
+    // the host without its port ([v6] kept whole)
+    let host = match authority.iter().rposition(|&b| b == b':') {
+        Some(i) if !authority.ends_with(b"]") => authority.get(..i).unwrap_or_default(),
+        _ => authority,
+    };
+    let mut out = Vec::with_capacity(64 + host.len() + head.target.len as usize);
+    out.extend_from_slice(b"Location: https://");
+    out.extend_from_slice(host);
+    if port != 443 {
+        out.push(b':');
+        proto::write::put_decimal(&mut out, u64::from(port));
+    }
+    let path = match head.target_form {
+        Target::Asterisk => &b"/"[..],
+        _ => head.path(buf),
+    };
+    out.extend_from_slice(path);
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\n");
+    out
 }
 
 /// Answers the request here (not a stage's answer: 404, 405, 400, 413 …).

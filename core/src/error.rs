@@ -35,6 +35,9 @@ pub enum ProxyError {
     UpstreamConnect,
     /// Connecting to the upstream took longer than `connect_timeout`.
     UpstreamConnectTimeout,
+    /// The TLS handshake with the upstream failed (its certificate did not verify, no common
+    /// version, …).
+    UpstreamTls,
     /// The upstream closed or reset the connection before a complete response.
     UpstreamClosed,
     /// The upstream took longer than `response_timeout`.
@@ -68,6 +71,7 @@ impl ProxyError {
             ProxyError::NoRoute => 404,
             ProxyError::NoUpstream => 502,
             ProxyError::UpstreamConnect
+            | ProxyError::UpstreamTls
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamMalformed(_) => 502,
             ProxyError::UpstreamConnectTimeout | ProxyError::UpstreamTimeout => 504,
@@ -86,6 +90,7 @@ impl ProxyError {
             ProxyError::NoUpstream => "route has no upstream",
             ProxyError::UpstreamConnect => "upstream unavailable",
             ProxyError::UpstreamConnectTimeout => "upstream connect timed out",
+            ProxyError::UpstreamTls => "upstream unavailable",
             ProxyError::UpstreamClosed => "upstream closed the connection",
             ProxyError::UpstreamTimeout => "upstream response timed out",
             ProxyError::UpstreamMalformed(_) => "invalid response from upstream",
@@ -135,6 +140,7 @@ mod tests {
                 Some(504),
                 Side::Upstream,
             ),
+            (ProxyError::UpstreamTls, Some(502), Side::Upstream),
             (ProxyError::UpstreamClosed, Some(502), Side::Upstream),
             (ProxyError::UpstreamTimeout, Some(504), Side::Upstream),
             (

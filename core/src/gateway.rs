@@ -14,6 +14,8 @@ use std::time::Duration;
 use conf::{ConfErrors, Config, ForwardingConf, HostRewrite};
 use policy::{Pipeline, Pipelines, Router};
 
+use crate::tls::tickets::TicketSecret;
+use crate::tls::{TlsListener, UpstreamTls};
 use crate::upstream::pool::Pool;
 use crate::upstream::select::Selector;
 
@@ -33,6 +35,26 @@ pub struct TargetRt {
     pub addr: SocketAddr,
     /// `host:port` as written (for `host = "target"`).
     pub host: Box<[u8]>,
+    /// The name TLS sends as SNI and verifies (the upstream's `server_name`, else the host).
+    pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+/// What a listener does with its connections.
+pub enum ListenerKind {
+    /// Plain HTTP.
+    Plain,
+    /// Plain HTTP answered with a redirect to `https` on this port.
+    Redirect(u16),
+    /// TLS, then HTTP.
+    Tls(TlsListener),
+}
+
+/// One listener at run time (indexed like `Config::listeners` and the bound sockets).
+pub struct ListenerRt {
+    /// Its address as configured.
+    pub addr: SocketAddr,
+    /// What it does.
+    pub kind: ListenerKind,
 }
 
 /// What identifies an upstream's pool across configs: same name, same targets, same pool
@@ -43,6 +65,8 @@ struct PoolKey {
     targets: Vec<SocketAddr>,
     keepalive: usize,
     idle_timeout: Duration,
+    /// The TLS settings (CA, server name, client certificate and key), as written.
+    tls: Option<[Option<String>; 4]>,
 }
 
 /// One upstream group at run time.
@@ -61,6 +85,8 @@ pub struct UpstreamRt {
     pub pool: Rc<RefCell<Pool>>,
     /// Target choice.
     pub select: Rc<Selector>,
+    /// TLS to the targets (`None`: plain TCP).
+    pub tls: Option<UpstreamTls>,
     key: PoolKey,
 }
 
@@ -96,6 +122,8 @@ pub struct Settings {
 
 /// Everything a shard needs to serve, built from a `Config` once per shard.
 pub struct Gateway {
+    /// Listeners, in config order.
+    pub listeners: Vec<ListenerRt>,
     /// Routing trie.
     pub router: Router,
     /// Routes, indexed by `RouteId`.
@@ -111,20 +139,48 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Compiles `config` for shard `shard` of `shards`; every route and stage problem is
-    /// reported with its location. `previous`: the gateway this one replaces on the shard.
+    /// Compiles `config` for shard `shard` of `shards`; every route, stage and TLS problem is
+    /// reported with its location. `previous`: the gateway this one replaces on the shard;
+    /// `secret`: the session-ticket secret all shards share.
     pub fn build(
         config: &Config,
         shards: usize,
         shard: usize,
         previous: Option<&Gateway>,
+        secret: &std::sync::Arc<TicketSecret>,
     ) -> Result<Gateway, ConfErrors> {
         let router = Router::build(config);
         let pipelines = Pipelines::build(config, shards, previous.map(|g| &g.pipelines));
+        let mut all = Vec::new();
+        let dir = config_dir(config);
+        let at = |p: crate::tls::TlsProblem| {
+            conf::ConfError::at(&config.source, &config.text, p.span, p.msg)
+        };
+        let mut listeners = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let kind = match (&l.tls, l.redirect_https) {
+                (Some(t), _) => match crate::tls::listener(t, dir, secret) {
+                    Ok(t) => ListenerKind::Tls(t),
+                    Err(ps) => {
+                        all.extend(ps.into_iter().map(at));
+                        continue;
+                    }
+                },
+                (None, Some(port)) => ListenerKind::Redirect(port),
+                (None, None) => ListenerKind::Plain,
+            };
+            listeners.push(ListenerRt { addr: l.addr, kind });
+        }
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for u in &config.upstreams {
+            match upstream(u, shard, previous, dir) {
+                Ok(up) => upstreams.push(up),
+                Err(ps) => all.extend(ps.into_iter().map(at)),
+            }
+        }
         let (router, pipelines) = match (router, pipelines) {
-            (Ok(r), Ok(p)) => (r, p),
+            (Ok(r), Ok(p)) if all.is_empty() => (r, p),
             (r, p) => {
-                let mut all = Vec::new();
                 if let Err(e) = r {
                     all.extend(e.0);
                 }
@@ -146,12 +202,8 @@ impl Gateway {
             })
             .collect();
         let unrouted = pipelines.global.clone();
-        let upstreams = config
-            .upstreams
-            .iter()
-            .map(|u| upstream(u, shard, previous))
-            .collect();
         Ok(Gateway {
+            listeners,
             router,
             routes,
             unrouted,
@@ -232,10 +284,36 @@ impl Gateway {
     }
 }
 
+/// The directory relative paths in `config` (keys, certificates) are read from.
+fn config_dir(config: &Config) -> &std::path::Path {
+    std::path::Path::new(&config.source)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+}
+
 /// One upstream group, taking over the pool and selector of the previous config's group
 /// with the same definition.
-fn upstream(u: &conf::model::Upstream, shard: usize, previous: Option<&Gateway>) -> UpstreamRt {
+fn upstream(
+    u: &conf::model::Upstream,
+    shard: usize,
+    previous: Option<&Gateway>,
+    dir: &std::path::Path,
+) -> Result<UpstreamRt, Vec<crate::tls::TlsProblem>> {
+    let tls = match &u.conf.tls {
+        Some(t) => Some(crate::tls::upstream(t, dir, u.conf.name.span())?),
+        None => None,
+    };
+    let written = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
     let key = PoolKey {
+        tls: u.conf.tls.as_ref().map(|t| {
+            [
+                written(&t.ca),
+                written(&t.server_name),
+                written(&t.client_cert),
+                written(&t.client_key),
+            ]
+        }),
         name: u.name.clone(),
         targets: u.targets.clone(),
         keepalive: u.conf.keepalive as usize,
@@ -253,24 +331,30 @@ fn upstream(u: &conf::model::Upstream, shard: usize, previous: Option<&Gateway>)
             Rc::new(Selector::round_robin(shard)),
         ),
     };
-    UpstreamRt {
+    let targets = u
+        .targets
+        .iter()
+        .zip(&u.target_names)
+        .map(|(addr, name)| TargetRt {
+            addr: *addr,
+            host: name.as_bytes().into(),
+            tls_name: tls.as_ref().map(|t| match &t.server_name {
+                Some(n) => n.clone(),
+                None => crate::tls::target_name(name, *addr),
+            }),
+        })
+        .collect();
+    Ok(UpstreamRt {
         name: u.name.clone(),
-        targets: u
-            .targets
-            .iter()
-            .zip(&u.target_names)
-            .map(|(addr, name)| TargetRt {
-                addr: *addr,
-                host: name.as_bytes().into(),
-            })
-            .collect(),
+        targets,
         host: u.conf.host.clone(),
         connect_timeout: u.conf.connect_timeout.0,
         response_timeout: u.conf.response_timeout.0,
         pool,
         select,
+        tls,
         key,
-    }
+    })
 }
 
 fn settings(config: &Config) -> Settings {
@@ -307,7 +391,15 @@ mod tests {
     type Result<T> = std::result::Result<T, ConfErrors>;
 
     fn build(text: &str, shards: usize, previous: Option<&Gateway>) -> Result<Gateway> {
-        Gateway::build(&conf::load_str("g.toml", text)?, shards, 0, previous)
+        let secret = TicketSecret::generate()
+            .map_err(|e| ConfErrors(vec![conf::ConfError::whole_file("g.toml", e)]))?;
+        Gateway::build(
+            &conf::load_str("g.toml", text)?,
+            shards,
+            0,
+            previous,
+            &secret,
+        )
     }
 
     const BASE: &str = "[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:9001\"]\n[[upstream]]\nname = \"b\"\ntargets = [\"127.0.0.1:9002\"]\n[[route]]\nname = \"r\"\npath = \"/\"\nupstream = \"a\"\n[[route.policy]]\nkind = \"rate_limit\"\nrate = 10\n";

@@ -127,7 +127,8 @@ pub fn write_request_head(
         }
     }
     if fwd.x_forwarded_proto {
-        put_field(out, b"X-Forwarded-Proto", b"http");
+        let scheme: &[u8] = if ex.tls.is_some() { b"https" } else { b"http" };
+        put_field(out, b"X-Forwarded-Proto", scheme);
     }
     if fwd.x_forwarded_host
         && let Some(h) = client_host

@@ -21,4 +21,5 @@ pub mod shard;
 pub mod stream;
 pub mod sys;
 pub mod tasks;
+pub mod tls;
 pub mod upstream;

@@ -29,12 +29,10 @@ fn load(path: Option<&PathBuf>) -> Result<conf::Config, conf::ConfErrors> {
         Some(p) => conf::load(p)?,
         None => conf::load_str(conf::DEFAULT_NAME, conf::DEFAULT)?,
     };
-    Gateway::build(
-        &config,
-        shardgate::runtime::placement(&config).len(),
-        0,
-        None,
-    )?;
+    let secret = shardgate::tls::tickets::TicketSecret::generate()
+        .map_err(|e| conf::ConfErrors::one(conf::ConfError::whole_file(&config.source, e)))?;
+    let shards = shardgate::runtime::placement(&config).len();
+    Gateway::build(&config, shards, 0, None, &secret)?;
     Ok(config)
 }
 
@@ -123,7 +121,14 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
         }
     };
     let pinned: Vec<String> = cpus.iter().flatten().map(|c| c.to_string()).collect();
-    let addrs: Vec<String> = bound.iter().map(|a| format!("http://{a}")).collect();
+    let addrs: Vec<String> = bound
+        .iter()
+        .zip(&config.listeners)
+        .map(|(a, l)| {
+            let scheme = if l.tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{a}")
+        })
+        .collect();
     log!(
         Info,
         "shardgate {} listening on {} ({} shards, driver {driver}, {})",

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use conf::{Config, Driver};
 
 use crate::control::{Control, Inbox, Message};
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, ListenerKind};
 use crate::shard::Shard;
 use crate::stream::ClientStream;
+use crate::tls::tickets::TicketSecret;
 
 /// What a shard thread needs to start.
 pub struct ShardSpec {
@@ -28,6 +29,8 @@ pub struct ShardSpec {
     pub config: Arc<Config>,
     /// Where its messages arrive.
     pub inbox: Inbox,
+    /// The session-ticket secret every shard shares.
+    pub secret: Arc<TicketSecret>,
 }
 
 /// Starts a shard thread; it reports `Ok(driver name)` or `Err(message)` on `ready` once its
@@ -51,7 +54,7 @@ fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
             spec.id
         );
     }
-    let gw = match Gateway::build(&spec.config, spec.shards, spec.id, None) {
+    let gw = match Gateway::build(&spec.config, spec.shards, spec.id, None, &spec.secret) {
         Ok(g) => g,
         Err(e) => {
             let _ = ready.send(Err(e.to_string()));
@@ -157,11 +160,11 @@ async fn shard_main(
         Err(e) => return fail(format!("cannot register the inbox: {e}")),
     };
     let mut accepting = Vec::with_capacity(listeners.len());
-    for l in listeners {
+    for (index, l) in listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(l) {
             Ok(l) => {
                 let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
-                accepting.push((fd, monoio::spawn(accept_loop(shard.clone(), l))));
+                accepting.push((fd, monoio::spawn(accept_loop(shard.clone(), l, index))));
             }
             Err(e) => return fail(format!("cannot register listener: {e}")),
         }
@@ -257,7 +260,7 @@ async fn drain(
 /// How often drain looks for connections to close while it waits for the busy ones.
 const DRAIN_LOOK: Duration = Duration::from_millis(20);
 
-async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, index: usize) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -271,15 +274,30 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                 if settings.tcp_nodelay {
                     let _ = stream.set_nodelay(true);
                 }
-                let stream = ClientStream::Plain(stream);
                 if shard.open_connections() >= settings.max_connections {
                     stats.over_limit.set(stats.over_limit.get() + 1);
                     over_limit_warning(&shard, settings.max_connections);
                     let shard = shard.clone();
+                    let stream = ClientStream::Plain(stream);
                     monoio::spawn(async move { crate::answer::over_limit(&shard, stream).await });
                     continue;
                 }
-                monoio::spawn(crate::downstream::serve(shard.clone(), stream, peer));
+                let tls = matches!(
+                    gw.listeners.get(index).map(|l| &l.kind),
+                    Some(ListenerKind::Tls(_))
+                );
+                if tls {
+                    monoio::spawn(tls_serve(shard.clone(), stream, peer, index));
+                } else {
+                    let stream = ClientStream::Plain(stream);
+                    monoio::spawn(crate::downstream::serve(
+                        shard.clone(),
+                        stream,
+                        peer,
+                        index,
+                        None,
+                    ));
+                }
             }
             Err(e) => {
                 if shard.draining.get() {
@@ -292,8 +310,44 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
     }
 }
 
+/// Runs the TLS handshake of a connection to listener `index`, then serves it; a failed
+/// handshake is counted by reason and logged (at most once a second per shard).
+async fn tls_serve(shard: Rc<Shard>, tcp: monoio::net::TcpStream, peer: SocketAddr, index: usize) {
+    let gw = shard.gateway();
+    let Some(ListenerKind::Tls(l)) = gw.listeners.get(index).map(|l| &l.kind) else {
+        return;
+    };
+    // the connection counts as open (drain waits for it) from its first byte of handshake
+    let slot = shard.register(
+        std::os::fd::AsRawFd::as_raw_fd(&tcp),
+        Rc::new(std::cell::Cell::new(false)),
+    );
+    let done = crate::tls::handshake::accept(tcp, l).await;
+    shard.unregister(slot);
+    drop(gw);
+    match done {
+        Ok((stream, info)) => {
+            shard.stats.tls_handshake(&info);
+            let stream = ClientStream::Tls(Box::new(stream));
+            crate::downstream::serve(shard, stream, peer, index, Some(Rc::new(info))).await;
+        }
+        Err(why) => {
+            shard.stats.tls_failure(why);
+            if TLS_WARN.with(|t| t.allow(Instant::now(), Duration::from_secs(1)).is_some()) {
+                crate::log!(
+                    Info,
+                    "shard {}: TLS handshake with {peer} failed: {}",
+                    shard.id,
+                    why.as_str()
+                );
+            }
+        }
+    }
+}
+
 thread_local! {
     static OVER_LIMIT_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
+    static TLS_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
 }
 
 fn over_limit_warning(shard: &Shard, max: usize) {
@@ -344,6 +398,7 @@ pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
             .map_err(|e| format!("cannot listen on {:?}: {e}", config.listen))?;
     let (control, inboxes) =
         Control::new(cpus.len()).map_err(|e| format!("cannot create shard inboxes: {e}"))?;
+    let secret = TicketSecret::generate()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut handles = Vec::with_capacity(cpus.len());
     for ((id, cpu), inbox) in cpus.iter().enumerate().zip(inboxes) {
@@ -355,6 +410,7 @@ pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
             listeners,
             config: config.clone(),
             inbox,
+            secret: secret.clone(),
         };
         match spawn(spec, tx.clone()) {
             Ok(h) => handles.push(h),

@@ -26,6 +26,10 @@ pub struct Stats {
     pub outcomes: [Cell<u64>; 5],
     /// Finished by status class (none, 1xx … 5xx).
     pub classes: [Cell<u64>; 6],
+    /// TLS handshakes completed: full TLS 1.2, full TLS 1.3, resumed.
+    pub tls_handshakes: [Cell<u64>; 3],
+    /// TLS handshakes failed, by `tls::handshake::Failure` reason.
+    pub tls_failures: [Cell<u64>; 8],
 }
 
 fn bump(c: &Cell<u64>) {
@@ -33,6 +37,25 @@ fn bump(c: &Cell<u64>) {
 }
 
 impl Stats {
+    /// Counts a completed client handshake.
+    pub fn tls_handshake(&self, info: &policy::TlsInfo) {
+        let i = match (info.resumed, info.version) {
+            (true, _) => 2,
+            (false, "TLSv1.3") => 1,
+            (false, _) => 0,
+        };
+        if let Some(c) = self.tls_handshakes.get(i) {
+            bump(c);
+        }
+    }
+
+    /// Counts a failed client handshake.
+    pub fn tls_failure(&self, why: crate::tls::handshake::Failure) {
+        if let Some(c) = self.tls_failures.get(why.index()) {
+            bump(c);
+        }
+    }
+
     /// Counts a finished exchange.
     pub fn finish(&self, ex: &Exchange) {
         bump(&self.finished);
@@ -205,6 +228,13 @@ impl Shard {
             outcomes: s.outcomes.each_ref().map(Cell::get),
             classes: s.classes.each_ref().map(Cell::get),
             refusals,
+            tls_handshakes: s.tls_handshakes.each_ref().map(Cell::get),
+            tls_failures: crate::tls::handshake::Failure::ALL
+                .iter()
+                .zip(&s.tls_failures)
+                .map(|(f, c)| (f.as_str(), c.get()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 }

@@ -76,3 +76,24 @@ pub fn recv_ready(fd: RawFd, buf: &mut Vec<u8>) -> Ready {
         },
     }
 }
+
+/// The initialised bytes of a monoio buffer (what a write sends).
+pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `IoBuf` promises `read_ptr()` points at `bytes_init()` initialised bytes that
+    // live as long as `buf`, which the returned slice borrows.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}
+
+/// Copies as much of `data` as fits into a monoio buffer's writable part and marks it
+/// initialised (what a read delivers); returns how many bytes were copied.
+pub fn fill_buf<T: monoio::buf::IoBufMut>(buf: &mut T, data: &[u8]) -> usize {
+    let n = data.len().min(buf.bytes_total());
+    // SAFETY: `IoBufMut` promises `write_ptr()` is valid for `bytes_total()` bytes of writes;
+    // `n` is at most that, `data` is a distinct initialised slice, and `set_init(n)` then
+    // covers exactly the bytes just written.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr(), buf.write_ptr(), n);
+        buf.set_init(n);
+    }
+    n
+}

@@ -82,7 +82,7 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, client_cert, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate"), "{err}");
 }
 
 #[test]
@@ -139,6 +139,14 @@ fn good_file_prints_routes() {
                 "order.schema.json",
                 include_str!("../../conf/examples/order.schema.json"),
             ),
+            (
+                "example.pem",
+                include_str!("../../conf/examples/example.pem"),
+            ),
+            (
+                "example.key",
+                include_str!("../../conf/examples/example.key"),
+            ),
         ],
     );
     assert!(out.contains("every route first: ip"), "{out}");
@@ -193,4 +201,44 @@ fn issue_9_a_closed_stdout_ends_the_output_quietly() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     }
+}
+
+/// TLS tables are checked with their files: unreadable, a key of another certificate, an
+/// expired certificate, an unknown cipher suite, client_auth without a CA — each located.
+#[test]
+fn bad_tls_settings_are_located() {
+    let ca = support::tls::Ca::new("ca");
+    let a = ca.issue("a", &["a.test"], false);
+    let b = ca.issue("b", &["b.test"], false);
+    let old = ca.issue("old", &["old.test"], true);
+    let text = "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = [\n  { cert = \"missing.pem\", key = \"a.key\" },\n  { cert = \"a.pem\", key = \"b.key\" },\n  { cert = \"old.pem\", key = \"old.key\" },\n]\ncipher_suites = [\"TLS13_NOPE\"]\n\n[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\n";
+    let (code, _, err) = check_with(
+        text,
+        &[
+            ("a.pem", &a.cert_pem),
+            ("a.key", &a.key_pem),
+            ("b.key", &b.key_pem),
+            ("old.pem", &old.cert_pem),
+            ("old.key", &old.key_pem),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "gw.toml:5:12: cannot read ",
+        "gw.toml:6:12: ",
+        "b.key does not belong to the certificate in ",
+        "gw.toml:7:12: ",
+        "old.pem: the certificate expired on ",
+        "gw.toml:9:18: unknown cipher suite `TLS13_NOPE`; rustls offers: TLS13_AES_256_GCM_SHA384",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    let (code, _, err) = check(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = [{ cert = \"a.pem\", key = \"a.key\" }]\nclient_auth = \"required\"\n[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("gw.toml:3:1: [listener.tls] client_auth needs client_ca"),
+        "{err}"
+    );
 }

@@ -20,6 +20,32 @@ pub struct Identity {
     pub roles: Rc<[Box<str>]>,
 }
 
+/// What the listener's TLS handshake established about the client connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `"TLSv1.2"` or `"TLSv1.3"`.
+    pub version: &'static str,
+    /// The name the client asked for (SNI).
+    pub sni: Option<Box<str>>,
+    /// The negotiated ALPN protocol.
+    pub alpn: Option<Box<[u8]>>,
+    /// The session was resumed (no full handshake).
+    pub resumed: bool,
+    /// The client's verified certificate (mTLS), when it presented one.
+    pub client_cert: Option<ClientCert>,
+}
+
+/// A verified client certificate, as stages see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// Subject distinguished name (`CN=alice, O=Example`).
+    pub subject: Box<str>,
+    /// Subject alternative names: DNS names, URIs and e-mail addresses.
+    pub sans: Box<[Box<str>]>,
+    /// SHA-256 of the certificate (DER), lower-case hex.
+    pub sha256: Box<str>,
+}
+
 /// Fields to drop from a head and field lines to add to it. Empty (and allocation-free)
 /// unless a stage asks for a change.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,6 +175,8 @@ pub struct Exchange {
     pub wall: SystemTime,
     /// Set by the connection: the request method (`Other` until a head was parsed).
     pub method: Method,
+    /// Set by the connection: the client connection's TLS (`None`: plain HTTP).
+    pub tls: Option<Rc<TlsInfo>>,
     /// Set by the router: the matched route (`None`: the request was never routed).
     pub route: Option<RouteId>,
     /// Set by the router: captured path segments (offsets into the path).
@@ -190,6 +218,7 @@ impl Default for Exchange {
             now: Instant::now(),
             wall: UNIX_EPOCH,
             method: Method::Other,
+            tls: None,
             route: None,
             params: Params::default(),
             identity: None,

@@ -16,7 +16,9 @@ pub mod stage;
 pub mod stages;
 pub mod task;
 
-pub use exchange::{Edits, Exchange, FieldEdits, Identity, Outcome, Tap, UpstreamRecord};
+pub use exchange::{
+    ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Tap, TlsInfo, UpstreamRecord,
+};
 pub use pipeline::{Pipeline, Pipelines};
 pub use reply::LocalReply;
 pub use router::{Lookup, Params, RouteId, Router};

@@ -55,12 +55,14 @@ pub(super) async fn attempt(
     s: &Settings,
     fresh: bool,
 ) -> Result<Replied, AttemptError> {
-    let Some(addr) = up.targets.get(target).map(|t| t.addr) else {
+    let Some(t) = up.targets.get(target) else {
         return Err(AttemptError::fatal(Failure::before_response(
             ProxyError::NoUpstream,
             false,
         )));
     };
+    let addr = t.addr;
+    let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
     let pooled = if fresh {
         None
     } else {
@@ -73,7 +75,7 @@ pub(super) async fn attempt(
     ex.upstream.reused = reused;
     let mut stream = match pooled {
         Some(st) => st,
-        None => crate::upstream::connect::connect(addr, up.connect_timeout, s.tcp_nodelay)
+        None => crate::upstream::connect::connect(addr, up.connect_timeout, s.tcp_nodelay, tls)
             .await
             .map_err(|e| AttemptError::fatal(Failure::before_response(e, false)))?,
     };

@@ -71,7 +71,7 @@ pub async fn send(
     timeout: Duration,
 ) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
-    let mut stream = crate::upstream::connect::connect(addr, timeout, true)
+    let mut stream = crate::upstream::connect::connect(addr, timeout, true, None)
         .await
         .map_err(|_| ClientError::Connect)?;
     let mut out = Vec::with_capacity(256 + req.fields.len() + req.body.len());

@@ -11,6 +11,7 @@ use shardgate::runtime::Started;
 /// Running shards; drained and joined on drop.
 pub struct InProcess {
     pub addr: SocketAddr,
+    pub addrs: Vec<SocketAddr>,
     started: Option<Started>,
 }
 
@@ -22,7 +23,13 @@ impl InProcess {
             "[server]\nlisten = [\"127.0.0.1:0\"]\ndriver = \"{driver}\"\npin = false\n{server_extra}\n{rest}"
         );
         shardgate::log::init_from_env();
-        let config = conf::load_str("inproc.toml", &text).unwrap();
+        Self::start_text(&text)
+    }
+
+    /// Starts shards for a whole config text (which sets `listen` or `[[listener]]` itself).
+    pub fn start_text(text: &str) -> Option<InProcess> {
+        shardgate::log::init_from_env();
+        let config = conf::load_str("inproc.toml", text).unwrap();
         let started = match shardgate::runtime::start_all(Arc::new(config)) {
             Ok(s) => s,
             Err(e) if e.contains("io_uring is not available") => {
@@ -33,6 +40,7 @@ impl InProcess {
         };
         Some(InProcess {
             addr: started.bound[0],
+            addrs: started.bound.clone(),
             started: Some(started),
         })
     }
@@ -63,6 +71,15 @@ impl InProcess {
                 *a += b;
             }
             t.refusals.extend(c.refusals);
+            for (a, b) in t.tls_handshakes.iter_mut().zip(c.tls_handshakes) {
+                *a += b;
+            }
+            for (reason, n) in c.tls_failures {
+                match t.tls_failures.iter_mut().find(|(r, _)| *r == reason) {
+                    Some((_, m)) => *m += n,
+                    None => t.tls_failures.push((reason, n)),
+                }
+            }
         }
         t
     }

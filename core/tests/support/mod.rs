@@ -4,6 +4,7 @@
 
 pub mod inproc;
 pub mod origin;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,7 +22,10 @@ pub const DRIVERS: [&str; 2] = ["io_uring", "epoll"];
 /// A running gateway; killed on drop.
 pub struct Gateway {
     pub child: Child,
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, in config order (`[server] listen`, then `[[listener]]`).
+    pub addrs: Vec<SocketAddr>,
     pub log: Arc<Mutex<Vec<String>>>,
     lines: Receiver<String>,
     _dir: TempDir,
@@ -85,11 +89,18 @@ impl Gateway {
             let left = end.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                    if let Some(rest) = line.split("listening on ").nth(1) {
+                        let addrs: Vec<SocketAddr> = rest
+                            .split(" (")
+                            .next()
+                            .unwrap()
+                            .split_whitespace()
+                            .map(|u| u.split("://").nth(1).unwrap().parse().unwrap())
+                            .collect();
                         return Some(Gateway {
                             child,
-                            addr,
+                            addr: addrs[0],
+                            addrs,
                             log,
                             lines: rx,
                             _dir: dir,

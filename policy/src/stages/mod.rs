@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod authorize;
+pub mod client_cert;
 pub mod concurrency;
 pub mod cors;
 pub mod headers;
@@ -16,6 +17,7 @@ pub mod validate;
 crate::stages! {
     api_key::ApiKey,
     authorize::Authorize,
+    client_cert::ClientCertStage,
     concurrency::Concurrency,
     cors::Cors,
     headers::Headers,
