@@ -53,4 +53,44 @@ TOML
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=""
 done
+
+# the same vectors through a TLS listener: a plain-to-TLS relay in front (the suite speaks
+# plain TCP), the example certificate on the listener
+tls_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+relay_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cp conf/examples/example.pem conf/examples/example.key "$work/"
+cat > "$work/conformance-tls.toml" <<TOML
+[server]
+shards = 1
+driver = "auto"
+
+[[listener]]
+address = "127.0.0.1:$tls_port"
+[listener.tls]
+certificates = [{ cert = "example.pem", key = "example.key" }]
+
+[[upstream]]
+name = "suite"
+targets = ["127.0.0.1:9901"]
+
+[[route]]
+path = "/{*rest}"
+upstream = "suite"
+TOML
+"$BIN" --config "$work/conformance-tls.toml" 2> "$work/shardgate.log" &
+pid=$!
+python3 .ci/tls_relay.py --listen "127.0.0.1:$relay_port" --target "127.0.0.1:$tls_port" > "$work/relay.log" 2>&1 &
+relay=$!
+for _ in $(seq 1 100); do
+  grep -q "listening on" "$work/shardgate.log" 2>/dev/null && grep -q "relay ready" "$work/relay.log" 2>/dev/null && break
+  sleep 0.1
+done
+echo "-- conformance: through a TLS listener (plain-to-TLS relay in front)"
+if ! python3 "$SUITE" --proxy "127.0.0.1:$relay_port" --upstream-port 9901 --quiet --upstream-keepalive; then
+  status=1
+  echo "shardgate log:"; tail -n 50 "$work/shardgate.log"
+fi
+kill "$relay" 2>/dev/null; wait "$relay" 2>/dev/null || true
+kill "$pid"; wait "$pid" 2>/dev/null || true
+pid=""
 exit $status
