@@ -54,6 +54,8 @@ async fn perform(job: &Job) -> Result<Vec<u8>, String> {
         Job::HttpGet {
             addr,
             host,
+            tls,
+            ca,
             path,
             max_bytes,
             timeout,
@@ -65,7 +67,13 @@ async fn perform(job: &Job) -> Result<Vec<u8>, String> {
                 fields: b"Accept: application/json\r\n",
                 body: b"",
             };
-            let resp = client::send(*addr, &req, *max_bytes, *timeout)
+            // a config per fetch (rare: every jwks_interval), so a rotated CA file is read again
+            let tls = match tls {
+                true => Some(https(ca.as_deref(), host, *addr)?),
+                false => None,
+            };
+            let tls = tls.as_ref().map(|(t, name)| (t, name));
+            let resp = client::send(*addr, &req, *max_bytes, *timeout, tls)
                 .await
                 .map_err(|e| format!("{addr}: {e}"))?;
             if resp.status != 200 {
@@ -75,6 +83,28 @@ async fn perform(job: &Job) -> Result<Vec<u8>, String> {
         }
         Job::ReadFile { path, max_bytes } => read_file(path, *max_bytes).await,
     }
+}
+
+/// TLS for a fetch from `host` (its port left out of the name), verified against `ca` or the
+/// web roots.
+fn https(
+    ca: Option<&std::path::PathBuf>,
+    host: &str,
+    addr: std::net::SocketAddr,
+) -> Result<
+    (
+        crate::tls::UpstreamTls,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    String,
+> {
+    let conf = conf::UpstreamTlsConf {
+        ca: ca.map(|p| toml::Spanned::new(0..0, p.display().to_string())),
+        ..conf::UpstreamTlsConf::default()
+    };
+    let tls = crate::tls::upstream(&conf, std::path::Path::new("/"), 0..0)
+        .map_err(|ps| ps.into_iter().map(|p| p.msg).collect::<Vec<_>>().join("; "))?;
+    Ok((tls, crate::tls::target_name(host, addr)))
 }
 
 /// Most time a file read may take (a hung network filesystem must not hold the task).

@@ -288,3 +288,41 @@ fn a_session_resumes_on_another_shard() {
         }
     }
 }
+
+/// A client that connects and never finishes its handshake is cut off after
+/// `handshake_timeout` and counted; others are served meanwhile.
+#[test]
+fn a_stalled_handshake_times_out() {
+    let certs = Certs::new();
+    let origin = Origin::start();
+    let list = certs.list();
+    for driver in DRIVERS {
+        let Some(g) = InProcess::start_text(&format!(
+            "[server]\ndriver = \"{driver}\"\npin = false\nshards = 1\n[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = {list}\nhandshake_timeout = \"300ms\"\n[[upstream]]\nname = \"o\"\ntargets = [\"{}\"]\n[[route]]\nupstream = \"o\"\n",
+            origin.addr
+        )) else {
+            continue;
+        };
+        let mut stalled = std::net::TcpStream::connect(g.addr).unwrap();
+        stalled.write_all(b"\x16\x03\x01").unwrap(); // the start of a record, then nothing
+        stalled
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let config = tls::client_config(&certs.ca, &[&TLS13], None);
+        assert_eq!(
+            tls::status(&tls::get(g.addr, "a.test", &config, "/").unwrap()),
+            200
+        );
+        // the gateway closes it: the read ends (no bytes, or an alert then the end)
+        let mut out = Vec::new();
+        assert!(
+            stalled.read_to_end(&mut out).is_ok(),
+            "{driver}: closed, not left hanging"
+        );
+        assert!(
+            support::eventually(|| g.total().tls_failures.contains(&("timeout", 1))),
+            "{driver}: {:?}",
+            g.total().tls_failures
+        );
+    }
+}

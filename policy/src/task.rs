@@ -17,8 +17,13 @@ pub enum Job {
     HttpGet {
         /// Where to connect.
         addr: SocketAddr,
-        /// Host field value.
+        /// Host field value (and, over TLS, the name verified; its port left out).
         host: Rc<str>,
+        /// Over TLS, verified against this CA bundle (PEM), or the public web PKI roots when
+        /// `None`; `tls = false`: plain HTTP.
+        tls: bool,
+        /// See `tls`.
+        ca: Option<Rc<PathBuf>>,
         /// Request path (origin-form).
         path: Rc<str>,
         /// Longest body accepted.

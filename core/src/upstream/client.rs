@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use proto::{ChunkedDecoder, Emit, Framing, Limits, Method, ParseError, ResponseHead, Status};
 
+use rustls::pki_types::ServerName;
+
 use crate::io::{self, IoFail};
 use crate::stream::UpstreamStream;
+use crate::tls::UpstreamTls;
 
 /// A request to send.
 #[derive(Debug, Clone, Copy)]
@@ -62,16 +65,17 @@ impl fmt::Display for ClientError {
     }
 }
 
-/// Sends `req` to `addr` and reads the answer, all within `timeout`, refusing bodies over
-/// `max_body` bytes.
+/// Sends `req` to `addr` (over TLS with `tls`: config and the name verified) and reads the
+/// answer, all within `timeout`, refusing bodies over `max_body` bytes.
 pub async fn send(
     addr: SocketAddr,
     req: &Request<'_>,
     max_body: usize,
     timeout: Duration,
+    tls: Option<(&UpstreamTls, &ServerName<'static>)>,
 ) -> Result<Response, ClientError> {
     let deadline = Instant::now() + timeout;
-    let mut stream = crate::upstream::connect::connect(addr, timeout, true, None)
+    let mut stream = crate::upstream::connect::connect(addr, timeout, true, tls)
         .await
         .map_err(|_| ClientError::Connect)?;
     let mut out = Vec::with_capacity(256 + req.fields.len() + req.body.len());

@@ -162,6 +162,15 @@ pub fn exchange(s: &mut Tls, request: &str) -> Result<String, String> {
 /// A TLS origin on 127.0.0.1 with `cert`: answers every request `200` with the request head it
 /// saw as its body, closing after each.
 pub fn origin(cert: &Issued) -> SocketAddr {
+    origin_with(cert, |head| head.to_vec())
+}
+
+/// A TLS origin on 127.0.0.1 with `cert` answering every request `200` with `body(head)`.
+pub fn origin_with(
+    cert: &Issued,
+    body: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+) -> SocketAddr {
+    let body = Arc::new(body);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = Arc::new(
         ServerConfig::builder_with_provider(provider)
@@ -177,6 +186,7 @@ pub fn origin(cert: &Issued) -> SocketAddr {
         for tcp in l.incoming() {
             let Ok(tcp) = tcp else { continue };
             let config = config.clone();
+            let body = body.clone();
             std::thread::spawn(move || {
                 let _ = tcp.set_read_timeout(Some(DEADLINE));
                 let Ok(conn) = rustls::ServerConnection::new(config) else {
@@ -191,12 +201,13 @@ pub fn origin(cert: &Issued) -> SocketAddr {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
+                let out = body(&head);
                 let answer = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    head.len()
+                    out.len()
                 );
                 let _ = s.write_all(answer.as_bytes());
-                let _ = s.write_all(&head);
+                let _ = s.write_all(&out);
                 s.conn.send_close_notify();
                 let _ = s.flush();
             });

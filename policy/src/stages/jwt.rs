@@ -60,11 +60,15 @@ pub struct Config {
     /// JWKS document (`{"keys": [...]}`), relative to the config file; keys chosen by `kid`.
     #[serde(default)]
     pub jwks_file: Option<String>,
-    /// JWKS served over HTTP (`http://host:port/path`; the host is resolved once at start):
-    /// fetched by each shard in the background every `jwks_interval`, and soon after a token
-    /// names an unknown `kid`.
+    /// JWKS served over HTTP(S) (`https://host[:port]/path`; the host is resolved once at
+    /// start): fetched by each shard in the background every `jwks_interval`, and soon after
+    /// a token names an unknown `kid`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// CA bundle (PEM, relative to the config file) an `https` jwks_url is verified against.
+    /// Default: the public web PKI roots.
+    #[serde(default)]
+    pub jwks_ca: Option<String>,
     /// The key id of a `secret`/`public_key_file` key: a token must then name it in `kid`.
     /// Unset (or ""), such a key ignores the token's `kid` (one key: nothing to choose).
     #[serde(default)]
@@ -176,6 +180,8 @@ enum Origin {
         host: Rc<str>,
         path: Rc<str>,
         interval: Duration,
+        /// `https`, with this CA bundle (or the web roots).
+        tls: Option<Option<Rc<std::path::PathBuf>>>,
     },
     /// `jwks_file`: read again when asked.
     File(Rc<std::path::PathBuf>),
@@ -217,10 +223,16 @@ impl JwksSource {
     fn job(&self) -> Job {
         match &self.origin {
             Origin::Url {
-                addr, host, path, ..
+                addr,
+                host,
+                path,
+                tls,
+                ..
             } => Job::HttpGet {
                 addr: *addr,
                 host: host.clone(),
+                tls: tls.is_some(),
+                ca: tls.clone().flatten(),
                 path: path.clone(),
                 max_bytes: MAX_JWKS_BYTES,
                 timeout: FETCH_TIMEOUT,
@@ -236,7 +248,12 @@ impl JwksSource {
 impl Task for JwksSource {
     fn describe(&self) -> String {
         match &self.origin {
-            Origin::Url { host, path, .. } => format!("jwks_url http://{host}{path}"),
+            Origin::Url {
+                host, path, tls, ..
+            } => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("jwks_url {scheme}://{host}{path}")
+            }
             Origin::File(p) => format!("jwks_file {}", p.display()),
         }
     }
@@ -309,6 +326,7 @@ impl StageBuild for Jwt {
             &mut c.public_key_file,
             &mut c.jwks_file,
             &mut c.jwks_url,
+            &mut c.jwks_ca,
             &mut c.kid,
         ] {
             if s.as_deref() == Some("") {
@@ -406,8 +424,14 @@ impl StageBuild for Jwt {
             keys = read_jwks(&path)?;
             origin = Some(Origin::File(Rc::new(path)));
         } else if let Some(url) = &c.jwks_url {
-            let (addr, host, path) = parse_http_url(url)?;
+            let (addr, host, path, https) = parse_http_url(url)?;
+            let ca = c.jwks_ca.as_deref().filter(|p| !p.is_empty());
+            if ca.is_some() && !https {
+                return Err("jwks_ca is for an https jwks_url".into());
+            }
+            let tls = https.then(|| ca.map(|p| Rc::new(ctx.dir.join(p))));
             origin = Some(Origin::Url {
+                tls,
                 addr,
                 host: Rc::from(host),
                 path: Rc::from(path),
@@ -538,12 +562,18 @@ fn with_validations(
         .collect()
 }
 
-/// `http://host[:port]/path` → address (resolved now), Host value, path.
-fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String), String> {
+/// `http(s)://host[:port]/path` → address (resolved now), Host value, path, https.
+fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String, bool), String> {
     use std::net::ToSocketAddrs;
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        format!("jwks_url `{url}`: only http:// URLs for now (https comes with TLS)")
-    })?;
+    let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(r), _) => (r, true),
+        (None, Some(r)) => (r, false),
+        (None, None) => {
+            return Err(format!(
+                "jwks_url `{url}`: expected an http:// or https:// URL"
+            ));
+        }
+    };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let path = if path.is_empty() { "/" } else { path };
     if authority.is_empty() || !path.bytes().all(|b| b.is_ascii_graphic()) {
@@ -555,14 +585,14 @@ fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String), S
     {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{}", if https { 443 } else { 80 })
     };
     let addr = with_port
         .to_socket_addrs()
         .map_err(|e| format!("jwks_url `{url}`: cannot resolve {authority}: {e}"))?
         .next()
         .ok_or_else(|| format!("jwks_url `{url}`: {authority} has no address"))?;
-    Ok((addr, authority.to_string(), path.to_string()))
+    Ok((addr, authority.to_string(), path.to_string(), https))
 }
 
 /// RFC 7515 §4.1.11: `crit` lists header parameters the recipient must understand, and this
