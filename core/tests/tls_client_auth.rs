@@ -1,6 +1,7 @@
 //! mTLS: a listener requiring client certificates refuses a client without one (or with an
 //! expired or foreign one) and admits a verified one; `optional` lets both in; the `client_cert`
-//! stage forwards the verified subject (spoofed copies dropped) and refuses without one.
+//! stage forwards the verified subject (spoofed copies dropped) and refuses without one; an
+//! `authorize` rule can demand a certificate, or roles from its SANs.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,13 +19,8 @@ use support::origin::Origin;
 use support::tls::{self, Ca};
 use support::{DRIVERS, TempDir};
 
-fn gateway(
-    driver: &str,
-    dir: &TempDir,
-    auth: &str,
-    require: bool,
-    origin: std::net::SocketAddr,
-) -> Option<InProcess> {
+/// A gateway with a TLS listener (`client_auth = auth`) and `routes` to `origin`.
+fn gateway_with(driver: &str, dir: &TempDir, auth: &str, routes: &str) -> Option<InProcess> {
     let d = dir.0.display();
     InProcess::start_text(&format!(
         r#"
@@ -40,7 +36,24 @@ address = "127.0.0.1:0"
 certificates = [{{ cert = "{d}/server.pem", key = "{d}/server.key" }}]
 client_auth = "{auth}"
 client_ca = "{d}/clients.pem"
+{routes}"#
+    ))
+}
 
+/// One route to `origin` through the `client_cert` stage.
+fn gateway(
+    driver: &str,
+    dir: &TempDir,
+    auth: &str,
+    require: bool,
+    origin: std::net::SocketAddr,
+) -> Option<InProcess> {
+    gateway_with(
+        driver,
+        dir,
+        auth,
+        &format!(
+            r#"
 [[upstream]]
 name = "origin"
 targets = ["{origin}"]
@@ -54,7 +67,8 @@ require = {require}
 forward_subject = "X-Client-Subject"
 forward_fingerprint = "X-Client-Sha256"
 "#
-    ))
+        ),
+    )
 }
 
 #[test]
@@ -155,5 +169,85 @@ fn client_certificates_required_optional_and_forwarded() {
         };
         let answer = tls::get(g.addrs[1], "gw.test", &plain, "/anon").unwrap();
         assert_eq!(tls::status(&answer), 401, "{driver}: {answer}");
+    }
+}
+
+/// `authorize` over an optional-mTLS listener: a rule with `client_cert = true` refuses (403) an
+/// API-key identity arriving without a certificate and admits it with one; a rule asking for a
+/// role admits the certificate whose SAN carries it and refuses another.
+#[test]
+fn authorize_can_require_a_client_certificate() {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let dir = TempDir::new();
+    server_ca
+        .issue("gw", &["gw.test"], false)
+        .write(&dir.0, "server");
+    std::fs::write(dir.0.join("clients.pem"), client_ca.pem()).unwrap();
+    let alice = client_ca.issue("alice", &["deploy.clients.test"], false);
+    let bob = client_ca.issue("bob", &["bob.clients.test"], false);
+    let origin = Origin::start();
+    for driver in DRIVERS {
+        let Some(g) = gateway_with(
+            driver,
+            &dir,
+            "optional",
+            &format!(
+                r#"
+[[upstream]]
+name = "origin"
+targets = ["{origin}"]
+
+[[route]]
+path = "/keyed/{{*rest}}"
+upstream = "origin"
+[[route.policy]]
+kind = "api_key"
+insecure_plaintext = true
+consumers = [{{ name = "ops", key = "k1", groups = ["ops"] }}]
+[[route.policy]]
+kind = "authorize"
+rules = [{{ methods = ["PUT"], any_role = ["ops"], client_cert = true }}]
+
+[[route]]
+path = "/{{*rest}}"
+upstream = "origin"
+[[route.policy]]
+kind = "client_cert"
+require = false
+[[route.policy]]
+kind = "authorize"
+rules = [{{ methods = ["DELETE"], any_role = ["deploy.clients.test"] }}]
+"#,
+                origin = origin.addr
+            ),
+        ) else {
+            continue;
+        };
+        let addr = g.addrs[1];
+        let anon = tls::client_config(&server_ca, &[&TLS13], None);
+        let as_alice = tls::client_config(&server_ca, &[&TLS13], Some(&alice));
+        let as_bob = tls::client_config(&server_ca, &[&TLS13], Some(&bob));
+        let put = "PUT /keyed/x HTTP/1.1\r\nHost: gw.test\r\nX-Api-Key: k1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let del = "DELETE /svc HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+        let send = |config, request: &str| {
+            let mut s = tls::connect(addr, "gw.test", config).unwrap();
+            tls::exchange(&mut s, request).unwrap()
+        };
+        let answer = send(&anon, put);
+        assert_eq!(tls::status(&answer), 403, "{driver}: {answer}");
+        assert!(
+            answer.contains("needs a verified TLS client certificate"),
+            "{driver}: {answer}"
+        );
+        assert_eq!(tls::status(&send(&as_bob, put)), 200, "{driver}");
+        assert_eq!(tls::status(&send(&anon, del)), 401, "{driver}");
+        let answer = send(&as_bob, del);
+        assert_eq!(tls::status(&answer), 403, "{driver}: {answer}");
+        assert!(
+            answer.contains("the identity is not allowed"),
+            "{driver}: {answer}"
+        );
+        assert_eq!(tls::status(&send(&as_alice, del)), 200, "{driver}");
     }
 }

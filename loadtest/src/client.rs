@@ -5,8 +5,11 @@
 use std::net::SocketAddr;
 
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio_rustls::ClientTlsStream;
+
+use crate::tls::TlsPlan;
 
 /// Read buffer size; also the largest response head accepted.
 const BUF: usize = 64 * 1024;
@@ -32,9 +35,9 @@ pub struct Response {
     pub reusable: bool,
 }
 
-/// A connected client.
-pub struct Conn {
-    stream: TcpStream,
+/// A connected client over a plain (`TcpStream`) or TLS stream.
+pub struct Conn<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
@@ -46,7 +49,7 @@ enum Body {
     UntilClose,
 }
 
-impl Conn {
+impl Conn<TcpStream> {
     /// Connects to `addr` with TCP_NODELAY.
     pub async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
@@ -56,7 +59,26 @@ impl Conn {
             buf: Vec::with_capacity(BUF),
         })
     }
+}
 
+impl Conn<ClientTlsStream<TcpStream>> {
+    /// Connects to `addr` and runs the TLS handshake of `tls`.
+    pub async fn connect_tls(addr: SocketAddr, tls: &TlsPlan) -> std::io::Result<Self> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tls
+            .connector
+            .connect(tls.name.clone(), tcp)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(BUF),
+        })
+    }
+}
+
+impl<S: AsyncReadRent + AsyncWriteRent> Conn<S> {
     /// Sends `request` (taken and handed back, so it is never copied) and reads the response.
     /// `head_only` is set for HEAD requests, whose responses carry no body.
     pub async fn exchange(

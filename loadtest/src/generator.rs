@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use std::future::Future;
+
 use crate::client::{Conn, Failure};
 use crate::report::Report;
 
@@ -87,6 +89,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// CPUs for the threads (thread i on `pin[i % len]`); empty for no pinning.
     pub pin: Vec<usize>,
+    /// Speak HTTPS with this (`None`: plain HTTP).
+    pub tls: Option<crate::tls::TlsPlan>,
 }
 
 impl Plan {
@@ -104,6 +108,7 @@ impl Plan {
             keepalive: true,
             timeout: Duration::from_secs(10),
             pin: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -157,9 +162,12 @@ fn thread_main(plan: &Plan, t: usize, threads: usize, start: Instant) -> anyhow:
         // connection ids t, t + threads, t + 2 threads, … belong to this thread
         for id in (t..plan.connections).step_by(threads) {
             let plan = plan.clone();
-            tasks.push(monoio::spawn(
-                async move { connection(&plan, id, start).await },
-            ));
+            tasks.push(monoio::spawn(async move {
+                match plan.tls.clone() {
+                    None => connection(&plan, id, start, Plain).await,
+                    Some(t) => connection(&plan, id, start, Tls(t)).await,
+                }
+            }));
         }
         let mut report = Report::new(plan.duration);
         for task in tasks {
@@ -202,7 +210,40 @@ impl Pick {
     }
 }
 
-async fn connection(plan: &Plan, id: usize, start: Instant) -> Report {
+/// How a generator connection is opened: plain, or with a TLS handshake.
+trait Dial {
+    type Stream: monoio::io::AsyncReadRent + monoio::io::AsyncWriteRent;
+    fn dial(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> impl Future<Output = std::io::Result<Conn<Self::Stream>>>;
+}
+
+struct Plain;
+
+impl Dial for Plain {
+    type Stream = monoio::net::TcpStream;
+    fn dial(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> impl Future<Output = std::io::Result<Conn<Self::Stream>>> {
+        Conn::connect(addr)
+    }
+}
+
+struct Tls(crate::tls::TlsPlan);
+
+impl Dial for Tls {
+    type Stream = monoio_rustls::ClientTlsStream<monoio::net::TcpStream>;
+    fn dial(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> impl Future<Output = std::io::Result<Conn<Self::Stream>>> {
+        Conn::connect_tls(addr, &self.0)
+    }
+}
+
+async fn connection<D: Dial>(plan: &Plan, id: usize, start: Instant, dial: D) -> Report {
     let window_start = start + plan.warmup;
     let end = window_start + plan.duration;
     let mut report = Report::new(plan.duration);
@@ -218,7 +259,7 @@ async fn connection(plan: &Plan, id: usize, start: Instant) -> Report {
     let timetable = plan
         .rate
         .map(|rate| Timetable::new(rate, id, plan.connections));
-    let mut conn: Option<Conn> = None;
+    let mut conn: Option<Conn<D::Stream>> = None;
     let mut k: u32 = 0;
     monoio::time::sleep_until(monoio::time::Instant::from_std(start)).await;
     loop {
@@ -254,7 +295,7 @@ async fn connection(plan: &Plan, id: usize, start: Instant) -> Report {
         let c = match conn.take() {
             Some(c) => c,
             None => {
-                match monoio::time::timeout(plan.timeout, Conn::connect(plan.addr)).await {
+                match monoio::time::timeout(plan.timeout, dial.dial(plan.addr)).await {
                     Ok(Ok(c)) => c,
                     _ => {
                         if measured {

@@ -9,6 +9,7 @@ pub mod origin;
 pub mod out;
 pub mod report;
 pub mod scenario;
+pub mod tls;
 
 use std::sync::atomic::AtomicBool;
 

@@ -30,8 +30,15 @@ enum Cmd {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Target, `http://host:port/path`.
+    /// Target, `http://host:port/path` or `https://host:port/path`.
     url: String,
+    /// With https: verify the server against this PEM CA bundle (default: no verification, for
+    /// test certificates).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// With https: a full handshake on every connection (no session resumption).
+    #[arg(long)]
+    no_resume: bool,
     /// Concurrent connections.
     #[arg(long, short, default_value_t = 64)]
     connections: usize,
@@ -112,20 +119,31 @@ fn stop_on_signals() -> anyhow::Result<()> {
 }
 
 fn run(a: RunArgs) -> anyhow::Result<()> {
-    let rest = a.url.strip_prefix("http://").with_context(|| {
-        format!(
-            "{}: only http:// URLs (HTTPS comes with TLS support)",
-            a.url
-        )
-    })?;
+    let (https, rest) = match (
+        a.url.strip_prefix("http://"),
+        a.url.strip_prefix("https://"),
+    ) {
+        (Some(rest), _) => (false, rest),
+        (None, Some(rest)) => (true, rest),
+        (None, None) => anyhow::bail!("{}: expected an http:// or https:// URL", a.url),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => rest.split_at(i),
         None => (rest, "/"),
     };
-    let with_port = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let (host, port) = split_authority(authority);
+    let with_port = match port {
+        Some(_) => authority.to_string(),
+        None if https => format!("{authority}:443"),
+        None => format!("{authority}:80"),
+    };
+    let tls = match https {
+        true => Some(loadtest::tls::TlsPlan::new(
+            host,
+            a.ca.as_deref(),
+            !a.no_resume,
+        )?),
+        false => None,
     };
     let addr = with_port
         .to_socket_addrs()
@@ -159,6 +177,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         keepalive: !a.no_keepalive,
         timeout: Duration::from_secs_f64(a.timeout.max(0.001)),
         pin: a.pin.clone(),
+        tls,
     };
     let mode = match a.rate {
         Some(r) => format!("open loop at {r:.0} req/s"),
@@ -180,4 +199,36 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `host:port` → (`host`, `Some(port)`); `[::1]:8443` → (`::1`, `Some`); no port → `None`.
+fn split_authority(authority: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (authority, None),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_authority;
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        for (authority, host, port) in [
+            ("localhost:8443", "localhost", Some("8443")),
+            ("localhost", "localhost", None),
+            ("127.0.0.1:80", "127.0.0.1", Some("80")),
+            ("[::1]:8443", "::1", Some("8443")),
+            ("[::1]", "::1", None),
+        ] {
+            assert_eq!(split_authority(authority), (host, port), "{authority}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! `loadtest compare` end to end: a 2-second run against a real shardgate (this workspace's
-//! debug build) and the built-in origin, read back from its JSON and SVG, and every process it
-//! started gone afterwards.
+//! `loadtest compare` end to end: 2-second runs against a real shardgate (this workspace's
+//! debug build) and the built-in origin, over plain HTTP and HTTPS (kept alive, and a full
+//! handshake per request), read back from its JSON and SVG, a scenario needing an unbuilt
+//! feature skipped with its reason, and every process it started gone afterwards.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::PathBuf;
@@ -30,6 +31,10 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
             "tiny",
             "--scenario",
             "tls",
+            "--scenario",
+            "tls-handshake",
+            "--scenario",
+            "cache",
             "--systems",
             "shardgate",
         ])
@@ -56,7 +61,20 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(stdout.contains("skipped: needs tls"), "{stdout}");
+    assert!(stdout.contains("skipped: needs cache"), "{stdout}");
+    for scenario in ["tls", "tls-handshake"] {
+        let path = out.join(scenario).join("report.json");
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let round = &report["systems"][0]["rounds"][0];
+        assert!(
+            round["responses"].as_u64().unwrap() > 10,
+            "{scenario}: {round}"
+        );
+        assert_eq!(round["error_total"], 0, "{scenario}: {round}");
+        let conf = std::fs::read_to_string(out.join(scenario).join("shardgate.toml")).unwrap();
+        assert!(conf.contains("[listener.tls]"), "{conf}");
+    }
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("tiny/report.json")).unwrap())

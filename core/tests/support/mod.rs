@@ -5,6 +5,7 @@
 pub mod inproc;
 pub mod origin;
 pub mod tls;
+pub mod tls_origin;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -25,8 +25,8 @@ use systems::{Running, Setup, System};
 /// `loadtest compare` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache, tls) or a
-    /// scenario TOML file; repeat for several.
+    /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache, tls,
+    /// tls-handshake, tls-resume) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
     /// Proxies to run, in round order.
@@ -364,6 +364,10 @@ fn run_scenario(
     origin.wait_listening(origin_addr)?;
 
     let extra = crate::scenario::gateway_extra(&scenario.gateway);
+    let cert = match scenario.load.tls {
+        true => Some(crate::tls::BenchCert::create(&out)?),
+        false => None,
+    };
     let setup = Setup {
         origin: origin_addr,
         workers: args.workers.max(1),
@@ -371,6 +375,7 @@ fn run_scenario(
         dir: &out,
         shardgate,
         extra: &extra,
+        tls: cert.as_ref(),
     };
     let mut running: Vec<Running> = Vec::new();
     let against_bare = scenario.gateway.against_bare;
@@ -403,6 +408,20 @@ fn run_scenario(
     }
     anyhow::ensure!(!running.is_empty(), "no system to measure");
 
+    // one client TLS config per system, so one system's tickets are never offered to another
+    let mut tls_plans = Vec::new();
+    if scenario.load.tls {
+        for r in &running {
+            let plan = crate::tls::TlsPlan::new("localhost", None, scenario.load.resume)?;
+            tls_plans.push((r.addr, plan));
+        }
+    }
+    let tls_for = |addr: SocketAddr| {
+        tls_plans
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, p)| p.clone())
+    };
     let plan_for = |addr: SocketAddr, rate: Option<f64>, warm: f64, dur: f64| Plan {
         addr,
         host: addr.to_string(),
@@ -415,6 +434,7 @@ fn run_scenario(
         keepalive: scenario.load.keepalive,
         timeout: Duration::from_secs_f64(scenario.load.timeout_s),
         pin: args.load_cpus.clone(),
+        tls: tls_for(addr),
     };
 
     if let Some(fraction) = args.at_fraction_of_nginx {

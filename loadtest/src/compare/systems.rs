@@ -1,6 +1,7 @@
 //! The proxies compared, configured alike: one listener on 127.0.0.1, every path to the one
 //! origin over kept-alive upstream connections (up to 1,024 idle kept), `workers` threads or processes pinned to the
-//! proxy CPUs, no access logs, no body size limit.
+//! proxy CPUs, no access logs, no body size limit; in TLS scenarios, HTTPS on that listener with
+//! the same certificate, TLS 1.2 and 1.3, session tickets and a session cache on every proxy.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::procs::{self, Child};
+use crate::tls::BenchCert;
 
 /// A proxy under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -47,6 +49,8 @@ pub struct Setup<'a> {
     pub shardgate: &'a Path,
     /// Config text appended to shardgate's (routes, policy stages).
     pub extra: &'a str,
+    /// Terminate TLS with this certificate.
+    pub tls: Option<&'a BenchCert>,
 }
 
 /// A started system.
@@ -156,14 +160,26 @@ fn shardgate_conf(s: &Setup<'_>, port: u16) -> String {
     } else {
         format!("[{pin}]")
     };
+    let listen = match s.tls {
+        None => format!("listen = [\"127.0.0.1:{port}\"]\n"),
+        Some(_) => String::new(),
+    };
+    let tls = match s.tls {
+        None => String::new(),
+        Some(c) => format!(
+            "\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n[listener.tls]\n\
+             certificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+            c.cert.display(),
+            c.key.display()
+        ),
+    };
     format!(
         r#"# written by loadtest compare
 [server]
-listen = ["127.0.0.1:{port}"]
-shards = {workers}
+{listen}shards = {workers}
 pin = {pin}
 max_connections = 9000
-
+{tls}
 [[upstream]]
 name = "origin"
 targets = ["{origin}"]
@@ -193,6 +209,16 @@ fn nginx_conf(s: &Setup<'_>, port: u16) -> String {
     };
     let dir = s.dir.join("nginx");
     let d = dir.display();
+    let ssl = match s.tls {
+        None => String::new(),
+        Some(c) => format!(
+            " ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+             ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_tickets on;\n    \
+             ssl_session_cache shared:SSL:10m",
+            c.cert.display(),
+            c.key.display()
+        ),
+    };
     format!(
         r#"# written by loadtest compare
 worker_processes {workers};
@@ -211,7 +237,7 @@ http {{
   keepalive_requests 1000000;
   upstream origin {{ server {origin}; keepalive 1024; }}
   server {{
-    listen 127.0.0.1:{port} reuseport;
+    listen 127.0.0.1:{port} reuseport{ssl};
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -232,6 +258,13 @@ fn haproxy_conf(s: &Setup<'_>, port: u16) -> String {
     } else {
         format!("  cpu-map auto:1/1-{} {}\n", s.workers, cpu_list(s.cpus))
     };
+    let ssl = match s.tls {
+        None => String::new(),
+        Some(c) => format!(
+            " ssl crt {} alpn http/1.1 ssl-min-ver TLSv1.2",
+            c.combined.display()
+        ),
+    };
     format!(
         r#"# written by loadtest compare
 global
@@ -246,7 +279,7 @@ defaults
   http-reuse always
 
 frontend front
-  bind 127.0.0.1:{port}
+  bind 127.0.0.1:{port}{ssl}
   default_backend origin
 
 backend origin

@@ -1,7 +1,8 @@
 //! Authorization (RBAC) over the identity an earlier stage (`jwt`, `api_key`) established:
 //! per-method rules requiring scopes and/or roles (any-of, all-of). 401 when nobody is
 //! authenticated, 403 with `error="insufficient_scope"` when the identity lacks what the rule
-//! asks. A method no rule names is refused unless `default = "allow"`.
+//! asks. A method no rule names is refused unless `default = "allow"`. A rule can also demand
+//! that the connection carried a verified TLS client certificate (403 without one).
 //!
 //! ```toml
 //! [[route.policy]]
@@ -50,6 +51,9 @@ pub struct RuleConf {
     /// Every one of these roles.
     #[serde(default)]
     pub all_roles: Vec<String>,
+    /// Also require a verified TLS client certificate on the connection (mTLS). Default false.
+    #[serde(default)]
+    pub client_cert: bool,
 }
 
 fn default_default() -> String {
@@ -62,6 +66,7 @@ struct Rule {
     all_scopes: Vec<String>,
     any_role: Vec<String>,
     all_roles: Vec<String>,
+    client_cert: bool,
     /// `scope="…"` for the challenge.
     challenge: String,
 }
@@ -135,6 +140,7 @@ impl StageBuild for Authorize {
                 all_scopes: r.all_scopes,
                 any_role: r.any_role,
                 all_roles: r.all_roles,
+                client_cert: r.client_cert,
             });
         }
         Ok(Authorize {
@@ -161,6 +167,15 @@ impl Stage for Authorize {
             .rules
             .iter()
             .find(|r| r.methods.is_empty() || r.methods.iter().any(|m| **m == *method));
+        if rule.is_some_and(|r| r.client_cert)
+            && ex.tls.as_ref().is_none_or(|t| t.client_cert.is_none())
+        {
+            return Verdict::Reject(Rejection::new(
+                403,
+                "authorize.client_cert",
+                "this request needs a verified TLS client certificate",
+            ));
+        }
         let allowed = match rule {
             Some(r) => r.allows(id),
             None => self.allow_unlisted,
