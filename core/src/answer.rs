@@ -12,7 +12,7 @@ use crate::conn::{Conn, Next, Persist};
 use crate::error::ProxyError;
 use crate::io;
 use crate::shard::Shard;
-use crate::stream::{ClientStream, Transport};
+use crate::stream::{ClientStream, Close, Transport};
 
 /// An answer made by the gateway.
 #[derive(Debug, Clone, Copy)]
@@ -163,7 +163,7 @@ pub async fn over_limit(shard: &Shard, mut stream: ClientStream) {
         false,
     );
     let _ = io::write_all(&mut stream, &mut out, Duration::from_secs(1)).await;
-    stream.shutdown().await;
+    stream.shutdown(Close::Clean).await;
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::forward::Forwarding;
 use crate::gateway::{Gateway, ListenerKind, Settings};
 use crate::io::{self, IoFail};
 use crate::shard::Shard;
-use crate::stream::{ClientStream, Transport};
+use crate::stream::{ClientStream, Close, Transport};
 
 /// Serves one client connection of listener `listener` (its TLS, when it has any, already
 /// established) until it closes.
@@ -46,9 +46,13 @@ pub async fn serve(
         tls,
         ..Exchange::default()
     };
-    let linger = run(&shard, &mut conn, &mut ex).await;
-    conn.stream.shutdown().await;
-    if linger {
+    let end = run(&shard, &mut conn, &mut ex).await;
+    let how = match end {
+        End::Abort => Close::Abort,
+        End::Linger | End::Quiet => Close::Clean,
+    };
+    conn.stream.shutdown(how).await;
+    if end == End::Linger {
         // Read what the client still sends for a moment, so closing does not reset the
         // connection before it has read our answer.
         drain_input(&mut conn).await;
@@ -56,16 +60,27 @@ pub async fn serve(
     shard.unregister(slot);
 }
 
-/// Serves requests until the connection should close; true when the gateway closes it after
-/// an answer (the close then lingers, so the answer is not lost to a reset).
-async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> bool {
+/// How a connection's service ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The gateway closes after an answer: the close lingers, so the answer is not lost to a
+    /// reset.
+    Linger,
+    /// The client left or idled out between requests.
+    Quiet,
+    /// The stream broke or an answer was cut short.
+    Abort,
+}
+
+/// Serves requests until the connection should close.
+async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> End {
     loop {
         conn.idle.set(conn.buf.is_empty());
         let read = read_head(&shard.gateway().settings, conn).await;
         // each exchange runs on the config current when its head arrived
         let gw = shard.gateway();
         let next = match read {
-            Ok(None) => return false,
+            Ok(None) => return End::Quiet,
             Ok(Some(head_len)) => {
                 conn.served += 1;
                 exchange(shard, &gw, conn, ex, head_len).await
@@ -74,8 +89,8 @@ async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> bool {
         };
         match next {
             Next::KeepAlive if !shard.draining.get() => {}
-            Next::KeepAlive | Next::Close => return true,
-            Next::Abort => return false,
+            Next::KeepAlive | Next::Close => return End::Linger,
+            Next::Abort => return End::Abort,
         }
     }
 }

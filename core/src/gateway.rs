@@ -157,9 +157,10 @@ impl Gateway {
             conf::ConfError::at(&config.source, &config.text, p.span, p.msg)
         };
         let mut listeners = Vec::with_capacity(config.listeners.len());
-        for l in &config.listeners {
+        for (i, l) in config.listeners.iter().enumerate() {
+            let name = format!("{i} {}", l.addr);
             let kind = match (&l.tls, l.redirect_https) {
-                (Some(t), _) => match crate::tls::listener(t, dir, secret) {
+                (Some(t), _) => match crate::tls::listener(t, dir, &name, secret) {
                     Ok(t) => ListenerKind::Tls(t),
                     Err(ps) => {
                         all.extend(ps.into_iter().map(at));

@@ -274,18 +274,23 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, index
                 if settings.tcp_nodelay {
                     let _ = stream.set_nodelay(true);
                 }
+                let tls = matches!(
+                    gw.listeners.get(index).map(|l| &l.kind),
+                    Some(ListenerKind::Tls(_))
+                );
                 if shard.open_connections() >= settings.max_connections {
                     stats.over_limit.set(stats.over_limit.get() + 1);
                     over_limit_warning(&shard, settings.max_connections);
+                    if tls {
+                        // a 503 would need a handshake first, the cost the limit avoids
+                        drop(stream);
+                        continue;
+                    }
                     let shard = shard.clone();
                     let stream = ClientStream::Plain(stream);
                     monoio::spawn(async move { crate::answer::over_limit(&shard, stream).await });
                     continue;
                 }
-                let tls = matches!(
-                    gw.listeners.get(index).map(|l| &l.kind),
-                    Some(ListenerKind::Tls(_))
-                );
                 if tls {
                     monoio::spawn(tls_serve(shard.clone(), stream, peer, index));
                 } else {

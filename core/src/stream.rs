@@ -16,6 +16,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
 pub use crate::sys::Ready;
+pub use crate::tls::stream::Close;
 use crate::tls::stream::TlsStream;
 
 /// A connection, plain or TLS (server side for clients, client side for upstreams). One type
@@ -41,8 +42,8 @@ pub trait Transport {
     fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
     /// Writes all of `buf`.
     fn write_all<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
-    /// Ends the sending side (TLS: close_notify first).
-    fn shutdown(&mut self) -> impl Future<Output = ()>;
+    /// Ends the sending side (TLS: close_notify first when `Clean`).
+    fn shutdown(&mut self, how: Close) -> impl Future<Output = ()>;
     /// The socket's fd (drain shuts its read side down).
     fn fd(&self) -> RawFd;
     /// Appends what has already arrived to `buf` without waiting (through TLS: what it
@@ -102,12 +103,12 @@ impl Transport for Stream {
         }
     }
 
-    async fn shutdown(&mut self) {
+    async fn shutdown(&mut self, how: Close) {
         match self {
             Stream::Plain(s) => {
                 let _ = AsyncWriteRent::shutdown(s).await;
             }
-            Stream::Tls(s) => s.shutdown().await,
+            Stream::Tls(s) => s.shutdown(how).await,
         }
     }
 

@@ -241,4 +241,28 @@ fn bad_tls_settings_are_located() {
         err.starts_with("gw.toml:3:1: [listener.tls] client_auth needs client_ca"),
         "{err}"
     );
+    // certificates SNI could never pick: no DNS name (after the default), or only names an
+    // earlier certificate already serves
+    let again = ca.issue("a again", &["a.test"], false);
+    let nameless = ca.issue("nameless", &[], false);
+    let (code, _, err) = check_with(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = [\n  { cert = \"a.pem\", key = \"a.key\" },\n  { cert = \"again.pem\", key = \"again.key\" },\n  { cert = \"nameless.pem\", key = \"nameless.key\" },\n]\n[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"respond\"\n",
+        &[
+            ("a.pem", &a.cert_pem),
+            ("a.key", &a.key_pem),
+            ("again.pem", &again.cert_pem),
+            ("again.key", &again.key_pem),
+            ("nameless.pem", &nameless.cert_pem),
+            ("nameless.key", &nameless.key_pem),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    for want in [
+        "gw.toml:6:12: ",
+        "again.pem: every name the certificate serves is served by an earlier one",
+        "gw.toml:7:12: ",
+        "nameless.pem: the certificate names no DNS host",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
 }

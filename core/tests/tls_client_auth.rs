@@ -19,6 +19,19 @@ use support::origin::Origin;
 use support::tls::{self, Ca};
 use support::{DRIVERS, TempDir};
 
+/// The server's CA, the clients' CA, and a directory holding the gateway's certificate
+/// (`server.pem`, for `gw.test`) and the clients' CA (`clients.pem`).
+fn pki() -> (Ca, Ca, TempDir) {
+    let server_ca = Ca::new("server CA");
+    let client_ca = Ca::new("client CA");
+    let dir = TempDir::new();
+    server_ca
+        .issue("gw", &["gw.test"], false)
+        .write(&dir.0, "server");
+    std::fs::write(dir.0.join("clients.pem"), client_ca.pem()).unwrap();
+    (server_ca, client_ca, dir)
+}
+
 /// A gateway with a TLS listener (`client_auth = auth`) and `routes` to `origin`.
 fn gateway_with(driver: &str, dir: &TempDir, auth: &str, routes: &str) -> Option<InProcess> {
     let d = dir.0.display();
@@ -73,14 +86,8 @@ forward_fingerprint = "X-Client-Sha256"
 
 #[test]
 fn client_certificates_required_optional_and_forwarded() {
-    let server_ca = Ca::new("server CA");
-    let client_ca = Ca::new("client CA");
+    let (server_ca, client_ca, dir) = pki();
     let other_ca = Ca::new("someone else");
-    let dir = TempDir::new();
-    server_ca
-        .issue("gw", &["gw.test"], false)
-        .write(&dir.0, "server");
-    std::fs::write(dir.0.join("clients.pem"), client_ca.pem()).unwrap();
     let alice = client_ca.issue("alice", &["alice.clients.test"], false);
     let expired = client_ca.issue("old", &["old.clients.test"], true);
     let foreign = other_ca.issue("mallory", &["mallory.test"], false);
@@ -177,13 +184,7 @@ fn client_certificates_required_optional_and_forwarded() {
 /// role admits the certificate whose SAN carries it and refuses another.
 #[test]
 fn authorize_can_require_a_client_certificate() {
-    let server_ca = Ca::new("server CA");
-    let client_ca = Ca::new("client CA");
-    let dir = TempDir::new();
-    server_ca
-        .issue("gw", &["gw.test"], false)
-        .write(&dir.0, "server");
-    std::fs::write(dir.0.join("clients.pem"), client_ca.pem()).unwrap();
+    let (server_ca, client_ca, dir) = pki();
     let alice = client_ca.issue("alice", &["deploy.clients.test"], false);
     let bob = client_ca.issue("bob", &["bob.clients.test"], false);
     let origin = Origin::start();
@@ -217,7 +218,7 @@ kind = "client_cert"
 require = false
 [[route.policy]]
 kind = "authorize"
-rules = [{{ methods = ["DELETE"], any_role = ["deploy.clients.test"] }}]
+rules = [{{ methods = ["DELETE"], any_role = ["DNS:deploy.clients.test"] }}]
 "#,
                 origin = origin.addr
             ),
@@ -249,5 +250,66 @@ rules = [{{ methods = ["DELETE"], any_role = ["deploy.clients.test"] }}]
             "{driver}: {answer}"
         );
         assert_eq!(tls::status(&send(&as_alice, del)), 200, "{driver}");
+    }
+}
+
+/// A session made on a listener that asks for no certificate does not resume on one that
+/// requires it (a resumed session skips the certificate request): its ticket does not open
+/// there, so the client is asked for a certificate and, without one, refused.
+#[test]
+fn a_ticket_from_another_listener_does_not_skip_mtls() {
+    let (server_ca, client_ca, dir) = pki();
+    let alice = client_ca.issue("alice", &["alice.clients.test"], false);
+    let origin = Origin::start();
+    let d = dir.0.display();
+    for driver in DRIVERS {
+        // listener 1 requires a certificate; listener 2, with the same certificate, does not
+        let Some(g) = gateway_with(
+            driver,
+            &dir,
+            "required",
+            &format!(
+                r#"
+[[listener]]
+address = "127.0.0.1:0"
+[listener.tls]
+certificates = [{{ cert = "{d}/server.pem", key = "{d}/server.key" }}]
+
+[[upstream]]
+name = "origin"
+targets = ["{origin}"]
+[[route]]
+path = "/{{*rest}}"
+upstream = "origin"
+"#,
+                origin = origin.addr
+            ),
+        ) else {
+            continue;
+        };
+        let (strict, open) = (g.addrs[1], g.addrs[2]);
+        for version in [&TLS13, &TLS12] {
+            // one config, so its session store offers what it got on `open` to `strict`
+            let anon = tls::client_config(&server_ca, &[version], None);
+            for _ in 0..2 {
+                let answer = tls::get(open, "gw.test", &anon, "/open").unwrap();
+                assert_eq!(tls::status(&answer), 200, "{driver} {version:?}");
+            }
+            let r = tls::get(strict, "gw.test", &anon, "/strict");
+            assert!(
+                r.as_ref().map_or(true, |a| tls::status(a) != 200),
+                "{driver} {version:?}: resumed past mTLS: {r:?}"
+            );
+            // with a certificate, the same path gets in
+            let id = tls::client_config(&server_ca, &[version], Some(&alice));
+            tls::get(open, "gw.test", &id, "/open").unwrap();
+            let answer = tls::get(strict, "gw.test", &id, "/strict").unwrap();
+            assert_eq!(tls::status(&answer), 200, "{driver} {version:?}");
+        }
+        let resumed: u64 = g.total().tls_handshakes[2];
+        assert!(
+            resumed >= 2,
+            "{driver}: resumption still works on one listener"
+        );
     }
 }

@@ -38,9 +38,9 @@ pub struct TlsInfo {
 /// A verified client certificate, as stages see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCert {
-    /// Subject distinguished name (`CN=alice, O=Example`).
+    /// Subject distinguished name, RFC 4514 (`CN=alice,O=Example`; values escaped).
     pub subject: Box<str>,
-    /// Subject alternative names: DNS names, URIs and e-mail addresses.
+    /// Subject alternative names, typed: `DNS:host`, `URI:…`, `email:…`, `IP:…`.
     pub sans: Box<[Box<str>]>,
     /// SHA-256 of the certificate (DER), lower-case hex.
     pub sha256: Box<str>,

@@ -142,7 +142,8 @@ impl SniResolver {
         let Some(name) = name else {
             return self.default.clone();
         };
-        let name = name.to_ascii_lowercase();
+        // `example.com.` (absolute form) is the same host as `example.com`
+        let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
         if let Some(c) = self.exact.get(&name) {
             return Some(c.clone());
         }
@@ -156,5 +157,55 @@ impl SniResolver {
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.pick(hello.server_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loaded certificate for `names`, made here.
+    fn made(names: &[&str]) -> Result<Loaded, Box<dyn std::error::Error>> {
+        let key = rcgen::KeyPair::generate()?;
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let cert = rcgen::CertificateParams::new(names.clone())?.self_signed(&key)?;
+        let der = PrivateKeyDer::try_from(key.serialize_der())?;
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der)?;
+        Ok(Loaded {
+            key: Arc::new(CertifiedKey::new(vec![cert.der().clone()], signer)),
+            names,
+        })
+    }
+
+    #[test]
+    fn sni_picks_exact_then_wildcard_then_the_default() -> Result<(), Box<dyn std::error::Error>> {
+        let certs = [
+            made(&["first.test"])?,
+            made(&["api.test"])?,
+            made(&["*.wild.test"])?,
+        ];
+        let is = |got: Option<Arc<CertifiedKey>>, want: usize| {
+            got.zip(certs.get(want))
+                .is_some_and(|(g, w)| Arc::ptr_eq(&g, &w.key))
+        };
+        let r = SniResolver::new(&certs, false);
+        for (name, want) in [
+            (Some("api.test"), 1),
+            (Some("API.Test"), 1),
+            (Some("api.test."), 1),
+            (Some("x.wild.test"), 2),
+            (Some("X.WILD.test."), 2),
+            (Some("a.b.wild.test"), 0),
+            (Some("wild.test"), 0),
+            (Some("other.test"), 0),
+            (None, 0),
+        ] {
+            assert!(is(r.pick(name), want), "{name:?} → certificate {want}");
+        }
+        let refusing = SniResolver::new(&certs, true);
+        assert!(refusing.pick(Some("other.test")).is_none());
+        assert!(refusing.pick(None).is_none());
+        assert!(is(refusing.pick(Some("api.test.")), 1));
+        Ok(())
     }
 }

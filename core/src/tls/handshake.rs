@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
-use policy::{ClientCert, TlsInfo};
+use policy::TlsInfo;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, HandshakeKind, ProtocolVersion, ServerConnection};
 
@@ -140,29 +140,6 @@ fn info(s: &TlsStream) -> TlsInfo {
         client_cert: c
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(|leaf| client_cert(leaf)),
+            .and_then(|leaf| super::identity::client_cert(leaf)),
     }
-}
-
-fn client_cert(der: &[u8]) -> Option<ClientCert> {
-    use x509_parser::extensions::GeneralName;
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    let mut sans = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for n in &san.value.general_names {
-            match n {
-                GeneralName::DNSName(s) | GeneralName::URI(s) | GeneralName::RFC822Name(s) => {
-                    sans.push(Box::from(*s));
-                }
-                _ => {}
-            }
-        }
-    }
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Some(ClientCert {
-        subject: Box::from(cert.subject().to_string()),
-        sans: sans.into_boxed_slice(),
-        sha256: Box::from(hex),
-    })
 }

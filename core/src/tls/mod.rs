@@ -1,10 +1,12 @@
 //! TLS with rustls (ring provider): listener configs (certificates by SNI, versions, cipher
 //! suites, ALPN, client certificates, tickets shared by the shards) and upstream configs
 //! (roots or a CA, SNI name, client certificate), built from conf with errors located in the
-//! file. The stream is in `stream`, certificate files in `certs`, ticket keys in `tickets`.
+//! file. The stream is in `stream`, certificate files in `certs`, ticket keys in `tickets`,
+//! what stages see of a client certificate in `identity`.
 
 pub mod certs;
 pub mod handshake;
+pub mod identity;
 pub mod stream;
 pub mod tickets;
 
@@ -85,10 +87,12 @@ fn now_unix() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Builds a listener's TLS for one shard; file paths are relative to `dir`.
+/// Builds a listener's TLS for one shard; file paths are relative to `dir`; `name` tells the
+/// listener from the others (its place in the config and its address).
 pub fn listener(
     t: &toml::Spanned<TlsConf>,
     dir: &Path,
+    name: &str,
     secret: &Arc<TicketSecret>,
 ) -> Result<TlsListener, Vec<TlsProblem>> {
     let span = t.span();
@@ -111,6 +115,21 @@ pub fn listener(
                     cp.display()
                 ),
             )),
+            Ok(l)
+                if !l.names.is_empty()
+                    && l.names.iter().all(|n| {
+                        let served: &[certs::Loaded] = &loaded;
+                        served.iter().any(|e| e.names.contains(n))
+                    }) =>
+            {
+                problems.push(problem(
+                    cert.cert.span(),
+                    format!(
+                        "{}: every name the certificate serves is served by an earlier one, so SNI never picks it",
+                        cp.display()
+                    ),
+                ))
+            }
             Ok(l) => loaded.push(l),
             Err(msg) => problems.push(problem(cert.cert.span(), msg)),
         }
@@ -146,7 +165,11 @@ pub fn listener(
     let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = c.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
     if c.session_tickets {
-        let keys = TicketKeys::new(secret.clone(), c.ticket_rotation.0.as_secs());
+        let keys = TicketKeys::new(
+            secret.clone(),
+            ticket_scope(name, c, dir),
+            c.ticket_rotation.0.as_secs(),
+        );
         config.ticketer = Arc::new(Ticketer(keys));
     }
     config.session_storage = if c.session_cache > 0 {
@@ -158,6 +181,24 @@ pub fn listener(
         config: Arc::new(config),
         handshake_timeout: c.handshake_timeout.0,
     })
+}
+
+/// What a listener's sessions stand for, hashed: the listener, whether and whom it asks for
+/// client certificates. A resumed session skips the certificate request, so its ticket must
+/// not open on a listener that trusts differently.
+fn ticket_scope(name: &str, c: &TlsConf, dir: &Path) -> [u8; 32] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    h.update(match c.client_auth {
+        ClientAuth::None => b"none",
+        ClientAuth::Optional => b"optional",
+        ClientAuth::Required => b"required",
+    });
+    if let Some(ca) = &c.client_ca {
+        h.update(&std::fs::read(dir.join(ca.get_ref())).unwrap_or_default());
+    }
+    <[u8; 32]>::try_from(h.finish().as_ref()).unwrap_or([0; 32])
 }
 
 /// The public web PKI roots.

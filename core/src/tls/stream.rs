@@ -15,6 +15,19 @@ use crate::sys::Ready;
 /// Ciphertext read buffer: one whole TLS record (16 KiB of data plus its overhead).
 const RECORD: usize = 16 * 1024 + 512;
 
+/// Longest wait for close_notify to leave.
+const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How a stream is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The exchange ended as it should: TLS says so (close_notify).
+    Clean,
+    /// Something broke mid-answer: no close_notify, so a body framed by the close is seen
+    /// as cut short.
+    Abort,
+}
+
 /// A TLS connection.
 pub struct TlsStream {
     tcp: TcpStream,
@@ -106,8 +119,10 @@ impl TlsStream {
             let mut rd = self.rbuf.get(self.rpos..).unwrap_or_default();
             let n = match self.tls.read_tls(&mut rd) {
                 Ok(n) => n,
-                // rustls holds as much plaintext as it will: read it first
-                Err(_) if self.tls.wants_read() => break,
+                // rustls holds as much plaintext as it will take (it wants no more until that
+                // is read): the caller reads it, then the rest is fed. Any other refusal (a
+                // handshake message larger than rustls accepts) is fatal, never retried.
+                Err(_) if !self.tls.wants_read() => break,
                 Err(e) => return Err(Fill::Io(e)),
             };
             self.rpos += n;
@@ -181,10 +196,14 @@ impl TlsStream {
         (Ok(done), buf)
     }
 
-    /// Sends close_notify and ends the sending side.
-    pub async fn shutdown(&mut self) {
-        self.tls.send_close_notify();
-        let _ = self.flush().await;
+    /// Ends the sending side: `Clean` sends close_notify first (given at most
+    /// `CLOSE_NOTIFY_WAIT`, so a peer that stopped reading cannot hold the connection), `Abort`
+    /// does not, so the peer sees a truncation, not an end.
+    pub async fn shutdown(&mut self, how: Close) {
+        if how == Close::Clean {
+            self.tls.send_close_notify();
+            let _ = monoio::time::timeout(CLOSE_NOTIFY_WAIT, self.flush()).await;
+        }
         let _ = AsyncWriteRent::shutdown(&mut self.tcp).await;
     }
 

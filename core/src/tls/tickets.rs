@@ -1,7 +1,9 @@
 //! Session-ticket keys every shard shares, so a client resumes on whichever shard its next
 //! connection lands: one secret made at start, read-only; the key of each rotation period is
 //! derived from it (HKDF-SHA256), so rotating needs no message and no lock. A ticket sealed
-//! in one period opens in that period and the next.
+//! in one period opens in that period and the next. Keys are also bound to a listener's
+//! scope (which listener, whom it trusts): a session resumes only where it could have been
+//! made, so a ticket from a listener without mTLS never opens one that requires it.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,19 +33,23 @@ impl std::fmt::Debug for TicketSecret {
     }
 }
 
-/// The shared secret and a listener's rotation period.
+/// The shared secret, a listener's scope and its rotation period.
 #[derive(Debug)]
 pub struct TicketKeys {
     secret: Arc<TicketSecret>,
+    /// SHA-256 of what the listener's sessions stand for (see `tls::listener`).
+    scope: [u8; 32],
     /// Seconds per key.
     period: u64,
 }
 
 impl TicketKeys {
-    /// Keys from `secret` that change every `period_secs` (at least 60).
-    pub fn new(secret: Arc<TicketSecret>, period_secs: u64) -> TicketKeys {
+    /// Keys from `secret` for the listener `scope` that change every `period_secs` (at least
+    /// 60).
+    pub fn new(secret: Arc<TicketSecret>, scope: [u8; 32], period_secs: u64) -> TicketKeys {
         TicketKeys {
             secret,
+            scope,
             period: period_secs.max(60),
         }
     }
@@ -51,8 +57,8 @@ impl TicketKeys {
     /// The key of period `epoch`.
     fn key(&self, epoch: u64) -> Option<LessSafeKey> {
         let prk = Salt::new(HKDF_SHA256, b"shardgate session tickets").extract(&self.secret.0);
-        let info = epoch.to_be_bytes();
-        let info = [&info[..]];
+        let epoch = epoch.to_be_bytes();
+        let info = [&self.scope[..], &epoch[..]];
         let okm = prk.expand(&info, &AES_256_GCM).ok()?;
         let mut bytes = [0u8; 32];
         okm.fill(&mut bytes).ok()?;
@@ -135,8 +141,9 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn a_ticket_opens_in_its_period_and_the_next_only() -> Result<(), String> {
-        let keys = TicketKeys::new(TicketSecret::generate()?, 3600);
+    fn a_ticket_opens_in_its_period_and_the_next_only_and_in_its_scope() -> Result<(), String> {
+        let secret = TicketSecret::generate()?;
+        let keys = TicketKeys::new(secret.clone(), [1; 32], 3600);
         let t0 = UNIX_EPOCH + Duration::from_secs(3600 * 1000 + 10);
         let ticket = keys.seal(b"session state", t0).ok_or("seal")?;
         assert_eq!(
@@ -157,8 +164,11 @@ mod tests {
         }
         assert_eq!(keys.open(&bad, t0), None);
         assert_eq!(keys.open(&ticket[..10], t0), None);
-        let other = TicketKeys::new(TicketSecret::generate()?, 3600);
+        let other = TicketKeys::new(TicketSecret::generate()?, [1; 32], 3600);
         assert_eq!(other.open(&ticket, t0), None);
+        // the same gateway, another listener (or other trust)
+        let elsewhere = TicketKeys::new(secret, [2; 32], 3600);
+        assert_eq!(elsewhere.open(&ticket, t0), None);
         Ok(())
     }
 }

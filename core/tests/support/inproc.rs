@@ -62,6 +62,8 @@ impl InProcess {
         let mut t = ShardCounters::default();
         for c in self.counters(Duration::from_secs(5)) {
             t.accepted += c.accepted;
+            t.open += c.open;
+            t.over_limit += c.over_limit;
             t.requests += c.requests;
             t.finished += c.finished;
             for (a, b) in t.outcomes.iter_mut().zip(c.outcomes) {

@@ -316,6 +316,14 @@ fn respond(s: &mut TcpStream, target: &str, head_req: bool, conn: &str, rec: &Re
         "/hangup" => return false,
         // read the whole request, then close without a word
         "/swallow" => return false,
+        // a body delimited by the close, cut by a reset
+        "/no-length-reset" => {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the re");
+            std::thread::sleep(Duration::from_millis(50));
+            let sock = socket2::SockRef::from(&*s);
+            let _ = sock.set_linger(Some(Duration::ZERO));
+            return false;
+        }
         "/no-length" => {
             let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close");
             return false;

@@ -21,6 +21,10 @@ pub struct Options<'a> {
     pub client_ca: Option<&'a Ca>,
     /// Close (with close_notify) after every answer, though the answer said keep-alive.
     pub close_after_answer: bool,
+    /// Answer with this many bytes (`a`…`z` repeated) instead of `conn <n> req <k>`.
+    pub body_size: Option<usize>,
+    /// Largest TLS record payload it sends (rustls' default: 16 KiB).
+    pub fragment: Option<usize>,
 }
 
 /// The running origin.
@@ -30,7 +34,8 @@ pub struct TlsOrigin {
 }
 
 impl TlsOrigin {
-    /// Starts it with `cert`; every request gets `200` and `conn <n> req <k>` as its body.
+    /// Starts it with `cert`; every request gets `200` and `conn <n> req <k>` (or
+    /// `body_size` bytes) as its body.
     pub fn start(cert: &Issued, o: Options<'_>) -> TlsOrigin {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
@@ -44,12 +49,13 @@ impl TlsOrigin {
             ),
             None => builder.with_no_client_auth(),
         };
-        let config = Arc::new(
-            builder
-                .with_single_cert(vec![cert.der.clone()], cert.key())
-                .unwrap(),
-        );
+        let mut config = builder
+            .with_single_cert(vec![cert.der.clone()], cert.key())
+            .unwrap();
+        config.max_fragment_size = o.fragment;
+        let config = Arc::new(config);
         let close = o.close_after_answer;
+        let size = o.body_size;
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -64,7 +70,7 @@ impl TlsOrigin {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
                         return;
                     };
-                    serve(StreamOwned::new(conn, tcp), n, close);
+                    serve(StreamOwned::new(conn, tcp), n, close, size);
                 });
             }
         });
@@ -77,7 +83,12 @@ impl TlsOrigin {
     }
 }
 
-fn serve(mut s: StreamOwned<rustls::ServerConnection, std::net::TcpStream>, n: usize, close: bool) {
+fn serve(
+    mut s: StreamOwned<rustls::ServerConnection, std::net::TcpStream>,
+    n: usize,
+    close: bool,
+    size: Option<usize>,
+) {
     let mut pending = Vec::new();
     let mut buf = [0u8; 4096];
     for k in 1.. {
@@ -91,15 +102,14 @@ fn serve(mut s: StreamOwned<rustls::ServerConnection, std::net::TcpStream>, n: u
             }
         };
         pending.drain(..end);
-        let body = format!("conn {n} req {k}");
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if s.write_all(answer.as_bytes())
-            .and_then(|()| s.flush())
-            .is_err()
-        {
+        let body = match size {
+            Some(len) => (0..len).map(|i| b'a' + (i % 26) as u8).collect(),
+            None => format!("conn {n} req {k}").into_bytes(),
+        };
+        let mut answer =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(&body);
+        if s.write_all(&answer).and_then(|()| s.flush()).is_err() {
             return;
         }
         if close {

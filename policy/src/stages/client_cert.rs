@@ -2,7 +2,8 @@
 //! refuses requests without one when `require` is set (a listener with `client_auth =
 //! "optional"` lets those in), sends its subject, SANs and fingerprint upstream in headers
 //! (incoming copies always dropped), and makes it the request's identity when no earlier
-//! stage set one (consumer = the subject, roles = the SANs), so `authorize` rules apply to it.
+//! stage set one (consumer = the subject, RFC 4514; roles = the SANs, typed: `DNS:host`,
+//! `URI:…`, `email:…`, `IP:…`), so `authorize` rules apply to it.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -31,7 +32,7 @@ pub struct Config {
     /// "X-Client-Subject".
     #[serde(default = "default_subject")]
     pub forward_subject: String,
-    /// Header carrying its SANs, comma-separated ("" for none). Default "".
+    /// Header carrying its SANs (typed, `DNS:a.example, URI:…`; "" for none). Default "".
     #[serde(default)]
     pub forward_sans: String,
     /// Header carrying its SHA-256 fingerprint, hex ("" for none). Default "".
