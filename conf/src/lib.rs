@@ -7,6 +7,8 @@ pub mod error;
 pub mod introspect;
 pub mod model;
 pub mod tls;
+pub mod traffic;
+mod traffic_check;
 pub mod validate;
 pub mod values;
 
@@ -16,6 +18,9 @@ pub use model::{
     UpstreamConf,
 };
 pub use tls::{ClientAuth, ListenerConf, TlsConf, TlsVersion, UnknownSni, UpstreamTlsConf};
+pub use traffic::{
+    BalanceConf, CheckKind, HashOn, HealthConf, OutlierConf, RetryConf, StartState, TargetConf,
+};
 pub use values::{ByteSize, Duration};
 
 /// The embedded default configuration, used when no `--config` is given.

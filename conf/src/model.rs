@@ -10,6 +10,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
 use crate::tls::{ListenerConf, TlsConf, UpstreamTlsConf};
+use crate::traffic::{BalanceConf, HashOn, HealthConf, OutlierConf, RetryConf, TargetConf};
 use crate::values::{ByteSize, Duration};
 
 /// The whole file as written.
@@ -140,8 +141,20 @@ impl Default for ForwardingConf {
 pub struct UpstreamConf {
     /// Name that routes refer to.
     pub name: Spanned<String>,
-    /// `"host:port"` targets, used round-robin.
-    pub targets: Vec<Spanned<String>>,
+    /// Targets: `"host:port"` or `{ address = "host:port", weight = N }`.
+    pub targets: Vec<Spanned<TargetConf>>,
+    /// How a target is picked: `"p2c"` (default), `"round_robin"`, `"weighted_round_robin"`,
+    /// `"least_outstanding"`, `"ring_hash"`, `"maglev"` or `"ip_hash"`.
+    #[serde(default = "defaults::balance")]
+    pub balance: Spanned<BalanceConf>,
+    /// What `ring_hash` and `maglev` hash: `client_ip`, `header:NAME`, `cookie:NAME` or
+    /// `param:NAME`.
+    #[serde(default)]
+    pub hash_on: Option<Spanned<HashOn>>,
+    /// Bounded load of the hashing balancers: a target takes at most this factor times the
+    /// group's average requests in flight before its keys spill to the next one.
+    #[serde(default = "defaults::hash_load_bound")]
+    pub hash_load_bound: Spanned<f64>,
     /// Most idle keep-alive connections kept per target per shard (0: no pooling).
     #[serde(default = "defaults::keepalive")]
     pub keepalive: u32,
@@ -161,6 +174,15 @@ pub struct UpstreamConf {
     /// `[upstream.tls]`: connect to the targets over TLS.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConf>,
+    /// `[upstream.health]`: active health checks (none when absent).
+    #[serde(default)]
+    pub health: Option<Spanned<HealthConf>>,
+    /// `[upstream.outlier]`: passive health (on by default).
+    #[serde(default)]
+    pub outlier: Option<Spanned<OutlierConf>>,
+    /// `[upstream.retry]`: retries to another target (one retry by default).
+    #[serde(default)]
+    pub retry: Option<Spanned<RetryConf>>,
 }
 
 mod defaults {
@@ -176,6 +198,12 @@ mod defaults {
     }
     pub fn response_timeout() -> Duration {
         Duration::secs(30)
+    }
+    pub fn balance() -> toml::Spanned<crate::traffic::BalanceConf> {
+        toml::Spanned::new(0..0, crate::traffic::BalanceConf::default())
+    }
+    pub fn hash_load_bound() -> toml::Spanned<f64> {
+        toml::Spanned::new(0..0, 1.25)
     }
     pub fn route_path() -> toml::Spanned<String> {
         toml::Spanned::new(0..0, "/{*rest}".to_string())
@@ -354,6 +382,8 @@ pub struct Upstream {
     pub targets: Vec<SocketAddr>,
     /// The targets as written (used for `host = "target"`).
     pub target_names: Vec<String>,
+    /// Their weights.
+    pub weights: Vec<u32>,
     /// Settings as written.
     pub conf: UpstreamConf,
 }

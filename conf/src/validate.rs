@@ -141,30 +141,30 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         }
         let mut targets = Vec::new();
         let mut target_names = Vec::new();
+        let mut weights = Vec::new();
         for t in &u.targets {
-            match t
-                .get_ref()
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-            {
+            let tc = t.get_ref();
+            match tc.address.to_socket_addrs().ok().and_then(|mut a| a.next()) {
                 Some(a) => {
                     targets.push(a);
-                    target_names.push(t.get_ref().clone());
+                    target_names.push(tc.address.clone());
+                    weights.push(tc.weight);
                 }
                 None => errs.push(err(
                     t.span(),
                     format!(
                         "invalid upstream target `{}`: expected host:port, like \"127.0.0.1:9000\"",
-                        t.get_ref()
+                        tc.address
                     ),
                 )),
             }
         }
+        crate::traffic_check::check(u, &mut errs, &err);
         upstreams.push(Upstream {
             name: uname,
             targets,
             target_names,
+            weights,
             conf: u.clone(),
         });
     }
@@ -206,6 +206,9 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             }
             None => None,
         };
+        if let Some(up) = upstream.and_then(|i| upstreams.get(i)) {
+            crate::traffic_check::check_route(&rname, r, up, &mut errs, &err);
+        }
         if !r.path.get_ref().starts_with('/') {
             errs.push(err(
                 r.path.span(),

@@ -12,6 +12,7 @@
 use conf::introspect::field_names;
 use conf::model::{FileModel, ForwardingConf, RouteConf, ServerConf, UpstreamConf};
 use conf::tls::{CertConf, ListenerConf, TlsConf, UpstreamTlsConf};
+use conf::traffic::{HealthConf, OutlierConf, RetryConf};
 
 fn examples() -> Vec<std::path::PathBuf> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -49,6 +50,9 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<TlsConf>(),
         field_names::<CertConf>(),
         field_names::<UpstreamTlsConf>(),
+        field_names::<HealthConf>(),
+        field_names::<OutlierConf>(),
+        field_names::<RetryConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -1,8 +1,8 @@
 //! Cross-shard control, the one place with cross-thread types: each shard has an inbox (a
 //! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
 //!
-//! Messages today: drain now, report counters. Later ones (new config, purge) are variants of
-//! `Message`. A shard handles its inbox between requests, so nothing here touches the request
+//! Messages today: drain now, report counters, a health verdict from the prober. Later ones
+//! (new config, purge) are variants of `Message`. A shard handles its inbox between requests, so nothing here touches the request
 //! path; the control side never blocks on a shard (replies come back on channels it reads
 //! with a deadline).
 
@@ -18,6 +18,36 @@ pub enum Message {
     Drain,
     /// Send a snapshot of the shard's counters back on this channel.
     Counters(Sender<ShardCounters>),
+    /// The prober's verdict on one target: mark it up or down.
+    Health(Verdict),
+}
+
+/// An active health check's verdict on a target of an upstream group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The group's name.
+    pub upstream: std::sync::Arc<str>,
+    /// The target's address.
+    pub target: std::net::SocketAddr,
+    /// Up (serving) or down.
+    pub up: bool,
+}
+
+/// One target as one shard sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetCounters {
+    /// Its group.
+    pub upstream: String,
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// Marked down by the active health checks.
+    pub down: bool,
+    /// Ejected by outlier detection now.
+    pub ejected: bool,
+    /// Ejections since it last stayed healthy.
+    pub ejections: u32,
+    /// Requests in flight to it from this shard.
+    pub in_flight: u32,
 }
 
 /// One shard's counters at one moment (a plain copy: nothing shared with the shard).
@@ -45,6 +75,10 @@ pub struct ShardCounters {
     pub tls_handshakes: [u64; 3],
     /// Failed TLS handshakes by reason (only reasons seen).
     pub tls_failures: Vec<(&'static str, u64)>,
+    /// Every upstream target's state on this shard.
+    pub targets: Vec<TargetCounters>,
+    /// Upstream attempts that were retries to another target.
+    pub retries: u64,
 }
 
 /// A shard's side: where its messages arrive.
@@ -100,6 +134,13 @@ impl Control {
         match (&m.wake).write_all(&[1]) {
             Ok(()) => true,
             Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+
+    /// Sends a health verdict to every shard.
+    pub fn broadcast_health(&self, v: &Verdict) {
+        for i in 0..self.shards() {
+            self.send(i, Message::Health(v.clone()));
         }
     }
 

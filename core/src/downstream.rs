@@ -192,6 +192,8 @@ struct Routed {
     route: usize,
     params: Params,
     target: Option<Vec<u8>>,
+    /// The hash of the capture the route's upstream hashes on.
+    param_key: Option<u64>,
 }
 
 /// Why a request was not routed: the answer and its extra field (`Allow` for a 405).
@@ -226,11 +228,20 @@ fn route(gw: &Gateway, conn: &Conn) -> Result<Routed, Unrouted> {
     };
     let method = head.method_span.get(buf);
     match gw.router.lookup(head.authority(buf), path, method) {
-        Lookup::Found(id, params) if gw.routes.get(id.0 as usize).is_some() => Ok(Routed {
-            route: id.0 as usize,
-            params,
-            target: normalized,
-        }),
+        Lookup::Found(id, params) if gw.routes.get(id.0 as usize).is_some() => {
+            let param_key = gw
+                .routes
+                .get(id.0 as usize)
+                .and_then(|r| r.hash_param)
+                .and_then(|i| params.get(i, path))
+                .map(policy::balance::hash_bytes);
+            Ok(Routed {
+                route: id.0 as usize,
+                params,
+                target: normalized,
+                param_key,
+            })
+        }
         Lookup::Found(..) | Lookup::NotFound => Err(not_found),
         Lookup::MethodNotAllowed(allow) => {
             let mut field = Vec::with_capacity(allow.len() + 9);
@@ -282,6 +293,7 @@ async fn exchange(
     ex.route = Some(policy::RouteId(routed.route as u32));
     ex.params = routed.params;
     ex.edits.target = routed.target;
+    ex.upstream.param_key = routed.param_key;
     let verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
     if let Some(next) = verdict_answer(shard, s, conn, &mut ex, verdict, close, head_len).await {
         return next;

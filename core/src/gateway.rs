@@ -17,7 +17,7 @@ use policy::{Pipeline, Pipelines, Router};
 use crate::tls::tickets::TicketSecret;
 use crate::tls::{TlsListener, UpstreamTls};
 use crate::upstream::pool::Pool;
-use crate::upstream::select::Selector;
+use crate::upstream::select::{SelectConf, Selector};
 
 /// One route at run time.
 pub struct RouteRt {
@@ -27,6 +27,8 @@ pub struct RouteRt {
     pub pipeline: Pipeline,
     /// Index into `Gateway::upstreams`.
     pub upstream: Option<usize>,
+    /// The capture its upstream hashes on (`hash_on = "param:NAME"`), by index.
+    pub hash_param: Option<usize>,
 }
 
 /// One target of an upstream group.
@@ -69,6 +71,20 @@ struct PoolKey {
     tls: Option<[Option<String>; 4]>,
 }
 
+/// What identifies an upstream's target state across configs (load, verdicts, ejections):
+/// the pool's key and every traffic setting.
+#[derive(Debug, Clone, PartialEq)]
+struct SelectKey {
+    pool: PoolKey,
+    weights: Vec<u32>,
+    balance: conf::BalanceConf,
+    hash_on: Option<conf::HashOn>,
+    hash_load_bound: f64,
+    health: Option<conf::HealthConf>,
+    outlier: Option<conf::OutlierConf>,
+    retry: Option<conf::RetryConf>,
+}
+
 /// One upstream group at run time.
 pub struct UpstreamRt {
     /// Name (messages).
@@ -87,7 +103,7 @@ pub struct UpstreamRt {
     pub select: Rc<Selector>,
     /// TLS to the targets (`None`: plain TCP).
     pub tls: Option<UpstreamTls>,
-    key: PoolKey,
+    key: SelectKey,
 }
 
 /// Server-wide settings in data-path form.
@@ -196,10 +212,12 @@ impl Gateway {
             .routes
             .iter()
             .zip(&pipelines.routes)
-            .map(|(r, pipeline)| RouteRt {
+            .enumerate()
+            .map(|(i, (r, pipeline))| RouteRt {
                 name: r.name.clone(),
                 pipeline: pipeline.clone(),
                 upstream: r.upstream,
+                hash_param: hash_param(config, &router, i),
             })
             .collect();
         let unrouted = pipelines.global.clone();
@@ -285,8 +303,24 @@ impl Gateway {
     }
 }
 
+/// The index of the capture route `i`'s upstream hashes on, if it hashes on one.
+fn hash_param(config: &Config, router: &Router, i: usize) -> Option<usize> {
+    let r = config.routes.get(i)?;
+    let u = config.upstreams.get(r.upstream?)?;
+    if !u.conf.balance.get_ref().hashes() {
+        return None;
+    }
+    let conf::HashOn::Param(name) = u.conf.hash_on.as_ref()?.get_ref() else {
+        return None;
+    };
+    router
+        .param_names(policy::RouteId(i as u32))
+        .iter()
+        .position(|n| n == name)
+}
+
 /// The directory relative paths in `config` (keys, certificates) are read from.
-fn config_dir(config: &Config) -> &std::path::Path {
+pub(crate) fn config_dir(config: &Config) -> &std::path::Path {
     std::path::Path::new(&config.source)
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -320,17 +354,37 @@ fn upstream(
         keepalive: u.conf.keepalive as usize,
         idle_timeout: u.conf.idle_timeout.0,
     };
+    let key = SelectKey {
+        pool: key,
+        weights: u.weights.clone(),
+        balance: *u.conf.balance.get_ref(),
+        hash_on: u.conf.hash_on.as_ref().map(|h| h.get_ref().clone()),
+        hash_load_bound: *u.conf.hash_load_bound.get_ref(),
+        health: u.conf.health.as_ref().map(|h| h.get_ref().clone()),
+        outlier: u.conf.outlier.as_ref().map(|o| o.get_ref().clone()),
+        retry: u.conf.retry.as_ref().map(|r| r.get_ref().clone()),
+    };
+    let old_pool = previous.and_then(|g| g.upstreams.iter().find(|o| o.key.pool == key.pool));
+    let pool = match old_pool {
+        Some(o) => o.pool.clone(),
+        None => Rc::new(RefCell::new(Pool::new(
+            key.pool.targets.len(),
+            key.pool.keepalive,
+            key.pool.idle_timeout,
+        ))),
+    };
     let old = previous.and_then(|g| g.upstreams.iter().find(|o| o.key == key));
-    let (pool, select) = match old {
-        Some(o) => (o.pool.clone(), o.select.clone()),
-        None => (
-            Rc::new(RefCell::new(Pool::new(
-                key.targets.len(),
-                key.keepalive,
-                key.idle_timeout,
-            ))),
-            Rc::new(Selector::round_robin(shard)),
-        ),
+    let select = match old {
+        Some(o) => o.select.clone(),
+        None => Rc::new(Selector::new(
+            &SelectConf {
+                conf: &u.conf,
+                addrs: &u.targets,
+                names: &u.target_names,
+                weights: &u.weights,
+            },
+            shard,
+        )),
     };
     let targets = u
         .targets

@@ -48,6 +48,16 @@ fn put_joined(
     out.extend_from_slice(b"\r\n");
 }
 
+/// Where the Host value of a request head written by `write_request_head` is, and whether
+/// it is the target's own (then a retry to another target rewrites it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostValue {
+    /// Its bytes in the head.
+    pub at: std::ops::Range<usize>,
+    /// It names the target.
+    pub of_target: bool,
+}
+
 /// Writes the request head sent upstream (always HTTP/1.1, origin-form, our framing).
 pub fn write_request_head(
     out: &mut Vec<u8>,
@@ -57,7 +67,7 @@ pub fn write_request_head(
     target: usize,
     fwd: &ForwardingConf,
     ex: &Exchange,
-) {
+) -> HostValue {
     let (client, edits) = (ex.client, &ex.edits);
     out.extend_from_slice(head.method_span.get(buf));
     out.push(b' ');
@@ -74,12 +84,17 @@ pub fn write_request_head(
         .get(target)
         .map(|t| &t.host[..])
         .unwrap_or_default();
-    let host = match &up.host {
-        HostRewrite::Preserve => client_host.unwrap_or(target_host),
-        HostRewrite::Target => target_host,
-        HostRewrite::Fixed(v) => v.as_bytes(),
+    let (host, of_target) = match (&up.host, client_host) {
+        (HostRewrite::Preserve, Some(h)) => (h, false),
+        (HostRewrite::Preserve, None) | (HostRewrite::Target, _) => (target_host, true),
+        (HostRewrite::Fixed(v), _) => (v.as_bytes(), false),
     };
+    let start = out.len() + b"Host: ".len();
     put_field(out, b"Host", host);
+    let host_value = HostValue {
+        at: start..start + host.len(),
+        of_target,
+    };
     let names = head.connection.names_fields;
     let (mut xff, mut via) = (false, false);
     let edited = !edits.fields.drop.is_empty();
@@ -156,6 +171,7 @@ pub fn write_request_head(
         Framing::UntilClose => {}
     }
     out.extend_from_slice(b"\r\n");
+    host_value
 }
 
 /// How the response body goes to the client.

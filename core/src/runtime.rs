@@ -194,6 +194,7 @@ async fn serve_inbox(
                 Message::Counters(reply) => {
                     let _ = reply.send(shard.counters());
                 }
+                Message::Health(v) => shard.apply_health(&v),
             }
         }
         buf.clear();
@@ -391,8 +392,8 @@ pub struct Started {
     pub handles: Vec<std::thread::JoinHandle<()>>,
     /// CPU of each shard (`None`: not pinned).
     pub cpus: Vec<Option<usize>>,
-    /// Messages to the shards.
-    pub control: Control,
+    /// Messages to the shards (the prober holds a weak reference: it stops with this).
+    pub control: Arc<Control>,
 }
 
 /// Binds listeners and starts every shard; returns once all shards are serving.
@@ -445,6 +446,11 @@ pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
             Info,
             "io_uring is not available here; shards use the epoll driver"
         );
+    }
+    let control = Arc::new(control);
+    if let Err(e) = crate::upstream::health::start(&config, Arc::downgrade(&control)) {
+        control.request_drain();
+        return Err(format!("cannot start the health prober: {e}"));
     }
     Ok(Started {
         bound,

@@ -30,6 +30,8 @@ pub struct Stats {
     pub tls_handshakes: [Cell<u64>; 3],
     /// TLS handshakes failed, by `tls::handshake::Failure` reason.
     pub tls_failures: [Cell<u64>; 8],
+    /// Attempts that were retries to another target.
+    pub retries: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -59,6 +61,8 @@ impl Stats {
     /// Counts a finished exchange.
     pub fn finish(&self, ex: &Exchange) {
         bump(&self.finished);
+        self.retries
+            .set(self.retries.get() + u64::from(ex.upstream.retries));
         let outcome = match ex.outcome {
             Outcome::Answered => 0,
             Outcome::Refused => 1,
@@ -77,6 +81,21 @@ impl Stats {
             bump(c);
         }
     }
+}
+
+/// Every upstream target's state in `gw`.
+fn targets(gw: &Gateway) -> Vec<crate::control::TargetCounters> {
+    let now = std::time::Instant::now();
+    let mut all = Vec::new();
+    for u in &gw.upstreams {
+        for t in u.select.states(now) {
+            all.push(crate::control::TargetCounters {
+                upstream: u.name.clone(),
+                ..t
+            });
+        }
+    }
+    all
 }
 
 /// Open client connections: their fds and whether each is idle between requests, so drain
@@ -130,6 +149,24 @@ impl Shard {
     #[inline]
     pub fn gateway(&self) -> Rc<Gateway> {
         self.gateway.borrow().clone()
+    }
+
+    /// Applies a health verdict to the current config's groups that have the target.
+    pub fn apply_health(&self, v: &crate::control::Verdict) {
+        let gw = self.gateway();
+        let mut known = false;
+        for u in gw.upstreams.iter().filter(|u| *u.name == *v.upstream) {
+            known |= u.select.set_health(v.target, v.up);
+        }
+        if !known {
+            crate::log!(
+                Debug,
+                "shard {}: health verdict for unknown target {} of `{}`",
+                self.id,
+                v.target,
+                v.upstream
+            );
+        }
     }
 
     /// Switches new exchanges to `gateway` (in-flight ones finish on theirs).
@@ -235,6 +272,8 @@ impl Shard {
                 .map(|(f, c)| (f.as_str(), c.get()))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            targets: targets(&gw),
+            retries: s.retries.get(),
         }
     }
 }

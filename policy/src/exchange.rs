@@ -147,6 +147,10 @@ pub struct UpstreamRecord {
     pub sent_at: Option<Instant>,
     /// When the response head was complete.
     pub head_at: Option<Instant>,
+    /// Set at routing when the route's upstream hashes on a route parameter: its hash.
+    pub param_key: Option<u64>,
+    /// Attempts that went to another target than the one before (retries).
+    pub retries: u8,
 }
 
 /// A stage that sees the response body, as `Pipeline::open_taps` recorded it.

@@ -6,15 +6,19 @@ mod attempt;
 mod outgoing;
 mod relay;
 
+use std::time::Instant;
+
+use policy::balance::retry::backoff;
 use policy::{Exchange, Outcome};
 use proto::Version;
 
 use crate::answer::{self, Answer};
 use crate::body::Buffered;
 use crate::conn::{Conn, Next, Persist};
-use crate::error::ProxyError;
-use crate::gateway::{Gateway, RouteRt};
+use crate::error::{ProxyError, Side};
+use crate::gateway::{Gateway, RouteRt, UpstreamRt};
 use crate::shard::Shard;
+use crate::upstream::select::{Result as Health, Selector};
 
 use attempt::AttemptError;
 use outgoing::Outgoing;
@@ -134,33 +138,100 @@ async fn forward(
         .upstream
         .and_then(|i| gw.upstreams.get(i))
         .ok_or_else(no_upstream)?;
-    let target = up
-        .select
-        .pick(up.targets.len(), None, ex)
+    let sel = &up.select;
+    let mut target = sel
+        .pick(&conn.head, &conn.buf, ex, 0)
         .ok_or_else(no_upstream)?;
-    ex.upstream.target = Some(target);
-    ex.upstream.addr = up.targets.get(target).map(|t| t.addr);
+    sel.budget.earn();
+    aim(ex, up, target);
     let mut out = Outgoing::prepare(conn, ex, up, f.head_len, s, pre).await?;
-    let mut fresh = false;
+    let (mut fresh, mut tried) = (false, 0u64);
     loop {
-        match attempt::attempt(conn, ex, up, target, &mut out, s, fresh).await {
+        let in_flight = sel.begin(target);
+        let result = attempt::attempt(conn, ex, up, target, &mut out, s, fresh).await;
+        let now = Instant::now();
+        let retry = match result {
             Ok(reply) => {
-                return relay::relay(shard, s, conn, ex, route, up, target, reply, f.close).await;
-            }
-            Err(e) => match retry(&e, &out, ex.upstream.attempts) {
-                Some(Retry::FreshConnection) => {
-                    crate::log!(
-                        Debug,
-                        "shard {}: a pooled connection to {:?} was stale; retrying",
-                        shard.id,
-                        ex.upstream.addr
-                    );
-                    fresh = true;
+                let status = conn.resp.status;
+                let health = if status >= 500 {
+                    Health::ServerError
+                } else {
+                    Health::Ok
+                };
+                sel.report(target, health, now, &up.name);
+                let again = sel.retry.on_status.contains(&status)
+                    && reply.body_sent
+                    && may_retry(sel, &out, ex, true);
+                if !again {
+                    let next =
+                        relay::relay(shard, s, conn, ex, route, up, target, reply, f.close).await;
+                    drop(in_flight);
+                    return next;
                 }
-                None => return Err(e.failure),
-            },
+                // the answer is dropped unread with its connection
+                Retry::Another
+            }
+            Err(e) => {
+                drop(in_flight);
+                match retry(&e, &out, fresh) {
+                    Some(Retry::FreshConnection) => Retry::FreshConnection,
+                    _ if e.failure.error.side() == Side::Downstream => return Err(e.failure),
+                    _ => {
+                        if !e.stale {
+                            // a pooled connection that died is the pool's race, not the target's
+                            sel.report(target, Health::Failed, now, &up.name);
+                        }
+                        let sent = !connect_failure(e.failure.error);
+                        if !may_retry(sel, &out, ex, sent) {
+                            return Err(e.failure);
+                        }
+                        Retry::Another
+                    }
+                }
+            }
+        };
+        match retry {
+            Retry::FreshConnection => {
+                crate::log!(
+                    Debug,
+                    "shard {}: a pooled connection to {:?} was stale; retrying",
+                    shard.id,
+                    ex.upstream.addr
+                );
+                fresh = true;
+            }
+            Retry::Another => {
+                if let Some(bit) = 1u64.checked_shl(target as u32) {
+                    tried |= bit;
+                }
+                ex.upstream.retries = ex.upstream.retries.saturating_add(1);
+                let p = &sel.retry;
+                let wait = backoff(
+                    p.backoff,
+                    p.max_backoff,
+                    ex.upstream.retries.into(),
+                    sel.rng.next(),
+                );
+                if !wait.is_zero() {
+                    monoio::time::sleep(wait).await;
+                }
+                let next = sel.pick(&conn.head, &conn.buf, ex, tried);
+                target = next.unwrap_or(target);
+                aim(ex, up, target);
+                if let Some(t) = up.targets.get(target) {
+                    out.readdress(&mut conn.out, &t.host);
+                }
+                conn.up_buf.clear();
+                fresh = false;
+            }
         }
     }
+}
+
+/// Records the target an attempt goes to.
+fn aim(ex: &mut Exchange, up: &UpstreamRt, target: usize) {
+    ex.upstream.target = Some(target);
+    ex.upstream.addr = up.targets.get(target).map(|t| t.addr);
 }
 
 /// How to try again.
@@ -168,12 +239,33 @@ async fn forward(
 enum Retry {
     /// The same target on a new connection.
     FreshConnection,
+    /// Another target (`[upstream.retry]`).
+    Another,
 }
 
-/// Whether to try a failed attempt again: once, on a new connection, when a pooled
-/// connection turned out stale (it failed before any response byte) and the request can be
-/// sent again unchanged (its body is all in hand) and safely (an idempotent method). A retry
-/// never takes another pooled connection: after an upstream restart they are all stale.
-fn retry(e: &AttemptError, out: &Outgoing, attempts: u8) -> Option<Retry> {
-    (e.stale && out.can_retry() && attempts < 2).then_some(Retry::FreshConnection)
+/// Whether a failed attempt is tried again on a new connection to the same target: once,
+/// when a pooled connection turned out stale (it failed before any response byte) and the
+/// request can be sent again unchanged (its body is all in hand) and safely (an idempotent
+/// method). A retry never takes another pooled connection: after an upstream restart they
+/// are all stale.
+fn retry(e: &AttemptError, out: &Outgoing, fresh: bool) -> Option<Retry> {
+    (e.stale && out.can_retry() && !fresh).then_some(Retry::FreshConnection)
+}
+
+/// The failure happened before the request left: nothing reached the target.
+fn connect_failure(e: ProxyError) -> bool {
+    matches!(
+        e,
+        ProxyError::UpstreamConnect | ProxyError::UpstreamConnectTimeout | ProxyError::UpstreamTls
+    )
+}
+
+/// Whether the request may go to another target: retries left, the whole request in hand,
+/// a method safe to repeat once the target may have seen it (`sent`), and the budget pays.
+fn may_retry(sel: &Selector, out: &Outgoing, ex: &Exchange, sent: bool) -> bool {
+    let p = &sel.retry;
+    u32::from(ex.upstream.retries) < p.retries
+        && out.replayable()
+        && (!sent || out.idempotent || p.non_idempotent)
+        && sel.budget.spend()
 }

@@ -48,6 +48,8 @@ pub(super) struct Outgoing {
     pub expect_continue: bool,
     /// `100 Continue` was sent to the client.
     pub sent_continue: bool,
+    /// Where the Host value is in `conn.out`.
+    host: crate::headers::HostValue,
 }
 
 impl Outgoing {
@@ -65,7 +67,7 @@ impl Outgoing {
     ) -> Result<Outgoing, Failure> {
         let target = ex.upstream.target.unwrap_or(0);
         conn.out.clear();
-        write_request_head(
+        let host = write_request_head(
             &mut conn.out,
             &conn.head,
             &conn.buf,
@@ -108,6 +110,7 @@ impl Outgoing {
             replayable: false,
             expect_continue: conn.head.expect_continue,
             sent_continue: false,
+            host,
         };
         if !out.body.is_done() && consumed == 0 {
             out.continue_if_asked(conn, s).await?;
@@ -120,6 +123,21 @@ impl Outgoing {
         }
         out.replayable = out.body.is_done();
         Ok(out)
+    }
+
+    /// Whether the whole request is in `conn.out` (so it can go again, to any target).
+    pub(super) fn replayable(&self) -> bool {
+        self.replayable
+    }
+
+    /// Re-addresses the prepared request in `out` to a new target: its Host value when it
+    /// named the old one.
+    pub(super) fn readdress(&mut self, out: &mut Vec<u8>, host: &[u8]) {
+        if !self.host.of_target || out.get(self.host.at.clone()).is_none() {
+            return;
+        }
+        out.splice(self.host.at.clone(), host.iter().copied());
+        self.host.at = self.host.at.start..self.host.at.start + host.len();
     }
 
     /// Whether an attempt may be repeated: all of the request was in `conn.out` from the start

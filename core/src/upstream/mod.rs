@@ -1,7 +1,9 @@
 //! The upstream side: target choice (`select`), per-shard keep-alive pools (`pool`),
-//! connection set-up (`connect`), and a small HTTP/1.1 client of our own (`client`).
+//! connection set-up (`connect`), a small HTTP/1.1 client of our own (`client`), and the
+//! active health prober (`health`).
 
 pub mod client;
 pub mod connect;
+pub mod health;
 pub mod pool;
 pub mod select;

@@ -1,25 +1,224 @@
-//! Target choice for an upstream group: the group's balancer (`policy::balance`, round robin
-//! today) over its targets. Health state and load plug in here (traffic-management issue).
+//! Target choice for an upstream group on one shard: the group's balancer over its targets'
+//! shard-local state (load, health verdicts from the prober, outlier ejections), the key a
+//! hashing balancer needs, and what each attempt's result does to that state.
 
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use conf::{BalanceConf, HashOn, StartState};
 use policy::Exchange;
-use policy::balance::{Balance, Balancer, Candidates, round_robin::RoundRobin};
+use policy::balance::key::KeySource;
+use policy::balance::outlier::{Change, Outlier};
+use policy::balance::retry::RetryBudget;
+use policy::balance::{Balancer, Kind, Rng, TargetState, pick_target};
+use proto::RequestHead;
 
-/// Chooses targets of one upstream group on one shard.
+/// When to try another target (`[upstream.retry]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Statuses retried.
+    pub on_status: Box<[u16]>,
+    /// Resets and statuses retried for non-idempotent methods too.
+    pub non_idempotent: bool,
+    /// First backoff.
+    pub backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+}
+
+/// How an attempt at a target ended, as far as its health goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Result {
+    /// An answer that is not a failure.
+    Ok,
+    /// A 5xx answer.
+    ServerError,
+    /// No answer: connect failure, reset, timeout, a malformed answer.
+    Failed,
+}
+
+/// One group's targets and the choice among them, on one shard.
 pub struct Selector {
+    /// Per-target state, indexed like the group's targets.
+    pub targets: Box<[TargetState]>,
+    /// Addresses (health verdicts name targets by address).
+    addrs: Box<[SocketAddr]>,
     balancer: Balancer,
+    key: Option<KeySource>,
+    outlier: Outlier,
+    count_5xx: bool,
+    /// Retries.
+    pub retry: RetryPolicy,
+    /// This shard's retry budget.
+    pub budget: RetryBudget,
+    /// Randomness for backoff.
+    pub rng: Rng,
+}
+
+/// The settings a selector is built from.
+pub struct SelectConf<'a> {
+    /// The group's settings.
+    pub conf: &'a conf::UpstreamConf,
+    /// Target addresses.
+    pub addrs: &'a [SocketAddr],
+    /// Target names as written (their identity on a hash ring).
+    pub names: &'a [String],
+    /// Target weights.
+    pub weights: &'a [u32],
 }
 
 impl Selector {
-    /// Round robin, starting at the shard's own offset.
-    pub fn round_robin(shard: usize) -> Selector {
+    /// The selector of one group for shard `shard`.
+    pub fn new(s: &SelectConf<'_>, shard: usize) -> Selector {
+        let c = s.conf;
+        let kind = match c.balance.get_ref() {
+            BalanceConf::RoundRobin => Kind::RoundRobin,
+            BalanceConf::WeightedRoundRobin => Kind::WeightedRoundRobin,
+            BalanceConf::LeastOutstanding => Kind::LeastOutstanding,
+            BalanceConf::P2c => Kind::P2c,
+            BalanceConf::RingHash => Kind::RingHash,
+            BalanceConf::Maglev => Kind::Maglev,
+            BalanceConf::IpHash => Kind::IpHash,
+        };
+        let key = match kind {
+            Kind::IpHash => Some(KeySource::ClientIp),
+            Kind::RingHash | Kind::Maglev => Some(match c.hash_on.as_ref().map(|h| h.get_ref()) {
+                None | Some(HashOn::ClientIp) => KeySource::ClientIp,
+                Some(HashOn::Header(n)) => KeySource::Header(n.as_bytes().into()),
+                Some(HashOn::Cookie(n)) => KeySource::Cookie(n.as_bytes().into()),
+                Some(HashOn::Param(_)) => KeySource::Param,
+            }),
+            _ => None,
+        };
+        let ids: Vec<&[u8]> = s.names.iter().map(|n| n.as_bytes()).collect();
+        let seed = shard as u64;
+        let balancer = Balancer::new(kind, &ids, s.weights, seed, *c.hash_load_bound.get_ref());
+        let probing = c
+            .health
+            .as_ref()
+            .is_some_and(|h| h.get_ref().start == StartState::Probing);
+        let o = c
+            .outlier
+            .as_ref()
+            .map(|o| o.get_ref().clone())
+            .unwrap_or_default();
+        let r = c
+            .retry
+            .as_ref()
+            .map(|r| r.get_ref().clone())
+            .unwrap_or_default();
         Selector {
-            balancer: Balancer::RoundRobin(RoundRobin::starting_at(shard)),
+            targets: s
+                .weights
+                .iter()
+                .map(|&w| TargetState::new(w, probing))
+                .collect(),
+            addrs: s.addrs.into(),
+            balancer,
+            key,
+            outlier: Outlier {
+                consecutive: o.consecutive_failures,
+                base: o.base_ejection.0,
+                max: o.max_ejection.0,
+                max_percent: o.max_ejected_percent,
+            },
+            count_5xx: o.count_5xx,
+            retry: RetryPolicy {
+                retries: r.retries,
+                on_status: r.on_status.iter().map(|s| *s.get_ref()).collect(),
+                non_idempotent: r.non_idempotent,
+                backoff: r.backoff.0,
+                max_backoff: r.max_backoff.0,
+            },
+            budget: RetryBudget::new(r.budget),
+            rng: Rng::new(seed ^ 0x5eed),
         }
     }
 
-    /// The target for this request among `count`, avoiding `avoid` when another is left.
+    /// The target for this request, preferring ones it has not `tried`.
     #[inline]
-    pub fn pick(&self, count: usize, avoid: Option<usize>, ex: &Exchange) -> Option<usize> {
-        self.balancer.pick(&Candidates { count, avoid }, ex)
+    pub fn pick(&self, head: &RequestHead, buf: &[u8], ex: &Exchange, tried: u64) -> Option<usize> {
+        let key = self.key.as_ref().and_then(|k| k.key(head, buf, ex));
+        pick_target(&self.balancer, &self.targets, ex.now, tried, key)
+    }
+
+    /// Counts a request in flight to target `i` until the guard drops.
+    pub fn begin(self: &Rc<Self>, i: usize) -> InFlight {
+        if let Some(t) = self.targets.get(i) {
+            t.in_flight.set(t.in_flight.get().saturating_add(1));
+        }
+        InFlight {
+            selector: self.clone(),
+            target: i,
+        }
+    }
+
+    /// Records how an attempt at target `i` ended; an ejection is logged.
+    pub fn report(&self, i: usize, result: Result, now: Instant, group: &str) {
+        let failed = match result {
+            Result::Ok => false,
+            Result::ServerError => self.count_5xx,
+            Result::Failed => true,
+        };
+        if !failed {
+            self.outlier.success(&self.targets, i, now);
+            return;
+        }
+        if let Change::Ejected(length) = self.outlier.failure(&self.targets, i, now) {
+            crate::log!(
+                Warn,
+                "upstream `{group}`: target {} ejected for {length:?} after {} failures in a row",
+                self.addrs
+                    .get(i)
+                    .map_or_else(String::new, |a| a.to_string()),
+                self.outlier.consecutive
+            );
+        }
+    }
+
+    /// Applies an active-check verdict on the target at `addr`; true if it is in this group.
+    pub fn set_health(&self, addr: SocketAddr, up: bool) -> bool {
+        let mut found = false;
+        for (t, a) in self.targets.iter().zip(self.addrs.iter()) {
+            if *a == addr {
+                t.down.set(!up);
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Each target's state (the group's name left empty for the caller).
+    pub fn states(&self, now: Instant) -> Vec<crate::control::TargetCounters> {
+        self.targets
+            .iter()
+            .zip(self.addrs.iter())
+            .map(|(t, a)| crate::control::TargetCounters {
+                upstream: String::new(),
+                addr: *a,
+                down: t.down.get(),
+                ejected: t.ejected(now),
+                ejections: t.ejections.get(),
+                in_flight: t.in_flight.get(),
+            })
+            .collect()
+    }
+}
+
+/// A request in flight to one target; dropping it (however the exchange ended, a cancelled
+/// one included) takes it off the count.
+pub struct InFlight {
+    selector: Rc<Selector>,
+    target: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(t) = self.selector.targets.get(self.target) {
+            t.in_flight.set(t.in_flight.get().saturating_sub(1));
+        }
     }
 }

@@ -65,6 +65,7 @@ impl InProcess {
             t.open += c.open;
             t.over_limit += c.over_limit;
             t.requests += c.requests;
+            t.retries += c.retries;
             t.finished += c.finished;
             for (a, b) in t.outcomes.iter_mut().zip(c.outcomes) {
                 *a += b;

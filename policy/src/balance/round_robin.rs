@@ -1,10 +1,9 @@
-//! Round robin: each target in turn. Each shard starts at its own offset, so N shards do not
-//! send their first requests to the same target.
+//! Round robin: each eligible target in turn (weights ignored). Each shard starts at its own
+//! offset, so N shards do not send their first requests to the same target.
 
 use std::cell::Cell;
 
 use super::{Balance, Candidates};
-use crate::exchange::Exchange;
 
 /// The next position in the turn.
 #[derive(Debug, Default)]
@@ -23,14 +22,12 @@ impl RoundRobin {
 
 impl Balance for RoundRobin {
     #[inline]
-    fn pick(&self, c: &Candidates, _ex: &Exchange) -> Option<usize> {
-        if c.count == 0 {
+    fn pick(&self, c: &Candidates<'_>) -> Option<usize> {
+        let n = c.targets.len();
+        if n == 0 {
             return None;
         }
-        let mut i = self.next.get() % c.count;
-        if c.avoid == Some(i) && c.count > 1 {
-            i = (i + 1) % c.count;
-        }
+        let i = c.scan_from(self.next.get() % n)?;
         self.next.set(i.wrapping_add(1));
         Some(i)
     }
@@ -38,36 +35,20 @@ impl Balance for RoundRobin {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{all, targets};
     use super::*;
 
     #[test]
-    fn takes_turns_from_the_offset_and_steps_over_the_avoided_target() {
-        let ex = Exchange::default();
+    fn takes_turns_from_the_offset_and_steps_over_tried_and_down_targets() {
+        let t = targets(3);
         let rr = RoundRobin::starting_at(1);
-        let all = Candidates {
-            count: 3,
-            avoid: None,
-        };
-        let picks: Vec<_> = (0..4).map(|_| rr.pick(&all, &ex)).collect();
+        let c = all(&t, None);
+        let picks: Vec<_> = (0..4).map(|_| rr.pick(&c)).collect();
         assert_eq!(picks, [Some(1), Some(2), Some(0), Some(1)]);
-        let avoid = Candidates {
-            count: 3,
-            avoid: Some(2),
-        };
-        assert_eq!(rr.pick(&avoid, &ex), Some(0));
-        let one = Candidates {
-            count: 1,
-            avoid: Some(0),
-        };
-        assert_eq!(
-            rr.pick(&one, &ex),
-            Some(0),
-            "the only target is still chosen"
-        );
-        let none = Candidates {
-            count: 0,
-            avoid: None,
-        };
-        assert_eq!(rr.pick(&none, &ex), None);
+        let tried = Candidates { tried: 0b100, ..c };
+        assert_eq!(rr.pick(&tried), Some(0), "target 2 was tried");
+        t[1].down.set(true);
+        assert_eq!(rr.pick(&c), Some(2), "target 1 is down");
+        assert_eq!(rr.pick(&all(&[], None)), None);
     }
 }
