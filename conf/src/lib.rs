@@ -6,6 +6,7 @@
 pub mod error;
 pub mod introspect;
 pub mod model;
+pub mod route_traffic;
 pub mod tls;
 pub mod traffic;
 mod traffic_check;
@@ -19,7 +20,8 @@ pub use model::{
 };
 pub use tls::{ClientAuth, ListenerConf, TlsConf, TlsVersion, UnknownSni, UpstreamTlsConf};
 pub use traffic::{
-    BalanceConf, CheckKind, HashOn, HealthConf, OutlierConf, RetryConf, StartState, TargetConf,
+    BalanceConf, BreakerConf, CheckKind, HashOn, HealthConf, OutlierConf, RetryConf, StartState,
+    TargetConf,
 };
 pub use values::{ByteSize, Duration};
 

@@ -9,8 +9,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use toml::Spanned;
 
+use crate::route_traffic::{MirrorConf, RouteTimeouts, RouteTraffic, SplitConf, WhenConf};
 use crate::tls::{ListenerConf, TlsConf, UpstreamTlsConf};
-use crate::traffic::{BalanceConf, HashOn, HealthConf, OutlierConf, RetryConf, TargetConf};
+use crate::traffic::{
+    BalanceConf, BreakerConf, HashOn, HealthConf, OutlierConf, RetryConf, TargetConf,
+};
 use crate::values::{ByteSize, Duration};
 
 /// The whole file as written.
@@ -183,6 +186,9 @@ pub struct UpstreamConf {
     /// `[upstream.retry]`: retries to another target (one retry by default).
     #[serde(default)]
     pub retry: Option<Spanned<RetryConf>>,
+    /// `[upstream.breaker]`: a circuit breaker per target (none when absent).
+    #[serde(default)]
+    pub breaker: Option<Spanned<BreakerConf>>,
 }
 
 mod defaults {
@@ -232,6 +238,22 @@ pub struct RouteConf {
     /// `[[route.policy]]` stages, in order; each table has a `kind` and that stage's fields.
     #[serde(default)]
     pub policy: Vec<Spanned<toml::Table>>,
+    /// `[route.timeouts]`: connect, first byte, idle and total deadlines for this route.
+    #[serde(default)]
+    pub timeouts: Option<Spanned<RouteTimeouts>>,
+    /// `[[route.split]]`: weighted upstream groups instead of one `upstream` (canary, A/B).
+    #[serde(default)]
+    pub split: Vec<SplitConf>,
+    /// What keeps a client on one side of the split: `client_ip`, `header:NAME`,
+    /// `cookie:NAME` (absent: each request drawn by weight).
+    #[serde(default)]
+    pub split_on: Option<Spanned<HashOn>>,
+    /// `[[route.when]]`: requests with a header or cookie go to another group.
+    #[serde(default)]
+    pub when: Vec<Spanned<WhenConf>>,
+    /// `[route.mirror]`: copy a share of requests to a shadow group.
+    #[serde(default)]
+    pub mirror: Option<Spanned<MirrorConf>>,
 }
 
 /// Shard count.
@@ -401,6 +423,8 @@ pub struct Route {
     pub methods: Option<Vec<String>>,
     /// Index into `Config::upstreams`.
     pub upstream: Option<usize>,
+    /// Timeouts, split, matched groups and mirror.
+    pub traffic: RouteTraffic,
     /// Policy stage tables, in order.
     pub policy: Vec<Spanned<toml::Table>>,
     /// Where the route's path is written (or its table, for a default path).

@@ -255,7 +255,55 @@ impl Default for RetryConf {
     }
 }
 
+/// `[upstream.breaker]`: a circuit breaker per target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConf {
+    /// The sliding window the failure rate is measured over.
+    #[serde(default = "defaults::window")]
+    pub window: Duration,
+    /// Share of failed requests (connect failures, resets, timeouts, 5xx) that opens it.
+    #[serde(default = "defaults::failure_rate")]
+    pub failure_rate: f64,
+    /// Fewest requests in the window before it may open.
+    #[serde(default = "defaults::min_requests")]
+    pub min_requests: u32,
+    /// Time open before trial requests go through (half-open).
+    #[serde(default = "defaults::cool_down")]
+    pub cool_down: Duration,
+    /// Trial requests that must all pass to close it again.
+    #[serde(default = "defaults::trials")]
+    pub trials: u32,
+    /// With every target open: answer this status instead of a 503 problem.
+    #[serde(default)]
+    pub fallback_status: Option<u16>,
+    /// The fallback answer's body.
+    #[serde(default)]
+    pub fallback_body: String,
+    /// The fallback answer's Content-Type.
+    #[serde(default = "defaults::fallback_type")]
+    pub fallback_content_type: String,
+}
+
 mod defaults {
+    pub fn window() -> Duration {
+        Duration::secs(10)
+    }
+    pub fn failure_rate() -> f64 {
+        0.5
+    }
+    pub fn min_requests() -> u32 {
+        20
+    }
+    pub fn cool_down() -> Duration {
+        Duration::secs(5)
+    }
+    pub fn trials() -> u32 {
+        3
+    }
+    pub fn fallback_type() -> String {
+        "application/json".into()
+    }
     use crate::values::Duration;
     pub fn path() -> String {
         "/".into()

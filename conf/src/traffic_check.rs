@@ -81,6 +81,33 @@ pub(crate) fn check(u: &UpstreamConf, errs: &mut Vec<ConfError>, err: Err<'_>) {
             ));
         }
     }
+    if let Some(b) = &u.breaker {
+        let bc = b.get_ref();
+        let mut bad = |msg: &str| {
+            errs.push(err(
+                b.span(),
+                format!("[upstream.breaker] of `{name}`: {msg}"),
+            ));
+        };
+        if !(bc.failure_rate > 0.0 && bc.failure_rate <= 1.0) {
+            bad("failure_rate must be more than 0.0 and at most 1.0");
+        }
+        if bc.trials == 0 || bc.trials > 100 {
+            bad("trials must be 1 to 100");
+        }
+        if bc.window.0 < std::time::Duration::from_millis(10) {
+            bad("window must be at least 10ms");
+        }
+        if bc
+            .fallback_status
+            .is_some_and(|s| !(200..=599).contains(&s))
+        {
+            bad("fallback_status must be 200 to 599");
+        }
+        if bc.fallback_status.is_none() && !bc.fallback_body.is_empty() {
+            bad("fallback_body needs fallback_status");
+        }
+    }
     if let Some(r) = &u.retry {
         let rc = r.get_ref();
         if !(0.0..=1.0).contains(&rc.budget) {

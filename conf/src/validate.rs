@@ -197,7 +197,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                     None
                 }
             },
-            None if r.policy.is_empty() => {
+            None if r.policy.is_empty() && r.split.is_empty() => {
                 errs.push(err(
                     span.clone(),
                     format!("route `{rname}` has neither `upstream` nor `[[route.policy]]` stages"),
@@ -241,8 +241,38 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             }
             None => None,
         };
+        let traffic = {
+            let mut bad_list = Vec::new();
+            let mut find = |u: &toml::Spanned<String>| {
+                let found = upstreams.iter().position(|x| x.name == *u.get_ref());
+                if found.is_none() {
+                    bad_list.push((
+                        u.span(),
+                        format!("route `{rname}`: unknown upstream `{}`", u.get_ref()),
+                    ));
+                }
+                found
+            };
+            let mut bad = Vec::new();
+            let written = crate::route_traffic::Written {
+                timeouts: &r.timeouts,
+                split: &r.split,
+                split_on: &r.split_on,
+                when: &r.when,
+                mirror: &r.mirror,
+                has_upstream: r.upstream.as_ref().map(|u| u.span()),
+            };
+            let t = crate::route_traffic::check(&rname, &written, &mut find, &mut |span, msg| {
+                bad.push((span, msg))
+            });
+            for (span, msg) in bad_list.into_iter().chain(bad) {
+                errs.push(err(span, msg));
+            }
+            t
+        };
         let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
         routes.push(Route {
+            traffic,
             name: rname,
             host,
             path: r.path.get_ref().clone(),

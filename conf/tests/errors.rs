@@ -9,7 +9,11 @@
 )]
 
 fn errors(text: &str) -> Vec<String> {
-    match conf::load_str("test.toml", text) {
+    errors_in("test.toml", text)
+}
+
+fn errors_in(name: &str, text: &str) -> Vec<String> {
+    match conf::load_str(name, text) {
         Ok(_) => vec![],
         Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
     }
@@ -84,4 +88,99 @@ fn bad_values_say_what_is_expected() {
 fn bad_target_is_reported() {
     let e = errors("[[upstream]]\nname = \"a\"\ntargets = [\"nonsense\"]\n");
     assert_eq!(e, vec!["test.toml:3:12: invalid upstream target `nonsense`: expected host:port, like \"127.0.0.1:9000\"".to_string()]);
+}
+
+// Traffic settings that cannot work are refused at file:line:col, each with its reason.
+
+const UP: &str = "[[upstream]]\nname = \"a\"\n";
+
+/// The one error of `text`, asserted to start with `at` and contain `says`.
+fn one(text: &str, at: &str, says: &str) {
+    let e = errors_in("t.toml", text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].starts_with(at) && e[0].contains(says), "{}", e[0]);
+}
+
+#[test]
+fn bad_upstream_traffic_settings_are_located() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"a\"\n";
+    one(
+        &format!("{UP}targets = [{{ address = \"127.0.0.1:1\", weight = 0 }}]\n{route}"),
+        "t.toml:3:12",
+        "weight 0 must be 1 to 10000",
+    );
+    one(
+        &format!("{UP}targets = [\"127.0.0.1:1\"]\nhash_on = \"header:X\"\n{route}"),
+        "t.toml:4:11",
+        "hash_on is used by balance = \"ring_hash\" or \"maglev\" only",
+    );
+    one(
+        &format!("{UP}targets = [\"127.0.0.1:1\"]\nbalance = \"fastest\"\n{route}"),
+        "t.toml:4:11",
+        "unknown variant `fastest`",
+    );
+    one(
+        &format!(
+            "{UP}targets = [\"127.0.0.1:1\"]\n[upstream.health]\ntimeout = \"10s\"\ninterval = \"1s\"\n{route}"
+        ),
+        "t.toml:4:1",
+        "timeout must be more than 0 and at most interval",
+    );
+    one(
+        &format!("{UP}targets = [\"127.0.0.1:1\"]\n[upstream.retry]\non_status = [200]\n{route}"),
+        "t.toml:5:14",
+        "on_status 200 is not an error status",
+    );
+    one(
+        &format!(
+            "{UP}targets = [\"127.0.0.1:1\"]\n[upstream.breaker]\nfailure_rate = 1.5\n{route}"
+        ),
+        "t.toml:4:1",
+        "failure_rate must be more than 0.0 and at most 1.0",
+    );
+    one(
+        &format!(
+            "{UP}targets = [\"127.0.0.1:1\"]\nbalance = \"maglev\"\nhash_on = \"param:id\"\n[[route]]\npath = \"/users/{{name}}\"\nupstream = \"a\"\n"
+        ),
+        "t.toml:7:8",
+        "hashes on param `id`, which path `/users/{name}` does not capture",
+    );
+}
+
+#[test]
+fn bad_route_traffic_settings_are_located() {
+    let ups = "[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:1\"]\n[[upstream]]\nname = \"b\"\ntargets = [\"127.0.0.1:2\"]\n";
+    one(
+        &format!(
+            "{ups}[[route]]\npath = \"/\"\nupstream = \"a\"\n[[route.split]]\nupstream = \"b\"\nweight = 1\n"
+        ),
+        "t.toml:9:12",
+        "give either `upstream` or [[route.split]], not both",
+    );
+    one(
+        &format!("{ups}[[route]]\npath = \"/\"\n[[route.split]]\nupstream = \"c\"\nweight = 1\n"),
+        "t.toml:10:12",
+        "unknown upstream `c`",
+    );
+    one(
+        &format!(
+            "{ups}[[route]]\npath = \"/\"\nupstream = \"a\"\n[[route.when]]\nvalue = \"1\"\nupstream = \"b\"\n"
+        ),
+        "t.toml:10:1",
+        "needs one of header or cookie",
+    );
+    one(
+        &format!(
+            "{ups}[[route]]\npath = \"/\"\nupstream = \"a\"\n[route.timeouts]\ntotal = \"0s\"\n"
+        ),
+        "t.toml:10:1",
+        "[route.timeouts] must be more than 0",
+    );
+    one(
+        &format!(
+            "{ups}[[route]]\npath = \"/\"\nupstream = \"a\"\n[route.mirror]\nupstream = \"b\"\npercent = 101\n"
+        ),
+        "t.toml:10:1",
+        "mirror percent must be 0 to 100",
+    );
 }

@@ -11,8 +11,9 @@
 
 use conf::introspect::field_names;
 use conf::model::{FileModel, ForwardingConf, RouteConf, ServerConf, UpstreamConf};
+use conf::route_traffic::{MirrorConf, RouteTimeouts, SplitConf, WhenConf};
 use conf::tls::{CertConf, ListenerConf, TlsConf, UpstreamTlsConf};
-use conf::traffic::{HealthConf, OutlierConf, RetryConf};
+use conf::traffic::{BreakerConf, HealthConf, OutlierConf, RetryConf};
 
 fn examples() -> Vec<std::path::PathBuf> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -53,6 +54,11 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<HealthConf>(),
         field_names::<OutlierConf>(),
         field_names::<RetryConf>(),
+        field_names::<BreakerConf>(),
+        field_names::<RouteTimeouts>(),
+        field_names::<SplitConf>(),
+        field_names::<WhenConf>(),
+        field_names::<MirrorConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -46,6 +46,8 @@ pub struct TargetCounters {
     pub ejected: bool,
     /// Ejections since it last stayed healthy.
     pub ejections: u32,
+    /// Its circuit: `"closed"`, `"open"`, `"half_open"` (`"closed"` without a breaker).
+    pub circuit: &'static str,
     /// Requests in flight to it from this shard.
     pub in_flight: u32,
 }

@@ -44,6 +44,14 @@ pub enum ProxyError {
     UpstreamTimeout,
     /// The upstream sent a malformed response.
     UpstreamMalformed(ParseError),
+    /// Every target's circuit breaker is open; the first closes again in about this many
+    /// seconds.
+    CircuitOpen {
+        /// Seconds until a trial request may go (for `Retry-After`).
+        retry_after: u32,
+    },
+    /// The route's total deadline (`timeouts.total`) passed before the response started.
+    Deadline,
 }
 
 impl ProxyError {
@@ -74,7 +82,10 @@ impl ProxyError {
             | ProxyError::UpstreamTls
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamMalformed(_) => 502,
-            ProxyError::UpstreamConnectTimeout | ProxyError::UpstreamTimeout => 504,
+            ProxyError::UpstreamConnectTimeout
+            | ProxyError::UpstreamTimeout
+            | ProxyError::Deadline => 504,
+            ProxyError::CircuitOpen { .. } => 503,
         })
     }
 
@@ -94,6 +105,8 @@ impl ProxyError {
             ProxyError::UpstreamClosed => "upstream closed the connection",
             ProxyError::UpstreamTimeout => "upstream response timed out",
             ProxyError::UpstreamMalformed(_) => "invalid response from upstream",
+            ProxyError::CircuitOpen { .. } => "upstream temporarily unavailable",
+            ProxyError::Deadline => "upstream did not answer in time",
         }
     }
 }
@@ -148,6 +161,12 @@ mod tests {
                 Some(502),
                 Side::Upstream,
             ),
+            (
+                ProxyError::CircuitOpen { retry_after: 3 },
+                Some(503),
+                Side::Upstream,
+            ),
+            (ProxyError::Deadline, Some(504), Side::Upstream),
         ];
         for (e, status, side) in table {
             assert_eq!(e.status(), status, "{e:?}");

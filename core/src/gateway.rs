@@ -29,6 +29,36 @@ pub struct RouteRt {
     pub upstream: Option<usize>,
     /// The capture its upstream hashes on (`hash_on = "param:NAME"`), by index.
     pub hash_param: Option<usize>,
+    /// Which group a request goes to (matched, split, or `upstream`), and what is mirrored.
+    pub choice: crate::upstream::route_choice::GroupChoice,
+    /// Its timeouts as written (each over its group's).
+    pub timeouts: conf::route_traffic::RouteTimeouts,
+}
+
+/// The deadlines of one exchange upstream: the route's where it sets them, else its
+/// upstream's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting.
+    pub connect: Duration,
+    /// From the request sent to the response head.
+    pub first_byte: Duration,
+    /// Longest pause between body bytes (and writing the request).
+    pub idle: Duration,
+    /// The whole exchange, retries included.
+    pub total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// `route`'s timeouts over `up`'s.
+    pub fn of(up: &UpstreamRt, route: &conf::route_traffic::RouteTimeouts) -> Timeouts {
+        Timeouts {
+            connect: route.connect.map_or(up.connect_timeout, |d| d.0),
+            first_byte: route.first_byte.map_or(up.response_timeout, |d| d.0),
+            idle: route.idle.map_or(up.response_timeout, |d| d.0),
+            total: route.total.map(|d| d.0),
+        }
+    }
 }
 
 /// One target of an upstream group.
@@ -83,6 +113,7 @@ struct SelectKey {
     health: Option<conf::HealthConf>,
     outlier: Option<conf::OutlierConf>,
     retry: Option<conf::RetryConf>,
+    breaker: Option<conf::BreakerConf>,
 }
 
 /// One upstream group at run time.
@@ -218,6 +249,8 @@ impl Gateway {
                 pipeline: pipeline.clone(),
                 upstream: r.upstream,
                 hash_param: hash_param(config, &router, i),
+                choice: crate::upstream::route_choice::GroupChoice::new(r.upstream, &r.traffic),
+                timeouts: r.traffic.timeouts,
             })
             .collect();
         let unrouted = pipelines.global.clone();
@@ -363,6 +396,7 @@ fn upstream(
         health: u.conf.health.as_ref().map(|h| h.get_ref().clone()),
         outlier: u.conf.outlier.as_ref().map(|o| o.get_ref().clone()),
         retry: u.conf.retry.as_ref().map(|r| r.get_ref().clone()),
+        breaker: u.conf.breaker.as_ref().map(|b| b.get_ref().clone()),
     };
     let old_pool = previous.and_then(|g| g.upstreams.iter().find(|o| o.key.pool == key.pool));
     let pool = match old_pool {

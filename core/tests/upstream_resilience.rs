@@ -285,3 +285,62 @@ fn a_hashed_header_keeps_a_client_on_one_target() {
         assert!(homes.len() >= 2, "{driver}: users spread: {homes:?}");
     }
 }
+
+#[test]
+fn a_failing_target_trips_its_breaker_fails_fast_and_recovers_through_half_open() {
+    for driver in DRIVERS {
+        let t = Target::start();
+        t.answer(500);
+        let extra = "[upstream.breaker]\nwindow = \"10s\"\nfailure_rate = 0.5\nmin_requests = 10\ncool_down = \"300ms\"\ntrials = 2\n";
+        let Some(g) = InProcess::start(driver, "shards = 1", &config(&[&t], extra)) else {
+            continue;
+        };
+        for _ in 0..10 {
+            assert_eq!(request(g.addr, "GET", "/", "", b"").status, 500);
+        }
+        assert_eq!(states(&g, t.addr)[0].circuit, "open", "{driver}");
+        // open: answered at once, nothing reaches the target
+        t.reset();
+        let accepted = g.total().accepted;
+        for _ in 0..20 {
+            let r = request(g.addr, "GET", "/", "", b"");
+            assert_eq!(r.status, 503, "{driver}");
+            assert_eq!(r.header("retry-after"), Some("1"));
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        }
+        assert_eq!(t.requests(), 0, "{driver}: no attempt while open");
+        assert_eq!(g.total().accepted, accepted + 20);
+        // the target heals; after the cool-down two trials pass and the circuit closes
+        t.answer(200);
+        assert!(eventually(
+            || request(g.addr, "GET", "/", "", b"").status == 200
+        ));
+        assert!(
+            eventually(|| {
+                request(g.addr, "GET", "/", "", b"");
+                states(&g, t.addr)[0].circuit == "closed"
+            }),
+            "{driver}"
+        );
+        assert!((0..10).all(|_| request(g.addr, "GET", "/", "", b"").status == 200));
+    }
+}
+
+#[test]
+fn an_open_group_answers_its_fallback() {
+    for driver in DRIVERS {
+        let t = Target::start();
+        t.answer(503);
+        let extra = "[upstream.retry]\nretries = 0\n[upstream.breaker]\nmin_requests = 3\nfailure_rate = 1.0\ncool_down = \"60s\"\nfallback_status = 200\nfallback_body = '{\"degraded\": true}'\n";
+        let Some(g) = InProcess::start(driver, "shards = 1", &config(&[&t], extra)) else {
+            continue;
+        };
+        for _ in 0..3 {
+            assert_eq!(request(g.addr, "GET", "/", "", b"").status, 503);
+        }
+        let r = request(g.addr, "GET", "/", "", b"");
+        assert_eq!(r.status, 200, "{driver}");
+        assert_eq!(r.body, b"{\"degraded\": true}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+    }
+}

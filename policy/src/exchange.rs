@@ -151,6 +151,8 @@ pub struct UpstreamRecord {
     pub param_key: Option<u64>,
     /// Attempts that went to another target than the one before (retries).
     pub retries: u8,
+    /// Set by group choice: the index of the upstream group.
+    pub group: Option<usize>,
 }
 
 /// A stage that sees the response body, as `Pipeline::open_taps` recorded it.

@@ -22,6 +22,8 @@ pub(super) struct Replied {
     pub head_len: usize,
     /// False when the upstream answered before the request body was all sent.
     pub body_sent: bool,
+    /// Longest pause allowed in the response body.
+    pub idle: std::time::Duration,
 }
 
 /// An attempt that failed.
@@ -75,7 +77,7 @@ pub(super) async fn attempt(
     ex.upstream.reused = reused;
     let mut stream = match pooled {
         Some(st) => st,
-        None => crate::upstream::connect::connect(addr, up.connect_timeout, s.tcp_nodelay, tls)
+        None => crate::upstream::connect::connect(addr, out.timeouts.connect, s.tcp_nodelay, tls)
             .await
             .map_err(|e| AttemptError::fatal(Failure::before_response(e, false)))?,
     };
@@ -85,7 +87,7 @@ pub(super) async fn attempt(
     }
     conn.up_buf.clear();
     ex.upstream.sent_at = Some(Instant::now());
-    match io::write_all(&mut stream, &mut conn.out, up.response_timeout).await {
+    match io::write_all(&mut stream, &mut conn.out, out.timeouts.idle).await {
         Ok(()) => {}
         Err(IoFail::Timeout) => {
             return Err(AttemptError::fatal(Failure::before_response(
@@ -106,17 +108,18 @@ pub(super) async fn attempt(
             .await
             .map_err(AttemptError::fatal)?;
         body_sent = out
-            .send_rest(conn, ex, &mut stream, s, up)
+            .send_rest(conn, ex, &mut stream, s)
             .await
             .map_err(AttemptError::fatal)?;
     }
-    match read_response_head(conn, &mut stream, up, s).await {
+    match read_response_head(conn, &mut stream, out.timeouts.first_byte, s).await {
         Ok(head_len) => {
             ex.upstream.head_at = Some(Instant::now());
             Ok(Replied {
                 stream,
                 head_len,
                 body_sent,
+                idle: out.timeouts.idle,
             })
         }
         Err(None) => Err(AttemptError {
@@ -132,14 +135,14 @@ pub(super) async fn attempt(
 async fn read_response_head(
     conn: &mut Conn,
     up: &mut UpstreamStream,
-    ups: &UpstreamRt,
+    first_byte: std::time::Duration,
     s: &Settings,
 ) -> Result<usize, Option<ProxyError>> {
     let mut got_any = !conn.up_buf.is_empty();
     let mut interim = 0;
     // One deadline for the whole head: neither a trickled head nor a stream of 1xx answers
-    // can hold the exchange past `response_timeout`.
-    let deadline = Instant::now() + ups.response_timeout;
+    // can hold the exchange past the first-byte timeout.
+    let deadline = Instant::now() + first_byte;
     loop {
         if !conn.up_buf.is_empty() {
             match parse_response(&conn.up_buf, &mut conn.resp, &s.response_limits) {

@@ -3,6 +3,7 @@
 //! with the decision to try again in one place (`retry`).
 
 mod attempt;
+mod mirror;
 mod outgoing;
 mod relay;
 
@@ -16,7 +17,7 @@ use crate::answer::{self, Answer};
 use crate::body::Buffered;
 use crate::conn::{Conn, Next, Persist};
 use crate::error::{ProxyError, Side};
-use crate::gateway::{Gateway, RouteRt, UpstreamRt};
+use crate::gateway::{Gateway, RouteRt, Timeouts, UpstreamRt};
 use crate::shard::Shard;
 use crate::upstream::select::{Result as Health, Selector};
 
@@ -78,7 +79,15 @@ pub async fn proxy(
     let version = conn.head.version;
     let size = gw.settings.upstream_buffer;
     conn.up_buf = shard.take_buffer(size);
-    let result = forward(f, conn, ex, pre).await;
+    let result = match f.route.timeouts.total {
+        None => forward(f, conn, ex, pre).await,
+        Some(total) => match monoio::time::timeout(total.0, forward(f, conn, ex, pre)).await {
+            Ok(r) => r,
+            // a status is set just before the response head goes out: past it, only closing
+            Err(_) if ex.status == 0 => Err(Failure::before_response(ProxyError::Deadline, false)),
+            Err(_) => Err(Failure::after_response(ProxyError::Deadline)),
+        },
+    };
     shard.give_buffer(std::mem::take(&mut conn.up_buf), size);
     match result {
         Ok(next) => {
@@ -93,28 +102,49 @@ pub async fn proxy(
                 f.route.name,
                 failure.error
             );
-            failed(shard, gw, conn, ex, failure, f.close, version).await
+            let up = ex.upstream.group.and_then(|i| gw.upstreams.get(i));
+            failed(shard, gw, up, conn, ex, failure, f.close, version).await
         }
     }
 }
 
-/// Answers a failed exchange with its error, or closes when that is all that is left.
+/// Answers a failed exchange with its error (or its group's fallback answer while every
+/// circuit is open), or closes when that is all that is left.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the exchange's inputs, each distinct; one call site"
+)]
 async fn failed(
     shard: &Shard,
     gw: &Gateway,
+    up: Option<&UpstreamRt>,
     conn: &mut Conn,
     ex: &mut Exchange,
     f: Failure,
     close: bool,
     version: Version,
 ) -> Next {
-    let answer = match Answer::of_error(f.error) {
-        Some(a) if !f.response_started => a,
-        _ => {
+    let fallback = match f.error {
+        ProxyError::CircuitOpen { .. } => up.and_then(|u| u.select.fallback.as_ref()),
+        _ => None,
+    };
+    let answer = match (fallback, Answer::of_error(f.error)) {
+        _ if f.response_started => {
+            ex.outcome = Outcome::Aborted;
+            return Next::Abort;
+        }
+        (Some(reply), _) => Answer::Reply(reply),
+        (None, Some(a)) => a,
+        (None, None) => {
             ex.outcome = Outcome::Aborted;
             return Next::Abort;
         }
     };
+    let mut fields = Vec::new();
+    if let (ProxyError::CircuitOpen { retry_after }, None) = (f.error, fallback) {
+        let secs = retry_after.to_string();
+        proto::write::put_field(&mut fields, b"Retry-After", secs.as_bytes());
+    }
     let keep = !close && f.request_consumed && !shard.draining.get();
     let outcome = match f.error.side() {
         crate::error::Side::Upstream => Outcome::Failed,
@@ -122,7 +152,7 @@ async fn failed(
     };
     let timeout = gw.settings.client_body_timeout;
     let persist = Persist::of(!keep, version);
-    answer::send(shard, conn, ex, answer, b"", persist, outcome, timeout).await
+    answer::send(shard, conn, ex, answer, &fields, persist, outcome, timeout).await
 }
 
 async fn forward(
@@ -134,20 +164,43 @@ async fn forward(
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
-    let up = route
-        .upstream
+    let group = route.choice.pick(&conn.head, &conn.buf, ex);
+    ex.upstream.group = group;
+    let up = group
         .and_then(|i| gw.upstreams.get(i))
         .ok_or_else(no_upstream)?;
     let sel = &up.select;
-    let mut target = sel
-        .pick(&conn.head, &conn.buf, ex, 0)
-        .ok_or_else(no_upstream)?;
+    let Some(mut target) = sel.pick(&conn.head, &conn.buf, ex, 0) else {
+        // targets, but every circuit is open: fail fast, nothing sent
+        let retry_after = sel.retry_after(ex.now);
+        return Err(Failure::before_response(
+            ProxyError::CircuitOpen { retry_after },
+            false,
+        ));
+    };
     sel.budget.earn();
     aim(ex, up, target);
+    let mirror = route.choice.mirror();
+    // the head is consumed by `prepare`: pick the shadow's target while it is here
+    let shadow = mirror.and_then(|g| {
+        Some((
+            g,
+            gw.upstreams
+                .get(g)?
+                .select
+                .pick(&conn.head, &conn.buf, ex, 0)?,
+        ))
+    });
     let mut out = Outgoing::prepare(conn, ex, up, f.head_len, s, pre).await?;
+    out.timeouts = Timeouts::of(up, &route.timeouts);
+    if let Some((g, target)) = shadow
+        && out.replayable()
+    {
+        mirror::spawn(shard.gateway(), g, target, &conn.out, conn.head.method);
+    }
     let (mut fresh, mut tried) = (false, 0u64);
     loop {
-        let in_flight = sel.begin(target);
+        let in_flight = sel.begin(target, Instant::now());
         let result = attempt::attempt(conn, ex, up, target, &mut out, s, fresh).await;
         let now = Instant::now();
         let retry = match result {
@@ -159,17 +212,18 @@ async fn forward(
                     Health::Ok
                 };
                 sel.report(target, health, now, &up.name);
-                let again = sel.retry.on_status.contains(&status)
-                    && reply.body_sent
-                    && may_retry(sel, &out, ex, true);
-                if !again {
+                let next = (sel.retry.on_status.contains(&status) && reply.body_sent)
+                    .then(|| next_target(sel, conn, ex, tried, target))
+                    .flatten()
+                    .filter(|_| may_retry(sel, &out, ex, true));
+                let Some(next) = next else {
                     let next =
                         relay::relay(shard, s, conn, ex, route, up, target, reply, f.close).await;
                     drop(in_flight);
                     return next;
-                }
+                };
                 // the answer is dropped unread with its connection
-                Retry::Another
+                Retry::Another(next)
             }
             Err(e) => {
                 drop(in_flight);
@@ -182,10 +236,12 @@ async fn forward(
                             sel.report(target, Health::Failed, now, &up.name);
                         }
                         let sent = !connect_failure(e.failure.error);
-                        if !may_retry(sel, &out, ex, sent) {
-                            return Err(e.failure);
+                        let next = next_target(sel, conn, ex, tried, target)
+                            .filter(|_| may_retry(sel, &out, ex, sent));
+                        match next {
+                            Some(next) => Retry::Another(next),
+                            None => return Err(e.failure),
                         }
-                        Retry::Another
                     }
                 }
             }
@@ -200,10 +256,8 @@ async fn forward(
                 );
                 fresh = true;
             }
-            Retry::Another => {
-                if let Some(bit) = 1u64.checked_shl(target as u32) {
-                    tried |= bit;
-                }
+            Retry::Another(next) => {
+                tried |= bit(target);
                 ex.upstream.retries = ex.upstream.retries.saturating_add(1);
                 let p = &sel.retry;
                 let wait = backoff(
@@ -215,8 +269,7 @@ async fn forward(
                 if !wait.is_zero() {
                     monoio::time::sleep(wait).await;
                 }
-                let next = sel.pick(&conn.head, &conn.buf, ex, tried);
-                target = next.unwrap_or(target);
+                target = next;
                 aim(ex, up, target);
                 if let Some(t) = up.targets.get(target) {
                     out.readdress(&mut conn.out, &t.host);
@@ -239,8 +292,29 @@ fn aim(ex: &mut Exchange, up: &UpstreamRt, target: usize) {
 enum Retry {
     /// The same target on a new connection.
     FreshConnection,
-    /// Another target (`[upstream.retry]`).
-    Another,
+    /// Another target (`[upstream.retry]`): this one.
+    Another(usize),
+}
+
+/// Bit `i` of a tried-targets mask (none past 63).
+fn bit(i: usize) -> u64 {
+    u32::try_from(i)
+        .ok()
+        .and_then(|i| 1u64.checked_shl(i))
+        .unwrap_or(0)
+}
+
+/// The target a retry would go to: another than those tried when one is left, never the one
+/// that just failed (a group of one does not retry), and never one whose circuit is open.
+fn next_target(
+    sel: &Selector,
+    conn: &Conn,
+    ex: &Exchange,
+    tried: u64,
+    current: usize,
+) -> Option<usize> {
+    sel.pick(&conn.head, &conn.buf, ex, tried | bit(current))
+        .filter(|&next| next != current)
 }
 
 /// Whether a failed attempt is tried again on a new connection to the same target: once,

@@ -50,6 +50,8 @@ pub(super) struct Outgoing {
     pub sent_continue: bool,
     /// Where the Host value is in `conn.out`.
     host: crate::headers::HostValue,
+    /// The deadlines of this exchange's attempts.
+    pub timeouts: crate::gateway::Timeouts,
 }
 
 impl Outgoing {
@@ -111,6 +113,7 @@ impl Outgoing {
             expect_continue: conn.head.expect_continue,
             sent_continue: false,
             host,
+            timeouts: crate::gateway::Timeouts::of(up, &Default::default()),
         };
         if !out.body.is_done() && consumed == 0 {
             out.continue_if_asked(conn, s).await?;
@@ -170,7 +173,6 @@ impl Outgoing {
         ex: &mut Exchange,
         up: &mut UpstreamStream,
         s: &Settings,
-        ups: &UpstreamRt,
     ) -> Result<bool, Failure> {
         // A body is streaming: read it in `client_buffer`-sized pieces, not the head buffer.
         if conn.buf.capacity() < s.client_buffer {
@@ -192,7 +194,7 @@ impl Outgoing {
                     if answered_early(up, &mut conn.up_buf) {
                         return Ok(false);
                     }
-                    let r = io::write_range(up, &mut conn.buf, 0..take, ups.response_timeout).await;
+                    let r = io::write_range(up, &mut conn.buf, 0..take, self.timeouts.idle).await;
                     conn.buf.drain(..take.min(conn.buf.len()));
                     *rem -= take as u64;
                     ex.bytes_in += take as u64;
@@ -206,7 +208,7 @@ impl Outgoing {
                     if answered_early(up, &mut conn.up_buf) {
                         return Ok(false);
                     }
-                    io::write_all(up, &mut conn.out, ups.response_timeout).await
+                    io::write_all(up, &mut conn.out, self.timeouts.idle).await
                 }
                 Body::Done | Body::UntilClose => Ok(()),
             };

@@ -40,6 +40,7 @@ pub(super) async fn relay(
         stream: mut upstream,
         head_len,
         body_sent,
+        idle,
     } = reply;
     let (method, version) = (ex.method, conn.head.version);
     route.pipeline.on_response(&conn.resp, &conn.up_buf, ex);
@@ -88,7 +89,7 @@ pub(super) async fn relay(
             &mut body,
             to_chunked,
             s,
-            up,
+            idle,
             &mut reusable,
         )
         .await?;
@@ -96,7 +97,7 @@ pub(super) async fn relay(
         send(conn, ex, s).await?;
         conn.up_buf.drain(..head_len.min(conn.up_buf.len()));
         let ends = (to_chunked, &mut reusable);
-        tapped_body(conn, ex, route, &mut upstream, &mut body, ends, s, up).await?;
+        tapped_body(conn, ex, route, &mut upstream, &mut body, ends, s, idle).await?;
     }
     if reusable {
         up.pool
@@ -183,7 +184,7 @@ async fn stream_body(
     body: &mut Body,
     to_chunked: bool,
     s: &Settings,
-    ups: &UpstreamRt,
+    idle: std::time::Duration,
     reusable: &mut bool,
 ) -> Result<(), Failure> {
     let timeout = s.client_body_timeout;
@@ -191,7 +192,7 @@ async fn stream_body(
         Body::Length(rem) => {
             while *rem > 0 {
                 conn.up_buf.clear();
-                let n = io::read_more(up, &mut conn.up_buf, ups.response_timeout)
+                let n = io::read_more(up, &mut conn.up_buf, idle)
                     .await
                     .map_err(upstream_read_error)?;
                 let take = (*rem).min(n as u64) as usize;
@@ -207,7 +208,7 @@ async fn stream_body(
         }
         Body::Chunked(dec) => loop {
             conn.up_buf.clear();
-            io::read_more(up, &mut conn.up_buf, ups.response_timeout)
+            io::read_more(up, &mut conn.up_buf, idle)
                 .await
                 .map_err(upstream_read_error)?;
             conn.out.clear();
@@ -229,7 +230,7 @@ async fn stream_body(
         },
         Body::UntilClose => loop {
             conn.up_buf.clear();
-            match io::read_more(up, &mut conn.up_buf, ups.response_timeout).await {
+            match io::read_more(up, &mut conn.up_buf, idle).await {
                 Ok(n) => {
                     io::write_range(&mut conn.stream, &mut conn.up_buf, 0..n, timeout)
                         .await
@@ -262,7 +263,7 @@ async fn tapped_body(
     body: &mut Body,
     (to_chunked, reusable): (bool, &mut bool),
     s: &Settings,
-    ups: &UpstreamRt,
+    idle: std::time::Duration,
 ) -> Result<(), Failure> {
     let mut first = true;
     loop {
@@ -271,7 +272,7 @@ async fn tapped_body(
                 break;
             }
             conn.up_buf.clear();
-            match io::read_more(up, &mut conn.up_buf, ups.response_timeout).await {
+            match io::read_more(up, &mut conn.up_buf, idle).await {
                 Ok(_) => {}
                 Err(IoFail::Eof) if matches!(body, Body::UntilClose) => break,
                 Err(e) => return Err(upstream_read_error(e)),

@@ -134,7 +134,9 @@ async fn fill(
     }
 }
 
-async fn read_response(
+/// Reads a whole answer to a `method` request from `stream` by `deadline`, refusing bodies
+/// over `max_body` bytes.
+pub(crate) async fn read_response(
     stream: &mut UpstreamStream,
     method: Method,
     max_body: usize,

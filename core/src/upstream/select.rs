@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use conf::{BalanceConf, HashOn, StartState};
 use policy::Exchange;
+use policy::balance::breaker::{BreakerConf, Circuit, Transition};
 use policy::balance::key::KeySource;
 use policy::balance::outlier::{Change, Outlier};
 use policy::balance::retry::RetryBudget;
@@ -56,6 +57,8 @@ pub struct Selector {
     pub budget: RetryBudget,
     /// Randomness for backoff.
     pub rng: Rng,
+    /// The answer while every circuit is open (`None`: a 503 problem).
+    pub fallback: Option<policy::LocalReply>,
 }
 
 /// The settings a selector is built from.
@@ -110,12 +113,34 @@ impl Selector {
             .as_ref()
             .map(|r| r.get_ref().clone())
             .unwrap_or_default();
+        let breaker = c.breaker.as_ref().map(|b| b.get_ref());
+        let now = Instant::now();
+        let fallback = breaker.and_then(|b| {
+            let status = b.fallback_status?;
+            Some(policy::LocalReply::new(
+                status,
+                &b.fallback_content_type,
+                b.fallback_body.as_bytes(),
+                &[],
+            ))
+        });
+        let breaker = breaker.map(|b| BreakerConf {
+            window: b.window.0,
+            failure_rate: b.failure_rate,
+            min_requests: b.min_requests,
+            cool_down: b.cool_down.0,
+            trials: b.trials,
+        });
+        let state = |w: u32| {
+            let t = TargetState::new(w, probing);
+            match breaker {
+                Some(b) => t.with_breaker(b, now),
+                None => t,
+            }
+        };
         Selector {
-            targets: s
-                .weights
-                .iter()
-                .map(|&w| TargetState::new(w, probing))
-                .collect(),
+            fallback,
+            targets: s.weights.iter().map(|&w| state(w)).collect(),
             addrs: s.addrs.into(),
             balancer,
             key,
@@ -145,10 +170,30 @@ impl Selector {
         pick_target(&self.balancer, &self.targets, ex.now, tried, key)
     }
 
-    /// Counts a request in flight to target `i` until the guard drops.
-    pub fn begin(self: &Rc<Self>, i: usize) -> InFlight {
+    /// Seconds until the first open circuit lets a trial through (at least 1).
+    pub fn retry_after(&self, now: Instant) -> u32 {
+        let soonest = self
+            .targets
+            .iter()
+            .filter_map(|t| match t.breaker.as_ref()?.0.circuit() {
+                Circuit::Open { until } => Some(until.saturating_duration_since(now)),
+                _ => None,
+            })
+            .min()
+            .unwrap_or(Duration::ZERO);
+        u32::try_from(soonest.as_secs() + u64::from(soonest.subsec_nanos() > 0))
+            .unwrap_or(u32::MAX)
+            .max(1)
+    }
+
+    /// Counts a request in flight to target `i` until the guard drops (and takes a trial
+    /// permit from its breaker when that is half-open).
+    pub fn begin(self: &Rc<Self>, i: usize, now: Instant) -> InFlight {
         if let Some(t) = self.targets.get(i) {
             t.in_flight.set(t.in_flight.get().saturating_add(1));
+            if let Some((b, c)) = &t.breaker {
+                b.on_send(now, c);
+            }
         }
         InFlight {
             selector: self.clone(),
@@ -156,8 +201,24 @@ impl Selector {
         }
     }
 
-    /// Records how an attempt at target `i` ended; an ejection is logged.
+    /// Records how an attempt at target `i` ended; an ejection or a circuit that opens or
+    /// closes is logged.
     pub fn report(&self, i: usize, result: Result, now: Instant, group: &str) {
+        if let Some((b, c)) = self.targets.get(i).and_then(|t| t.breaker.as_ref())
+            && let Some(change) = b.record(result == Result::Ok, now, c)
+        {
+            crate::log!(
+                Warn,
+                "upstream `{group}`: target {}: circuit {}",
+                self.addrs
+                    .get(i)
+                    .map_or_else(String::new, |a| a.to_string()),
+                match change {
+                    Transition::Opened => "opened",
+                    Transition::Closed => "closed",
+                }
+            );
+        }
         let failed = match result {
             Result::Ok => false,
             Result::ServerError => self.count_5xx,
@@ -202,6 +263,11 @@ impl Selector {
                 down: t.down.get(),
                 ejected: t.ejected(now),
                 ejections: t.ejections.get(),
+                circuit: match t.breaker.as_ref().map(|(b, _)| b.circuit()) {
+                    None | Some(Circuit::Closed) => "closed",
+                    Some(Circuit::Open { .. }) => "open",
+                    Some(Circuit::HalfOpen { .. }) => "half_open",
+                },
                 in_flight: t.in_flight.get(),
             })
             .collect()

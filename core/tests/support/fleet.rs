@@ -24,6 +24,8 @@ struct State {
     conns: Mutex<Vec<TcpStream>>,
     /// Host fields received.
     hosts: Mutex<Vec<String>>,
+    /// Wait this long (ms) before answering an ordinary request.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 pub struct Target {
@@ -75,6 +77,11 @@ impl Target {
 
     pub fn answer(&self, status: u16) {
         self.state.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Answers ordinary requests only after `ms` milliseconds.
+    pub fn delay(&self, ms: u64) {
+        self.state.delay_ms.store(ms, Ordering::SeqCst);
     }
 
     pub fn sick(&self, on: bool) {
@@ -145,6 +152,10 @@ fn serve(mut s: TcpStream, st: &State) {
                 .lock()
                 .unwrap()
                 .push(field("host").unwrap_or_default());
+            let ms = st.delay_ms.load(Ordering::SeqCst);
+            if ms > 0 {
+                std::thread::sleep(Duration::from_millis(ms));
+            }
             match st.status.load(Ordering::SeqCst) {
                 0 => 200,
                 n => n,

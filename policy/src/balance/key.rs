@@ -47,7 +47,7 @@ pub fn ip_key(ip: std::net::IpAddr) -> u64 {
 }
 
 /// The value of the first cookie named `name` across the Cookie fields.
-fn cookie<'b>(head: &RequestHead, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+pub fn cookie<'b>(head: &RequestHead, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
     head.fields
         .iter()
         .filter(|f| f.name.get(buf).eq_ignore_ascii_case(b"cookie"))

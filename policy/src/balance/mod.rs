@@ -4,6 +4,7 @@
 //! active-check verdicts (`health`) and the request keys hashing balancers use (`key`).
 //! Shard-local state; time, randomness and inputs are passed in.
 
+pub mod breaker;
 pub mod health;
 pub mod ip_hash;
 pub mod key;
@@ -34,6 +35,8 @@ pub struct TargetState {
     pub failures: Cell<u32>,
     /// Ejections since it last stayed healthy (each doubles the next one).
     pub ejections: Cell<u32>,
+    /// Its circuit breaker, when the group has one.
+    pub breaker: Option<(breaker::Breaker, breaker::BreakerConf)>,
 }
 
 impl TargetState {
@@ -46,7 +49,20 @@ impl TargetState {
             ejected_until: Cell::new(None),
             failures: Cell::new(0),
             ejections: Cell::new(0),
+            breaker: None,
         }
+    }
+
+    /// The same with a circuit breaker whose window starts at `now`.
+    pub fn with_breaker(mut self, conf: breaker::BreakerConf, now: Instant) -> TargetState {
+        self.breaker = Some((breaker::Breaker::new(now), conf));
+        self
+    }
+
+    /// Its breaker lets a request through at `now` (always, without one).
+    #[inline]
+    pub fn closed(&self, now: Instant) -> bool {
+        self.breaker.as_ref().is_none_or(|(b, c)| b.allows(now, c))
     }
 
     /// Ejected at `now`.
@@ -69,7 +85,8 @@ pub enum Level {
     Fresh,
     /// Usable (a retry may go back to a tried one when no other is left).
     Usable,
-    /// Any target: every one is down or ejected, so all share the load (panic mode).
+    /// Any target: every one is down or ejected, so all share the load (panic mode). A
+    /// target whose circuit is open is never chosen, at any level.
     Any,
 }
 
@@ -95,11 +112,12 @@ impl Candidates<'_> {
         let Some(t) = self.targets.get(i) else {
             return false;
         };
-        match self.level {
+        let level = match self.level {
             Level::Fresh => t.usable(self.now) && (i >= 64 || self.tried & (1 << i) == 0),
             Level::Usable => t.usable(self.now),
             Level::Any => true,
-        }
+        };
+        level && t.closed(self.now)
     }
 
     /// The eligible targets' in-flight requests and weights, summed.
@@ -220,7 +238,7 @@ impl Balance for Balancer {
 }
 
 /// Picks with `b`, widening the filter (fresh, then usable, then any) until a target is
-/// found; `None` only for an empty group.
+/// found; `None` for an empty group or when every target's circuit is open.
 pub fn pick_target(
     b: &impl Balance,
     targets: &[TargetState],
