@@ -82,6 +82,8 @@ pub struct ServerConf {
     pub keepalive_requests: u32,
     /// On SIGTERM/SIGINT: how long in-flight requests may take before the process exits.
     pub drain_timeout: Duration,
+    /// How long an upgraded connection (WebSocket) may carry nothing either way.
+    pub tunnel_idle_timeout: Duration,
     /// Request headers the gateway adds.
     pub forwarding: ForwardingConf,
 }
@@ -108,6 +110,7 @@ impl Default for ServerConf {
             keepalive_timeout: Duration::secs(60),
             keepalive_requests: 0,
             drain_timeout: Duration::secs(30),
+            tunnel_idle_timeout: Duration::secs(300),
             forwarding: ForwardingConf::default(),
         }
     }
@@ -205,6 +208,9 @@ mod defaults {
     pub fn response_timeout() -> Duration {
         Duration::secs(30)
     }
+    pub fn yes() -> bool {
+        true
+    }
     pub fn balance() -> toml::Spanned<crate::traffic::BalanceConf> {
         toml::Spanned::new(0..0, crate::traffic::BalanceConf::default())
     }
@@ -254,6 +260,9 @@ pub struct RouteConf {
     /// `[route.mirror]`: copy a share of requests to a shadow group.
     #[serde(default)]
     pub mirror: Option<Spanned<MirrorConf>>,
+    /// Forward `Upgrade` requests (WebSocket) and tunnel the connection after `101`.
+    #[serde(default = "defaults::yes")]
+    pub websocket: bool,
 }
 
 /// Shard count.
@@ -425,6 +434,8 @@ pub struct Route {
     pub upstream: Option<usize>,
     /// Timeouts, split, matched groups and mirror.
     pub traffic: RouteTraffic,
+    /// Upgrades (WebSocket) are forwarded.
+    pub websocket: bool,
     /// Policy stage tables, in order.
     pub policy: Vec<Spanned<toml::Table>>,
     /// Where the route's path is written (or its table, for a default path).

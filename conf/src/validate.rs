@@ -279,6 +279,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             methods,
             upstream,
             policy: r.policy.clone(),
+            websocket: r.websocket,
             span,
         });
     }

@@ -81,6 +81,8 @@ pub struct ShardCounters {
     pub targets: Vec<TargetCounters>,
     /// Upstream attempts that were retries to another target.
     pub retries: u64,
+    /// Upgraded connections (WebSocket tunnels) that ended.
+    pub tunnels: u64,
 }
 
 /// A shard's side: where its messages arrive.

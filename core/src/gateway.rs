@@ -33,6 +33,8 @@ pub struct RouteRt {
     pub choice: crate::upstream::route_choice::GroupChoice,
     /// Its timeouts as written (each over its group's).
     pub timeouts: conf::route_traffic::RouteTimeouts,
+    /// Upgrades (WebSocket) are forwarded.
+    pub websocket: bool,
 }
 
 /// The deadlines of one exchange upstream: the route's where it sets them, else its
@@ -165,6 +167,8 @@ pub struct Settings {
     pub forwarding: ForwardingConf,
     /// Normalise paths before routing.
     pub normalize_path: bool,
+    /// Idle limit of an upgraded connection.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Everything a shard needs to serve, built from a `Config` once per shard.
@@ -251,6 +255,7 @@ impl Gateway {
                 hash_param: hash_param(config, &router, i),
                 choice: crate::upstream::route_choice::GroupChoice::new(r.upstream, &r.traffic),
                 timeouts: r.traffic.timeouts,
+                websocket: r.websocket,
             })
             .collect();
         let unrouted = pipelines.global.clone();
@@ -470,6 +475,7 @@ fn settings(config: &Config) -> Settings {
         max_connections: s.max_connections as usize,
         forwarding: s.forwarding.clone(),
         normalize_path: s.normalize_path,
+        tunnel_idle_timeout: s.tunnel_idle_timeout.0,
     }
 }
 

@@ -58,6 +58,38 @@ pub struct HostValue {
     pub of_target: bool,
 }
 
+/// True when a request asks to switch protocols: an HTTP/1.1 GET with `Connection: upgrade`
+/// and an `Upgrade` field (RFC 9110 §7.8), without a body.
+pub fn is_upgrade(head: &RequestHead) -> bool {
+    head.connection.upgrade
+        && head.method == Method::Get
+        && head.version == Version::Http11
+        && head.field(FieldKind::Upgrade).is_some()
+        && matches!(head.framing, Framing::Length(0) | Framing::UntilClose)
+}
+
+/// The head of a `101` sent to the client: the status line, the upstream's fields without
+/// hop-by-hop ones, its `Upgrade`, `Connection: Upgrade`, and Via.
+pub fn write_switching_head(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    buf: &[u8],
+    fwd: &ForwardingConf,
+) {
+    put_status_line(out, resp.status, resp.reason.get(buf));
+    let names = resp.connection.names_fields;
+    for f in &resp.fields {
+        if f.kind == FieldKind::Upgrade || forwarded_as_is(&resp.fields, buf, f, names) {
+            put_field(out, f.name.get(buf), f.value.get(buf));
+        }
+    }
+    put_field(out, b"Connection", b"Upgrade");
+    if fwd.via {
+        put_field(out, b"Via", via_entry(resp.version));
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Writes the request head sent upstream (always HTTP/1.1, origin-form, our framing).
 pub fn write_request_head(
     out: &mut Vec<u8>,
@@ -121,6 +153,13 @@ pub fn write_request_head(
         }
     }
     out.extend_from_slice(&edits.fields.add);
+    if ex.upgrade {
+        // the one hop-by-hop field that goes on: the protocol the client asks to switch to
+        for f in head.fields.iter().filter(|f| f.kind == FieldKind::Upgrade) {
+            put_field(out, b"Upgrade", f.value.get(buf));
+        }
+        put_field(out, b"Connection", b"Upgrade");
+    }
     if fwd.x_forwarded_for {
         let ip = client.ip();
         let add = |o: &mut Vec<u8>| {

@@ -32,6 +32,8 @@ pub struct Stats {
     pub tls_failures: [Cell<u64>; 8],
     /// Attempts that were retries to another target.
     pub retries: Cell<u64>,
+    /// Upgraded connections (tunnels) that ended.
+    pub tunnels: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -274,6 +276,7 @@ impl Shard {
                 .collect(),
             targets: targets(&gw),
             retries: s.retries.get(),
+            tunnels: s.tunnels.get(),
         }
     }
 }

@@ -49,6 +49,8 @@ pub trait Transport {
     /// Appends what has already arrived to `buf` without waiting (through TLS: what it
     /// decrypts to, so a session ticket is not taken for data).
     fn read_ready(&mut self, buf: &mut Vec<u8>) -> Ready;
+    /// Waits until the socket has something to read (or an error); cancel-safe.
+    fn readable(&self) -> impl Future<Output = ()>;
 }
 
 pin_project_lite::pin_project! {
@@ -125,6 +127,14 @@ impl Transport for Stream {
             Stream::Plain(s) => crate::sys::recv_ready(s.as_raw_fd(), buf),
             Stream::Tls(s) => s.read_ready(buf),
         }
+    }
+
+    async fn readable(&self) {
+        let tcp = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.tcp(),
+        };
+        let _ = tcp.readable(false).await;
     }
 }
 

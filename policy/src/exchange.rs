@@ -213,6 +213,9 @@ pub struct Exchange {
     pub bytes_out: u64,
     /// Set by forwarding: the upstream side.
     pub upstream: UpstreamRecord,
+    /// The request asks to switch protocols (WebSocket) and its route lets it: `Upgrade`
+    /// goes upstream, and a `101` answer turns the connection into a tunnel.
+    pub upgrade: bool,
 }
 
 impl Default for Exchange {
@@ -239,6 +242,7 @@ impl Default for Exchange {
             bytes_in: 0,
             bytes_out: 0,
             upstream: UpstreamRecord::default(),
+            upgrade: false,
         }
     }
 }
@@ -276,6 +280,7 @@ impl Exchange {
         self.bytes_in = 0;
         self.bytes_out = 0;
         self.upstream = UpstreamRecord::default();
+        self.upgrade = false;
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

@@ -112,7 +112,7 @@ pub(super) async fn attempt(
             .await
             .map_err(AttemptError::fatal)?;
     }
-    match read_response_head(conn, &mut stream, out.timeouts.first_byte, s).await {
+    match read_response_head(conn, &mut stream, out.timeouts.first_byte, s, ex.upgrade).await {
         Ok(head_len) => {
             ex.upstream.head_at = Some(Instant::now());
             Ok(Replied {
@@ -137,6 +137,7 @@ async fn read_response_head(
     up: &mut UpstreamStream,
     first_byte: std::time::Duration,
     s: &Settings,
+    upgrade: bool,
 ) -> Result<usize, Option<ProxyError>> {
     let mut got_any = !conn.up_buf.is_empty();
     let mut interim = 0;
@@ -146,10 +147,12 @@ async fn read_response_head(
     loop {
         if !conn.up_buf.is_empty() {
             match parse_response(&conn.up_buf, &mut conn.resp, &s.response_limits) {
+                // the upstream agreed to switch protocols: the head is the last HTTP of it
+                Ok(Status::Complete(n)) if conn.resp.status == 101 && upgrade => return Ok(n),
                 Ok(Status::Complete(n)) if conn.resp.status < 200 => {
                     interim += 1;
                     if conn.resp.status == 101 || interim > MAX_INTERIM_RESPONSES {
-                        // We never ask for an upgrade (Upgrade is hop-by-hop and dropped).
+                        // a switch nobody asked for (Upgrade went only with an upgrade request)
                         return Err(Some(ProxyError::UpstreamMalformed(ParseError::StatusLine)));
                     }
                     conn.up_buf.drain(..n);

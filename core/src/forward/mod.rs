@@ -6,6 +6,7 @@ mod attempt;
 mod mirror;
 mod outgoing;
 mod relay;
+mod tunnel;
 
 use std::time::Instant;
 
@@ -164,6 +165,7 @@ async fn forward(
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
+    ex.upgrade = route.websocket && crate::headers::is_upgrade(&conn.head);
     let group = route.choice.pick(&conn.head, &conn.buf, ex);
     ex.upstream.group = group;
     let up = group

@@ -14,7 +14,7 @@ use super::outgoing::Body;
 use crate::conn::{Conn, Next, Persist};
 use crate::error::ProxyError;
 use crate::gateway::{RouteRt, Settings, UpstreamRt};
-use crate::headers::{ClientFraming, write_response_head};
+use crate::headers::{ClientFraming, write_response_head, write_switching_head};
 use crate::io::{self, IoFail};
 use crate::shard::Shard;
 use crate::stream::UpstreamStream;
@@ -43,6 +43,9 @@ pub(super) async fn relay(
         idle,
     } = reply;
     let (method, version) = (ex.method, conn.head.version);
+    if conn.resp.status == 101 {
+        return Ok(switch(shard, s, conn, ex, upstream, head_len).await);
+    }
     route.pipeline.on_response(&conn.resp, &conn.up_buf, ex);
     ex.status = conn.resp.status;
     let upstream_framing = response_framing(method, &conn.resp);
@@ -109,6 +112,40 @@ pub(super) async fn relay(
     } else {
         Next::KeepAlive
     })
+}
+
+/// The upstream switched protocols: the `101` goes to the client, then the two connections
+/// are one tunnel until it ends; the client connection closes after it.
+async fn switch(
+    shard: &Shard,
+    s: &Settings,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    mut upstream: UpstreamStream,
+    head_len: usize,
+) -> Next {
+    ex.status = 101;
+    conn.out.clear();
+    write_switching_head(&mut conn.out, &conn.resp, &conn.up_buf, &s.forwarding);
+    if send(conn, ex, s).await.is_err() {
+        return Next::Abort;
+    }
+    let mut early_down = conn.up_buf.split_off(head_len.min(conn.up_buf.len()));
+    let mut early_up = std::mem::take(&mut conn.buf);
+    let carried = super::tunnel::splice(
+        &mut conn.stream,
+        &mut upstream,
+        &mut early_up,
+        &mut early_down,
+        s.tunnel_idle_timeout,
+    )
+    .await;
+    ex.bytes_in += carried.up;
+    ex.bytes_out += carried.down;
+    conn.buf = early_up;
+    conn.buf.clear();
+    shard.stats.tunnels.set(shard.stats.tunnels.get() + 1);
+    Next::Close
 }
 
 /// Writes `conn.out` to the client.

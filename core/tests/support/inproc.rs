@@ -66,6 +66,7 @@ impl InProcess {
             t.over_limit += c.over_limit;
             t.requests += c.requests;
             t.retries += c.retries;
+            t.tunnels += c.tunnels;
             t.finished += c.finished;
             for (a, b) in t.outcomes.iter_mut().zip(c.outcomes) {
                 *a += b;

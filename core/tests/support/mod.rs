@@ -7,6 +7,7 @@ pub mod inproc;
 pub mod origin;
 pub mod tls;
 pub mod tls_origin;
+pub mod ws;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
