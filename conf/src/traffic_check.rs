@@ -98,6 +98,9 @@ pub(crate) fn check(u: &UpstreamConf, errs: &mut Vec<ConfError>, err: Err<'_>) {
         if bc.window.0 < std::time::Duration::from_millis(10) {
             bad("window must be at least 10ms");
         }
+        if bc.cool_down.0 < std::time::Duration::from_millis(1) {
+            bad("cool_down must be at least 1ms");
+        }
         if bc
             .fallback_status
             .is_some_and(|s| !(200..=599).contains(&s))

@@ -98,6 +98,12 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             "[server] upstream_buffer must be at least 1KiB".into(),
         ));
     }
+    if s.tunnel_idle_timeout.0.is_zero() {
+        errs.push(err(
+            at("tunnel_idle_timeout"),
+            "[server] tunnel_idle_timeout must be more than 0".into(),
+        ));
+    }
     if s.max_head > s.client_buffer {
         errs.push(err(
             at("max_head"),

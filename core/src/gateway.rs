@@ -319,10 +319,20 @@ impl Gateway {
         for r in &config.routes {
             let methods = r.methods.as_ref().map_or("*".to_string(), |m| m.join("|"));
             let host = r.host.as_deref().unwrap_or("*");
+            let name = |i: usize| config.upstreams.get(i).map_or("?", |u| u.name.as_str());
             let to = match r.upstream.and_then(|i| config.upstreams.get(i)) {
                 Some(u) => {
                     let t: Vec<String> = u.targets.iter().map(|a| a.to_string()).collect();
                     format!("upstream `{}` [{}]", u.name, t.join(", "))
+                }
+                None if !r.traffic.split.is_empty() => {
+                    let parts: Vec<String> = r
+                        .traffic
+                        .split
+                        .iter()
+                        .map(|&(i, w)| format!("`{}` {w}", name(i)))
+                        .collect();
+                    format!("split [{}]", parts.join(", "))
                 }
                 None => "(answered by its stages)".to_string(),
             };

@@ -58,14 +58,32 @@ pub struct HostValue {
     pub of_target: bool,
 }
 
-/// True when a request asks to switch protocols: an HTTP/1.1 GET with `Connection: upgrade`
-/// and an `Upgrade` field (RFC 9110 §7.8), without a body.
-pub fn is_upgrade(head: &RequestHead) -> bool {
+/// True when a request asks to switch to WebSocket: an HTTP/1.1 GET without a body, with
+/// `Connection: upgrade`, `Upgrade: websocket` and a `Sec-WebSocket-Key` (RFC 6455 §4.1).
+/// Other protocols (`h2c`, …) are not tunnelled: their Upgrade is dropped as hop-by-hop.
+pub fn is_upgrade(head: &RequestHead, buf: &[u8]) -> bool {
     head.connection.upgrade
         && head.method == Method::Get
         && head.version == Version::Http11
-        && head.field(FieldKind::Upgrade).is_some()
         && matches!(head.framing, Framing::Length(0) | Framing::UntilClose)
+        && names_websocket(&head.fields, buf)
+        && head
+            .fields
+            .iter()
+            .any(|f| f.name.get(buf).eq_ignore_ascii_case(b"sec-websocket-key"))
+}
+
+/// True when an `Upgrade` field names `websocket` (the field is a list of protocols).
+pub fn names_websocket(fields: &[Field], buf: &[u8]) -> bool {
+    fields
+        .iter()
+        .filter(|f| f.kind == FieldKind::Upgrade)
+        .flat_map(|f| f.value.get(buf).split(|&b| b == b','))
+        .any(|p| {
+            let p = proto::chars::trim_ows(p);
+            let name = p.split(|&b| b == b'/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case(b"websocket")
+        })
 }
 
 /// The head of a `101` sent to the client: the status line, the upstream's fields without

@@ -51,6 +51,13 @@ pub trait Transport {
     fn read_ready(&mut self, buf: &mut Vec<u8>) -> Ready;
     /// Waits until the socket has something to read (or an error); cancel-safe.
     fn readable(&self) -> impl Future<Output = ()>;
+    /// Sends what of `data` goes now without waiting (through TLS: what rustls takes, its
+    /// ciphertext sent as far as the socket takes it, the rest kept for the next call).
+    fn write_ready(&mut self, data: &[u8]) -> crate::sys::Sent;
+    /// Bytes from an earlier `write_ready` still wait for the socket.
+    fn write_pending(&self) -> bool;
+    /// Waits until the socket takes more (or an error); cancel-safe.
+    fn writable(&self) -> impl Future<Output = ()>;
 }
 
 pin_project_lite::pin_project! {
@@ -130,15 +137,37 @@ impl Transport for Stream {
     }
 
     async fn readable(&self) {
-        let tcp = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.tcp(),
-        };
-        let _ = tcp.readable(false).await;
+        let _ = self.tcp().readable(false).await;
+    }
+
+    fn write_ready(&mut self, data: &[u8]) -> crate::sys::Sent {
+        match self {
+            Stream::Plain(s) => crate::sys::send_ready(s.as_raw_fd(), data),
+            Stream::Tls(s) => s.write_ready(data),
+        }
+    }
+
+    fn write_pending(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(s) => s.write_pending(),
+        }
+    }
+
+    async fn writable(&self) {
+        let _ = self.tcp().writable(false).await;
     }
 }
 
 impl Stream {
+    /// The socket under it.
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.tcp(),
+        }
+    }
+
     /// True when an idle pooled connection can no longer carry a request: the peer closed or
     /// reset it, or sent bytes nobody asked for (a stray `408`, say). Such bytes are read
     /// into `scratch` and dropped with the connection.

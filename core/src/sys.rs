@@ -77,6 +77,39 @@ pub fn recv_ready(fd: RawFd, buf: &mut Vec<u8>) -> Ready {
     }
 }
 
+/// What a write that does not wait did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// This many bytes were taken (0: the socket buffer is full).
+    Took(usize),
+    /// Reset or another socket error.
+    Error,
+}
+
+/// Sends what of `data` the socket takes now, without waiting (and without SIGPIPE).
+pub fn send_ready(fd: RawFd, data: &[u8]) -> Sent {
+    if data.is_empty() {
+        return Sent::Took(0);
+    }
+    // SAFETY: `data` is a valid initialised slice of `data.len()` bytes; send reads at most
+    // that many, and MSG_DONTWAIT makes the call non-blocking.
+    let n = unsafe {
+        libc::send(
+            fd,
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    match n {
+        n if n >= 0 => Sent::Took(n as usize),
+        _ => match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Sent::Took(0),
+            _ => Sent::Error,
+        },
+    }
+}
+
 /// The initialised bytes of a monoio buffer (what a write sends).
 pub fn buf_bytes<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
     // SAFETY: `IoBuf` promises `read_ptr()` points at `bytes_init()` initialised bytes that

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use support::inproc::InProcess;
-use support::ws::{EchoOrigin, accept, handshake, read_frame, write_frame};
+use support::ws::{EchoOrigin, accept, handshake, handshake_at, read_frame, write_frame};
 use support::{DEADLINE, DRIVERS, eventually, pattern, route_all};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -127,5 +127,50 @@ fn a_silent_tunnel_is_closed_after_its_idle_timeout() {
             "{driver}: {:?}",
             t0.elapsed()
         );
+    }
+}
+
+#[test]
+fn eight_mib_both_ways_at_once_arrive_whole_and_in_order() {
+    // the client streams 8 MiB while it reads the echo back; the origin echoes each chunk as it
+    // reads it: both directions busy at once, every byte through in order
+    for driver in DRIVERS {
+        let origin = EchoOrigin::start();
+        let Some(g) = InProcess::start(driver, "", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        let mut s = TcpStream::connect(g.addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        assert!(handshake_at(&mut s, "/raw", KEY).starts_with("HTTP/1.1 101 "));
+        let data = pattern(8 << 20);
+        let mut w = s.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &sent).is_ok());
+        let mut got = vec![0u8; data.len()];
+        std::io::Read::read_exact(&mut s, &mut got).unwrap();
+        assert!(writer.join().unwrap(), "{driver}: the upload went through");
+        assert!(got == data, "{driver}: every byte came back in order");
+    }
+}
+
+#[test]
+fn only_websocket_is_tunnelled() {
+    for driver in DRIVERS {
+        let origin = EchoOrigin::start();
+        let Some(g) = InProcess::start(driver, "", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        // h2c: the Upgrade is dropped as hop-by-hop, the origin sees a plain GET (426)
+        let mut s = TcpStream::connect(g.addr).unwrap();
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        std::io::Write::write_all(
+            &mut s,
+            b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x\r\n\r\n",
+        )
+        .unwrap();
+        let mut pending = Vec::new();
+        let r = support::read_response(&mut s, &mut pending, false);
+        assert_eq!(r.status, 426, "{driver}");
+        assert_eq!(origin.upgrades.load(Ordering::SeqCst), 0);
     }
 }

@@ -33,6 +33,9 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../scenarios/tls-handshake.toml"),
     ),
     ("tls-resume", include_str!("../scenarios/tls-resume.toml")),
+    ("kill-target", include_str!("../scenarios/kill-target.toml")),
+    ("stop-target", include_str!("../scenarios/stop-target.toml")),
+    ("balance", include_str!("../scenarios/balance.toml")),
 ];
 
 /// One scenario file.
@@ -59,6 +62,35 @@ pub struct Scenario {
     /// What shardgate runs beyond plain proxying.
     #[serde(default)]
     pub gateway: GatewayConf,
+    /// Something done to an origin in the middle of every measured window.
+    #[serde(default)]
+    pub event: Option<EventConf>,
+}
+
+/// `[event]`: an origin killed (or stopped) during each measured window, and brought back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConf {
+    /// `"kill"` (SIGKILL, restarted on the same port at `back_at_s`) or `"stop"` (SIGSTOP,
+    /// SIGCONT at `back_at_s`: a target that hangs rather than refuses).
+    pub action: EventAction,
+    /// Which origin (0-based).
+    #[serde(default)]
+    pub origin: usize,
+    /// Seconds into the measured window.
+    pub at_s: f64,
+    /// Seconds into the measured window when it is back.
+    pub back_at_s: f64,
+}
+
+/// What happens to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventAction {
+    /// SIGKILL, then a new process on the same port.
+    Kill,
+    /// SIGSTOP, then SIGCONT.
+    Stop,
 }
 
 /// `[gateway]`: extra shardgate configuration for this scenario.
@@ -72,7 +104,9 @@ pub struct GatewayConf {
     /// HS256 secret: `{jwt}` in request header values becomes a token signed with it
     /// (`sub = "loadtest"`, valid for an hour).
     pub jwt_secret: Option<String>,
-    /// Also run shardgate without `routes` and `config` in the same rounds, as the baseline
+    /// TOML lines inside shardgate's `[[upstream]]` table (e.g. `balance = "round_robin"`).
+    pub upstream: String,
+    /// Also run shardgate without `routes`, `config` and `upstream` in the same rounds, as the baseline
     /// the ratios are taken against; nginx and HAProxy, which cannot run the same policy, are
     /// left out.
     pub against_bare: bool,
@@ -88,6 +122,8 @@ pub struct OriginConf {
     pub status: u16,
     /// Delay before each response, in milliseconds.
     pub latency_ms: u64,
+    /// Origin processes, each its own port; every proxy balances across them.
+    pub count: usize,
 }
 
 impl Default for OriginConf {
@@ -96,6 +132,7 @@ impl Default for OriginConf {
             size: 100,
             status: 200,
             latency_ms: 0,
+            count: 1,
         }
     }
 }
@@ -210,6 +247,22 @@ impl Scenario {
             s.load.duration_s > 0.0 && s.load.warmup_s >= 0.0 && s.load.timeout_s > 0.0,
             "scenario {name}: durations must be positive"
         );
+        anyhow::ensure!(
+            s.origin.count >= 1,
+            "scenario {name}: origin count must be ≥ 1"
+        );
+        if let Some(e) = &s.event {
+            anyhow::ensure!(
+                e.origin < s.origin.count,
+                "scenario {name}: event origin {} of {} origins",
+                e.origin,
+                s.origin.count
+            );
+            anyhow::ensure!(
+                0.0 <= e.at_s && e.at_s < e.back_at_s,
+                "scenario {name}: event at_s must be before back_at_s"
+            );
+        }
         Ok(s)
     }
 

@@ -22,7 +22,6 @@ use crate::gateway::{Gateway, RouteRt, Timeouts, UpstreamRt};
 use crate::shard::Shard;
 use crate::upstream::select::{Result as Health, Selector};
 
-use attempt::AttemptError;
 use outgoing::Outgoing;
 
 /// Why an exchange failed, and how far it got.
@@ -80,7 +79,9 @@ pub async fn proxy(
     let version = conn.head.version;
     let size = gw.settings.upstream_buffer;
     conn.up_buf = shard.take_buffer(size);
-    let result = match f.route.timeouts.total {
+    // the total deadline is for an exchange, not for the tunnel an upgrade becomes
+    let upgrade = f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
+    let result = match f.route.timeouts.total.filter(|_| !upgrade) {
         None => forward(f, conn, ex, pre).await,
         Some(total) => match monoio::time::timeout(total.0, forward(f, conn, ex, pre)).await {
             Ok(r) => r,
@@ -165,47 +166,55 @@ async fn forward(
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
-    ex.upgrade = route.websocket && crate::headers::is_upgrade(&conn.head);
+    ex.upgrade = route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
     let group = route.choice.pick(&conn.head, &conn.buf, ex);
     ex.upstream.group = group;
     let up = group
         .and_then(|i| gw.upstreams.get(i))
         .ok_or_else(no_upstream)?;
     let sel = &up.select;
-    let Some(mut target) = sel.pick(&conn.head, &conn.buf, ex, 0) else {
-        // targets, but every circuit is open: fail fast, nothing sent
-        let retry_after = sel.retry_after(ex.now);
-        return Err(Failure::before_response(
-            ProxyError::CircuitOpen { retry_after },
-            false,
-        ));
+    // read while the head is in the buffer: `prepare` consumes it, retries reuse the key
+    let key = sel.key(&conn.head, &conn.buf, ex);
+    let Some(mut target) = sel.pick_keyed(key, ex.now, 0) else {
+        return Err(circuit_open(sel, ex.now));
     };
-    sel.budget.earn();
+    sel.budget.earn(ex.now);
     aim(ex, up, target);
-    let mirror = route.choice.mirror();
-    // the head is consumed by `prepare`: pick the shadow's target while it is here
-    let shadow = mirror.and_then(|g| {
-        Some((
-            g,
-            gw.upstreams
-                .get(g)?
-                .select
-                .pick(&conn.head, &conn.buf, ex, 0)?,
-        ))
+    let shadow = route.choice.mirror().and_then(|g| {
+        let t = gw
+            .upstreams
+            .get(g)?
+            .select
+            .pick(&conn.head, &conn.buf, ex, 0)?;
+        Some((g, t))
     });
     let mut out = Outgoing::prepare(conn, ex, up, f.head_len, s, pre).await?;
     out.timeouts = Timeouts::of(up, &route.timeouts);
-    if let Some((g, target)) = shadow
+    if let Some((g, t)) = shadow
         && out.replayable()
     {
-        mirror::spawn(shard.gateway(), g, target, &conn.out, conn.head.method);
+        mirror::spawn(shard.gateway(), g, t, &conn.out, conn.head.method);
     }
     let (mut fresh, mut tried) = (false, 0u64);
-    loop {
-        let in_flight = sel.begin(target, Instant::now());
+    let mut in_flight = None;
+    // each turn either sends or passes over a target whose circuit just closed on it
+    let turns = up.targets.len() + usize::try_from(sel.retry.retries).unwrap_or(8) + 2;
+    for _ in 0..turns {
+        if in_flight.is_none() {
+            in_flight = sel.begin(target, Instant::now());
+            if in_flight.is_none() {
+                // its circuit opened since it was picked: another target, or fail fast
+                tried |= bit(target);
+                target = sel
+                    .pick_keyed(key, Instant::now(), tried)
+                    .ok_or_else(|| circuit_open(sel, Instant::now()))?;
+                readdress(ex, up, target, &mut out, conn);
+                continue;
+            }
+        }
         let result = attempt::attempt(conn, ex, up, target, &mut out, s, fresh).await;
         let now = Instant::now();
-        let retry = match result {
+        let next = match result {
             Ok(reply) => {
                 let status = conn.resp.status;
                 let health = if status >= 500 {
@@ -215,9 +224,9 @@ async fn forward(
                 };
                 sel.report(target, health, now, &up.name);
                 let next = (sel.retry.on_status.contains(&status) && reply.body_sent)
-                    .then(|| next_target(sel, conn, ex, tried, target))
+                    .then(|| next_target(sel, key, now, tried, target))
                     .flatten()
-                    .filter(|_| may_retry(sel, &out, ex, true));
+                    .filter(|_| may_retry(sel, &out, conn, ex, true));
                 let Some(next) = next else {
                     let next =
                         relay::relay(shard, s, conn, ex, route, up, target, reply, f.close).await;
@@ -225,77 +234,78 @@ async fn forward(
                     return next;
                 };
                 // the answer is dropped unread with its connection
-                Retry::Another(next)
+                next
             }
             Err(e) => {
-                drop(in_flight);
-                match retry(&e, &out, fresh) {
-                    Some(Retry::FreshConnection) => Retry::FreshConnection,
-                    _ if e.failure.error.side() == Side::Downstream => return Err(e.failure),
-                    _ => {
-                        if !e.stale {
-                            // a pooled connection that died is the pool's race, not the target's
-                            sel.report(target, Health::Failed, now, &up.name);
-                        }
-                        let sent = !connect_failure(e.failure.error);
-                        let next = next_target(sel, conn, ex, tried, target)
-                            .filter(|_| may_retry(sel, &out, ex, sent));
-                        match next {
-                            Some(next) => Retry::Another(next),
-                            None => return Err(e.failure),
-                        }
-                    }
+                if e.stale && out.can_retry() && !conn.out.is_empty() && !fresh {
+                    // a stale pooled connection: once more on a new one, same target and permit
+                    crate::log!(
+                        Debug,
+                        "shard {}: a pooled connection to {:?} was stale; retrying",
+                        shard.id,
+                        ex.upstream.addr
+                    );
+                    fresh = true;
+                    continue;
                 }
+                if e.failure.error.side() == Side::Downstream {
+                    return Err(e.failure);
+                }
+                if !e.stale {
+                    // a pooled connection that died is the pool's race, not the target's
+                    sel.report(target, Health::Failed, now, &up.name);
+                }
+                let sent = !connect_failure(e.failure.error);
+                next_target(sel, key, now, tried, target)
+                    .filter(|_| may_retry(sel, &out, conn, ex, sent))
+                    .ok_or(e.failure)?
             }
         };
-        match retry {
-            Retry::FreshConnection => {
-                crate::log!(
-                    Debug,
-                    "shard {}: a pooled connection to {:?} was stale; retrying",
-                    shard.id,
-                    ex.upstream.addr
-                );
-                fresh = true;
-            }
-            Retry::Another(next) => {
-                tried |= bit(target);
-                ex.upstream.retries = ex.upstream.retries.saturating_add(1);
-                let p = &sel.retry;
-                let wait = backoff(
-                    p.backoff,
-                    p.max_backoff,
-                    ex.upstream.retries.into(),
-                    sel.rng.next(),
-                );
-                if !wait.is_zero() {
-                    monoio::time::sleep(wait).await;
-                }
-                target = next;
-                aim(ex, up, target);
-                if let Some(t) = up.targets.get(target) {
-                    out.readdress(&mut conn.out, &t.host);
-                }
-                conn.up_buf.clear();
-                fresh = false;
-            }
+        in_flight = None;
+        tried |= bit(target);
+        ex.upstream.retries = ex.upstream.retries.saturating_add(1);
+        let p = &sel.retry;
+        let wait = backoff(
+            p.backoff,
+            p.max_backoff,
+            ex.upstream.retries.into(),
+            sel.rng.next(),
+        );
+        if !wait.is_zero() {
+            monoio::time::sleep(wait).await;
         }
+        target = next;
+        readdress(ex, up, target, &mut out, conn);
+        fresh = false;
     }
+    Err(circuit_open(sel, Instant::now()))
+}
+
+/// Every circuit of the group is open: fail fast, nothing sent.
+fn circuit_open(sel: &Selector, now: Instant) -> Failure {
+    let retry_after = sel.retry_after(now);
+    Failure::before_response(ProxyError::CircuitOpen { retry_after }, false)
+}
+
+/// Points the prepared request and the exchange's record at a new target.
+fn readdress(
+    ex: &mut Exchange,
+    up: &UpstreamRt,
+    target: usize,
+    out: &mut Outgoing,
+    conn: &mut Conn,
+) {
+    aim(ex, up, target);
+    if let Some(t) = up.targets.get(target) {
+        out.readdress(&mut conn.out, &t.host);
+    }
+    conn.up_buf.clear();
 }
 
 /// Records the target an attempt goes to.
 fn aim(ex: &mut Exchange, up: &UpstreamRt, target: usize) {
     ex.upstream.target = Some(target);
     ex.upstream.addr = up.targets.get(target).map(|t| t.addr);
-}
-
-/// How to try again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
-    /// The same target on a new connection.
-    FreshConnection,
-    /// Another target (`[upstream.retry]`): this one.
-    Another(usize),
 }
 
 /// Bit `i` of a tried-targets mask (none past 63).
@@ -310,22 +320,13 @@ fn bit(i: usize) -> u64 {
 /// that just failed (a group of one does not retry), and never one whose circuit is open.
 fn next_target(
     sel: &Selector,
-    conn: &Conn,
-    ex: &Exchange,
+    key: Option<u64>,
+    now: Instant,
     tried: u64,
     current: usize,
 ) -> Option<usize> {
-    sel.pick(&conn.head, &conn.buf, ex, tried | bit(current))
+    sel.pick_keyed(key, now, tried | bit(current))
         .filter(|&next| next != current)
-}
-
-/// Whether a failed attempt is tried again on a new connection to the same target: once,
-/// when a pooled connection turned out stale (it failed before any response byte) and the
-/// request can be sent again unchanged (its body is all in hand) and safely (an idempotent
-/// method). A retry never takes another pooled connection: after an upstream restart they
-/// are all stale.
-fn retry(e: &AttemptError, out: &Outgoing, fresh: bool) -> Option<Retry> {
-    (e.stale && out.can_retry() && !fresh).then_some(Retry::FreshConnection)
 }
 
 /// The failure happened before the request left: nothing reached the target.
@@ -336,12 +337,14 @@ fn connect_failure(e: ProxyError) -> bool {
     )
 }
 
-/// Whether the request may go to another target: retries left, the whole request in hand,
-/// a method safe to repeat once the target may have seen it (`sent`), and the budget pays.
-fn may_retry(sel: &Selector, out: &Outgoing, ex: &Exchange, sent: bool) -> bool {
+/// Whether the request may go to another target: retries left, the whole request in hand
+/// (and still in `conn.out`: a write that timed out took it), a method safe to repeat once the
+/// target may have seen it (`sent`), and the budget pays.
+fn may_retry(sel: &Selector, out: &Outgoing, conn: &Conn, ex: &Exchange, sent: bool) -> bool {
     let p = &sel.retry;
     u32::from(ex.upstream.retries) < p.retries
         && out.replayable()
+        && !conn.out.is_empty()
         && (!sent || out.idempotent || p.non_idempotent)
         && sel.budget.spend()
 }

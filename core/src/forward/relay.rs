@@ -44,6 +44,13 @@ pub(super) async fn relay(
     } = reply;
     let (method, version) = (ex.method, conn.head.version);
     if conn.resp.status == 101 {
+        if !crate::headers::names_websocket(&conn.resp.fields, &conn.up_buf) {
+            // a switch to something the client did not ask for: not a tunnel we open
+            return Err(Failure::before_response(
+                ProxyError::UpstreamMalformed(proto::ParseError::StatusLine),
+                true,
+            ));
+        }
         return Ok(switch(shard, s, conn, ex, upstream, head_len).await);
     }
     route.pipeline.on_response(&conn.resp, &conn.up_buf, ex);
@@ -130,20 +137,18 @@ async fn switch(
     if send(conn, ex, s).await.is_err() {
         return Next::Abort;
     }
-    let mut early_down = conn.up_buf.split_off(head_len.min(conn.up_buf.len()));
-    let mut early_up = std::mem::take(&mut conn.buf);
+    let early_down = conn.up_buf.split_off(head_len.min(conn.up_buf.len()));
+    let early_up = std::mem::take(&mut conn.buf);
     let carried = super::tunnel::splice(
         &mut conn.stream,
         &mut upstream,
-        &mut early_up,
-        &mut early_down,
+        early_up,
+        early_down,
         s.tunnel_idle_timeout,
     )
     .await;
     ex.bytes_in += carried.up;
     ex.bytes_out += carried.down;
-    conn.buf = early_up;
-    conn.buf.clear();
     shard.stats.tunnels.set(shard.stats.tunnels.get() + 1);
     Next::Close
 }

@@ -1,13 +1,14 @@
 //! After `101 Switching Protocols` (WebSocket): the client and upstream connections spliced
-//! as a byte tunnel both ways until both sides closed, one fails, or neither sends for the
-//! idle timeout. One task: what either side has ready is read without waiting and written
-//! to the other; with nothing ready it waits for either socket (a cancel-safe readiness
-//! wait, so no byte is lost to a cancelled read). A half-close passes through.
+//! as a byte tunnel both ways until both sides closed, one fails, or neither moves a byte for
+//! the idle timeout. One task, nothing waits on one direction while the other could move:
+//! every read and write is one that does not wait, and with nothing to do the task waits for
+//! whichever socket could let a direction go on (readiness waits are cancel-safe: no byte is
+//! lost to a cancelled read). A half-close passes through once its direction is drained.
 
 use std::time::Duration;
 
-use crate::io;
 use crate::stream::{Close, Ready, Transport};
+use crate::sys::Sent;
 
 /// Bytes carried each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,14 +19,44 @@ pub(super) struct Carried {
     pub down: u64,
 }
 
-/// Read size per side per turn.
+/// Most bytes read from one side before they are written to the other.
 const CHUNK: usize = 16 * 1024;
 
-/// One direction's state.
-struct Side {
+/// One direction: bytes read from its source not yet taken by its sink.
+struct Flow {
     buf: Vec<u8>,
-    /// The reading side closed (its EOF was passed on).
-    done: bool,
+    off: usize,
+    /// The source ended (its EOF is passed on once `buf` is empty).
+    ended: bool,
+    /// The sink was shut down.
+    closed: bool,
+    moved: u64,
+}
+
+impl Flow {
+    fn new(early: Vec<u8>) -> Flow {
+        Flow {
+            buf: early,
+            off: 0,
+            ended: false,
+            closed: false,
+            moved: 0,
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.off < self.buf.len()
+    }
+}
+
+/// What one turn of a direction did.
+enum Turn {
+    /// Bytes moved (or an end passed on).
+    Moved,
+    /// Nothing to do until a socket is ready.
+    Idle,
+    /// A socket failed: the tunnel is over.
+    Failed,
 }
 
 /// Splices `client` and `upstream`, first sending what each had already sent past its head
@@ -33,84 +64,85 @@ struct Side {
 pub(super) async fn splice<C: Transport, U: Transport>(
     client: &mut C,
     upstream: &mut U,
-    early_up: &mut Vec<u8>,
-    early_down: &mut Vec<u8>,
+    early_up: Vec<u8>,
+    early_down: Vec<u8>,
     idle: Duration,
 ) -> Carried {
-    let mut carried = Carried {
-        up: early_up.len() as u64,
-        down: early_down.len() as u64,
-    };
-    if io::write_all(upstream, early_up, idle).await.is_err()
-        || io::write_all(client, early_down, idle).await.is_err()
-    {
-        return carried;
-    }
-    let mut a = Side {
-        buf: Vec::with_capacity(CHUNK),
-        done: false,
-    };
-    let mut b = Side {
-        buf: Vec::with_capacity(CHUNK),
-        done: false,
-    };
+    let mut up = Flow::new(early_up);
+    let mut down = Flow::new(early_down);
     loop {
-        let up = match pass(client, upstream, &mut a, idle).await {
-            Some(n) => n,
-            None => return carried,
+        let a = step(client, upstream, &mut up).await;
+        let b = step(upstream, client, &mut down).await;
+        let carried = Carried {
+            up: up.moved,
+            down: down.moved,
         };
-        let down = match pass(upstream, client, &mut b, idle).await {
-            Some(n) => n,
-            None => return carried,
-        };
-        carried.up += up;
-        carried.down += down;
-        if a.done && b.done {
+        if matches!(a, Turn::Failed) || matches!(b, Turn::Failed) || (up.closed && down.closed) {
             return carried;
         }
-        if up == 0 && down == 0 {
-            let woke = monoio::select! {
-                () = wait(client, a.done) => true,
-                () = wait(upstream, b.done) => true,
-                () = monoio::time::sleep(idle) => false,
-            };
-            if !woke {
-                return carried;
+        if matches!(a, Turn::Moved) || matches!(b, Turn::Moved) {
+            continue;
+        }
+        // each direction waits on one socket: its sink while bytes are pending, else its source
+        let woke = monoio::select! {
+            () = wait(&up, client, upstream) => true,
+            () = wait(&down, upstream, client) => true,
+            () = monoio::time::sleep(idle) => false,
+        };
+        if !woke {
+            return carried;
+        }
+    }
+}
+
+/// One turn of the direction `from` → `to`.
+async fn step<F: Transport, T: Transport>(from: &mut F, to: &mut T, f: &mut Flow) -> Turn {
+    if f.closed {
+        return Turn::Idle;
+    }
+    let mut moved = false;
+    if f.pending() || to.write_pending() {
+        match to.write_ready(f.buf.get(f.off..).unwrap_or_default()) {
+            Sent::Took(n) => {
+                f.off += n;
+                f.moved += n as u64;
+                moved = n > 0;
             }
+            Sent::Error => return Turn::Failed,
+        }
+        if f.pending() || to.write_pending() {
+            return if moved { Turn::Moved } else { Turn::Idle };
         }
     }
-}
-
-/// Moves what `from` has ready to `to`; the bytes moved, `None` when the tunnel is over.
-async fn pass<F: Transport, T: Transport>(
-    from: &mut F,
-    to: &mut T,
-    side: &mut Side,
-    idle: Duration,
-) -> Option<u64> {
-    if side.done {
-        return Some(0);
+    f.buf.clear();
+    f.off = 0;
+    if f.ended {
+        to.shutdown(Close::Clean).await;
+        f.closed = true;
+        return Turn::Moved;
     }
-    side.buf.clear();
-    match from.read_ready(&mut side.buf) {
-        Ready::Nothing => Some(0),
-        Ready::Data(n) => {
-            io::write_all(to, &mut side.buf, idle).await.ok()?;
-            Some(n as u64)
-        }
+    if f.buf.capacity() < CHUNK {
+        f.buf.reserve(CHUNK);
+    }
+    match from.read_ready(&mut f.buf) {
+        Ready::Data(_) => Turn::Moved,
         Ready::Eof => {
-            side.done = true;
-            to.shutdown(Close::Clean).await;
-            Some(0)
+            f.ended = true;
+            Turn::Moved
         }
-        Ready::Error => None,
+        Ready::Nothing if moved => Turn::Moved,
+        Ready::Nothing => Turn::Idle,
+        Ready::Error => Turn::Failed,
     }
 }
 
-/// Waits for `s` to be readable, or forever once its side is done.
-async fn wait<S: Transport>(s: &S, done: bool) {
-    if done {
+/// Waits for what lets direction `f` (from `from` to `to`) go on; forever once it closed.
+async fn wait<F: Transport, T: Transport>(f: &Flow, from: &F, to: &T) {
+    if f.closed {
         std::future::pending::<()>().await;
+    } else if f.pending() || to.write_pending() {
+        to.writable().await;
+    } else {
+        from.readable().await;
     }
-    s.readable().await;
 }

@@ -35,8 +35,10 @@ pub struct TlsStream {
     /// Ciphertext read from the socket; `rbuf[rpos..]` not yet given to rustls.
     rbuf: Vec<u8>,
     rpos: usize,
-    /// Ciphertext rustls produced, being written.
+    /// Ciphertext rustls produced, being written; `wbuf[..wpos]` already went (a write that
+    /// does not wait may leave the rest for later).
     wbuf: Vec<u8>,
+    wpos: usize,
 }
 
 fn invalid(e: rustls::Error) -> io::Error {
@@ -52,6 +54,7 @@ impl TlsStream {
             rbuf: Vec::with_capacity(RECORD),
             rpos: 0,
             wbuf: Vec::new(),
+            wpos: 0,
         };
         while s.tls.is_handshaking() {
             s.flush().await.map_err(HandshakeError::Io)?;
@@ -78,16 +81,70 @@ impl TlsStream {
         &self.tcp
     }
 
-    /// Writes what rustls has to send.
+    /// Writes what rustls has to send (after what a write that did not wait left).
     async fn flush(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            self.wbuf.clear();
-            self.tls.write_tls(&mut self.wbuf)?;
+        loop {
+            if self.wpos > 0 {
+                self.wbuf.drain(..self.wpos.min(self.wbuf.len()));
+                self.wpos = 0;
+            }
+            if self.wbuf.is_empty() {
+                if !self.tls.wants_write() {
+                    return Ok(());
+                }
+                self.tls.write_tls(&mut self.wbuf)?;
+            }
             let (res, buf) = self.tcp.write_all(std::mem::take(&mut self.wbuf)).await;
             self.wbuf = buf;
             res?;
+            self.wbuf.clear();
         }
-        Ok(())
+    }
+
+    /// Takes what of `data` (plaintext) rustls accepts and sends what the socket takes now,
+    /// without waiting; ciphertext the socket did not take waits in `wbuf`, sent first next
+    /// time. `Took(0)` with data: blocked until the socket is writable.
+    pub fn write_ready(&mut self, data: &[u8]) -> crate::sys::Sent {
+        use crate::sys::Sent;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.tcp);
+        if !self.push(fd) {
+            return Sent::Error;
+        }
+        if self.wpos < self.wbuf.len() {
+            return Sent::Took(0);
+        }
+        let n = match io::Write::write(&mut self.tls.writer(), data) {
+            Ok(n) => n,
+            Err(_) => return Sent::Error,
+        };
+        self.wbuf.clear();
+        self.wpos = 0;
+        while self.tls.wants_write() {
+            if self.tls.write_tls(&mut self.wbuf).is_err() {
+                return Sent::Error;
+            }
+        }
+        if !self.push(fd) {
+            return Sent::Error;
+        }
+        Sent::Took(n)
+    }
+
+    /// Ciphertext is waiting for the socket.
+    pub fn write_pending(&self) -> bool {
+        self.wpos < self.wbuf.len()
+    }
+
+    /// Sends pending ciphertext while the socket takes it; false on a socket error.
+    fn push(&mut self, fd: std::os::fd::RawFd) -> bool {
+        while self.wpos < self.wbuf.len() {
+            match crate::sys::send_ready(fd, self.wbuf.get(self.wpos..).unwrap_or_default()) {
+                crate::sys::Sent::Took(0) => return true,
+                crate::sys::Sent::Took(k) => self.wpos += k,
+                crate::sys::Sent::Error => return false,
+            }
+        }
+        true
     }
 
     /// Gives rustls the ciphertext not yet handed over, reading the socket first when there is

@@ -166,8 +166,7 @@ impl Selector {
     /// The target for this request, preferring ones it has not `tried`.
     #[inline]
     pub fn pick(&self, head: &RequestHead, buf: &[u8], ex: &Exchange, tried: u64) -> Option<usize> {
-        let key = self.key.as_ref().and_then(|k| k.key(head, buf, ex));
-        pick_target(&self.balancer, &self.targets, ex.now, tried, key)
+        self.pick_keyed(self.key(head, buf, ex), ex.now, tried)
     }
 
     /// Seconds until the first open circuit lets a trial through (at least 1).
@@ -186,19 +185,32 @@ impl Selector {
             .max(1)
     }
 
-    /// Counts a request in flight to target `i` until the guard drops (and takes a trial
-    /// permit from its breaker when that is half-open).
-    pub fn begin(self: &Rc<Self>, i: usize, now: Instant) -> InFlight {
-        if let Some(t) = self.targets.get(i) {
-            t.in_flight.set(t.in_flight.get().saturating_add(1));
-            if let Some((b, c)) = &t.breaker {
-                b.on_send(now, c);
-            }
+    /// Counts a request in flight to target `i` until the guard drops, once its breaker (if
+    /// any) lets it go at `now`; `None` when the circuit is open or its trials are all out.
+    pub fn begin(self: &Rc<Self>, i: usize, now: Instant) -> Option<InFlight> {
+        let t = self.targets.get(i)?;
+        if let Some((b, c)) = &t.breaker
+            && !b.try_acquire(now, c)
+        {
+            return None;
         }
-        InFlight {
+        t.in_flight.set(t.in_flight.get().saturating_add(1));
+        Some(InFlight {
             selector: self.clone(),
             target: i,
-        }
+        })
+    }
+
+    /// The hash key of this request for the group's balancer (read before the request head
+    /// leaves the buffer; retries reuse it).
+    pub fn key(&self, head: &RequestHead, buf: &[u8], ex: &Exchange) -> Option<u64> {
+        self.key.as_ref().and_then(|k| k.key(head, buf, ex))
+    }
+
+    /// The target for a request with `key`, preferring ones it has not `tried`.
+    #[inline]
+    pub fn pick_keyed(&self, key: Option<u64>, now: Instant, tried: u64) -> Option<usize> {
+        pick_target(&self.balancer, &self.targets, now, tried, key)
     }
 
     /// Records how an attempt at target `i` ended; an ejection or a circuit that opens or
@@ -241,11 +253,17 @@ impl Selector {
     }
 
     /// Applies an active-check verdict on the target at `addr`; true if it is in this group.
+    /// A target checked up again is no longer ejected either (the checks saw it answer; the
+    /// count of ejections stays, so a target that fails again is ejected for longer).
     pub fn set_health(&self, addr: SocketAddr, up: bool) -> bool {
         let mut found = false;
         for (t, a) in self.targets.iter().zip(self.addrs.iter()) {
             if *a == addr {
                 t.down.set(!up);
+                if up {
+                    t.failures.set(0);
+                    t.ejected_until.set(None);
+                }
                 found = true;
             }
         }

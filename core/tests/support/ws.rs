@@ -71,6 +71,20 @@ fn echo(mut s: TcpStream, seen: &AtomicUsize) {
         accept(key)
     );
     s.write_all(reply.as_bytes()).unwrap();
+    if h.starts_with("GET /raw ") {
+        // a byte echo: each chunk written back as it is read, one at a time
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
     while let Some((opcode, payload)) = read_frame(&mut s) {
         match opcode {
             0x8 => {
@@ -151,8 +165,13 @@ pub fn write_frame(
 
 /// Sends the opening handshake on `s`; the response head.
 pub fn handshake(s: &mut TcpStream, key: &str) -> String {
+    handshake_at(s, "/chat", key)
+}
+
+/// The opening handshake for `path`.
+pub fn handshake_at(s: &mut TcpStream, path: &str, key: &str) -> String {
     let req = format!(
-        "GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     s.write_all(req.as_bytes()).unwrap();
     head(s).unwrap()

@@ -5,6 +5,7 @@
 //! peak RSS and errors, with ratios to nginx (or to shardgate without the scenario's policy)
 //! taken round by round. Output: a table, JSON, SVG.
 
+mod event;
 pub mod procs;
 mod svg;
 pub mod systems;
@@ -19,6 +20,7 @@ use serde::Serialize;
 use crate::generator::{self, Plan};
 use crate::report::{Report, Summary};
 use crate::scenario::Scenario;
+use event::Origins;
 use procs::Child;
 use systems::{Running, Setup, System};
 
@@ -26,7 +28,8 @@ use systems::{Running, Setup, System};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache, tls,
-    /// tls-handshake, tls-resume) or a scenario TOML file; repeat for several.
+    /// tls-handshake, tls-resume, kill-target, stop-target, balance) or a scenario TOML
+    /// file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
     /// Proxies to run, in round order.
@@ -341,27 +344,14 @@ fn run_scenario(
         .canonicalize()
         .with_context(|| format!("resolve {}", out.display()))?;
 
-    // the origin, on the load CPUs
-    let oport = procs::free_port()?;
-    let origin_addr = SocketAddr::from(([127, 0, 0, 1], oport));
-    let mut origin = procs::spawn(
-        "origin",
+    // the origins, on the load CPUs
+    let mut origins = Origins::start(
         origin_bin,
-        &[
-            "origin".into(),
-            "--listen".into(),
-            origin_addr.to_string(),
-            "--size".into(),
-            scenario.origin.size.to_string(),
-            "--status".into(),
-            scenario.origin.status.to_string(),
-            "--latency-ms".into(),
-            scenario.origin.latency_ms.to_string(),
-        ],
+        &scenario.origin,
         &systems::cpu_list(&args.load_cpus),
-        &out.join("origin.log"),
+        &out,
     )?;
-    origin.wait_listening(origin_addr)?;
+    let origin_addrs = origins.addrs.clone();
 
     let extra = crate::scenario::gateway_extra(&scenario.gateway);
     let cert = match scenario.load.tls {
@@ -369,7 +359,8 @@ fn run_scenario(
         false => None,
     };
     let setup = Setup {
-        origin: origin_addr,
+        origins: &origin_addrs,
+        upstream_extra: &scenario.gateway.upstream,
         workers: args.workers.max(1),
         cpus: &args.proxy_cpus,
         dir: &out,
@@ -403,7 +394,11 @@ fn run_scenario(
         )?);
     }
     if against_bare {
-        let bare = Setup { extra: "", ..setup };
+        let bare = Setup {
+            extra: "",
+            upstream_extra: "",
+            ..setup
+        };
         running.push(systems::start_variant(BARE, shardgate, &bare)?);
     }
     anyhow::ensure!(!running.is_empty(), "no system to measure");
@@ -464,7 +459,7 @@ fn run_scenario(
                 break 'rounds;
             }
             let plan = plan_for(r.addr, result.rate, warmup, duration);
-            let (measured, report) = measure(&plan, &r.child, &origin)?;
+            let (measured, report) = measure(&plan, &r.child, &mut origins, scenario)?;
             let s = &measured.summary;
             crate::outln!(
                 "round {}/{} {:10} {:>9.0} req/s  p99 {:>8.3} ms  proxy {:>6.2} us/req  rss {:>6.1} MiB  errors {}",
@@ -485,7 +480,7 @@ fn run_scenario(
     for r in &mut running {
         r.child.stop();
     }
-    origin.stop();
+    origins.stop();
 
     result.baseline = baseline_of(&running)
         .and_then(|i| running.get(i))
@@ -506,18 +501,27 @@ fn run_scenario(
     Ok(result)
 }
 
-/// Runs one measured window against a system, reading CPU at the window's edges.
-fn measure(plan: &Plan, proxy: &Child, origin: &Child) -> anyhow::Result<(Round, Report)> {
+/// Runs one measured window against a system, reading CPU at the window's edges, with the
+/// scenario's event (if any) staged inside the window.
+fn measure(
+    plan: &Plan,
+    proxy: &Child,
+    origins: &mut Origins,
+    scenario: &Scenario,
+) -> anyhow::Result<(Round, Report)> {
     let start = Instant::now() + Duration::from_millis(50);
     let window_start = start + plan.warmup;
     let window_end = window_start + plan.duration;
     let proxy_pgid = proxy.pgid();
-    let origin_pgid = origin.pgid();
+    let origin_pgids = origins.pgids();
     let sampler = std::thread::spawn(move || {
         let sample = || {
             (
                 procs::group_ticks(proxy_pgid),
-                procs::group_ticks(origin_pgid),
+                origin_pgids
+                    .iter()
+                    .map(|&g| procs::group_ticks(g))
+                    .sum::<u64>(),
                 procs::own_ticks(),
             )
         };
@@ -531,7 +535,14 @@ fn measure(plan: &Plan, proxy: &Child, origin: &Child) -> anyhow::Result<(Round,
             b.2.saturating_sub(a.2),
         )
     });
-    let report = generator::run_at(plan, start)?;
+    let mut report = None;
+    match &scenario.event {
+        Some(e) => origins.stage(e, window_start, || {
+            report = Some(generator::run_at(plan, start))
+        })?,
+        None => report = Some(generator::run_at(plan, start)),
+    }
+    let report = report.ok_or_else(|| anyhow::anyhow!("no report"))??;
     let (proxy_ticks, origin_ticks, own_ticks) = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("CPU sampler panicked"))?;

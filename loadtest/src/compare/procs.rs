@@ -172,7 +172,8 @@ impl Drop for Child {
     }
 }
 
-fn signal_group(pgid: u32, sig: &str) {
+/// Sends `sig` ("TERM", "KILL", "STOP", "CONT") to every process of group `pgid`.
+pub fn signal_group(pgid: u32, sig: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg("--")

@@ -37,8 +37,8 @@ impl System {
 
 /// What every system is started with.
 pub struct Setup<'a> {
-    /// The origin's address.
-    pub origin: SocketAddr,
+    /// The origins' addresses (every proxy balances across them).
+    pub origins: &'a [SocketAddr],
     /// Threads or worker processes.
     pub workers: usize,
     /// CPUs to pin them to (cycled).
@@ -49,6 +49,8 @@ pub struct Setup<'a> {
     pub shardgate: &'a Path,
     /// Config text appended to shardgate's (routes, policy stages).
     pub extra: &'a str,
+    /// Lines inside shardgate's `[[upstream]]` table.
+    pub upstream_extra: &'a str,
     /// Terminate TLS with this certificate.
     pub tls: Option<&'a BenchCert>,
 }
@@ -182,15 +184,22 @@ max_connections = 9000
 {tls}
 [[upstream]]
 name = "origin"
-targets = ["{origin}"]
+targets = [{targets}]
 keepalive = 1024
+{upstream_extra}
 
 [[route]]
 path = "/{{*rest}}"
 upstream = "origin"
 {extra}"#,
         workers = s.workers,
-        origin = s.origin,
+        targets = s
+            .origins
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        upstream_extra = s.upstream_extra,
         extra = s.extra,
     )
 }
@@ -235,7 +244,7 @@ http {{
   proxy_temp_path {d}/proxy;
   client_max_body_size 0;
   keepalive_requests 1000000;
-  upstream origin {{ server {origin}; keepalive 1024; }}
+  upstream origin {{ {servers}keepalive 1024; }}
   server {{
     listen 127.0.0.1:{port} reuseport{ssl};
     location / {{
@@ -248,8 +257,31 @@ http {{
 }}
 "#,
         workers = s.workers,
-        origin = s.origin,
+        servers = s
+            .origins
+            .iter()
+            .map(|a| format!("server {a}; "))
+            .collect::<String>(),
     )
+}
+
+/// HAProxy's server lines; with several origins, active checks and redispatching retries
+/// (what an operator sets for a group that must survive a dead server).
+fn haproxy_servers(origins: &[SocketAddr]) -> String {
+    let many = origins.len() > 1;
+    let mut out = String::new();
+    if many {
+        out += "  retries 3\n  option redispatch 1\n";
+    }
+    for (i, a) in origins.iter().enumerate() {
+        let check = if many {
+            " check inter 500ms fall 2 rise 2"
+        } else {
+            ""
+        };
+        out += &format!("  server o{} {a} maxconn 9000{check}\n", i + 1);
+    }
+    out
 }
 
 fn haproxy_conf(s: &Setup<'_>, port: u16) -> String {
@@ -283,9 +315,8 @@ frontend front
   default_backend origin
 
 backend origin
-  server o1 {origin} maxconn 9000
-"#,
+{servers}"#,
         workers = s.workers,
-        origin = s.origin,
+        servers = haproxy_servers(s.origins),
     )
 }

@@ -89,31 +89,45 @@ impl Breaker {
         }
     }
 
-    /// A request is being sent at `now`: takes a trial permit when not closed.
-    pub fn on_send(&self, now: Instant, c: &BreakerConf) {
+    /// A request is about to be sent at `now`: true when it may go (closed, or a trial permit
+    /// was taken); false when the circuit is open or its trials are all out. `allows` only
+    /// looks; this is the one place a permit is taken, checked again at the moment of sending.
+    pub fn try_acquire(&self, now: Instant, c: &BreakerConf) -> bool {
+        let trials = c.trials.max(1);
         match self.state.get() {
-            Circuit::Closed => {}
-            Circuit::Open { .. } => self.state.set(Circuit::HalfOpen {
-                left: c.trials.max(1) - 1,
-                passed: 0,
-                since: now,
-            }),
+            Circuit::Closed => true,
+            Circuit::Open { until } if now < until => false,
+            Circuit::Open { .. } => {
+                self.state.set(Circuit::HalfOpen {
+                    left: trials - 1,
+                    passed: 0,
+                    since: now,
+                });
+                true
+            }
             Circuit::HalfOpen {
                 left,
                 passed,
                 since,
             } => {
-                let (left, passed, since) = if left == 0 {
+                if left > 0 {
+                    self.state.set(Circuit::HalfOpen {
+                        left: left - 1,
+                        passed,
+                        since,
+                    });
+                    true
+                } else if now >= since + c.cool_down {
                     // the trials sent were never answered (cancelled): grant them again
-                    (c.trials.max(1) - 1, 0, now)
+                    self.state.set(Circuit::HalfOpen {
+                        left: trials - 1,
+                        passed: 0,
+                        since: now,
+                    });
+                    true
                 } else {
-                    (left - 1, passed, since)
-                };
-                self.state.set(Circuit::HalfOpen {
-                    left,
-                    passed,
-                    since,
-                });
+                    false
+                }
             }
         }
     }
@@ -215,12 +229,17 @@ mod tests {
         assert_eq!(b.record(true, t0, &c), None);
         assert_eq!(b.record(false, t0, &c), Some(Transition::Opened), "2 of 4");
         assert!(!b.allows(t0 + 99 * MS, &c));
+        assert!(
+            !b.try_acquire(t0 + 99 * MS, &c),
+            "no permit before the cool-down"
+        );
         let t1 = t0 + 100 * MS;
         assert!(b.allows(t1, &c));
-        b.on_send(t1, &c);
+        assert!(b.try_acquire(t1, &c));
         assert!(b.allows(t1, &c), "a second trial");
-        b.on_send(t1, &c);
+        assert!(b.try_acquire(t1, &c));
         assert!(!b.allows(t1, &c), "no third");
+        assert!(!b.try_acquire(t1, &c));
         assert_eq!(b.record(true, t1, &c), None);
         assert_eq!(b.record(true, t1, &c), Some(Transition::Closed));
         assert_eq!(b.circuit(), Circuit::Closed);
@@ -229,7 +248,7 @@ mod tests {
             b.record(false, t1, &c);
         }
         let t2 = t1 + 100 * MS;
-        b.on_send(t2, &c);
+        assert!(b.try_acquire(t2, &c));
         assert_eq!(b.record(false, t2, &c), Some(Transition::Opened));
         assert!(!b.allows(t2 + 50 * MS, &c));
     }
@@ -249,10 +268,14 @@ mod tests {
         }
         assert!(!b.allows(t0 + 2000 * MS, &c), "4 of 4 in the window");
         let t1 = t0 + 2100 * MS;
-        b.on_send(t1, &c);
-        b.on_send(t1, &c);
+        assert!(b.try_acquire(t1, &c) && b.try_acquire(t1, &c));
         assert!(!b.allows(t1 + 50 * MS, &c));
+        assert!(
+            !b.try_acquire(t1 + 50 * MS, &c),
+            "no fresh trials before a cool-down"
+        );
         // the two trials never came back: after a cool-down, trials again
         assert!(b.allows(t1 + 100 * MS, &c));
+        assert!(b.try_acquire(t1 + 100 * MS, &c));
     }
 }

@@ -38,26 +38,38 @@ impl Maglev {
                 })
                 .collect();
             let mut next = vec![0usize; n];
+            // weighted turns, interleaved: each pass a target gains its weight in credit and
+            // places a slot for every `heaviest` of credit, so the heaviest places one a pass
+            // (every pass fills at least one slot) and the others in proportion
+            let heaviest = u64::from(weights.iter().copied().max().unwrap_or(1).max(1));
+            let mut credit = vec![0u64; n];
             let mut filled = 0;
             'fill: loop {
-                for (i, ((&(offset, skip), nx), &w)) in
-                    perms.iter().zip(next.iter_mut()).zip(weights).enumerate()
+                for (i, (((&(offset, skip), nx), &w), c)) in perms
+                    .iter()
+                    .zip(next.iter_mut())
+                    .zip(weights)
+                    .zip(credit.iter_mut())
+                    .enumerate()
                 {
-                    for _ in 0..w.max(1) {
-                        // the target's next free slot in its own permutation
-                        let mut slot = (offset + *nx * skip) % m;
-                        while table.get(slot).is_some_and(|&e| e != u32::MAX) {
-                            *nx += 1;
-                            slot = (offset + *nx * skip) % m;
-                        }
-                        if let Some(e) = table.get_mut(slot) {
-                            *e = i as u32;
-                        }
+                    *c += u64::from(w.max(1));
+                    if *c < heaviest {
+                        continue;
+                    }
+                    *c -= heaviest;
+                    // the target's next free slot in its own permutation
+                    let mut slot = (offset + *nx * skip) % m;
+                    while table.get(slot).is_some_and(|&e| e != u32::MAX) {
                         *nx += 1;
-                        filled += 1;
-                        if filled == m {
-                            break 'fill;
-                        }
+                        slot = (offset + *nx * skip) % m;
+                    }
+                    if let Some(e) = table.get_mut(slot) {
+                        *e = i as u32;
+                    }
+                    *nx += 1;
+                    filled += 1;
+                    if filled == m {
+                        break 'fill;
                     }
                 }
             }
@@ -116,6 +128,23 @@ mod tests {
         let m = b.table.len();
         assert_eq!(owned.iter().sum::<usize>(), m, "every slot is filled");
         assert!(owned[1].abs_diff(m / 2) <= m / 50, "{owned:?}");
+        // the heaviest weights the config allows still share the table
+        let b = Maglev::new(&refs[..2], &[10_000, 10_000], 100.0, 0);
+        let first = b.table.iter().filter(|&&t| t == 0).count();
+        assert!(
+            first.abs_diff(b.table.len() / 2) <= 1,
+            "{first} of {}",
+            b.table.len()
+        );
+        let b = Maglev::new(&refs, &[300, 300, 300], 100.0, 0);
+        let mut owned = [0usize; 3];
+        for &t in b.table.iter() {
+            owned[t as usize] += 1;
+        }
+        assert!(
+            owned.iter().all(|&o| o.abs_diff(b.table.len() / 3) <= 1),
+            "{owned:?}"
+        );
     }
 
     #[test]

@@ -22,12 +22,18 @@ impl RingHash {
     /// A ring over targets named `ids` with `weights`; `bound` is the load bound; a request
     /// without a key is balanced by p2c seeded with `seed`.
     pub fn new(ids: &[&[u8]], weights: &[u32], bound: f64, seed: u64) -> RingHash {
-        let total: u64 = weights.iter().map(|&w| u64::from(w.max(1))).sum();
-        let per = (MAX_POINTS / total.max(1)).clamp(1, POINTS_PER_WEIGHT);
+        let total: u64 = weights
+            .iter()
+            .map(|&w| u64::from(w.max(1)))
+            .sum::<u64>()
+            .max(1);
+        // points in proportion to weight, at most MAX_POINTS in all (at least one a target)
+        let budget = (total * POINTS_PER_WEIGHT).min(MAX_POINTS);
         let mut points = Vec::new();
         for (i, (id, &w)) in ids.iter().zip(weights).enumerate() {
             let base = hash_bytes(id);
-            for k in 0..per * u64::from(w.max(1)) {
+            let count = (u64::from(w.max(1)) * budget / total).max(1);
+            for k in 0..count {
                 points.push((mix(base ^ mix(k)), i as u32));
             }
         }
