@@ -22,15 +22,21 @@ use support::{DEADLINE, DRIVERS, eventually, pattern, route_all};
 
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+/// An echo origin, a gateway in front of it (`server` extras), and a client connection.
+fn start(driver: &str, server: &str) -> Option<(EchoOrigin, InProcess, TcpStream)> {
+    let origin = EchoOrigin::start();
+    let g = InProcess::start(driver, server, &route_all(origin.addr, ""))?;
+    let s = TcpStream::connect(g.addr).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    Some((origin, g, s))
+}
+
 #[test]
 fn a_websocket_echoes_through_the_gateway_and_closes_cleanly() {
     for driver in DRIVERS {
-        let origin = EchoOrigin::start();
-        let Some(g) = InProcess::start(driver, "", &route_all(origin.addr, "")) else {
+        let Some((origin, g, mut s)) = start(driver, "") else {
             continue;
         };
-        let mut s = TcpStream::connect(g.addr).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
         let head = handshake(&mut s, KEY);
         assert!(head.starts_with("HTTP/1.1 101 "), "{driver}: {head}");
         let lower = head.to_ascii_lowercase();
@@ -135,12 +141,9 @@ fn eight_mib_both_ways_at_once_arrive_whole_and_in_order() {
     // the client streams 8 MiB while it reads the echo back; the origin echoes each chunk as it
     // reads it: both directions busy at once, every byte through in order
     for driver in DRIVERS {
-        let origin = EchoOrigin::start();
-        let Some(g) = InProcess::start(driver, "", &route_all(origin.addr, "")) else {
+        let Some((_origin, _gateway, mut s)) = start(driver, "") else {
             continue;
         };
-        let mut s = TcpStream::connect(g.addr).unwrap();
-        s.set_read_timeout(Some(DEADLINE)).unwrap();
         assert!(handshake_at(&mut s, "/raw", KEY).starts_with("HTTP/1.1 101 "));
         let data = pattern(8 << 20);
         let mut w = s.try_clone().unwrap();
