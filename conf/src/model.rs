@@ -147,7 +147,9 @@ impl Default for ForwardingConf {
 pub struct UpstreamConf {
     /// Name that routes refer to.
     pub name: Spanned<String>,
-    /// Targets: `"host:port"` or `{ address = "host:port", weight = N }`.
+    /// Targets: `"host:port"` or `{ address = "host:port", weight = N }` (none with
+    /// `[upstream.discovery] kind = "file"`).
+    #[serde(default)]
     pub targets: Vec<Spanned<TargetConf>>,
     /// How a target is picked: `"p2c"` (default), `"round_robin"`, `"weighted_round_robin"`,
     /// `"least_outstanding"`, `"ring_hash"`, `"maglev"` or `"ip_hash"`.
@@ -192,6 +194,9 @@ pub struct UpstreamConf {
     /// `[upstream.breaker]`: a circuit breaker per target (none when absent).
     #[serde(default)]
     pub breaker: Option<Spanned<BreakerConf>>,
+    /// `[upstream.discovery]`: targets from DNS or a watched file (fixed when absent).
+    #[serde(default)]
+    pub discovery: Option<Spanned<crate::discovery::DiscoveryConf>>,
 }
 
 mod defaults {

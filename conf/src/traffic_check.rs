@@ -111,6 +111,30 @@ pub(crate) fn check(u: &UpstreamConf, errs: &mut Vec<ConfError>, err: Err<'_>) {
             bad("fallback_body needs fallback_status");
         }
     }
+    if let Some(d) = &u.discovery {
+        let dc = d.get_ref();
+        let mut bad = |msg: &str| {
+            errs.push(err(
+                d.span(),
+                format!("[upstream.discovery] of `{name}`: {msg}"),
+            ));
+        };
+        match dc.kind {
+            crate::discovery::DiscoveryKind::File if dc.file.is_none() => {
+                bad("kind = \"file\" needs file");
+            }
+            crate::discovery::DiscoveryKind::File if !u.targets.is_empty() => {
+                bad("with kind = \"file\" the targets come from the file: leave targets out");
+            }
+            crate::discovery::DiscoveryKind::Dns if dc.file.is_some() => {
+                bad("file is for kind = \"file\"");
+            }
+            _ => {}
+        }
+        if dc.refresh.0 < std::time::Duration::from_millis(10) || dc.max_refresh.0 < dc.refresh.0 {
+            bad("refresh must be at least 10ms and max_refresh at least refresh");
+        }
+    }
     if let Some(r) = &u.retry {
         let rc = r.get_ref();
         if !(0.0..=1.0).contains(&rc.budget) {

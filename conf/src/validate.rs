@@ -139,7 +139,8 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                 format!("duplicate upstream name `{uname}`"),
             ));
         }
-        if u.targets.is_empty() {
+        let discovery = u.discovery.as_ref().map(|d| d.get_ref().kind);
+        if u.targets.is_empty() && discovery != Some(crate::discovery::DiscoveryKind::File) {
             errs.push(err(
                 u.name.span(),
                 format!("upstream `{uname}` has no targets: give at least one \"host:port\""),
@@ -150,6 +151,22 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         let mut weights = Vec::new();
         for t in &u.targets {
             let tc = t.get_ref();
+            if discovery.is_some() {
+                // resolved (or read from the file) when the gateway starts, then again as
+                // discovery goes: only the form is checked here
+                if !crate::discovery::host_port(&tc.address) {
+                    errs.push(err(
+                        t.span(),
+                        format!(
+                            "invalid upstream target `{}`: expected host:port",
+                            tc.address
+                        ),
+                    ));
+                }
+                target_names.push(tc.address.clone());
+                weights.push(tc.weight);
+                continue;
+            }
             match tc.address.to_socket_addrs().ok().and_then(|mut a| a.next()) {
                 Some(a) => {
                     targets.push(a);

@@ -148,6 +148,30 @@ fn bad_upstream_traffic_settings_are_located() {
 }
 
 #[test]
+fn bad_discovery_settings_are_located() {
+    let route = "[[route]]\npath = \"/\"\nupstream = \"a\"\n";
+    one(
+        &format!("{UP}[upstream.discovery]\nkind = \"file\"\n{route}"),
+        "t.toml:3:1",
+        "kind = \"file\" needs file",
+    );
+    one(
+        &format!(
+            "{UP}targets = [\"svc:80\"]\n[upstream.discovery]\nkind = \"dns\"\nrefresh = \"1ms\"\n{route}"
+        ),
+        "t.toml:4:1",
+        "refresh must be at least 10ms",
+    );
+    one(
+        &format!("{UP}targets = [\"svc\"]\n[upstream.discovery]\nkind = \"dns\"\n{route}"),
+        "t.toml:3:12",
+        "invalid upstream target `svc`: expected host:port",
+    );
+    // a name that does not resolve here is fine: discovery resolves it when the gateway runs
+    assert!(errors_in("t.toml", &format!("{UP}targets = [\"nowhere.invalid:80\"]\n[upstream.discovery]\nkind = \"dns\"\n{route}")).is_empty());
+}
+
+#[test]
 fn bad_route_traffic_settings_are_located() {
     let ups = "[[upstream]]\nname = \"a\"\ntargets = [\"127.0.0.1:1\"]\n[[upstream]]\nname = \"b\"\ntargets = [\"127.0.0.1:2\"]\n";
     one(

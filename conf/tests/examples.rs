@@ -59,6 +59,7 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<SplitConf>(),
         field_names::<WhenConf>(),
         field_names::<MirrorConf>(),
+        field_names::<conf::discovery::DiscoveryConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -1,8 +1,8 @@
 //! Cross-shard control, the one place with cross-thread types: each shard has an inbox (a
 //! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
 //!
-//! Messages today: drain now, report counters, a health verdict from the prober. Later ones
-//! (new config, purge) are variants of `Message`. A shard handles its inbox between requests, so nothing here touches the request
+//! Messages today: drain now, report counters, a health verdict from the prober, a group's
+//! new targets from discovery. Later ones (new config, purge) are variants of `Message`. A shard handles its inbox between requests, so nothing here touches the request
 //! path; the control side never blocks on a shard (replies come back on channels it reads
 //! with a deadline).
 
@@ -20,6 +20,17 @@ pub enum Message {
     Counters(Sender<ShardCounters>),
     /// The prober's verdict on one target: mark it up or down.
     Health(Verdict),
+    /// Discovery found a group's targets changed: rebuild it with these.
+    Targets(TargetSet),
+}
+
+/// A group's targets as discovery found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSet {
+    /// The group's name.
+    pub upstream: std::sync::Arc<str>,
+    /// Its targets: address, name as written, weight.
+    pub targets: std::sync::Arc<[crate::upstream::discovery::Target]>,
 }
 
 /// An active health check's verdict on a target of an upstream group.
@@ -145,6 +156,13 @@ impl Control {
     pub fn broadcast_health(&self, v: &Verdict) {
         for i in 0..self.shards() {
             self.send(i, Message::Health(v.clone()));
+        }
+    }
+
+    /// Sends a group's new targets to every shard.
+    pub fn broadcast_targets(&self, t: &TargetSet) {
+        for i in 0..self.shards() {
+            self.send(i, Message::Targets(t.clone()));
         }
     }
 

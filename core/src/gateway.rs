@@ -103,6 +103,16 @@ struct PoolKey {
     tls: Option<[Option<String>; 4]>,
 }
 
+impl PoolKey {
+    /// The same settings, whatever the targets.
+    fn same_but_targets(&self, other: &PoolKey) -> bool {
+        self.name == other.name
+            && self.keepalive == other.keepalive
+            && self.idle_timeout == other.idle_timeout
+            && self.tls == other.tls
+    }
+}
+
 /// What identifies an upstream's target state across configs (load, verdicts, ejections):
 /// the pool's key and every traffic setting.
 #[derive(Debug, Clone, PartialEq)]
@@ -414,26 +424,49 @@ fn upstream(
         breaker: u.conf.breaker.as_ref().map(|b| b.get_ref().clone()),
     };
     let old_pool = previous.and_then(|g| g.upstreams.iter().find(|o| o.key.pool == key.pool));
+    // the same group with other targets (discovery): what stays is taken over by address
+    let same_name = previous.and_then(|g| g.upstreams.iter().find(|o| o.name == u.name));
     let pool = match old_pool {
         Some(o) => o.pool.clone(),
-        None => Rc::new(RefCell::new(Pool::new(
-            key.pool.targets.len(),
-            key.pool.keepalive,
-            key.pool.idle_timeout,
-        ))),
+        None => {
+            let mut pool = Pool::new(
+                key.pool.targets.len(),
+                key.pool.keepalive,
+                key.pool.idle_timeout,
+            );
+            if let Some(o) = same_name.filter(|o| o.key.pool.same_but_targets(&key.pool)) {
+                let moves: Vec<(usize, usize)> = key
+                    .pool
+                    .targets
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(new, a)| {
+                        Some((o.key.pool.targets.iter().position(|b| b == a)?, new))
+                    })
+                    .collect();
+                pool.adopt(&mut o.pool.borrow_mut(), &moves);
+            }
+            Rc::new(RefCell::new(pool))
+        }
     };
     let old = previous.and_then(|g| g.upstreams.iter().find(|o| o.key == key));
     let select = match old {
         Some(o) => o.select.clone(),
-        None => Rc::new(Selector::new(
-            &SelectConf {
-                conf: &u.conf,
-                addrs: &u.targets,
-                names: &u.target_names,
-                weights: &u.weights,
-            },
-            shard,
-        )),
+        None => {
+            let select = Selector::new(
+                &SelectConf {
+                    conf: &u.conf,
+                    addrs: &u.targets,
+                    names: &u.target_names,
+                    weights: &u.weights,
+                },
+                shard,
+            );
+            if let Some(o) = same_name {
+                select.adopt(&o.select);
+            }
+            Rc::new(select)
+        }
     };
     let targets = u
         .targets

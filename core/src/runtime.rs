@@ -76,8 +76,13 @@ fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
     };
     let drain_timeout = spec.config.server.drain_timeout.0;
     let id = spec.id;
+    let source = crate::shard::Source {
+        config: std::cell::RefCell::new(spec.config.clone()),
+        shards: spec.shards,
+        secret: spec.secret.clone(),
+    };
     let fut = shard_main(
-        Shard::new(id, gw),
+        Shard::new(id, gw, source),
         spec.listeners,
         spec.inbox,
         drain_timeout,
@@ -195,6 +200,7 @@ async fn serve_inbox(
                     let _ = reply.send(shard.counters());
                 }
                 Message::Health(v) => shard.apply_health(&v),
+                Message::Targets(t) => shard.apply_targets(&t),
             }
         }
         buf.clear();
@@ -398,6 +404,20 @@ pub struct Started {
 
 /// Binds listeners and starts every shard; returns once all shards are serving.
 pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
+    start_all_with(config, crate::upstream::discovery::system_resolver())
+}
+
+/// `start_all` with the resolver discovery uses (a seam tests feed).
+pub fn start_all_with(
+    config: Arc<Config>,
+    resolve: crate::upstream::discovery::Resolver,
+) -> Result<Started, String> {
+    let discovered = config.upstreams.iter().any(|u| u.conf.discovery.is_some());
+    let config = if discovered {
+        Arc::new(crate::upstream::discovery::initial(&config, &resolve))
+    } else {
+        config
+    };
     let cpus = placement(&config);
     let (mut per_shard, bound) =
         crate::listener::bind_all(&config.listen, cpus.len(), config.server.backlog)
@@ -448,9 +468,20 @@ pub fn start_all(config: Arc<Config>) -> Result<Started, String> {
         );
     }
     let control = Arc::new(control);
-    if let Err(e) = crate::upstream::health::start(&config, Arc::downgrade(&control)) {
+    let (to_prober, changes) = std::sync::mpsc::channel();
+    if let Err(e) = crate::upstream::health::start(&config, Arc::downgrade(&control), changes) {
         control.request_drain();
         return Err(format!("cannot start the health prober: {e}"));
+    }
+    let watched = crate::upstream::discovery::start(
+        &config,
+        Arc::downgrade(&control),
+        resolve,
+        Some(to_prober),
+    );
+    if let Err(e) = watched {
+        control.request_drain();
+        return Err(format!("cannot start discovery: {e}"));
     }
     Ok(Started {
         bound,

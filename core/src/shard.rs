@@ -127,15 +127,28 @@ pub struct Shard {
     pub stats: Stats,
     /// The Date of answers the gateway makes itself, re-rendered once a second.
     date: proto::date::DateCache,
+    /// What the current gateway was built from, to build it again (discovery).
+    source: Source,
+}
+
+/// What a shard's gateway is built from.
+pub struct Source {
+    /// The configuration (with discovered targets as last heard).
+    pub config: RefCell<std::sync::Arc<conf::Config>>,
+    /// Shards in all.
+    pub shards: usize,
+    /// The session-ticket secret every shard shares.
+    pub secret: std::sync::Arc<crate::tls::tickets::TicketSecret>,
 }
 
 /// Free upstream buffers kept per shard; beyond this they are released.
 const SPARE_BUFFERS: usize = 256;
 
 impl Shard {
-    /// Shard `id` serving `gateway`.
-    pub fn new(id: usize, gateway: Gateway) -> Shard {
+    /// Shard `id` serving `gateway`, built from `source`.
+    pub fn new(id: usize, gateway: Gateway, source: Source) -> Shard {
         Shard {
+            source,
             id,
             gateway: RefCell::new(Rc::new(gateway)),
             draining: Cell::new(false),
@@ -168,6 +181,36 @@ impl Shard {
                 v.target,
                 v.upstream
             );
+        }
+    }
+
+    /// Rebuilds the gateway with a group's new targets (discovery): exchanges in flight
+    /// finish on the old one; targets that stay keep their idle connections and state.
+    pub fn apply_targets(&self, t: &crate::control::TargetSet) {
+        let mut config = (**self.source.config.borrow()).clone();
+        let Some(u) = config.upstreams.iter_mut().find(|u| *u.name == *t.upstream) else {
+            return;
+        };
+        crate::upstream::discovery::set(u, &t.targets);
+        let old = self.gateway();
+        let built = Gateway::build(
+            &config,
+            self.source.shards,
+            self.id,
+            Some(&old),
+            &self.source.secret,
+        );
+        match built {
+            Ok(gw) => {
+                *self.source.config.borrow_mut() = std::sync::Arc::new(config);
+                self.swap(gw);
+            }
+            Err(e) => crate::log!(
+                Warn,
+                "shard {}: new targets of `{}` not applied: {e}",
+                self.id,
+                t.upstream
+            ),
         }
     }
 

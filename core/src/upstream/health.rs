@@ -1,8 +1,13 @@
 //! The prober: active health checks of every target whose group has `[upstream.health]`,
 //! run once per gateway on a thread of its own (not on the shards, not once per shard), each
-//! change of verdict sent to every shard's inbox. It stops when the control side is gone.
+//! change of verdict sent to every shard's inbox; it follows the target sets discovery finds.
+//! It stops when the control side is gone.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -10,7 +15,7 @@ use conf::{CheckKind, Config, HealthConf, StartState};
 use policy::balance::Rng;
 use policy::balance::health::Verdicts;
 
-use crate::control::{Control, Verdict};
+use crate::control::{Control, TargetSet, Verdict};
 use crate::tls::UpstreamTls;
 use crate::upstream::client::{self, Request};
 
@@ -28,10 +33,12 @@ struct Probe {
 /// Most body bytes of a check's answer read.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Starts the prober thread when some group has health checks.
+/// Starts the prober thread when some group has health checks; `changes` brings the target
+/// sets discovery finds (probes start for new targets and stop for removed ones).
 pub fn start(
     config: &Arc<Config>,
     control: Weak<Control>,
+    changes: Receiver<TargetSet>,
 ) -> std::io::Result<Option<std::thread::JoinHandle<()>>> {
     if !config.upstreams.iter().any(|u| u.conf.health.is_some()) {
         return Ok(None);
@@ -39,12 +46,15 @@ pub fn start(
     let config = config.clone();
     std::thread::Builder::new()
         .name("sg-health".into())
-        .spawn(move || run(&config, control))
+        .spawn(move || run(&config, control, changes))
         .map(Some)
 }
 
-fn run(config: &Config, control: Weak<Control>) {
-    let probes = probes(config);
+/// The targets being probed.
+type Live = Rc<RefCell<HashSet<(Arc<str>, SocketAddr)>>>;
+
+fn run(config: &Config, control: Weak<Control>, changes: Receiver<TargetSet>) {
+    let groups = groups(config);
     let rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build();
@@ -59,19 +69,48 @@ fn run(config: &Config, control: Weak<Control>) {
         }
     };
     rt.block_on(async move {
-        let handles: Vec<_> = probes
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| monoio::spawn(watch(p, control.clone(), i as u64)))
-            .collect();
-        for h in handles {
-            h.await;
+        let live: Live = Rc::default();
+        let mut seed = 0u64;
+        for g in &groups {
+            for (addr, name) in &g.targets {
+                seed += 1;
+                spawn_probe(g, *addr, name, &live, &control, seed);
+            }
+        }
+        // follow discovery until the control side is gone
+        while control.strong_count() > 0 {
+            monoio::time::sleep(FOLLOW).await;
+            while let Ok(set) = changes.try_recv() {
+                let Some(g) = groups.iter().find(|g| *g.name == *set.upstream) else {
+                    continue;
+                };
+                live.borrow_mut()
+                    .retain(|(u, a)| **u != *set.upstream || set.targets.iter().any(|t| t.0 == *a));
+                for (addr, name, _) in set.targets.iter() {
+                    if !live.borrow().contains(&(g.name.clone(), *addr)) {
+                        seed += 1;
+                        spawn_probe(g, *addr, name, &live, &control, seed);
+                    }
+                }
+            }
         }
     });
 }
 
-/// Every target of every group with health checks.
-fn probes(config: &Config) -> Vec<Probe> {
+/// How often the prober looks for new target sets.
+const FOLLOW: Duration = Duration::from_millis(100);
+
+/// A group with health checks, as the prober needs it.
+struct Group {
+    name: Arc<str>,
+    conf: HealthConf,
+    host: conf::HostRewrite,
+    tls: Option<Arc<UpstreamTls>>,
+    targets: Vec<(SocketAddr, String)>,
+}
+
+/// Every group with health checks.
+fn groups(config: &Config) -> Vec<Group> {
     let dir = crate::gateway::config_dir(config);
     let mut all = Vec::new();
     for u in &config.upstreams {
@@ -83,34 +122,56 @@ fn probes(config: &Config) -> Vec<Probe> {
             },
             None => None,
         };
-        let name: Arc<str> = u.name.as_str().into();
-        for (addr, target) in u.targets.iter().zip(&u.target_names) {
-            let host = match &u.conf.host {
-                conf::HostRewrite::Fixed(v) => v.clone(),
-                _ => target.clone(),
-            };
-            let tls = tls.as_ref().map(|t| {
-                let sni = match &t.server_name {
-                    Some(n) => n.clone(),
-                    None => crate::tls::target_name(target, *addr),
-                };
-                (t.clone(), sni)
-            });
-            all.push(Probe {
-                upstream: name.clone(),
-                addr: *addr,
-                host,
-                conf: h.get_ref().clone(),
-                tls,
-            });
-        }
+        all.push(Group {
+            name: u.name.as_str().into(),
+            conf: h.get_ref().clone(),
+            host: u.conf.host.clone(),
+            tls,
+            targets: u
+                .targets
+                .iter()
+                .copied()
+                .zip(u.target_names.iter().cloned())
+                .collect(),
+        });
     }
     all
 }
 
+/// Starts checking target `addr` (named `target`) of group `g`.
+fn spawn_probe(
+    g: &Group,
+    addr: SocketAddr,
+    target: &str,
+    live: &Live,
+    control: &Weak<Control>,
+    seed: u64,
+) {
+    let host = match &g.host {
+        conf::HostRewrite::Fixed(v) => v.clone(),
+        _ => target.to_string(),
+    };
+    let tls = g.tls.as_ref().map(|t| {
+        let sni = match &t.server_name {
+            Some(n) => n.clone(),
+            None => crate::tls::target_name(target, addr),
+        };
+        (t.clone(), sni)
+    });
+    let p = Probe {
+        upstream: g.name.clone(),
+        addr,
+        host,
+        conf: g.conf.clone(),
+        tls,
+    };
+    live.borrow_mut().insert((g.name.clone(), addr));
+    monoio::spawn(watch(p, control.clone(), live.clone(), seed));
+}
+
 /// Checks one target forever (until the control side is gone), telling every shard when
 /// its verdict changes.
-async fn watch(p: Probe, control: Weak<Control>, seed: u64) {
+async fn watch(p: Probe, control: Weak<Control>, live: Live, seed: u64) {
     let c = &p.conf;
     let mut verdicts = Verdicts::new(
         c.start == StartState::Healthy,
@@ -145,11 +206,14 @@ async fn watch(p: Probe, control: Weak<Control>, seed: u64) {
                 up,
             });
         }
-        if control.strong_count() == 0 {
+        let gone = |control: &Weak<Control>| {
+            control.strong_count() == 0 || !live.borrow().contains(&(p.upstream.clone(), p.addr))
+        };
+        if gone(&control) {
             return;
         }
         monoio::time::sleep(c.interval.0).await;
-        if control.strong_count() == 0 {
+        if gone(&control) {
             return;
         }
     }

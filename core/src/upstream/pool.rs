@@ -75,6 +75,16 @@ impl Pool {
         }
     }
 
+    /// Takes over `from`'s idle connections of the targets that stay, `(old, new)` index
+    /// pairs (a group whose targets changed: connections to targets that remain are kept).
+    pub fn adopt(&mut self, from: &mut Pool, moves: &[(usize, usize)]) {
+        for &(old, new) in moves {
+            if let (Some(src), Some(dst)) = (from.targets.get_mut(old), self.targets.get_mut(new)) {
+                dst.append(src);
+            }
+        }
+    }
+
     /// Idle connections held, all targets together.
     pub fn idle(&self) -> usize {
         self.targets.iter().map(Vec::len).sum()

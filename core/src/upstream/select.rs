@@ -270,6 +270,25 @@ impl Selector {
         found
     }
 
+    /// Takes over `old`'s health verdicts, ejections and failure counts of the targets with
+    /// the same address (a group whose targets changed).
+    pub fn adopt(&self, old: &Selector) {
+        for (t, a) in self.targets.iter().zip(self.addrs.iter()) {
+            let Some(o) = old
+                .addrs
+                .iter()
+                .position(|x| x == a)
+                .and_then(|i| old.targets.get(i))
+            else {
+                continue;
+            };
+            t.down.set(o.down.get());
+            t.ejected_until.set(o.ejected_until.get());
+            t.failures.set(o.failures.get());
+            t.ejections.set(o.ejections.get());
+        }
+    }
+
     /// Each target's state (the group's name left empty for the caller).
     pub fn states(&self, now: Instant) -> Vec<crate::control::TargetCounters> {
         self.targets

@@ -24,6 +24,8 @@ struct State {
     conns: Mutex<Vec<TcpStream>>,
     /// Host fields received.
     hosts: Mutex<Vec<String>>,
+    /// Connections accepted.
+    accepts: AtomicUsize,
     /// Wait this long (ms) before answering an ordinary request.
     delay_ms: std::sync::atomic::AtomicU64,
 }
@@ -51,6 +53,7 @@ impl Target {
             while !st.dead.load(Ordering::SeqCst) {
                 match l.accept() {
                     Ok((s, _)) => {
+                        st.accepts.fetch_add(1, Ordering::SeqCst);
                         s.set_nonblocking(false).unwrap();
                         st.conns.lock().unwrap().push(s.try_clone().unwrap());
                         let st = st.clone();
@@ -65,6 +68,11 @@ impl Target {
     /// Requests served (health checks not counted).
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted.
+    pub fn accepts(&self) -> usize {
+        self.state.accepts.load(Ordering::SeqCst)
     }
 
     pub fn checks(&self) -> usize {

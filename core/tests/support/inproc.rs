@@ -28,9 +28,17 @@ impl InProcess {
 
     /// Starts shards for a whole config text (which sets `listen` or `[[listener]]` itself).
     pub fn start_text(text: &str) -> Option<InProcess> {
+        Self::start_resolving(text, shardgate::upstream::discovery::system_resolver())
+    }
+
+    /// `start_text` with the resolver discovery uses.
+    pub fn start_resolving(
+        text: &str,
+        resolve: shardgate::upstream::discovery::Resolver,
+    ) -> Option<InProcess> {
         shardgate::log::init_from_env();
         let config = conf::load_str("inproc.toml", text).unwrap();
-        let started = match shardgate::runtime::start_all(Arc::new(config)) {
+        let started = match shardgate::runtime::start_all_with(Arc::new(config), resolve) {
             Ok(s) => s,
             Err(e) if e.contains("io_uring is not available") => {
                 println!("skipping the io_uring run: {e}");
