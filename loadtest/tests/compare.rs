@@ -121,3 +121,81 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn kill_target_kills_and_restarts_an_origin_mid_window_and_reports_through_it() {
+    let Some(shardgate) = shardgate() else {
+        println!("skipped: no shardgate binary beside loadtest (run `cargo test --workspace`)");
+        return;
+    };
+    let out = std::env::temp_dir().join(format!("lt-kill-{}", std::process::id()));
+    let load = if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        "1"
+    } else {
+        "0"
+    };
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "compare",
+            "--scenario",
+            "kill-target",
+            "--systems",
+            "shardgate",
+        ])
+        .args([
+            "--rounds",
+            "1",
+            "--duration",
+            "5",
+            "--warmup",
+            "0.5",
+            "--connections",
+            "8",
+        ])
+        .args(["--proxy-cpus", "0", "--load-cpus", load])
+        .arg("--shardgate")
+        .arg(&shardgate)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("event: origin 1 killed at 2.0 s"),
+        "{stdout}"
+    );
+    let dir = out.join("kill-target");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    let round = &report["systems"][0]["rounds"][0];
+    assert!(round["responses"].as_u64().unwrap() > 100, "{round}");
+    assert_eq!(
+        round["error_total"], 0,
+        "retries and ejection hide the kill: {round}"
+    );
+    assert!(
+        round["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{round}"
+    );
+    // three origins configured; the killed one was started again (it answered after)
+    let conf = std::fs::read_to_string(dir.join("shardgate.toml")).unwrap();
+    let targets = conf
+        .split("targets = [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    assert_eq!(targets.matches("127.0.0.1:").count(), 3, "{conf}");
+    let log = std::fs::read_to_string(dir.join("shardgate.log")).unwrap();
+    assert!(
+        log.contains("is down") && log.contains("is up"),
+        "the prober saw it go and come back: {log}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
