@@ -268,6 +268,9 @@ pub struct RouteConf {
     /// Forward `Upgrade` requests (WebSocket) and tunnel the connection after `101`.
     #[serde(default = "defaults::yes")]
     pub websocket: bool,
+    /// Tunnel CONNECT requests to this route's upstream (refused, 501, everywhere else).
+    #[serde(default)]
+    pub connect: bool,
 }
 
 /// Shard count.
@@ -441,6 +444,8 @@ pub struct Route {
     pub traffic: RouteTraffic,
     /// Upgrades (WebSocket) are forwarded.
     pub websocket: bool,
+    /// CONNECT requests are tunnelled to the upstream.
+    pub connect: bool,
     /// Policy stage tables, in order.
     pub policy: Vec<Spanned<toml::Table>>,
     /// Where the route's path is written (or its table, for a default path).

@@ -232,6 +232,14 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         if let Some(up) = upstream.and_then(|i| upstreams.get(i)) {
             crate::traffic_check::check_route(&rname, r, up, &mut errs, &err);
         }
+        if r.connect && r.upstream.is_none() {
+            errs.push(err(
+                span.clone(),
+                format!(
+                    "route `{rname}`: connect = true needs `upstream`: the group CONNECT tunnels to"
+                ),
+            ));
+        }
         if !r.path.get_ref().starts_with('/') {
             errs.push(err(
                 r.path.span(),
@@ -303,6 +311,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             upstream,
             policy: r.policy.clone(),
             websocket: r.websocket,
+            connect: r.connect,
             span,
         });
     }

@@ -207,7 +207,8 @@ struct Unrouted {
 /// never another than the routes and stages judged).
 fn route(gw: &Gateway, conn: &Conn) -> Result<Routed, Unrouted> {
     let (head, buf) = (&conn.head, &conn.buf);
-    let normalized = if gw.settings.normalize_path && head.target_form != Target::Asterisk {
+    let no_path = matches!(head.target_form, Target::Asterisk | Target::Authority);
+    let normalized = if gw.settings.normalize_path && !no_path {
         proto::path::normalize(head.path(buf)).map_err(|e| Unrouted {
             status: 400,
             detail: e.detail(),
@@ -218,7 +219,7 @@ fn route(gw: &Gateway, conn: &Conn) -> Result<Routed, Unrouted> {
     };
     let path = match &normalized {
         Some(t) => t.split(|&b| b == b'?').next().unwrap_or_default(),
-        None if head.target_form == Target::Asterisk => &b"/"[..],
+        None if no_path => &b"/"[..],
         None => head.path_only(buf),
     };
     let not_found = Unrouted {
@@ -380,7 +381,7 @@ fn https_location(conn: &Conn, port: u16) -> Vec<u8> {
         proto::write::put_decimal(&mut out, u64::from(port));
     }
     let path = match head.target_form {
-        Target::Asterisk => &b"/"[..],
+        Target::Asterisk | Target::Authority => &b"/"[..],
         _ => head.path(buf),
     };
     out.extend_from_slice(path);

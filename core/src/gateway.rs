@@ -35,6 +35,8 @@ pub struct RouteRt {
     pub timeouts: conf::route_traffic::RouteTimeouts,
     /// Upgrades (WebSocket) are forwarded.
     pub websocket: bool,
+    /// CONNECT is tunnelled to the upstream.
+    pub connect: bool,
 }
 
 /// The deadlines of one exchange upstream: the route's where it sets them, else its
@@ -266,6 +268,7 @@ impl Gateway {
                 choice: crate::upstream::route_choice::GroupChoice::new(r.upstream, &r.traffic),
                 timeouts: r.traffic.timeouts,
                 websocket: r.websocket,
+                connect: r.connect,
             })
             .collect();
         let unrouted = pipelines.global.clone();
@@ -501,11 +504,14 @@ fn settings(config: &Config) -> Settings {
             max_request_line: s.max_request_line.as_usize(),
             max_head: s.max_head.as_usize(),
             max_fields: s.max_headers as usize,
+            // parsed only where some route tunnels it; 501 at the parser otherwise
+            allow_connect: config.routes.iter().any(|r| r.connect),
         },
         response_limits: proto::Limits {
             max_request_line: s.upstream_buffer.as_usize(),
             max_head: s.upstream_buffer.as_usize(),
             max_fields: 256,
+            allow_connect: false,
         },
         client_buffer: s.client_buffer.as_usize(),
         upstream_buffer: s.upstream_buffer.as_usize(),

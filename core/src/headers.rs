@@ -126,6 +126,7 @@ pub fn write_request_head(
         (None, Target::Origin) => out.extend_from_slice(head.target.get(buf)),
         (None, Target::Absolute { .. }) => out.extend_from_slice(head.path(buf)),
         (None, Target::Asterisk) => out.push(b'*'),
+        (None, Target::Authority) => out.extend_from_slice(head.target.get(buf)),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let client_host = head.authority(buf);

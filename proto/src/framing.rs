@@ -64,6 +64,16 @@ pub(crate) fn analyze_request(head: &mut RequestHead, buf: &[u8]) -> Result<(), 
     {
         return Err(ParseError::HostValue);
     }
+    // RFC 9110 §9.3.6: a CONNECT request has no content (its bytes after the head are the
+    // tunnel's); one framed with a body is refused rather than guessed at
+    if head.method == crate::Method::Connect {
+        if te.seen {
+            return Err(ParseError::TransferEncoding);
+        }
+        if content_length.is_some_and(|n| n > 0) {
+            return Err(ParseError::ContentLength);
+        }
+    }
     head.framing = if te.seen {
         // RFC 9112 §6.1: TE in HTTP/1.0 is faulty framing; TE with CL is a smuggling vector
         // and a server MAY reject it — a proxy must (§6.3 bullet 3).

@@ -62,7 +62,7 @@ pub enum Method {
     Trace,
     /// PATCH
     Patch,
-    /// CONNECT: not proxied (501).
+    /// CONNECT: 501 unless a route tunnels it.
     Connect,
     /// Any other token (case-sensitive; `get` is not GET).
     Other,
@@ -120,6 +120,8 @@ pub enum Target {
     },
     /// `*`, only with OPTIONS.
     Asterisk,
+    /// `host:port`, only with CONNECT (and only where `Limits::allow_connect`).
+    Authority,
 }
 
 /// What a header field means to the proxy, decided once while parsing.
@@ -252,6 +254,8 @@ pub struct Limits {
     pub max_head: usize,
     /// Most header fields accepted (431 beyond).
     pub max_fields: usize,
+    /// Accept CONNECT (authority-form, no body); otherwise it is 501.
+    pub allow_connect: bool,
 }
 
 impl Default for Limits {
@@ -260,6 +264,7 @@ impl Default for Limits {
             max_request_line: 8192,
             max_head: 32 * 1024,
             max_fields: 100,
+            allow_connect: false,
         }
     }
 }
@@ -335,10 +340,12 @@ impl RequestHead {
         }
     }
 
-    /// The authority the request is for: the absolute-form authority, else the Host value.
+    /// The authority the request is for: the absolute-form authority (or CONNECT's target),
+    /// else the Host value.
     pub fn authority<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
         match self.target_form {
             Target::Absolute { authority } => Some(authority.get(buf)),
+            Target::Authority => Some(self.target.get(buf)),
             _ => self.host.map(|h| h.get(buf)),
         }
     }

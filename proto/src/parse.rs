@@ -51,7 +51,7 @@ pub fn parse_request(
         }
     }
     let line_start = pos;
-    let Some(line_end) = parse_request_line(buf, pos, head)? else {
+    let Some(line_end) = parse_request_line(buf, pos, head, limits.allow_connect)? else {
         return partial_request_line(buf, line_start, limits);
     };
     if line_end - line_start > limits.max_request_line {
@@ -91,6 +91,7 @@ fn parse_request_line(
     buf: &[u8],
     pos: usize,
     head: &mut RequestHead,
+    allow_connect: bool,
 ) -> Result<Option<usize>, ParseError> {
     let rest = buf.get(pos..).unwrap_or_default();
     let Some(mlen) = rest.iter().position(|&b| !is_tchar(b)) else {
@@ -141,7 +142,19 @@ fn parse_request_line(
     head.target = target;
     head.version = version;
     if head.method == Method::Connect {
-        return Err(ParseError::MethodNotImplemented);
+        if !allow_connect {
+            return Err(ParseError::MethodNotImplemented);
+        }
+        // RFC 9112 §3.2.3: authority-form, host and port, nothing else
+        let t = target.get(buf);
+        let port_ok = |p: &[u8]| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit);
+        match t.iter().rposition(|&b| b == b':') {
+            Some(i) if i > 0 && is_valid_host(t) && t.get(i + 1..).is_some_and(port_ok) => {}
+            _ => return Err(ParseError::Target),
+        }
+        head.target_form = Target::Authority;
+        head.path = Span::new(target.end(), target.end());
+        return Ok(Some(vpos + 8));
     }
     let (form, path) = classify_target(buf, target, head.method)?;
     head.target_form = form;

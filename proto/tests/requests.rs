@@ -88,6 +88,7 @@ fn enforces_configured_limits() {
         max_request_line: 64,
         max_head: 256,
         max_fields: 4,
+        allow_connect: false,
     };
     let mut head = RequestHead::with_capacity(4);
     let long_line = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
@@ -178,6 +179,59 @@ fn absolute_form_exposes_authority_and_path() {
     let bare = b"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n";
     let (_, head) = parse_head(bare);
     assert_eq!(head.path(bare), b"/");
+}
+
+#[test]
+fn connect_is_parsed_only_where_allowed_and_only_in_authority_form() {
+    let allow = Limits {
+        allow_connect: true,
+        ..Limits::default()
+    };
+    let ok = b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n\r\n";
+    let mut head = RequestHead::with_capacity(8);
+    assert!(matches!(
+        parse_request(ok, &mut head, &allow),
+        Ok(Status::Complete(_))
+    ));
+    assert_eq!(head.target_form, Target::Authority);
+    assert_eq!(head.authority(ok), Some(&b"db.internal:5432"[..]));
+    assert_eq!(head.framing, Framing::Length(0));
+    let refused = [
+        (
+            &b"CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            ParseError::Target,
+        ),
+        (b"CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", ParseError::Target),
+        (
+            b"CONNECT a:http HTTP/1.1\r\nHost: a\r\n\r\n",
+            ParseError::Target,
+        ),
+        (
+            b"CONNECT http://a:1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            ParseError::Target,
+        ),
+        (
+            b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nContent-Length: 2\r\n\r\nab",
+            ParseError::ContentLength,
+        ),
+        (
+            b"CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ParseError::TransferEncoding,
+        ),
+    ];
+    for (bytes, want) in refused {
+        assert_eq!(
+            parse_request(bytes, &mut head, &allow),
+            Err(want),
+            "{}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+    // not allowed: 501 whatever its form
+    assert_eq!(
+        parse_request(ok, &mut head, &Limits::default()),
+        Err(ParseError::MethodNotImplemented)
+    );
 }
 
 #[test]

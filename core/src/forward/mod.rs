@@ -3,6 +3,7 @@
 //! with the decision to try again in one place (`retry`).
 
 mod attempt;
+mod connect;
 mod mirror;
 mod outgoing;
 mod relay;
@@ -80,7 +81,8 @@ pub async fn proxy(
     let size = gw.settings.upstream_buffer;
     conn.up_buf = shard.take_buffer(size);
     // the total deadline is for an exchange, not for the tunnel an upgrade becomes
-    let upgrade = f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
+    let upgrade = (f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf))
+        || conn.head.method == proto::Method::Connect;
     let result = match f.route.timeouts.total.filter(|_| !upgrade) {
         None => forward(f, conn, ex, pre).await,
         Some(total) => match monoio::time::timeout(total.0, forward(f, conn, ex, pre)).await {
@@ -172,6 +174,9 @@ async fn forward(
     let up = group
         .and_then(|i| gw.upstreams.get(i))
         .ok_or_else(no_upstream)?;
+    if conn.head.method == proto::Method::Connect {
+        return connect::tunnel(f, conn, ex, up).await;
+    }
     let sel = &up.select;
     // read while the head is in the buffer: `prepare` consumes it, retries reuse the key
     let key = sel.key(&conn.head, &conn.buf, ex);
