@@ -310,6 +310,17 @@ fn a_failing_target_trips_its_breaker_fails_fast_and_recovers_through_half_open(
         }
         assert_eq!(t.requests(), 0, "{driver}: no attempt while open");
         assert_eq!(g.total().accepted, accepted + 20);
+        // a keep-alive client is answered fast on the same connection, request after request
+        let mut s = std::net::TcpStream::connect(g.addr).unwrap();
+        s.set_read_timeout(Some(support::DEADLINE)).unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+            let r = read_response(&mut s, &mut pending, false);
+            assert_eq!(r.status, 503, "{driver}");
+            assert_ne!(r.header("connection"), Some("close"), "{driver}");
+        }
+        drop(s);
         // the target heals; after the cool-down two trials pass and the circuit closes
         t.answer(200);
         assert!(eventually(

@@ -181,7 +181,13 @@ async fn forward(
     // read while the head is in the buffer: `prepare` consumes it, retries reuse the key
     let key = sel.key(&conn.head, &conn.buf, ex);
     let Some(mut target) = sel.pick_keyed(key, ex.now, 0) else {
-        return Err(circuit_open(sel, ex.now));
+        let mut failure = circuit_open(sel, ex.now);
+        if conn.head.framing == proto::Framing::Length(0) && !ex.upgrade {
+            // nothing more of this request to read: take its head, keep the connection
+            conn.buf.drain(..f.head_len.min(conn.buf.len()));
+            failure.request_consumed = true;
+        }
+        return Err(failure);
     };
     sel.budget.earn(ex.now);
     aim(ex, up, target);
