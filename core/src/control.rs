@@ -2,7 +2,8 @@
 //! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
 //!
 //! Messages today: drain now, report counters, a health verdict from the prober, a group's
-//! new targets from discovery. Later ones (new config, purge) are variants of `Message`. A shard handles its inbox between requests, so nothing here touches the request
+//! new targets from discovery, a reloaded config. Later ones (purge) are variants of
+//! `Message`. A shard handles its inbox between requests, so nothing here touches the request
 //! path; the control side never blocks on a shard (replies come back on channels it reads
 //! with a deadline).
 
@@ -22,6 +23,9 @@ pub enum Message {
     Health(Verdict),
     /// Discovery found a group's targets changed: rebuild it with these.
     Targets(TargetSet),
+    /// A reloaded configuration (validated and compiled once on the control side): new
+    /// exchanges run on it, those in flight finish on theirs.
+    Config(std::sync::Arc<conf::Config>),
 }
 
 /// A group's targets as discovery found them.

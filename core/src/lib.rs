@@ -16,6 +16,7 @@ pub mod headers;
 pub mod io;
 pub mod listener;
 pub mod log;
+pub mod reload;
 pub mod runtime;
 pub mod shard;
 pub mod stream;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use shardgate::gateway::Gateway;
 use shardgate::log;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 /// A thread-per-core HTTP/1.1 API gateway.
 #[derive(Parser)]
@@ -93,12 +93,44 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    serve(config, cli.config.is_none())
+    serve(config, cli.config)
 }
 
-fn serve(config: conf::Config, embedded: bool) -> ExitCode {
-    // Register before the shards start, so no signal is missed.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT]) {
+/// SIGHUP: reloads the config file, keeping `running` when the new one is refused.
+fn reload(
+    path: Option<&std::path::Path>,
+    running: Arc<conf::Config>,
+    control: &shardgate::control::Control,
+) -> Arc<conf::Config> {
+    let Some(path) = path else {
+        log!(
+            Info,
+            "SIGHUP: running the embedded default config, nothing to reload"
+        );
+        return running;
+    };
+    let resolve = shardgate::upstream::discovery::system_resolver();
+    match shardgate::reload::reload(path, &running, control, &resolve) {
+        Ok(new) => {
+            log!(Info, "SIGHUP: reloaded {}", path.display());
+            new
+        }
+        Err(e) => {
+            log!(
+                Warn,
+                "SIGHUP: reload of {} refused, the previous config keeps running:\n{e}",
+                path.display()
+            );
+            running
+        }
+    }
+}
+
+fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
+    let embedded = path.is_none();
+    // Register before the shards start, so no signal is missed (SIGHUP included: its default
+    // action would end the process).
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             complain(&format!("shardgate: cannot install signal handlers: {e}\n"));
@@ -151,8 +183,15 @@ fn serve(config: conf::Config, embedded: bool) -> ExitCode {
     }
     let mut draining = false;
     let mut failed = false;
+    let mut running = config.clone();
     loop {
         for sig in signals.pending() {
+            if sig == SIGHUP {
+                if !draining {
+                    running = reload(path.as_deref(), running, &control);
+                }
+                continue;
+            }
             if draining {
                 log!(
                     Warn,

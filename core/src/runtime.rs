@@ -175,9 +175,7 @@ async fn shard_main(
         }
     }
     // the tasks of this config's stages; a config that replaces it starts its own
-    for task in shard.gateway().tasks() {
-        monoio::spawn(crate::tasks::run(shard.id, Rc::downgrade(&task)));
-    }
+    shard.start_tasks();
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
@@ -201,6 +199,9 @@ async fn serve_inbox(
                 }
                 Message::Health(v) => shard.apply_health(&v),
                 Message::Targets(t) => shard.apply_targets(&t),
+                Message::Config(c) => {
+                    shard.apply_config(c);
+                }
             }
         }
         buf.clear();

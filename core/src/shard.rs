@@ -127,8 +127,10 @@ pub struct Shard {
     pub stats: Stats,
     /// The Date of answers the gateway makes itself, re-rendered once a second.
     date: proto::date::DateCache,
-    /// What the current gateway was built from, to build it again (discovery).
+    /// What the current gateway was built from, to build it again (discovery, reload).
     source: Source,
+    /// The stage tasks running on this shard (a reload starts only the new ones).
+    tasks: RefCell<Vec<std::rc::Weak<dyn policy::task::Task>>>,
 }
 
 /// What a shard's gateway is built from.
@@ -149,6 +151,7 @@ impl Shard {
     pub fn new(id: usize, gateway: Gateway, source: Source) -> Shard {
         Shard {
             source,
+            tasks: RefCell::default(),
             id,
             gateway: RefCell::new(Rc::new(gateway)),
             draining: Cell::new(false),
@@ -211,6 +214,45 @@ impl Shard {
                 self.id,
                 t.upstream
             ),
+        }
+    }
+
+    /// Switches new exchanges to a reloaded `config` (built here from it, taking over pools,
+    /// breakers and stage state whose definitions did not change); false if it did not build.
+    pub fn apply_config(&self, config: std::sync::Arc<conf::Config>) -> bool {
+        let old = self.gateway();
+        match Gateway::build(
+            &config,
+            self.source.shards,
+            self.id,
+            Some(&old),
+            &self.source.secret,
+        ) {
+            Ok(gw) => {
+                *self.source.config.borrow_mut() = config;
+                self.swap(gw);
+                self.start_tasks();
+                true
+            }
+            Err(e) => {
+                crate::log!(Warn, "shard {}: reloaded config not applied: {e}", self.id);
+                false
+            }
+        }
+    }
+
+    /// Starts the background tasks of the current config's stages that are not running yet.
+    pub fn start_tasks(self: &Shard) {
+        let mut running = self.tasks.borrow_mut();
+        running.retain(|w| w.strong_count() > 0);
+        for task in self.gateway().tasks() {
+            let known = running
+                .iter()
+                .any(|w| w.upgrade().is_some_and(|t| Rc::ptr_eq(&t, &task)));
+            if !known {
+                running.push(Rc::downgrade(&task));
+                monoio::spawn(crate::tasks::run(self.id, Rc::downgrade(&task)));
+            }
         }
     }
 

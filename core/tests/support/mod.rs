@@ -125,6 +125,19 @@ impl Gateway {
     }
 
     /// Sends SIGTERM.
+    /// The config file it was started with (rewrite it, then `signal("HUP")` to reload).
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.0.join("shardgate.toml")
+    }
+
+    /// Sends it a signal by name ("HUP", "TERM", …).
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+    }
+
     pub fn terminate(&self) {
         let _ = Command::new("kill")
             .arg("-TERM")
