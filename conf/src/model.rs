@@ -35,6 +35,9 @@ pub struct FileModel {
     /// `[[policy]]`: stages every route runs first, before its own `[[route.policy]]`.
     #[serde(default)]
     pub policy: Vec<Spanned<toml::Table>>,
+    /// `[admin]`: the admin listener (none when absent).
+    #[serde(default)]
+    pub admin: Option<crate::admin::AdminConf>,
 }
 
 /// `[server]`
@@ -397,6 +400,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Global `[[policy]]` stage tables, run before each route's own.
     pub policy: Vec<Spanned<toml::Table>>,
+    /// The admin listener's address and token, when there is one.
+    pub admin: Option<(SocketAddr, String)>,
 }
 
 /// A validated listener.

@@ -316,8 +316,29 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         });
     }
 
+    let admin = match &file.admin {
+        None => None,
+        Some(a) => match a.listen.get_ref().parse::<SocketAddr>() {
+            Ok(addr) if listen.contains(&addr) && addr.port() != 0 => {
+                errs.push(err(
+                    a.listen.span(),
+                    format!("[admin] listen {addr} is also a data listener"),
+                ));
+                None
+            }
+            Ok(addr) => Some((addr, a.token.clone())),
+            Err(_) => {
+                errs.push(err(
+                    a.listen.span(),
+                    format!("[admin] listen `{}`: expected ip:port", a.listen.get_ref()),
+                ));
+                None
+            }
+        },
+    };
     if errs.is_empty() {
         Ok(Config {
+            admin,
             source: name.to_string(),
             text: text.to_string(),
             server: file.server,

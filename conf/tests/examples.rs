@@ -60,6 +60,7 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<WhenConf>(),
         field_names::<MirrorConf>(),
         field_names::<conf::discovery::DiscoveryConf>(),
+        field_names::<conf::admin::AdminConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -3,6 +3,7 @@
 //! errors, and cross-shard control. The README's "Where the code is" table maps the steps.
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod answer;
 pub mod body;
 pub mod conn;

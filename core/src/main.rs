@@ -145,6 +145,8 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
         handles,
         cpus,
         control,
+        admin,
+        draining: draining_flag,
     } = match shardgate::runtime::start_all(config.clone()) {
         Ok(x) => x,
         Err(e) => {
@@ -173,6 +175,9 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
             format!("pinned to CPUs {}", pinned.join(","))
         }
     );
+    if let Some(a) = admin {
+        log!(Info, "admin on http://{a} (/healthz, /readyz, /metrics)");
+    }
     if embedded {
         log!(
             Info,
@@ -204,6 +209,7 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
                 Info,
                 "{name}: draining (stop accepting, finish in-flight requests within {drain_timeout})"
             );
+            draining_flag.store(true, std::sync::atomic::Ordering::Relaxed);
             control.request_drain();
             draining = true;
         }

@@ -401,6 +401,10 @@ pub struct Started {
     pub cpus: Vec<Option<usize>>,
     /// Messages to the shards (the prober holds a weak reference: it stops with this).
     pub control: Arc<Control>,
+    /// The admin listener's address, when there is one.
+    pub admin: Option<SocketAddr>,
+    /// Set when the gateway drains (`/readyz` answers 503).
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Binds listeners and starts every shard; returns once all shards are serving.
@@ -484,11 +488,31 @@ pub fn start_all_with(
         control.request_drain();
         return Err(format!("cannot start discovery: {e}"));
     }
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let admin = match &config.admin {
+        None => None,
+        Some((addr, token)) => {
+            match crate::admin::start(
+                *addr,
+                token.clone(),
+                Arc::downgrade(&control),
+                draining.clone(),
+            ) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    control.request_drain();
+                    return Err(format!("cannot listen on the admin address {addr}: {e}"));
+                }
+            }
+        }
+    };
     Ok(Started {
         bound,
         driver,
         handles,
         cpus,
         control,
+        admin,
+        draining,
     })
 }
