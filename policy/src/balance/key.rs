@@ -86,8 +86,8 @@ mod tests {
         let missing = KeySource::Cookie((*b"other").into());
         assert_eq!(missing.key(&head, raw, &ex), None);
         assert_eq!(KeySource::Param.key(&head, raw, &ex), None);
-        let v4: std::net::IpAddr = "10.0.0.1".parse().unwrap();
-        let mapped: std::net::IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let v4 = std::net::IpAddr::from([10, 0, 0, 1]);
+        let mapped = std::net::IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
         assert_eq!(ip_key(v4), ip_key(mapped));
     }
 }

@@ -42,11 +42,11 @@ impl Balance for LeastOutstanding {
 #[cfg(test)]
 mod tests {
     use super::super::TargetState;
-    use super::super::tests::{all, targets};
+    use super::super::tests::{all, picked, targets};
     use super::*;
 
     #[test]
-    fn picks_the_least_loaded_per_weight() {
+    fn picks_the_least_loaded_per_weight() -> Result<(), String> {
         let t = targets(3);
         let b = LeastOutstanding::starting_at(0);
         let c = all(&t, None);
@@ -62,9 +62,12 @@ mod tests {
         // ties rotate
         let idle = targets(3);
         let c = all(&idle, None);
-        let picks: Vec<_> = (0..3).map(|_| b.pick(&c).unwrap()).collect();
+        let picks = (0..3)
+            .map(|_| picked(b.pick(&c)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut sorted = picks.clone();
         sorted.sort();
         assert_eq!(sorted, [0, 1, 2], "{picks:?}");
+        Ok(())
     }
 }

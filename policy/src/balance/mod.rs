@@ -372,6 +372,11 @@ pub(crate) mod tests {
         (0..n).map(|_| TargetState::new(1, false)).collect()
     }
 
+    /// The target picked, or the test's failure.
+    pub fn picked(p: Option<usize>) -> Result<usize, String> {
+        p.ok_or_else(|| "no target picked".to_string())
+    }
+
     pub fn all(t: &[TargetState], key: Option<u64>) -> Candidates<'_> {
         Candidates {
             targets: t,
