@@ -4,19 +4,8 @@
 use crate::chars::{is_tchar, is_valid_host, trim_ows};
 use crate::error::ParseError;
 use crate::head::{
-    ConnectionOptions, Field, FieldKind, Method, RequestHead, ResponseHead, Version,
+    ConnectionOptions, Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Version,
 };
-
-/// How a message body is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// Exactly this many bytes (0: no body).
-    Length(u64),
-    /// Chunked transfer coding.
-    Chunked,
-    /// Until the sender closes the connection (responses only).
-    UntilClose,
-}
 
 /// Fills `head.framing`, `head.host`, `head.connection` and `head.expect_continue`, rejecting
 /// requests whose framing or routing is ambiguous.
@@ -66,7 +55,7 @@ pub(crate) fn analyze_request(head: &mut RequestHead, buf: &[u8]) -> Result<(), 
     }
     // RFC 9110 §9.3.6: a CONNECT request has no content (its bytes after the head are the
     // tunnel's); one framed with a body is refused rather than guessed at
-    if head.method == crate::Method::Connect {
+    if head.method == Method::Connect {
         if te.seen {
             return Err(ParseError::TransferEncoding);
         }

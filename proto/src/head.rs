@@ -1,8 +1,6 @@
 //! Parsed heads as spans (u32 offsets) into the caller's read buffer; accessors take `&buf`.
 //! A head owns only a reusable `Vec<Field>` whose capacity is reserved once per connection.
 
-use crate::framing::Framing;
-
 /// A byte range in the read buffer. Offsets, not borrows: the buffer moves into every read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
@@ -41,6 +39,17 @@ impl Span {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Exactly this many bytes (0: no body).
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the sender closes the connection (responses only).
+    UntilClose,
 }
 
 /// Request methods with meaning to the proxy; the rest are `Other` (any token).

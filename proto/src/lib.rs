@@ -16,8 +16,9 @@ pub mod write;
 
 pub use chunked::{ChunkedDecoder, Decoded, Emit, Step};
 pub use error::ParseError;
-pub use framing::{Framing, response_framing};
+pub use framing::response_framing;
 pub use head::{
-    Field, FieldKind, Limits, Method, Repeated, RequestHead, ResponseHead, Span, Target, Version,
+    Field, FieldKind, Framing, Limits, Method, Repeated, RequestHead, ResponseHead, Span, Target,
+    Version,
 };
 pub use parse::{Status, parse_request, parse_response};
