@@ -404,6 +404,17 @@ pub struct Config {
     pub admin: Option<(SocketAddr, String)>,
 }
 
+impl Config {
+    /// The directory relative paths in it (keys, certificates, targets files) are read from:
+    /// the config file's.
+    pub fn dir(&self) -> &std::path::Path {
+        std::path::Path::new(&self.source)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+    }
+}
+
 /// A validated listener.
 #[derive(Debug, Clone)]
 pub struct Listener {

@@ -34,8 +34,12 @@ pub struct TargetSet {
     /// The group's name.
     pub upstream: std::sync::Arc<str>,
     /// Its targets: address, name as written, weight.
-    pub targets: std::sync::Arc<[crate::upstream::discovery::Target]>,
+    pub targets: std::sync::Arc<[Target]>,
 }
+
+/// One discovered target: its address, its name as written (Host, SNI, hash-ring identity)
+/// and weight.
+pub type Target = (std::net::SocketAddr, String, u32);
 
 /// An active health check's verdict on a target of an upstream group.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -215,7 +215,7 @@ impl Gateway {
         let router = Router::build(config);
         let pipelines = Pipelines::build(config, shards, previous.map(|g| &g.pipelines));
         let mut all = Vec::new();
-        let dir = config_dir(config);
+        let dir = config.dir();
         let at = |p: crate::tls::TlsProblem| {
             conf::ConfError::at(&config.source, &config.text, p.span, p.msg)
         };
@@ -378,14 +378,6 @@ fn hash_param(config: &Config, router: &Router, i: usize) -> Option<usize> {
         .param_names(policy::RouteId(i as u32))
         .iter()
         .position(|n| n == name)
-}
-
-/// The directory relative paths in `config` (keys, certificates) are read from.
-pub(crate) fn config_dir(config: &Config) -> &std::path::Path {
-    std::path::Path::new(&config.source)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
 }
 
 /// One upstream group, taking over the pool and selector of the previous config's group

@@ -19,8 +19,7 @@ use crate::control::{Control, TargetSet};
 /// Resolves a `host:port` to its addresses.
 pub type Resolver = Arc<dyn Fn(&str) -> std::io::Result<Vec<SocketAddr>> + Send + Sync>;
 
-/// One target: its address, its name as written (Host, SNI, hash-ring identity) and weight.
-pub type Target = (SocketAddr, String, u32);
+pub use crate::control::Target;
 
 /// The system's resolver (getaddrinfo).
 pub fn system_resolver() -> Resolver {
@@ -34,7 +33,7 @@ const FILE_LOOK: Duration = Duration::from_secs(1);
 /// resolved or read yet starts empty, logged: its requests get 502 until it can).
 pub fn initial(config: &Config, resolve: &Resolver) -> Config {
     let mut out = config.clone();
-    let dir = crate::gateway::config_dir(config).to_path_buf();
+    let dir = config.dir().to_path_buf();
     for u in out.upstreams.iter_mut() {
         let Some(d) = u.conf.discovery.as_ref().map(|d| d.get_ref().clone()) else {
             continue;
@@ -159,7 +158,7 @@ fn run(
     resolve: &Resolver,
     probes: Option<&Sender<TargetSet>>,
 ) {
-    let dir = crate::gateway::config_dir(config).to_path_buf();
+    let dir = config.dir().to_path_buf();
     loop {
         let soonest = watches
             .iter()

@@ -111,7 +111,7 @@ struct Group {
 
 /// Every group with health checks.
 fn groups(config: &Config) -> Vec<Group> {
-    let dir = crate::gateway::config_dir(config);
+    let dir = config.dir();
     let mut all = Vec::new();
     for u in &config.upstreams {
         let Some(h) = &u.conf.health else { continue };
