@@ -147,6 +147,25 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
     }
 }
 
+/// Samples of a counter each shard keeps as an array: one per shard and name, the name as
+/// label `label`.
+fn by_name(
+    shards: &[ShardCounters],
+    label: &str,
+    names: &[&str],
+    values: impl Fn(&ShardCounters) -> &[u64],
+) -> Vec<(String, u64)> {
+    shards
+        .iter()
+        .flat_map(|c| {
+            names
+                .iter()
+                .zip(values(c))
+                .map(move |(name, n)| (format!("shard=\"{}\",{label}=\"{name}\"", c.shard), *n))
+        })
+        .collect()
+}
+
 /// The Prometheus text exposition of every shard's counters.
 pub fn metrics(shards: &[ShardCounters]) -> String {
     let mut out = String::new();
@@ -205,15 +224,8 @@ pub fn metrics(shards: &[ShardCounters]) -> String {
         "Upgraded or CONNECT tunnels that ended.",
         &per(&|c| c.tunnels),
     );
-    let mut v = Vec::new();
-    for c in shards {
-        for (name, n) in ["answered", "refused", "forwarded", "failed", "aborted"]
-            .iter()
-            .zip(c.outcomes)
-        {
-            v.push((format!("shard=\"{}\",outcome=\"{name}\"", c.shard), n));
-        }
-    }
+    let outcomes = ["answered", "refused", "forwarded", "failed", "aborted"];
+    let v = by_name(shards, "outcome", &outcomes, |c| &c.outcomes);
     family(
         &mut out,
         "shardgate_outcomes_total",
@@ -221,15 +233,8 @@ pub fn metrics(shards: &[ShardCounters]) -> String {
         "Finished exchanges by outcome.",
         &v,
     );
-    v.clear();
-    for c in shards {
-        for (name, n) in ["none", "1xx", "2xx", "3xx", "4xx", "5xx"]
-            .iter()
-            .zip(c.classes)
-        {
-            v.push((format!("shard=\"{}\",class=\"{name}\"", c.shard), n));
-        }
-    }
+    let classes = ["none", "1xx", "2xx", "3xx", "4xx", "5xx"];
+    let v = by_name(shards, "class", &classes, |c| &c.classes);
     family(
         &mut out,
         "shardgate_responses_total",
@@ -237,7 +242,7 @@ pub fn metrics(shards: &[ShardCounters]) -> String {
         "Finished exchanges by status class.",
         &v,
     );
-    v.clear();
+    let mut v = Vec::new();
     for c in shards {
         for (route, reason, n) in &c.refusals {
             v.push((
@@ -258,15 +263,8 @@ pub fn metrics(shards: &[ShardCounters]) -> String {
         "Requests refused by a stage, by route and reason.",
         &v,
     );
-    v.clear();
-    for c in shards {
-        for (kind, n) in ["full_tls12", "full_tls13", "resumed"]
-            .iter()
-            .zip(c.tls_handshakes)
-        {
-            v.push((format!("shard=\"{}\",kind=\"{kind}\"", c.shard), n));
-        }
-    }
+    let kinds = ["full_tls12", "full_tls13", "resumed"];
+    let v = by_name(shards, "kind", &kinds, |c| &c.tls_handshakes);
     family(
         &mut out,
         "shardgate_tls_handshakes_total",
@@ -274,7 +272,7 @@ pub fn metrics(shards: &[ShardCounters]) -> String {
         "TLS handshakes with clients.",
         &v,
     );
-    v.clear();
+    let mut v = Vec::new();
     for c in shards {
         for (reason, n) in &c.tls_failures {
             v.push((format!("shard=\"{}\",reason=\"{reason}\"", c.shard), *n));

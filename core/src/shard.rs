@@ -88,16 +88,10 @@ impl Stats {
 /// Every upstream target's state in `gw`.
 fn targets(gw: &Gateway) -> Vec<crate::control::TargetCounters> {
     let now = std::time::Instant::now();
-    let mut all = Vec::new();
-    for u in &gw.upstreams {
-        for t in u.select.states(now) {
-            all.push(crate::control::TargetCounters {
-                upstream: u.name.clone(),
-                ..t
-            });
-        }
-    }
-    all
+    gw.upstreams
+        .iter()
+        .flat_map(|u| u.select.states(&u.name, now))
+        .collect()
 }
 
 /// Open client connections: their fds and whether each is idle between requests, so drain
@@ -195,30 +189,12 @@ impl Shard {
             return;
         };
         crate::upstream::discovery::set(u, &t.targets);
-        let old = self.gateway();
-        let built = Gateway::build(
-            &config,
-            self.source.shards,
-            self.id,
-            Some(&old),
-            &self.source.secret,
-        );
-        match built {
-            Ok(gw) => {
-                *self.source.config.borrow_mut() = std::sync::Arc::new(config);
-                self.swap(gw);
-            }
-            Err(e) => crate::log!(
-                Warn,
-                "shard {}: new targets of `{}` not applied: {e}",
-                self.id,
-                t.upstream
-            ),
-        }
+        self.apply_config(std::sync::Arc::new(config));
     }
 
-    /// Switches new exchanges to a reloaded `config` (built here from it, taking over pools,
-    /// breakers and stage state whose definitions did not change); false if it did not build.
+    /// Switches new exchanges to a new `config` (reloaded, or with discovered targets), built
+    /// here from it, taking over pools, breakers and stage state whose definitions did not
+    /// change; false if it did not build.
     pub fn apply_config(&self, config: std::sync::Arc<conf::Config>) -> bool {
         let old = self.gateway();
         match Gateway::build(
@@ -235,7 +211,7 @@ impl Shard {
                 true
             }
             Err(e) => {
-                crate::log!(Warn, "shard {}: reloaded config not applied: {e}", self.id);
+                crate::log!(Warn, "shard {}: new config not applied: {e}", self.id);
                 false
             }
         }

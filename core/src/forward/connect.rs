@@ -30,23 +30,22 @@ pub(super) async fn tunnel(
     }
     let s = &f.gw.settings;
     let sel = &up.select;
-    let circuit_open = || {
-        let retry_after = sel.retry_after(ex.now);
-        Failure::before_response(ProxyError::CircuitOpen { retry_after }, false)
-    };
-    let target = sel.pick_keyed(None, ex.now, 0).ok_or_else(circuit_open)?;
+    let target = sel
+        .pick_keyed(None, ex.now, 0)
+        .ok_or_else(|| super::circuit_open(sel, ex.now))?;
     let t = up
         .targets
         .get(target)
         .ok_or_else(|| Failure::before_response(ProxyError::NoUpstream, false))?;
-    ex.upstream.target = Some(target);
-    ex.upstream.addr = Some(t.addr);
-    let _in_flight = sel.begin(target, Instant::now()).ok_or_else(circuit_open)?;
+    super::aim(ex, up, target);
+    let _in_flight = sel
+        .begin(target, Instant::now())
+        .ok_or_else(|| super::circuit_open(sel, Instant::now()))?;
     ex.upstream.attempts = 1;
     let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
     let stream =
         crate::upstream::connect::connect(t.addr, up.connect_timeout, s.tcp_nodelay, tls).await;
-    let mut stream = match stream {
+    let stream = match stream {
         Ok(st) => st,
         Err(e) => {
             sel.report(target, Health::Failed, Instant::now(), &up.name);
@@ -69,17 +68,5 @@ pub(super) async fn tunnel(
     ex.bytes_out += conn.out.len() as u64;
     // what the client sent after its head is already the tunnel's
     conn.buf.drain(..f.head_len.min(conn.buf.len()));
-    let early_up = std::mem::take(&mut conn.buf);
-    let carried = super::tunnel::splice(
-        &mut conn.stream,
-        &mut stream,
-        early_up,
-        Vec::new(),
-        s.tunnel_idle_timeout,
-    )
-    .await;
-    ex.bytes_in += carried.up;
-    ex.bytes_out += carried.down;
-    f.shard.stats.tunnels.set(f.shard.stats.tunnels.get() + 1);
-    Ok(Next::Close)
+    Ok(super::tunnel::run(f.shard, conn, ex, stream, Vec::new(), s.tunnel_idle_timeout).await)
 }

@@ -10,7 +10,6 @@ use std::time::Instant;
 use proto::Method;
 
 use crate::gateway::Gateway;
-use crate::io;
 use crate::upstream::client;
 use crate::upstream::select::Result as Health;
 
@@ -49,31 +48,21 @@ async fn copy(gw: &Gateway, group: usize, target: usize, bytes: Vec<u8>, method:
     let Some(t) = up.targets.get(target) else {
         return;
     };
-    let _in_flight = up.select.begin(target, Instant::now());
+    // a shadow whose circuit is open gets no copy
+    let Some(_in_flight) = up.select.begin(target, Instant::now()) else {
+        return;
+    };
     let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
-    let result = async {
-        let mut stream = crate::upstream::connect::connect(
-            t.addr,
-            up.connect_timeout,
-            gw.settings.tcp_nodelay,
-            tls,
-        )
-        .await
-        .ok()?;
-        let deadline = Instant::now() + up.response_timeout;
-        let mut bytes = bytes;
-        io::write_all(&mut stream, &mut bytes, up.response_timeout)
-            .await
-            .ok()?;
-        client::read_response(&mut stream, method, MAX_ANSWER, deadline)
-            .await
-            .ok()
-    }
-    .await;
+    let limits = client::Deadlines {
+        connect: up.connect_timeout,
+        whole: up.connect_timeout + up.response_timeout,
+    };
+    let nodelay = gw.settings.tcp_nodelay;
+    let result = client::send_bytes(t.addr, bytes, method, MAX_ANSWER, limits, nodelay, tls).await;
     let health = match result {
-        Some(a) if a.status >= 500 => Health::ServerError,
-        Some(_) => Health::Ok,
-        None => Health::Failed,
+        Ok(a) if a.status >= 500 => Health::ServerError,
+        Ok(_) => Health::Ok,
+        Err(_) => Health::Failed,
     };
     up.select.report(target, health, Instant::now(), &up.name);
 }

@@ -80,10 +80,10 @@ pub async fn proxy(
     let version = conn.head.version;
     let size = gw.settings.upstream_buffer;
     conn.up_buf = shard.take_buffer(size);
+    ex.upgrade = f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
     // the total deadline is for an exchange, not for the tunnel an upgrade becomes
-    let upgrade = (f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf))
-        || conn.head.method == proto::Method::Connect;
-    let result = match f.route.timeouts.total.filter(|_| !upgrade) {
+    let tunnel = ex.upgrade || conn.head.method == proto::Method::Connect;
+    let result = match f.route.timeouts.total.filter(|_| !tunnel) {
         None => forward(f, conn, ex, pre).await,
         Some(total) => match monoio::time::timeout(total.0, forward(f, conn, ex, pre)).await {
             Ok(r) => r,
@@ -168,7 +168,6 @@ async fn forward(
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
-    ex.upgrade = route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
     let group = route.choice.pick(&conn.head, &conn.buf, ex);
     ex.upstream.group = group;
     let up = group
@@ -199,8 +198,8 @@ async fn forward(
             .pick(&conn.head, &conn.buf, ex, 0)?;
         Some((g, t))
     });
-    let mut out = Outgoing::prepare(conn, ex, up, f.head_len, s, pre).await?;
-    out.timeouts = Timeouts::of(up, &route.timeouts);
+    let timeouts = Timeouts::of(up, &route.timeouts);
+    let mut out = Outgoing::prepare(conn, ex, up, f.head_len, s, pre, timeouts).await?;
     if let Some((g, t)) = shadow
         && out.replayable()
     {

@@ -66,6 +66,7 @@ impl Outgoing {
         head_len: usize,
         s: &Settings,
         pre: Option<Buffered>,
+        timeouts: crate::gateway::Timeouts,
     ) -> Result<Outgoing, Failure> {
         let target = ex.upstream.target.unwrap_or(0);
         conn.out.clear();
@@ -113,7 +114,7 @@ impl Outgoing {
             expect_continue: conn.head.expect_continue,
             sent_continue: false,
             host,
-            timeouts: crate::gateway::Timeouts::of(up, &Default::default()),
+            timeouts,
         };
         if !out.body.is_done() && consumed == 0 {
             out.continue_if_asked(conn, s).await?;

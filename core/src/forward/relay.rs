@@ -128,7 +128,7 @@ async fn switch(
     s: &Settings,
     conn: &mut Conn,
     ex: &mut Exchange,
-    mut upstream: UpstreamStream,
+    upstream: UpstreamStream,
     head_len: usize,
 ) -> Next {
     ex.status = 101;
@@ -138,19 +138,7 @@ async fn switch(
         return Next::Abort;
     }
     let early_down = conn.up_buf.split_off(head_len.min(conn.up_buf.len()));
-    let early_up = std::mem::take(&mut conn.buf);
-    let carried = super::tunnel::splice(
-        &mut conn.stream,
-        &mut upstream,
-        early_up,
-        early_down,
-        s.tunnel_idle_timeout,
-    )
-    .await;
-    ex.bytes_in += carried.up;
-    ex.bytes_out += carried.down;
-    shard.stats.tunnels.set(shard.stats.tunnels.get() + 1);
-    Next::Close
+    super::tunnel::run(shard, conn, ex, upstream, early_down, s.tunnel_idle_timeout).await
 }
 
 /// Writes `conn.out` to the client.

@@ -7,8 +7,32 @@
 
 use std::time::Duration;
 
-use crate::stream::{Close, Ready, Transport};
+use policy::Exchange;
+
+use crate::conn::{Conn, Next};
+use crate::shard::Shard;
+use crate::stream::{Close, Ready, Transport, UpstreamStream};
 use crate::sys::Sent;
+
+/// Runs the tunnel between the client of `conn` and `upstream` once the answer that opens it
+/// went out: the client bytes already read past its head (`conn.buf`) go first, then
+/// `early_down` (upstream bytes past its head); the bytes carried count in the exchange and
+/// the tunnel in the shard's counters. The client connection closes after it.
+pub(super) async fn run(
+    shard: &Shard,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    mut upstream: UpstreamStream,
+    early_down: Vec<u8>,
+    idle: Duration,
+) -> Next {
+    let early_up = std::mem::take(&mut conn.buf);
+    let carried = splice(&mut conn.stream, &mut upstream, early_up, early_down, idle).await;
+    ex.bytes_in += carried.up;
+    ex.bytes_out += carried.down;
+    shard.stats.tunnels.set(shard.stats.tunnels.get() + 1);
+    Next::Close
+}
 
 /// Bytes carried each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,7 +85,7 @@ enum Turn {
 
 /// Splices `client` and `upstream`, first sending what each had already sent past its head
 /// (`early_up`: client bytes for the upstream, `early_down`: upstream bytes for the client).
-pub(super) async fn splice<C: Transport, U: Transport>(
+async fn splice<C: Transport, U: Transport>(
     client: &mut C,
     upstream: &mut U,
     early_up: Vec<u8>,

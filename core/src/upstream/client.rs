@@ -74,10 +74,6 @@ pub async fn send(
     timeout: Duration,
     tls: Option<(&UpstreamTls, &ServerName<'static>)>,
 ) -> Result<Response, ClientError> {
-    let deadline = Instant::now() + timeout;
-    let mut stream = crate::upstream::connect::connect(addr, timeout, true, tls)
-        .await
-        .map_err(|_| ClientError::Connect)?;
     let mut out = Vec::with_capacity(256 + req.fields.len() + req.body.len());
     out.extend_from_slice(req.method.as_bytes());
     out.push(b' ');
@@ -90,16 +86,42 @@ pub async fn send(
     }
     out.extend_from_slice(b"Connection: close\r\n\r\n");
     out.extend_from_slice(req.body);
-    io::write_all(&mut stream, &mut out, left(deadline)?)
+    let method = Method::from_bytes(req.method.as_bytes());
+    let limits = Deadlines {
+        connect: timeout,
+        whole: timeout,
+    };
+    send_bytes(addr, out, method, max_body, limits, true, tls).await
+}
+
+/// How long a request made with `send_bytes` may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// To connect.
+    pub connect: Duration,
+    /// For all of it, the connect included.
+    pub whole: Duration,
+}
+
+/// Sends `request` (a whole request: head and body, for `method`) to `addr` on a new
+/// connection (TLS with `tls`) and reads the answer, refusing bodies over `max_body` bytes.
+pub async fn send_bytes(
+    addr: SocketAddr,
+    mut request: Vec<u8>,
+    method: Method,
+    max_body: usize,
+    limits: Deadlines,
+    nodelay: bool,
+    tls: Option<(&UpstreamTls, &ServerName<'static>)>,
+) -> Result<Response, ClientError> {
+    let deadline = Instant::now() + limits.whole;
+    let mut stream = crate::upstream::connect::connect(addr, limits.connect, nodelay, tls)
+        .await
+        .map_err(|_| ClientError::Connect)?;
+    io::write_all(&mut stream, &mut request, left(deadline)?)
         .await
         .map_err(fail)?;
-    read_response(
-        &mut stream,
-        Method::from_bytes(req.method.as_bytes()),
-        max_body,
-        deadline,
-    )
-    .await
+    read_response(&mut stream, method, max_body, deadline).await
 }
 
 fn left(deadline: Instant) -> Result<Duration, ClientError> {
@@ -134,9 +156,7 @@ async fn fill(
     }
 }
 
-/// Reads a whole answer to a `method` request from `stream` by `deadline`, refusing bodies
-/// over `max_body` bytes.
-pub(crate) async fn read_response(
+async fn read_response(
     stream: &mut UpstreamStream,
     method: Method,
     max_body: usize,

@@ -5,7 +5,6 @@
 
 use std::cell::Cell;
 
-use conf::HashOn;
 use conf::route_traffic::RouteTraffic;
 use policy::Exchange;
 use policy::balance::ip_hash::IpHash;
@@ -49,14 +48,8 @@ impl GroupChoice {
         let weights: Vec<u32> = t.split.iter().map(|&(_, w)| w).collect();
         let draw = (!t.split.is_empty()).then(|| match &t.split_on {
             None => Draw::Turns(WeightedRoundRobin::new(weights.len())),
-            Some(on) => Draw::Sticky(
-                IpHash::new(&weights),
-                match on {
-                    HashOn::Header(n) => KeySource::Header(n.as_bytes().into()),
-                    HashOn::Cookie(n) => KeySource::Cookie(n.as_bytes().into()),
-                    HashOn::ClientIp | HashOn::Param(_) => KeySource::ClientIp,
-                },
-            ),
+            // (validation keeps `param:` out of split_on)
+            Some(on) => Draw::Sticky(IpHash::new(&weights), KeySource::from(on)),
         });
         GroupChoice {
             fixed,

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use conf::{BalanceConf, HashOn, StartState};
+use conf::{BalanceConf, StartState};
 use policy::Exchange;
 use policy::balance::breaker::{BreakerConf, Circuit, Transition};
 use policy::balance::key::KeySource;
@@ -88,12 +88,11 @@ impl Selector {
         };
         let key = match kind {
             Kind::IpHash => Some(KeySource::ClientIp),
-            Kind::RingHash | Kind::Maglev => Some(match c.hash_on.as_ref().map(|h| h.get_ref()) {
-                None | Some(HashOn::ClientIp) => KeySource::ClientIp,
-                Some(HashOn::Header(n)) => KeySource::Header(n.as_bytes().into()),
-                Some(HashOn::Cookie(n)) => KeySource::Cookie(n.as_bytes().into()),
-                Some(HashOn::Param(_)) => KeySource::Param,
-            }),
+            Kind::RingHash | Kind::Maglev => Some(
+                c.hash_on
+                    .as_ref()
+                    .map_or(KeySource::ClientIp, |h| KeySource::from(h.get_ref())),
+            ),
             _ => None,
         };
         let ids: Vec<&[u8]> = s.names.iter().map(|n| n.as_bytes()).collect();
@@ -289,13 +288,13 @@ impl Selector {
         }
     }
 
-    /// Each target's state (the group's name left empty for the caller).
-    pub fn states(&self, now: Instant) -> Vec<crate::control::TargetCounters> {
+    /// Each target's state, the group named `group`.
+    pub fn states(&self, group: &str, now: Instant) -> Vec<crate::control::TargetCounters> {
         self.targets
             .iter()
             .zip(self.addrs.iter())
             .map(|(t, a)| crate::control::TargetCounters {
-                upstream: String::new(),
+                upstream: group.to_string(),
                 addr: *a,
                 down: t.down.get(),
                 ejected: t.ejected(now),

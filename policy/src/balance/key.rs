@@ -19,6 +19,17 @@ pub enum KeySource {
     Param,
 }
 
+impl From<&conf::HashOn> for KeySource {
+    fn from(h: &conf::HashOn) -> KeySource {
+        match h {
+            conf::HashOn::ClientIp => KeySource::ClientIp,
+            conf::HashOn::Header(n) => KeySource::Header(n.as_bytes().into()),
+            conf::HashOn::Cookie(n) => KeySource::Cookie(n.as_bytes().into()),
+            conf::HashOn::Param(_) => KeySource::Param,
+        }
+    }
+}
+
 impl KeySource {
     /// The request's key, `None` when it has none.
     pub fn key(&self, head: &RequestHead, buf: &[u8], ex: &Exchange) -> Option<u64> {
