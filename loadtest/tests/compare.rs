@@ -12,6 +12,38 @@ fn shardgate() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// The proxy and load CPUs for a run: different ones when the machine has two.
+fn cpus() -> (&'static str, &'static str) {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
+        ("0", "1")
+    } else {
+        ("0", "0")
+    }
+}
+
+/// Runs `loadtest compare` with `args` (plus the CPUs, `shardgate` and `out`); asserts it
+/// succeeded and returns its stdout.
+fn compare(args: &[&str], shardgate: &std::path::Path, out: &std::path::Path) -> String {
+    let (proxy, load) = cpus();
+    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .arg("compare")
+        .args(args)
+        .args(["--proxy-cpus", proxy, "--load-cpus", load])
+        .arg("--shardgate")
+        .arg(shardgate)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
     let Some(shardgate) = shardgate() else {
@@ -19,14 +51,8 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         return;
     };
     let out = std::env::temp_dir().join(format!("lt-compare-{}", std::process::id()));
-    let (proxy, load) = if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-        ("0", "1")
-    } else {
-        ("0", "0")
-    };
-    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "compare",
+    let stdout = compare(
+        &[
             "--scenario",
             "tiny",
             "--scenario",
@@ -37,8 +63,6 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
             "cache",
             "--systems",
             "shardgate",
-        ])
-        .args([
             "--rounds",
             "1",
             "--duration",
@@ -47,19 +71,9 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
             "0.5",
             "--connections",
             "8",
-        ])
-        .args(["--proxy-cpus", proxy, "--load-cpus", load])
-        .arg("--shardgate")
-        .arg(&shardgate)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &shardgate,
+        &out,
     );
     assert!(stdout.contains("skipped: needs cache"), "{stdout}");
     for scenario in ["tls", "tls-handshake"] {
@@ -129,20 +143,12 @@ fn kill_target_kills_and_restarts_an_origin_mid_window_and_reports_through_it() 
         return;
     };
     let out = std::env::temp_dir().join(format!("lt-kill-{}", std::process::id()));
-    let load = if std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2 {
-        "1"
-    } else {
-        "0"
-    };
-    let run = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "compare",
+    let stdout = compare(
+        &[
             "--scenario",
             "kill-target",
             "--systems",
             "shardgate",
-        ])
-        .args([
             "--rounds",
             "1",
             "--duration",
@@ -151,19 +157,9 @@ fn kill_target_kills_and_restarts_an_origin_mid_window_and_reports_through_it() 
             "0.5",
             "--connections",
             "8",
-        ])
-        .args(["--proxy-cpus", "0", "--load-cpus", load])
-        .arg("--shardgate")
-        .arg(&shardgate)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
+        &shardgate,
+        &out,
     );
     assert!(
         stdout.contains("event: origin 1 killed at 2.0 s"),
