@@ -69,10 +69,12 @@ pub struct TargetCounters {
     pub circuit: &'static str,
     /// Requests in flight to it from this shard.
     pub in_flight: u32,
+    /// Attempts, errors, connects and reuse from this shard.
+    pub traffic: crate::stats::TrafficSnapshot,
 }
 
 /// One shard's counters at one moment (a plain copy: nothing shared with the shard).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ShardCounters {
     /// Shard number.
     pub shard: usize,
@@ -102,6 +104,8 @@ pub struct ShardCounters {
     pub retries: u64,
     /// Upgraded connections (WebSocket tunnels) that ended.
     pub tunnels: u64,
+    /// Every route's responses and latencies (the unrouted ones named `""`).
+    pub routes: Vec<crate::stats::RouteSnapshot>,
 }
 
 /// A shard's side: where its messages arrive.

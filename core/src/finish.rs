@@ -49,5 +49,7 @@ impl Drop for Finish<'_> {
         let route = self.ex.route.map(|r| r.0 as usize);
         self.gateway.pipeline(route).on_finish(self.ex);
         self.shard.stats.finish(self.ex);
+        let took = std::time::Instant::now().saturating_duration_since(self.ex.now);
+        self.gateway.route_stats(route).finish(self.ex, took);
     }
 }

@@ -37,6 +37,8 @@ pub struct RouteRt {
     pub websocket: bool,
     /// CONNECT is tunnelled to the upstream.
     pub connect: bool,
+    /// Its responses and latencies on this shard (taken over by a route of the same name).
+    pub stats: Rc<crate::stats::RouteStats>,
 }
 
 /// The deadlines of one exchange upstream: the route's where it sets them, else its
@@ -193,6 +195,8 @@ pub struct Gateway {
     pub routes: Vec<RouteRt>,
     /// The global stages alone, for requests that were never routed (parse errors, 404).
     pub unrouted: Pipeline,
+    /// The record of requests that were never routed.
+    pub unrouted_stats: Rc<crate::stats::RouteStats>,
     /// Upstream groups.
     pub upstreams: Vec<UpstreamRt>,
     /// Settings.
@@ -269,14 +273,22 @@ impl Gateway {
                 timeouts: r.traffic.timeouts,
                 websocket: r.websocket,
                 connect: r.connect,
+                stats: previous
+                    .and_then(|g| g.routes.iter().find(|o| o.name == r.name))
+                    .map(|o| o.stats.clone())
+                    .unwrap_or_default(),
             })
             .collect();
         let unrouted = pipelines.global.clone();
+        let unrouted_stats = previous
+            .map(|g| g.unrouted_stats.clone())
+            .unwrap_or_default();
         Ok(Gateway {
             listeners,
             router,
             routes,
             unrouted,
+            unrouted_stats,
             upstreams,
             settings: settings(config),
             pipelines,
@@ -288,6 +300,13 @@ impl Gateway {
         route
             .and_then(|i| self.routes.get(i))
             .map_or(&self.unrouted, |r| &r.pipeline)
+    }
+
+    /// The record of route `i` (that of unrouted requests when there is none).
+    pub fn route_stats(&self, route: Option<usize>) -> &crate::stats::RouteStats {
+        route
+            .and_then(|i| self.routes.get(i))
+            .map_or(&self.unrouted_stats, |r| &r.stats)
     }
 
     /// Background tasks of every stage, each once.

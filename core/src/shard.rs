@@ -338,6 +338,9 @@ impl Shard {
             targets: targets(&gw),
             retries: s.retries.get(),
             tunnels: s.tunnels.get(),
+            routes: std::iter::once(gw.unrouted_stats.snapshot(""))
+                .chain(gw.routes.iter().map(|r| r.stats.snapshot(&r.name)))
+                .collect(),
         }
     }
 }

@@ -49,7 +49,7 @@ fn parse(text: &str) -> HashMap<String, f64> {
                 c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
             })
     };
-    let mut typed = std::collections::HashSet::new();
+    let mut typed: Vec<(String, String)> = Vec::new();
     let mut out = HashMap::new();
     assert!(text.ends_with('\n'), "the exposition ends with a newline");
     for line in text.lines() {
@@ -60,14 +60,16 @@ fn parse(text: &str) -> HashMap<String, f64> {
             match kw {
                 "HELP" => assert!(parts.next().is_some_and(|h| !h.is_empty()), "{line}"),
                 "TYPE" => {
+                    let kind = parts.next().unwrap();
                     assert!(
-                        ["counter", "gauge"].contains(&parts.next().unwrap()),
+                        ["counter", "gauge", "histogram", "summary"].contains(&kind),
                         "{line}"
                     );
                     assert!(
-                        typed.insert(name.to_string()),
+                        !typed.iter().any(|(n, _)| n == name),
                         "one TYPE per family: {line}"
                     );
+                    typed.push((name.to_string(), kind.to_string()));
                 }
                 _ => panic!("unknown comment: {line}"),
             }
@@ -79,10 +81,22 @@ fn parse(text: &str) -> HashMap<String, f64> {
             Some((n, l)) => (n, l.strip_suffix('}').unwrap_or_else(|| panic!("{line}"))),
             None => (series, ""),
         };
+        // a sample belongs to the family typed last: its name, or the name with a suffix
+        // its type allows
+        let (family, kind) = typed.last().unwrap_or_else(|| panic!("untyped: {line}"));
+        let suffix = name.strip_prefix(family.as_str());
+        let allowed: &[&str] = match kind.as_str() {
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            _ => &[""],
+        };
         assert!(
-            name_ok(name) && typed.contains(name),
+            name_ok(name) && suffix.is_some_and(|s| allowed.contains(&s)),
             "typed before its samples: {line}"
         );
+        if v.is_nan() || v < 0.0 {
+            panic!("a negative or NaN value: {line}");
+        }
         // labels: name="value" pairs, values with \\ \" \n escapes only
         let mut rest = labels;
         while !rest.is_empty() {
@@ -218,5 +232,111 @@ fn a_token_is_required_when_configured() {
             .status,
             200
         );
+    }
+}
+
+/// The value of the one series `name{labels}`.
+fn one(m: &HashMap<String, f64>, name: &str, labels: &str) -> f64 {
+    *m.get(&format!("{name}{{{labels}}}"))
+        .unwrap_or_else(|| panic!("no series {name}{{{labels}}}"))
+}
+
+#[test]
+fn routes_and_targets_are_counted_and_timed_over_every_shard() {
+    for driver in DRIVERS {
+        let origin = Origin::start();
+        let rest = format!(
+            "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n\
+             [[route]]\nname = \"api\"\npath = \"/api/{{*rest}}\"\nupstream = \"origin\"\n\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            origin.addr
+        );
+        let Some(g) = Gateway::start(driver, "shards = 2", &rest) else {
+            continue;
+        };
+        let a = admin(&g);
+        for i in 0..12 {
+            assert_eq!(
+                request(g.addr, "GET", &format!("/api/{i}"), "", b"").status,
+                200
+            );
+        }
+        for _ in 0..3 {
+            let r = request(g.addr, "POST", "/api/p", "Content-Length: 2\r\n", b"hi");
+            assert_eq!(r.status, 200);
+        }
+        for _ in 0..4 {
+            assert_eq!(request(g.addr, "GET", "/elsewhere", "", b"").status, 404);
+        }
+        let r = request(a, "GET", "/metrics", "", b"");
+        let m = parse(std::str::from_utf8(&r.body).unwrap());
+        let route = "route=\"api\"";
+        let responses = "shardgate_route_responses_total";
+        assert_eq!(
+            one(&m, responses, "route=\"api\",method=\"GET\",class=\"2xx\""),
+            12.0,
+            "{driver}"
+        );
+        assert_eq!(
+            one(&m, responses, "route=\"api\",method=\"POST\",class=\"2xx\""),
+            3.0
+        );
+        assert_eq!(
+            one(&m, responses, "route=\"\",method=\"GET\",class=\"4xx\""),
+            4.0
+        );
+        // the histogram: cumulative buckets ending in +Inf = count = exchanges of the route
+        let hist = "shardgate_request_duration_seconds";
+        let mut last = 0.0;
+        let mut buckets: Vec<(f64, f64)> = m
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{hist}_bucket{{{route},le=")))
+            .map(|(k, v)| {
+                let le = k.split("le=\"").nth(1).unwrap().trim_end_matches("\"}");
+                (le.parse::<f64>().unwrap_or(f64::INFINITY), *v)
+            })
+            .collect();
+        buckets.sort_by(|x, y| x.0.total_cmp(&y.0));
+        assert!(buckets.len() > 5, "{driver}");
+        for (_, v) in &buckets {
+            assert!(*v >= last, "cumulative buckets");
+            last = *v;
+        }
+        assert_eq!(last, 15.0, "{driver}: +Inf holds every exchange");
+        assert_eq!(one(&m, &format!("{hist}_count"), route), 15.0);
+        assert!(one(&m, &format!("{hist}_sum"), route) > 0.0);
+        assert_eq!(
+            one(&m, "shardgate_upstream_duration_seconds_count", route),
+            15.0
+        );
+        let p99 = one(
+            &m,
+            "shardgate_request_latency_seconds",
+            &format!("{route},quantile=\"0.99\""),
+        );
+        assert!(p99 > 0.0 && p99 < 10.0, "{driver}: p99 {p99}");
+        // the target: 15 attempts, every one answered; each new connection timed
+        let t = format!("upstream=\"origin\",target=\"{}\"", origin.addr);
+        assert_eq!(
+            one(&m, "shardgate_upstream_attempts_total", &t),
+            15.0,
+            "{driver}"
+        );
+        assert_eq!(
+            one(
+                &m,
+                "shardgate_upstream_errors_total",
+                &format!("{t},kind=\"no_answer\"")
+            ),
+            0.0
+        );
+        let connects = one(&m, "shardgate_upstream_connect_seconds_count", &t);
+        let reused = one(&m, "shardgate_upstream_reused_total", &t);
+        assert_eq!(
+            connects + reused,
+            15.0,
+            "{driver}: each attempt connected or reused"
+        );
+        assert!(connects >= 1.0);
     }
 }

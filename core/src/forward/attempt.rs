@@ -75,11 +75,23 @@ pub(super) async fn attempt(
     let reused = pooled.is_some();
     ex.upstream.attempts = ex.upstream.attempts.saturating_add(1);
     ex.upstream.reused = reused;
+    let traffic = up.select.traffic.get(target);
+    if let Some(t) = traffic {
+        t.attempt(reused);
+    }
     let mut stream = match pooled {
         Some(st) => st,
-        None => crate::upstream::connect::connect(addr, out.timeouts.connect, s.tcp_nodelay, tls)
-            .await
-            .map_err(|e| AttemptError::fatal(Failure::before_response(e, false)))?,
+        None => {
+            let began = Instant::now();
+            let st =
+                crate::upstream::connect::connect(addr, out.timeouts.connect, s.tcp_nodelay, tls)
+                    .await
+                    .map_err(|e| AttemptError::fatal(Failure::before_response(e, false)))?;
+            if let Some(t) = traffic {
+                t.connected(began.elapsed());
+            }
+            st
+        }
     };
     if conn.up_buf.capacity() == 0 {
         // lost to a cancelled read on an earlier attempt

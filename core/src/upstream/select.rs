@@ -47,6 +47,8 @@ pub struct Selector {
     pub targets: Box<[TargetState]>,
     /// Addresses (health verdicts name targets by address).
     addrs: Box<[SocketAddr]>,
+    /// Per-target attempts, errors, connects and reuse, indexed like `targets`.
+    pub traffic: Box<[crate::stats::TargetTraffic]>,
     balancer: Balancer,
     key: Option<KeySource>,
     outlier: Outlier,
@@ -140,6 +142,7 @@ impl Selector {
         Selector {
             fallback,
             targets: s.weights.iter().map(|&w| state(w)).collect(),
+            traffic: s.weights.iter().map(|_| Default::default()).collect(),
             addrs: s.addrs.into(),
             balancer,
             key,
@@ -215,6 +218,13 @@ impl Selector {
     /// Records how an attempt at target `i` ended; an ejection or a circuit that opens or
     /// closes is logged.
     pub fn report(&self, i: usize, result: Result, now: Instant, group: &str) {
+        if let Some(t) = self.traffic.get(i) {
+            match result {
+                Result::Ok => {}
+                Result::ServerError => crate::stats::bump(&t.server_errors),
+                Result::Failed => crate::stats::bump(&t.errors),
+            }
+        }
         if let Some((b, c)) = self.targets.get(i).and_then(|t| t.breaker.as_ref())
             && let Some(change) = b.record(result == Result::Ok, now, c)
         {
@@ -272,13 +282,19 @@ impl Selector {
     /// Takes over `old`'s health verdicts, ejections and failure counts of the targets with
     /// the same address (a group whose targets changed).
     pub fn adopt(&self, old: &Selector) {
-        for (t, a) in self.targets.iter().zip(self.addrs.iter()) {
-            let Some(o) = old
-                .addrs
-                .iter()
-                .position(|x| x == a)
-                .and_then(|i| old.targets.get(i))
-            else {
+        for ((t, a), traffic) in self
+            .targets
+            .iter()
+            .zip(self.addrs.iter())
+            .zip(&self.traffic)
+        {
+            let Some(at) = old.addrs.iter().position(|x| x == a) else {
+                continue;
+            };
+            if let Some(o) = old.traffic.get(at) {
+                traffic.adopt(o);
+            }
+            let Some(o) = old.targets.get(at) else {
                 continue;
             };
             t.down.set(o.down.get());
@@ -293,7 +309,9 @@ impl Selector {
         self.targets
             .iter()
             .zip(self.addrs.iter())
-            .map(|(t, a)| crate::control::TargetCounters {
+            .zip(&self.traffic)
+            .map(|((t, a), traffic)| crate::control::TargetCounters {
+                traffic: traffic.snapshot(),
                 upstream: group.to_string(),
                 addr: *a,
                 down: t.down.get(),
