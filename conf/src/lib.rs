@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod error;
 pub mod introspect;
 pub mod model;
+pub mod observe;
 pub mod route_traffic;
 pub mod tls;
 pub mod traffic;

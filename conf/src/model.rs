@@ -38,6 +38,15 @@ pub struct FileModel {
     /// `[admin]`: the admin listener (none when absent).
     #[serde(default)]
     pub admin: Option<crate::admin::AdminConf>,
+    /// `[request_id]`: an id per request (on by default).
+    #[serde(default)]
+    pub request_id: crate::observe::RequestIdConf,
+    /// `[tracing]`: W3C trace context (on by default).
+    #[serde(default)]
+    pub tracing: crate::observe::TracingConf,
+    /// `[access_log]`: one line per exchange (none when absent).
+    #[serde(default)]
+    pub access_log: Option<crate::observe::AccessLogConf>,
 }
 
 /// `[server]`
@@ -402,6 +411,12 @@ pub struct Config {
     pub policy: Vec<Spanned<toml::Table>>,
     /// The admin listener's address and token, when there is one.
     pub admin: Option<(SocketAddr, String)>,
+    /// `[request_id]` as written.
+    pub request_id: crate::observe::RequestIdConf,
+    /// `[tracing]` as written.
+    pub tracing: crate::observe::TracingConf,
+    /// `[access_log]` as written, when present.
+    pub access_log: Option<crate::observe::AccessLogConf>,
 }
 
 impl Config {

@@ -336,9 +336,13 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             }
         },
     };
+    observe(&file, &mut errs, &err);
     if errs.is_empty() {
         Ok(Config {
             admin,
+            request_id: file.request_id,
+            tracing: file.tracing,
+            access_log: file.access_log,
             source: name.to_string(),
             text: text.to_string(),
             server: file.server,
@@ -411,5 +415,37 @@ fn check_tls(
             tls.span(),
             "[listener.tls] ticket_rotation must be at least 1m".into(),
         ));
+    }
+}
+
+/// What can be checked of `[request_id]`, `[tracing]` and `[access_log]` here (the
+/// `trust_from` blocks are parsed where they are compiled).
+fn observe(
+    file: &crate::model::FileModel,
+    errs: &mut Vec<ConfError>,
+    err: &dyn Fn(std::ops::Range<usize>, String) -> ConfError,
+) {
+    let h = &file.request_id.header;
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let name = h.get_ref();
+    if name.is_empty() || !name.bytes().all(token) {
+        errs.push(err(
+            h.span(),
+            format!("[request_id] header `{name}` is not a field name"),
+        ));
+    }
+    let mut checks = vec![crate::observe::check_ratio(
+        &file.tracing.sample_ratio,
+        "[tracing] sample_ratio",
+    )];
+    if let Some(a) = &file.access_log {
+        checks.push(crate::observe::check_ratio(
+            &a.sample,
+            "[access_log] sample",
+        ));
+        checks.push(crate::observe::check_format(&a.format));
+    }
+    for (span, msg) in checks.into_iter().filter_map(Result::err) {
+        errs.push(err(span, msg));
     }
 }

@@ -208,3 +208,32 @@ fn bad_route_traffic_settings_are_located() {
         "mirror percent must be 0 to 100",
     );
 }
+
+#[test]
+fn bad_observability_settings_are_located() {
+    one(
+        "[tracing]\nsample_ratio = 1.5\n",
+        "t.toml:2:16",
+        "must be from 0 to 1",
+    );
+    one(
+        "[access_log]\nsample = -1.0\n",
+        "t.toml:2:10",
+        "must be from 0 to 1",
+    );
+    one(
+        "[access_log]\nformat = \"${method} ${nope}\"\n",
+        "t.toml:2:10",
+        "unknown field `nope`",
+    );
+    one(
+        "[request_id]\nheader = \"X Id\"\n",
+        "t.toml:2:10",
+        "not a field name",
+    );
+    one(
+        "[access_log]\nwhat = 1\n",
+        "t.toml:2:1",
+        "unknown field `what`",
+    );
+}

@@ -61,6 +61,9 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<MirrorConf>(),
         field_names::<conf::discovery::DiscoveryConf>(),
         field_names::<conf::admin::AdminConf>(),
+        field_names::<conf::observe::RequestIdConf>(),
+        field_names::<conf::observe::TracingConf>(),
+        field_names::<conf::observe::AccessLogConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

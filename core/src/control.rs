@@ -26,6 +26,8 @@ pub enum Message {
     /// A reloaded configuration (validated and compiled once on the control side): new
     /// exchanges run on it, those in flight finish on theirs.
     Config(std::sync::Arc<conf::Config>),
+    /// Reopen the access log's file (SIGUSR1, after logrotate moved it).
+    ReopenLog,
 }
 
 /// A group's targets as discovery found them.
@@ -106,6 +108,8 @@ pub struct ShardCounters {
     pub tunnels: u64,
     /// Every route's responses and latencies (the unrouted ones named `""`).
     pub routes: Vec<crate::stats::RouteSnapshot>,
+    /// Access-log lines: written, dropped (the writer was behind), lost (it could not write).
+    pub log_lines: [u64; 3],
 }
 
 /// A shard's side: where its messages arrive.
@@ -175,6 +179,13 @@ impl Control {
     pub fn broadcast_targets(&self, t: &TargetSet) {
         for i in 0..self.shards() {
             self.send(i, Message::Targets(t.clone()));
+        }
+    }
+
+    /// Asks every shard to reopen its access log.
+    pub fn reopen_logs(&self) {
+        for i in 0..self.shards() {
+            self.send(i, Message::ReopenLog);
         }
     }
 

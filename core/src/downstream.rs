@@ -169,6 +169,7 @@ async fn bad_head(
     ex.begin(conn.peer, Instant::now(), SystemTime::now());
     ex.bytes_in = conn.buf.len() as u64;
     let mut fin = Finish::new(shard, gw, ex);
+    gw.stamp.fresh(&shard.rng, &mut fin);
     let Some(answer) = Answer::of_error(e) else {
         return Next::Abort;
     };
@@ -269,6 +270,11 @@ async fn exchange(
     ex.method = conn.head.method;
     ex.bytes_in = head_len as u64;
     let mut ex = Finish::new(shard, gw, ex);
+    gw.stamp.apply(&shard.rng, &conn.head, &conn.buf, &mut ex);
+    if gw.access_log.is_some() {
+        let target = conn.head.target.get(&conn.buf);
+        ex.target.extend_from_slice(target);
+    }
     let close = !conn.head.keep_alive()
         || shard.draining.get()
         || (s.keepalive_requests > 0 && conn.served >= u64::from(s.keepalive_requests));

@@ -1,6 +1,6 @@
 //! The end of every exchange: a guard that, exactly once and on every way out (answered,
 //! refused, forwarded, failed, aborted, or dropped with its task), runs `on_finish` of the
-//! stages that saw the request and counts it.
+//! stages that saw the request, counts it, and writes its access-log line.
 
 use std::ops::{Deref, DerefMut};
 
@@ -51,5 +51,9 @@ impl Drop for Finish<'_> {
         self.shard.stats.finish(self.ex);
         let took = std::time::Instant::now().saturating_duration_since(self.ex.now);
         self.gateway.route_stats(route).finish(self.ex, took);
+        if let Some(f) = &self.gateway.access_log {
+            let s = self.shard;
+            s.log.record(f, s.id, self.gateway, self.ex, took, &s.rng);
+        }
     }
 }

@@ -201,6 +201,10 @@ pub struct Gateway {
     pub upstreams: Vec<UpstreamRt>,
     /// Settings.
     pub settings: Settings,
+    /// Request ids and trace context.
+    pub stamp: crate::trace::Stamp,
+    /// The access log's line format, when there is one.
+    pub access_log: Option<Rc<crate::access_log::Format>>,
     /// Every pipeline (kept for the stage state a later config takes over).
     pipelines: Pipelines,
 }
@@ -239,6 +243,14 @@ impl Gateway {
             };
             listeners.push(ListenerRt { addr: l.addr, kind });
         }
+        let stamp = crate::trace::Stamp::build(config).unwrap_or_else(|(span, msg)| {
+            all.push(conf::ConfError::at(&config.source, &config.text, span, msg));
+            crate::trace::Stamp::default()
+        });
+        let access_log = config
+            .access_log
+            .as_ref()
+            .map(|a| Rc::new(crate::access_log::Format::new(a)));
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             match upstream(u, shard, previous, dir) {
@@ -291,6 +303,8 @@ impl Gateway {
             unrouted_stats,
             upstreams,
             settings: settings(config),
+            stamp,
+            access_log,
             pipelines,
         })
     }

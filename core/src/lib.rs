@@ -3,6 +3,7 @@
 //! errors, and cross-shard control. The README's "Where the code is" table maps the steps.
 #![warn(missing_docs)]
 
+pub mod access_log;
 pub mod admin;
 pub mod answer;
 pub mod body;
@@ -26,4 +27,5 @@ pub mod stream;
 pub mod sys;
 pub mod tasks;
 pub mod tls;
+pub mod trace;
 pub mod upstream;

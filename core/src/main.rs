@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use shardgate::gateway::Gateway;
 use shardgate::log;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 /// A thread-per-core HTTP/1.1 API gateway.
 #[derive(Parser)]
@@ -130,7 +130,8 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
     let embedded = path.is_none();
     // Register before the shards start, so no signal is missed (SIGHUP included: its default
     // action would end the process).
-    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+    {
         Ok(s) => s,
         Err(e) => {
             complain(&format!("shardgate: cannot install signal handlers: {e}\n"));
@@ -195,6 +196,11 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
                 if !draining {
                     running = reload(path.as_deref(), running, &control);
                 }
+                continue;
+            }
+            if sig == SIGUSR1 {
+                log!(Info, "SIGUSR1: reopening the access log");
+                control.reopen_logs();
                 continue;
             }
             if draining {

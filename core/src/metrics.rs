@@ -200,6 +200,15 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
     for (name, kind, help, f) in plain {
         out.family(name, kind, help, &per(f));
     }
+    let v = by_name(shards, "state", &["written", "dropped", "lost"], |c| {
+        &c.log_lines
+    });
+    out.family(
+        "shardgate_access_log_lines_total",
+        "counter",
+        "Access-log lines: written, dropped (the writer was behind), lost (could not write).",
+        &v,
+    );
     let outcomes = ["answered", "refused", "forwarded", "failed", "aborted"];
     let v = by_name(shards, "outcome", &outcomes, |c| &c.outcomes);
     out.family(

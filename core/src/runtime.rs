@@ -176,10 +176,12 @@ async fn shard_main(
     }
     // the tasks of this config's stages; a config that replaces it starts its own
     shard.start_tasks();
+    monoio::spawn(crate::access_log::flush_loop(Rc::downgrade(&shard)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
     drain(&shard, accepting, drain_timeout).await;
+    shard.log.close(shard.gateway().access_log.as_deref());
 }
 
 /// Handles messages as they arrive, until one says drain (or the control side is gone).
@@ -202,6 +204,7 @@ async fn serve_inbox(
                 Message::Config(c) => {
                     shard.apply_config(c);
                 }
+                Message::ReopenLog => shard.log.reopen(),
             }
         }
         buf.clear();

@@ -125,6 +125,10 @@ pub struct Shard {
     source: Source,
     /// The stage tasks running on this shard (a reload starts only the new ones).
     tasks: RefCell<Vec<std::rc::Weak<dyn policy::task::Task>>>,
+    /// Randomness for request ids, span ids and log sampling (seeded by the OS).
+    pub rng: policy::balance::Rng,
+    /// The access log's lines on their way to the shard's writer.
+    pub log: crate::access_log::Sink,
 }
 
 /// What a shard's gateway is built from.
@@ -135,6 +139,18 @@ pub struct Source {
     pub shards: usize,
     /// The session-ticket secret every shard shares.
     pub secret: std::sync::Arc<crate::tls::tickets::TicketSecret>,
+}
+
+/// A seed from the OS's randomness (the time, if it has none to give).
+fn os_seed() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    match ring::rand::SystemRandom::new().fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    }
 }
 
 /// Free upstream buffers kept per shard; beyond this they are released.
@@ -154,6 +170,8 @@ impl Shard {
             buffers: RefCell::default(),
             stats: Stats::default(),
             date: proto::date::DateCache::default(),
+            rng: policy::balance::Rng::new(os_seed() ^ id as u64),
+            log: crate::access_log::Sink::default(),
         }
     }
 
@@ -341,6 +359,11 @@ impl Shard {
             routes: std::iter::once(gw.unrouted_stats.snapshot(""))
                 .chain(gw.routes.iter().map(|r| r.stats.snapshot(&r.name)))
                 .collect(),
+            log_lines: [
+                self.log.lines.get(),
+                self.log.dropped.get(),
+                self.log.lost.load(std::sync::atomic::Ordering::Relaxed),
+            ],
         }
     }
 }

@@ -13,31 +13,9 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use support::origin::Origin;
-use support::{DRIVERS, Gateway, eventually, request, route_all};
-
-/// The admin address the gateway logged.
-fn admin(g: &Gateway) -> SocketAddr {
-    assert!(eventually(|| g
-        .log_lines()
-        .iter()
-        .any(|l| l.contains("admin on http://"))));
-    let line = g
-        .log_lines()
-        .into_iter()
-        .find(|l| l.contains("admin on http://"))
-        .unwrap();
-    line.split("admin on http://")
-        .nth(1)
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+use support::{DRIVERS, Gateway, admin, request, route_all};
 
 /// A strict reader of the text exposition format: `# HELP`/`# TYPE` lines for each family
 /// before its samples, names and label names of the allowed characters, quoted and escaped

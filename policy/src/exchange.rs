@@ -216,6 +216,62 @@ pub struct Exchange {
     /// The request asks to switch protocols (WebSocket) and its route lets it: `Upgrade`
     /// goes upstream, and a `101` answer turns the connection into a tunnel.
     pub upgrade: bool,
+    /// Set by the connection: the request's id (`[request_id]`; empty when off).
+    pub request_id: RequestId,
+    /// Set by the connection: the W3C trace id (all zero when tracing is off).
+    pub trace_id: [u8; 16],
+    /// Set by the connection when an access log wants it: the request target as received.
+    pub target: Vec<u8>,
+}
+
+/// A request id, kept inline: visible ASCII, at most `RequestId::MAX` bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; RequestId::MAX],
+}
+
+impl RequestId {
+    /// Longest id kept.
+    pub const MAX: usize = 64;
+
+    /// Sets the id to `id`; false (and unchanged) when it is empty, too long or not
+    /// visible ASCII.
+    pub fn set(&mut self, id: &[u8]) -> bool {
+        let ok = !id.is_empty() && id.len() <= Self::MAX && id.iter().all(|b| b.is_ascii_graphic());
+        if let (true, Some(dst)) = (ok, self.bytes.get_mut(..id.len())) {
+            dst.copy_from_slice(id);
+            self.len = id.len() as u8;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Forgets the id.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Its bytes (empty when none).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> RequestId {
+        RequestId {
+            len: 0,
+            bytes: [0; RequestId::MAX],
+        }
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl Default for Exchange {
@@ -243,6 +299,9 @@ impl Default for Exchange {
             bytes_out: 0,
             upstream: UpstreamRecord::default(),
             upgrade: false,
+            request_id: RequestId::default(),
+            trace_id: [0; 16],
+            target: Vec::new(),
         }
     }
 }
@@ -281,6 +340,9 @@ impl Exchange {
         self.bytes_out = 0;
         self.upstream = UpstreamRecord::default();
         self.upgrade = false;
+        self.request_id.clear();
+        self.trace_id = [0; 16];
+        self.target.clear();
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

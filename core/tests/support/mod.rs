@@ -398,3 +398,24 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
 pub fn pattern(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 31 % 251) as u8).collect()
 }
+
+/// The admin address the gateway logged.
+pub fn admin(g: &Gateway) -> SocketAddr {
+    assert!(eventually(|| g
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("admin on http://"))));
+    let line = g
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("admin on http://"))
+        .unwrap();
+    line.split("admin on http://")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}

@@ -1,0 +1,625 @@
+//! The access log (`[access_log]`): one line per finished exchange, JSON or a template,
+//! gathered per shard and handed in batches to the shard's writer thread, so a slow disk or
+//! pipe never stalls a shard: when the writer is `MAX_BATCHES` behind, lines are dropped and
+//! counted. The writer appends to a file (reopened on SIGUSR1, the logrotate convention) or
+//! writes to stdout in whole lines of at most `PIPE_BUF` per write, so lines of several
+//! shards never interleave.
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::Duration;
+
+use conf::observe::{AccessLogConf, LOG_FIELDS};
+use policy::{Exchange, Outcome};
+
+use crate::gateway::Gateway;
+
+/// Batches a shard may have at its writer before it drops lines.
+const MAX_BATCHES: usize = 4;
+
+/// Largest write that a pipe keeps whole beside other writers' (POSIX `PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
+
+/// A line's layout.
+#[derive(Debug, Clone, PartialEq)]
+enum Layout {
+    /// Every field, as a JSON object.
+    Json,
+    /// Text and fields (indices into `LOG_FIELDS`), in order.
+    Template(Vec<Piece>),
+}
+
+/// A piece of a template.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(Box<[u8]>),
+    Field(usize),
+}
+
+/// `[access_log]` compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Format {
+    layout: Layout,
+    /// Where lines go.
+    pub path: String,
+    /// An exchange below 400 is logged when a random `u64` falls below this.
+    threshold: u64,
+    /// Bytes a shard gathers before it hands them over.
+    pub buffer: usize,
+    /// Longest a line waits in the shard.
+    pub flush: Duration,
+}
+
+impl Format {
+    /// Compiles a (validated) `[access_log]`.
+    pub fn new(c: &AccessLogConf) -> Format {
+        let layout = match c.format.get_ref().as_str() {
+            "json" => Layout::Json,
+            t => Layout::Template(template(t)),
+        };
+        let sample = c.sample.get_ref().clamp(0.0, 1.0);
+        Format {
+            layout,
+            path: c.path.clone(),
+            threshold: if sample >= 1.0 {
+                u64::MAX
+            } else {
+                (sample * u64::MAX as f64) as u64
+            },
+            buffer: c.buffer.as_usize().max(1024),
+            flush: c.flush.0.max(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// The pieces of a (validated) template.
+fn template(t: &str) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(at) = rest.find("${") {
+        let after = rest.get(at + 2..).unwrap_or_default();
+        let Some(end) = after.find('}') else { break };
+        if at > 0 {
+            out.push(Piece::Text(
+                rest.get(..at).unwrap_or_default().as_bytes().into(),
+            ));
+        }
+        let name = after.get(..end).unwrap_or_default();
+        if let Some(i) = LOG_FIELDS.iter().position(|f| *f == name) {
+            out.push(Piece::Field(i));
+        }
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    if !rest.is_empty() {
+        out.push(Piece::Text(rest.as_bytes().into()));
+    }
+    out
+}
+
+/// A message to a writer thread.
+enum ToWriter {
+    Lines(Vec<u8>),
+    Reopen,
+}
+
+/// A shard's writer thread: where its batches go, and where emptied buffers come back.
+struct Writer {
+    path: String,
+    tx: Sender<ToWriter>,
+    back: Receiver<Vec<u8>>,
+    /// Batches sent and not yet back.
+    out: usize,
+}
+
+/// A shard's side of its access log.
+#[derive(Default)]
+pub struct Sink {
+    buf: RefCell<Vec<u8>>,
+    writer: RefCell<Option<Writer>>,
+    /// Lines written into a batch.
+    pub lines: Cell<u64>,
+    /// Lines dropped because the writer was behind.
+    pub dropped: Cell<u64>,
+    /// Lines the writer could not write (the file could not be opened or written).
+    pub lost: Arc<AtomicU64>,
+}
+
+impl Sink {
+    /// Records `ex` (finished after `took`, on shard `shard` under `gw`) if it is sampled.
+    pub fn record(
+        &self,
+        f: &Format,
+        shard: usize,
+        gw: &Gateway,
+        ex: &Exchange,
+        took: Duration,
+        rng: &policy::balance::Rng,
+    ) {
+        let plain = ex.status < 400 && matches!(ex.outcome, Outcome::Answered | Outcome::Forwarded);
+        if plain && f.threshold < u64::MAX && rng.next() >= f.threshold {
+            return;
+        }
+        let full = self.buf.borrow().len() >= f.buffer;
+        if full && !self.hand_over(f) {
+            self.dropped.set(self.dropped.get() + 1);
+            return;
+        }
+        {
+            let mut buf = self.buf.borrow_mut();
+            let line = Line {
+                shard,
+                gw,
+                ex,
+                took,
+            };
+            match &f.layout {
+                Layout::Json => line.json(&mut buf),
+                Layout::Template(pieces) => line.template(pieces, &mut buf),
+            }
+            buf.push(b'\n');
+        }
+        self.lines.set(self.lines.get() + 1);
+        if self.buf.borrow().len() >= f.buffer {
+            self.hand_over(f);
+        }
+    }
+
+    /// Hands the lines gathered to the writer (starting it, or a new one when the path
+    /// changed); false when it is too far behind to take them.
+    pub fn hand_over(&self, f: &Format) -> bool {
+        let mut w = self.writer.borrow_mut();
+        if w.as_ref().is_none_or(|w| w.path != f.path) {
+            *w = start_writer(&f.path, self.lost.clone());
+        }
+        let Some(w) = w.as_mut() else {
+            return false;
+        };
+        let mut spare = None;
+        while let Ok(b) = w.back.try_recv() {
+            w.out = w.out.saturating_sub(1);
+            spare = Some(b);
+        }
+        let mut buf = self.buf.borrow_mut();
+        if buf.is_empty() {
+            return true;
+        }
+        if w.out >= MAX_BATCHES {
+            return false;
+        }
+        let next = spare.unwrap_or_else(|| Vec::with_capacity(f.buffer + 1024));
+        let batch = std::mem::replace(&mut *buf, next);
+        if w.tx.send(ToWriter::Lines(batch)).is_ok() {
+            w.out += 1;
+        }
+        true
+    }
+
+    /// Asks the writer to reopen its file (SIGUSR1).
+    pub fn reopen(&self) {
+        if let Some(w) = self.writer.borrow().as_ref() {
+            let _ = w.tx.send(ToWriter::Reopen);
+        }
+    }
+
+    /// Stops the writer after it wrote everything handed to it (the shard is ending).
+    pub fn close(&self, f: Option<&Format>) {
+        if let Some(f) = f {
+            self.hand_over(f);
+        }
+        // the writer ends when its channel closes, after the batches already queued
+        self.writer.borrow_mut().take();
+    }
+}
+
+/// Hands each shard's lines over at least every `flush` of its current config (a shard
+/// without an access log looks again each second), until the shard is gone.
+pub async fn flush_loop(shard: std::rc::Weak<crate::shard::Shard>) {
+    loop {
+        let wait = {
+            let Some(s) = shard.upgrade() else { return };
+            let gw = s.gateway();
+            match gw.access_log.as_deref() {
+                Some(f) => {
+                    s.log.hand_over(f);
+                    f.flush
+                }
+                None => Duration::from_secs(1),
+            }
+        };
+        monoio::time::sleep(wait).await;
+    }
+}
+
+/// Starts a writer thread for `path`; `None` (logged) if the thread cannot start.
+fn start_writer(path: &str, lost: Arc<AtomicU64>) -> Option<Writer> {
+    let (tx, rx) = mpsc::channel();
+    let (back_tx, back) = mpsc::channel();
+    let p = path.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("sg-log".into())
+        .spawn(move || write_loop(&p, &rx, &back_tx, &lost));
+    match spawned {
+        Ok(_) => Some(Writer {
+            path: path.to_string(),
+            tx,
+            back,
+            out: 0,
+        }),
+        Err(e) => {
+            crate::log!(Error, "access log: cannot start a writer: {e}");
+            None
+        }
+    }
+}
+
+/// Where a writer writes.
+struct Out {
+    file: Option<std::fs::File>,
+    /// A pipe or terminal: writes are cut into whole lines of at most `PIPE_BUF`.
+    chunked: bool,
+}
+
+fn open(path: &str) -> Out {
+    let opened = if path == "stdout" {
+        use std::os::fd::AsFd;
+        std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::fs::File::from)
+    } else {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
+    match opened {
+        Ok(file) => {
+            let chunked = file.metadata().map_or(true, |m| !m.is_file());
+            Out {
+                file: Some(file),
+                chunked,
+            }
+        }
+        Err(e) => {
+            crate::log!(
+                Error,
+                "access log: cannot open {path}: {e}; lines are lost until it opens"
+            );
+            Out {
+                file: None,
+                chunked: false,
+            }
+        }
+    }
+}
+
+/// The writer thread: writes batches until the shard's side closes.
+fn write_loop(path: &str, rx: &Receiver<ToWriter>, back: &Sender<Vec<u8>>, lost: &AtomicU64) {
+    let mut out = open(path);
+    for m in rx {
+        match m {
+            ToWriter::Reopen => out = open(path),
+            ToWriter::Lines(mut b) => {
+                if !write_lines(&mut out, &b) {
+                    let n = b.iter().filter(|&&c| c == b'\n').count() as u64;
+                    lost.fetch_add(n, Ordering::Relaxed);
+                }
+                b.clear();
+                let _ = back.send(b);
+            }
+        }
+    }
+}
+
+/// Writes whole lines; false if they could not be written.
+fn write_lines(out: &mut Out, b: &[u8]) -> bool {
+    let Some(file) = out.file.as_mut() else {
+        return false;
+    };
+    if !out.chunked {
+        return file.write_all(b).is_ok();
+    }
+    let mut rest = b;
+    while !rest.is_empty() {
+        let window = rest.get(..PIPE_BUF.min(rest.len())).unwrap_or(rest);
+        let cut = if window.len() < PIPE_BUF {
+            window.len()
+        } else {
+            // the last whole line in the window, else one long line on its own
+            memchr::memrchr(b'\n', window)
+                .map(|i| i + 1)
+                .or_else(|| memchr::memchr(b'\n', rest).map(|i| i + 1))
+                .unwrap_or(rest.len())
+        };
+        let (now, later) = rest.split_at(cut.min(rest.len()));
+        if file.write_all(now).is_err() {
+            return false;
+        }
+        rest = later;
+    }
+    true
+}
+
+/// One exchange's line being written.
+struct Line<'a> {
+    shard: usize,
+    gw: &'a Gateway,
+    ex: &'a Exchange,
+    took: Duration,
+}
+
+/// `v` as a JSON string's contents (quotes, backslashes and control bytes escaped; other
+/// bytes above 0x7e as `\u00XX`).
+fn json_str(out: &mut Vec<u8>, v: &[u8]) {
+    for &c in v {
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x20..=0x7e => out.push(c),
+            _ => {
+                let _ = write!(out, "\\u{c:04x}");
+            }
+        }
+    }
+}
+
+/// Microseconds as milliseconds with three decimals.
+fn put_ms(out: &mut Vec<u8>, d: Duration) {
+    let us = d.as_micros();
+    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+}
+
+/// `t` as RFC 3339 UTC with milliseconds.
+pub fn put_time(out: &mut Vec<u8>, t: std::time::SystemTime) {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // civil date from days since 1970-01-01 (proleptic Gregorian)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    );
+}
+
+impl Line<'_> {
+    /// The value of field `i` of `LOG_FIELDS`: `None` when the exchange has none.
+    fn value(&self, i: usize, out: &mut Vec<u8>, quote: bool) -> bool {
+        let ex = self.ex;
+        let text = |out: &mut Vec<u8>, v: &[u8]| {
+            if quote {
+                out.push(b'"');
+                json_str(out, v);
+                out.push(b'"');
+            } else {
+                out.extend_from_slice(v);
+            }
+        };
+        match LOG_FIELDS.get(i).copied().unwrap_or_default() {
+            "time" => {
+                let mut t = Vec::with_capacity(24);
+                put_time(&mut t, ex.wall);
+                text(out, &t);
+            }
+            "shard" => {
+                let _ = write!(out, "{}", self.shard);
+            }
+            "client_ip" => display(out, &ex.client_ip, quote),
+            "method" => text(out, method(ex.method).as_bytes()),
+            "path" => text(out, &ex.target),
+            "status" => {
+                let _ = write!(out, "{}", ex.status);
+            }
+            "outcome" => text(out, outcome(ex.outcome).as_bytes()),
+            "bytes_in" => {
+                let _ = write!(out, "{}", ex.bytes_in);
+            }
+            "bytes_out" => {
+                let _ = write!(out, "{}", ex.bytes_out);
+            }
+            "duration_ms" => put_ms(out, self.took),
+            "upstream_ms" => match (ex.upstream.sent_at, ex.upstream.head_at) {
+                (Some(s), Some(h)) => put_ms(out, h.saturating_duration_since(s)),
+                _ => return false,
+            },
+            "route" => match ex.route.and_then(|r| self.gw.routes.get(r.0 as usize)) {
+                Some(r) => text(out, r.name.as_bytes()),
+                None => return false,
+            },
+            "upstream" => match ex.upstream.group.and_then(|g| self.gw.upstreams.get(g)) {
+                Some(u) => text(out, u.name.as_bytes()),
+                None => return false,
+            },
+            "target" => match ex.upstream.addr {
+                Some(a) => display(out, &a, quote),
+                None => return false,
+            },
+            "request_id" if !ex.request_id.as_bytes().is_empty() => {
+                text(out, ex.request_id.as_bytes());
+            }
+            "trace_id" if ex.trace_id != [0; 16] => {
+                let mut hex = [0u8; 32];
+                crate::trace::put_hex(&mut hex, &ex.trace_id);
+                text(out, &hex);
+            }
+            "consumer" => match ex.consumer() {
+                Some(c) => text(out, c.as_bytes()),
+                None => return false,
+            },
+            "refusal" => match ex.refusal {
+                Some(r) => text(out, r.as_bytes()),
+                None => return false,
+            },
+            "tls" => match ex.tls.as_ref() {
+                Some(t) => text(out, t.version.as_bytes()),
+                None => return false,
+            },
+            _ => return false,
+        }
+        true
+    }
+
+    /// Every field as one JSON object (fields the exchange has not are `null`).
+    fn json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, name) in LOG_FIELDS.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            let at = out.len();
+            if !self.value(i, out, true) {
+                out.truncate(at);
+                out.extend_from_slice(b"null");
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// The template's text and fields (`-` for fields the exchange has not).
+    fn template(&self, pieces: &[Piece], out: &mut Vec<u8>) {
+        for p in pieces {
+            match p {
+                Piece::Text(t) => out.extend_from_slice(t),
+                Piece::Field(i) => {
+                    let at = out.len();
+                    if !self.value(*i, out, false) {
+                        out.truncate(at);
+                        out.push(b'-');
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A value whose text needs no escaping (addresses), quoted for JSON.
+fn display(out: &mut Vec<u8>, v: &dyn std::fmt::Display, quote: bool) {
+    let _ = if quote {
+        write!(out, "\"{v}\"")
+    } else {
+        write!(out, "{v}")
+    };
+}
+
+fn method(m: proto::Method) -> &'static str {
+    use proto::Method as M;
+    match m {
+        M::Get => "GET",
+        M::Head => "HEAD",
+        M::Post => "POST",
+        M::Put => "PUT",
+        M::Delete => "DELETE",
+        M::Options => "OPTIONS",
+        M::Trace => "TRACE",
+        M::Patch => "PATCH",
+        M::Connect => "CONNECT",
+        M::Other => "other",
+    }
+}
+
+fn outcome(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Pending => "pending",
+        Outcome::Answered => "answered",
+        Outcome::Refused => "refused",
+        Outcome::Forwarded => "forwarded",
+        Outcome::Failed => "failed",
+        Outcome::Aborted => "aborted",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        let cases = [
+            (0u64, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000Z"),
+            (1_796_181_045, "2026-12-02T03:10:45.000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000Z"),
+        ];
+        for (secs, want) in cases {
+            let mut out = Vec::new();
+            put_time(&mut out, std::time::UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(String::from_utf8_lossy(&out), want);
+        }
+        let mut out = Vec::new();
+        put_time(
+            &mut out,
+            std::time::UNIX_EPOCH + Duration::from_millis(1_500),
+        );
+        assert_eq!(String::from_utf8_lossy(&out), "1970-01-01T00:00:01.500Z");
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_needs() {
+        let mut out = Vec::new();
+        json_str(&mut out, b"a\"b\\c\n\x7f\xc3");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "a\\\"b\\\\c\\u000a\\u007f\\u00c3"
+        );
+    }
+
+    #[test]
+    fn templates_split_into_text_and_fields() {
+        let p = template("${client_ip} - ${status} ${duration_ms}ms");
+        assert_eq!(
+            p,
+            vec![
+                Piece::Field(2),
+                Piece::Text(b" - ".as_slice().into()),
+                Piece::Field(5),
+                Piece::Text(b" ".as_slice().into()),
+                Piece::Field(9),
+                Piece::Text(b"ms".as_slice().into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn stdout_writes_are_whole_lines_below_pipe_buf() -> std::io::Result<()> {
+        let (r, w) = std::io::pipe()?;
+        let mut out = Out {
+            file: Some(std::fs::File::from(std::os::fd::OwnedFd::from(w))),
+            chunked: true,
+        };
+        let line = [b'x'; 99];
+        let mut batch = Vec::new();
+        for _ in 0..100 {
+            batch.extend_from_slice(&line);
+            batch.push(b'\n');
+        }
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut &r, &mut got);
+            got
+        });
+        assert!(write_lines(&mut out, &batch));
+        drop(out);
+        let got = reader.join().map_err(|_| std::io::Error::other("reader"))?;
+        assert_eq!(got, batch);
+        Ok(())
+    }
+}
