@@ -28,6 +28,28 @@ pub enum Message {
     Config(std::sync::Arc<conf::Config>),
     /// Reopen the access log's file (SIGUSR1, after logrotate moved it).
     ReopenLog,
+    /// Drop cached responses that match; reply with how many were dropped.
+    Purge(Purge, Sender<u64>),
+}
+
+/// What a purge drops from the response caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// The object of this cache key.
+    Key(String),
+    /// Every object whose key starts with this.
+    Prefix(String),
+    /// Every object whose response carried this `Cache-Tag`.
+    Tag(String),
+}
+
+impl Purge {
+    /// The key, prefix or tag.
+    pub fn value(&self) -> &str {
+        match self {
+            Purge::Key(v) | Purge::Prefix(v) | Purge::Tag(v) => v,
+        }
+    }
 }
 
 /// A group's targets as discovery found them.
@@ -108,6 +130,8 @@ pub struct ShardCounters {
     pub tunnels: u64,
     /// Every route's responses and latencies (the unrouted ones named `""`).
     pub routes: Vec<crate::stats::RouteSnapshot>,
+    /// Each listener's address, scheme and connections accepted.
+    pub listeners: Vec<(std::net::SocketAddr, &'static str, u64)>,
     /// Access-log lines: written, dropped (the writer was behind), lost (it could not write).
     pub log_lines: [u64; 3],
 }

@@ -95,6 +95,17 @@ pub struct ListenerRt {
     pub kind: ListenerKind,
 }
 
+impl ListenerRt {
+    /// `"http"`, `"https"`, or `"redirect"` (plain HTTP sent to HTTPS).
+    pub fn scheme(&self) -> &'static str {
+        match self.kind {
+            ListenerKind::Plain => "http",
+            ListenerKind::Redirect(_) => "redirect",
+            ListenerKind::Tls(_) => "https",
+        }
+    }
+}
+
 /// What identifies an upstream's pool across configs: same name, same targets, same pool
 /// settings means the idle connections can be kept.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -96,32 +96,59 @@ fn main() -> ExitCode {
     serve(config, cli.config)
 }
 
-/// SIGHUP: reloads the config file, keeping `running` when the new one is refused.
+/// Reloads the config file (asked by `why`: SIGHUP or the admin API), keeping `running`
+/// when the new one is refused; what was reloaded, or why not.
 fn reload(
+    why: &str,
     path: Option<&std::path::Path>,
-    running: Arc<conf::Config>,
+    running: &mut Arc<conf::Config>,
     control: &shardgate::control::Control,
-) -> Arc<conf::Config> {
+) -> Result<String, String> {
     let Some(path) = path else {
         log!(
             Info,
-            "SIGHUP: running the embedded default config, nothing to reload"
+            "{why}: running the embedded default config, nothing to reload"
         );
-        return running;
+        return Err("running the embedded default config: there is no file to reload".into());
     };
     let resolve = shardgate::upstream::discovery::system_resolver();
-    match shardgate::reload::reload(path, &running, control, &resolve) {
+    match shardgate::reload::reload(path, running, control, &resolve) {
         Ok(new) => {
-            log!(Info, "SIGHUP: reloaded {}", path.display());
-            new
+            log!(Info, "{why}: reloaded {}", path.display());
+            *running = new;
+            Ok(path.display().to_string())
         }
         Err(e) => {
             log!(
                 Warn,
-                "SIGHUP: reload of {} refused, the previous config keeps running:\n{e}",
+                "{why}: reload of {} refused, the previous config keeps running:\n{e}",
                 path.display()
             );
-            running
+            Err(e)
+        }
+    }
+}
+
+/// Answers what the admin listener asked.
+fn answer_asks(
+    started_asks: &std::sync::mpsc::Receiver<shardgate::admin::Ask>,
+    path: Option<&std::path::Path>,
+    running: &mut Arc<conf::Config>,
+    control: &shardgate::control::Control,
+    draining: bool,
+) {
+    use shardgate::admin::Ask;
+    while let Ok(ask) = started_asks.try_recv() {
+        match ask {
+            Ask::Config(reply) => {
+                let _ = reply.send(running.clone());
+            }
+            Ask::Reload(reply) if draining => {
+                let _ = reply.send(Err("draining: no reloads".into()));
+            }
+            Ask::Reload(reply) => {
+                let _ = reply.send(reload("POST /reload", path, running, control));
+            }
         }
     }
 }
@@ -147,6 +174,7 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
         cpus,
         control,
         admin,
+        asks,
         draining: draining_flag,
     } = match shardgate::runtime::start_all(config.clone()) {
         Ok(x) => x,
@@ -177,7 +205,10 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
         }
     );
     if let Some(a) = admin {
-        log!(Info, "admin on http://{a} (/healthz, /readyz, /metrics)");
+        log!(
+            Info,
+            "admin on http://{a} (status page /, /healthz, /readyz, /metrics, /stats, /config, POST /reload, POST /cache/purge)"
+        );
     }
     if embedded {
         log!(
@@ -194,7 +225,7 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
         for sig in signals.pending() {
             if sig == SIGHUP {
                 if !draining {
-                    running = reload(path.as_deref(), running, &control);
+                    let _ = reload("SIGHUP", path.as_deref(), &mut running, &control);
                 }
                 continue;
             }
@@ -219,6 +250,7 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
             control.request_drain();
             draining = true;
         }
+        answer_asks(&asks, path.as_deref(), &mut running, &control, draining);
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }

@@ -205,6 +205,9 @@ async fn serve_inbox(
                     shard.apply_config(c);
                 }
                 Message::ReopenLog => shard.log.reopen(),
+                Message::Purge(what, reply) => {
+                    let _ = reply.send(shard.purge(&what));
+                }
             }
         }
         buf.clear();
@@ -280,6 +283,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, index
                 }
                 let stats = &shard.stats;
                 stats.accepted.set(stats.accepted.get() + 1);
+                stats.listener_accepted(index);
                 let gw = shard.gateway();
                 let settings = &gw.settings;
                 if settings.tcp_nodelay {
@@ -408,6 +412,8 @@ pub struct Started {
     pub admin: Option<SocketAddr>,
     /// Set when the gateway drains (`/readyz` answers 503).
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// What the admin listener asks of the main thread (reload, the running config).
+    pub asks: std::sync::mpsc::Receiver<crate::admin::Ask>,
 }
 
 /// Binds listeners and starts every shard; returns once all shards are serving.
@@ -492,15 +498,18 @@ pub fn start_all_with(
         return Err(format!("cannot start discovery: {e}"));
     }
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (asks_tx, asks) = std::sync::mpsc::channel();
     let admin = match &config.admin {
         None => None,
         Some((addr, token)) => {
-            match crate::admin::start(
-                *addr,
-                token.clone(),
-                Arc::downgrade(&control),
-                draining.clone(),
-            ) {
+            let a = crate::admin::Admin {
+                token: token.clone(),
+                control: Arc::downgrade(&control),
+                draining: draining.clone(),
+                asks: asks_tx,
+                bound: bound.clone(),
+            };
+            match crate::admin::start(*addr, a) {
                 Ok(a) => Some(a),
                 Err(e) => {
                     control.request_drain();
@@ -516,6 +525,7 @@ pub fn start_all_with(
         cpus,
         control,
         admin,
+        asks,
         draining,
     })
 }

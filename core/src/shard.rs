@@ -34,6 +34,8 @@ pub struct Stats {
     pub retries: Cell<u64>,
     /// Upgraded connections (tunnels) that ended.
     pub tunnels: Cell<u64>,
+    /// Connections accepted by each listener (in config order).
+    pub by_listener: RefCell<Vec<u64>>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -41,6 +43,18 @@ fn bump(c: &Cell<u64>) {
 }
 
 impl Stats {
+    /// Counts a connection accepted by listener `index`.
+    #[inline]
+    pub fn listener_accepted(&self, index: usize) {
+        let mut v = self.by_listener.borrow_mut();
+        if v.len() <= index {
+            v.resize(index + 1, 0);
+        }
+        if let Some(n) = v.get_mut(index) {
+            *n += 1;
+        }
+    }
+
     /// Counts a completed client handshake.
     pub fn tls_handshake(&self, info: &policy::TlsInfo) {
         let i = match (info.resumed, info.version) {
@@ -326,6 +340,17 @@ impl Shard {
         }
     }
 
+    /// Drops the cached responses `what` names from this shard's caches; how many. (No stage
+    /// caches responses yet: the response cache plugs in here.)
+    pub fn purge(&self, what: &crate::control::Purge) -> u64 {
+        crate::log!(
+            Debug,
+            "shard {}: purge {what:?}: no response cache",
+            self.id
+        );
+        0
+    }
+
     /// A copy of the counters.
     pub fn counters(&self) -> ShardCounters {
         let s = &self.stats;
@@ -359,6 +384,14 @@ impl Shard {
             routes: std::iter::once(gw.unrouted_stats.snapshot(""))
                 .chain(gw.routes.iter().map(|r| r.stats.snapshot(&r.name)))
                 .collect(),
+            listeners: {
+                let by = s.by_listener.borrow();
+                gw.listeners
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.addr, l.scheme(), by.get(i).copied().unwrap_or(0)))
+                    .collect()
+            },
             log_lines: [
                 self.log.lines.get(),
                 self.log.dropped.get(),

@@ -1,0 +1,320 @@
+//! The admin listener (`[admin]`): its own thread and socket, so no data listener can reach
+//! it; optional token (`Authorization: Bearer …`, or Basic with the token as password, which
+//! browsers prompt for on the status page).
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /` | the live status page (HTML, refreshes itself) |
+//! | `GET /healthz`, `GET /readyz` | 200; `/readyz` 503 while draining |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /stats` | JSON per shard, listener, route and target |
+//! | `GET /config` | the running config file, secrets redacted |
+//! | `POST /reload` | reload (as SIGHUP); 422 with the error when refused |
+//! | `POST /cache/purge?key=…` (or `prefix=`, `tag=`) | purge on every shard |
+//!
+//! Counters come from the shards by message (they copy them between requests); reloads and
+//! the running config come from the main thread by message (`Ask`): nothing is locked.
+
+mod config;
+mod page;
+mod stats;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crate::control::{Control, Message, Purge};
+
+/// Largest admin request head read.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// How long a shard may take to send its counters for a scrape.
+const SCRAPE_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the main thread may take to answer (a reload compiles the whole config).
+const ASK_WAIT: Duration = Duration::from_secs(30);
+
+/// What the admin thread asks of the main thread.
+#[derive(Debug)]
+pub enum Ask {
+    /// Reload the config file; the answer is what was reloaded, or why not.
+    Reload(Sender<Result<String, String>>),
+    /// The running config.
+    Config(Sender<Arc<conf::Config>>),
+}
+
+/// What the admin thread works with.
+pub struct Admin {
+    /// The bearer token (empty: none).
+    pub token: String,
+    /// The shards' inboxes.
+    pub control: Weak<Control>,
+    /// Set while draining.
+    pub draining: Arc<AtomicBool>,
+    /// The main thread's side.
+    pub asks: Sender<Ask>,
+    /// The data listeners' bound addresses (config order).
+    pub bound: Vec<SocketAddr>,
+}
+
+/// Starts the admin listener on `addr`; the address it bound. It stops with the control side.
+pub fn start(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("sg-admin".into())
+        .spawn(move || {
+            let mut rates = stats::Rates::default();
+            while admin.control.strong_count() > 0 {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nonblocking(false);
+                        serve(s, &admin, &mut rates);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })?;
+    Ok(bound)
+}
+
+/// A request as far as the admin needs it.
+struct Request {
+    method: proto::Method,
+    path: String,
+    query: String,
+    authorization: Option<Vec<u8>>,
+}
+
+/// Reads one request head from `s`; `None` after answering a malformed one.
+fn read_request(s: &mut TcpStream) -> Option<Request> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut head = proto::RequestHead::with_capacity(64);
+    let limits = proto::Limits::default();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match proto::parse_request(&buf, &mut head, &limits) {
+            Ok(proto::Status::Complete(_)) => break,
+            Ok(proto::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => {
+                problem(s, 400, "bad request", "");
+                return None;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
+    let target = String::from_utf8_lossy(head.path(&buf)).into_owned();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    Some(Request {
+        method: head.method,
+        path,
+        query,
+        authorization: head.value_of(&buf, b"authorization").map(<[u8]>::to_vec),
+    })
+}
+
+/// True when `auth` carries `token` as a bearer token or as a Basic password.
+fn authorized(token: &str, auth: Option<&[u8]>) -> bool {
+    use base64::Engine;
+    if token.is_empty() {
+        return true;
+    }
+    let Some(auth) = auth else { return false };
+    if let Some(t) = auth.strip_prefix(b"Bearer ") {
+        return constant_eq(t, token.as_bytes());
+    }
+    let Some(b) = auth.strip_prefix(b"Basic ") else {
+        return false;
+    };
+    let Ok(pair) = base64::engine::general_purpose::STANDARD.decode(b) else {
+        return false;
+    };
+    let password = pair
+        .iter()
+        .position(|&c| c == b':')
+        .and_then(|i| pair.get(i + 1..))
+        .unwrap_or_default();
+    constant_eq(password, token.as_bytes())
+}
+
+/// Compares without stopping at the first difference.
+fn constant_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers one request on `s`, then closes it.
+fn serve(mut s: TcpStream, admin: &Admin, rates: &mut stats::Rates) {
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let Some(req) = read_request(&mut s) else {
+        return;
+    };
+    if !authorized(&admin.token, req.authorization.as_deref()) {
+        let realm = "WWW-Authenticate: Basic realm=\"shardgate admin\"\r\n";
+        return problem(&mut s, 401, "admin token required", realm);
+    }
+    use proto::Method::{Get, Post};
+    let counters = || {
+        admin
+            .control
+            .upgrade()
+            .map(|c| c.counters(SCRAPE_WAIT))
+            .unwrap_or_default()
+    };
+    match (req.method, req.path.as_str()) {
+        (Get, "/healthz") => answer(&mut s, 200, "text/plain; charset=utf-8", "ok\n"),
+        (Get, "/readyz") if admin.draining.load(Ordering::Relaxed) => {
+            answer(&mut s, 503, "text/plain; charset=utf-8", "draining\n");
+        }
+        (Get, "/readyz") => answer(&mut s, 200, "text/plain; charset=utf-8", "ready\n"),
+        (Get, "/metrics") => {
+            let text = crate::metrics::text(&counters());
+            answer(
+                &mut s,
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                &text,
+            );
+        }
+        (Get, "/stats") => {
+            let v = rates.stats(&counters(), &admin.bound, Instant::now());
+            answer(&mut s, 200, "application/json", &v.to_string());
+        }
+        (Get, "/") => {
+            let v = rates.stats(&counters(), &admin.bound, Instant::now());
+            let draining = admin.draining.load(Ordering::Relaxed);
+            answer(
+                &mut s,
+                200,
+                "text/html; charset=utf-8",
+                &page::render(&v, draining),
+            );
+        }
+        (Get, "/config") => match ask(admin, Ask::Config) {
+            Some(c) => answer(
+                &mut s,
+                200,
+                "text/plain; charset=utf-8",
+                &config::redacted(&c),
+            ),
+            None => problem(&mut s, 503, "the control thread did not answer", ""),
+        },
+        (Post, "/reload") => match ask(admin, Ask::Reload) {
+            Some(Ok(what)) => {
+                let body = serde_json::json!({ "reloaded": what }).to_string();
+                answer(&mut s, 200, "application/json", &body);
+            }
+            Some(Err(why)) => problem(&mut s, 422, &why, ""),
+            None => problem(&mut s, 503, "the control thread did not answer", ""),
+        },
+        (Post, "/cache/purge") => purge(&mut s, admin, &req.query),
+        (_, "/" | "/healthz" | "/readyz" | "/metrics" | "/stats" | "/config") => {
+            problem(&mut s, 405, "method not allowed", "Allow: GET\r\n");
+        }
+        (_, "/reload" | "/cache/purge") => {
+            problem(&mut s, 405, "method not allowed", "Allow: POST\r\n");
+        }
+        _ => problem(&mut s, 404, "no such admin resource", ""),
+    }
+}
+
+/// Asks the main thread and waits for its answer (`None`: it did not answer in time).
+fn ask<T>(admin: &Admin, make: impl FnOnce(Sender<T>) -> Ask) -> Option<T> {
+    let (tx, rx) = mpsc::channel();
+    admin.asks.send(make(tx)).ok()?;
+    rx.recv_timeout(ASK_WAIT).ok()
+}
+
+/// `POST /cache/purge?key=K` (or `prefix=P`, `tag=T`): every shard purges what matches and
+/// says how many objects it dropped.
+fn purge(s: &mut TcpStream, admin: &Admin, query: &str) {
+    let mut what = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = String::from_utf8_lossy(&policy::query::percent_decode(v.as_bytes())).into_owned();
+        let p = match k {
+            "key" => Purge::Key(v),
+            "prefix" => Purge::Prefix(v),
+            "tag" => Purge::Tag(v),
+            _ => return problem(s, 400, &format!("unknown purge parameter `{k}`"), ""),
+        };
+        if what.replace(p).is_some() {
+            return problem(s, 400, "one of key, prefix or tag", "");
+        }
+    }
+    let Some(what) = what.filter(|p| !p.value().is_empty()) else {
+        return problem(s, 400, "purge needs key=, prefix= or tag= with a value", "");
+    };
+    let Some(control) = admin.control.upgrade() else {
+        return problem(s, 503, "stopping", "");
+    };
+    let (tx, rx) = mpsc::channel();
+    let asked = (0..control.shards())
+        .filter(|&i| control.send(i, Message::Purge(what.clone(), tx.clone())))
+        .count();
+    drop(tx);
+    let end = Instant::now() + SCRAPE_WAIT;
+    let (mut shards, mut purged) = (0usize, 0u64);
+    while shards < asked {
+        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
+            Ok(n) => {
+                shards += 1;
+                purged += n;
+            }
+            Err(_) => break,
+        }
+    }
+    let body = serde_json::json!({ "purged": purged, "shards": shards }).to_string();
+    answer(s, 200, "application/json", &body);
+}
+
+fn problem(s: &mut TcpStream, status: u16, detail: &str, fields: &str) {
+    let mut out = Vec::new();
+    policy::reply::problem_body(&mut out, status, detail);
+    let body = String::from_utf8_lossy(&out);
+    write(s, status, "application/problem+json", fields, &body);
+}
+
+fn answer(s: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+    write(s, status, content_type, "", body);
+}
+
+fn write(s: &mut TcpStream, status: u16, content_type: &str, fields: &str, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{fields}Connection: close\r\n\r\n",
+        proto::write::reason_phrase(status),
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(body.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_is_accepted_as_bearer_or_basic_password_only() {
+        assert!(authorized("", None));
+        assert!(!authorized("s3", None));
+        assert!(authorized("s3", Some(b"Bearer s3")));
+        assert!(!authorized("s3", Some(b"Bearer s4")));
+        assert!(!authorized("s3", Some(b"Bearer s3x")));
+        // "admin:s3" and "anyone:s3", "s3:" (the token as user name is not enough)
+        assert!(authorized("s3", Some(b"Basic YWRtaW46czM=")));
+        assert!(authorized("s3", Some(b"Basic YW55b25lOnMz")));
+        assert!(!authorized("s3", Some(b"Basic czM6")));
+        assert!(!authorized("s3", Some(b"Basic !!!")));
+        assert!(!authorized("s3", Some(b"Digest s3")));
+    }
+}
