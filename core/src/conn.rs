@@ -34,8 +34,8 @@ pub struct Conn {
     pub idle: Rc<Cell<bool>>,
     /// Requests received on this connection.
     pub served: u64,
-    /// The listener it came in on (index into `Gateway::listeners`).
-    pub listener: usize,
+    /// The listener it came in on (`Gateway::listener`).
+    pub listener: crate::listener::ListenerId,
 }
 
 /// Initial read buffer of a client connection.
@@ -62,7 +62,10 @@ impl Conn {
             resp: ResponseHead::with_capacity(16),
             idle: Rc::new(Cell::new(true)),
             served: 0,
-            listener: 0,
+            listener: crate::listener::ListenerId {
+                addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                nth: 0,
+            },
         }
     }
 

@@ -26,6 +26,11 @@ pub enum Message {
     /// A reloaded configuration (validated and compiled once on the control side): new
     /// exchanges run on it, those in flight finish on theirs.
     Config(std::sync::Arc<conf::Config>),
+    /// Start accepting on these sockets, bound for the listeners configured at these
+    /// addresses (a reload added them; sent after the config that has them).
+    Listen(Vec<(crate::listener::ListenerId, std::net::TcpListener)>),
+    /// Stop accepting on these listeners (a reload removed them).
+    Unlisten(Vec<crate::listener::ListenerId>),
     /// Reopen the access log's file (SIGUSR1, after logrotate moved it).
     ReopenLog,
     /// Drop cached responses that match; reply with how many were dropped.

@@ -33,7 +33,7 @@ pub async fn serve(
     shard: Rc<Shard>,
     stream: ClientStream,
     peer: std::net::SocketAddr,
-    listener: usize,
+    listener: crate::listener::ListenerId,
     tls: Option<Rc<TlsInfo>>,
 ) {
     let gw = shard.gateway();
@@ -278,7 +278,7 @@ async fn exchange(
     let close = !conn.head.keep_alive()
         || shard.draining.get()
         || (s.keepalive_requests > 0 && conn.served >= u64::from(s.keepalive_requests));
-    if let Some(ListenerKind::Redirect(port)) = gw.listeners.get(conn.listener).map(|l| &l.kind) {
+    if let Some(ListenerKind::Redirect(port)) = gw.listener(conn.listener).map(|l| &l.kind) {
         let location = https_location(conn, *port);
         let answer = Answer::Bodyless { status: 308 };
         return local(shard, s, conn, &mut ex, answer, &location, close, head_len).await;

@@ -91,6 +91,8 @@ pub enum ListenerKind {
 pub struct ListenerRt {
     /// Its address as configured.
     pub addr: SocketAddr,
+    /// Which listener it is.
+    pub id: crate::listener::ListenerId,
     /// What it does.
     pub kind: ListenerKind,
 }
@@ -252,7 +254,23 @@ impl Gateway {
                 (None, Some(port)) => ListenerKind::Redirect(port),
                 (None, None) => ListenerKind::Plain,
             };
-            listeners.push(ListenerRt { addr: l.addr, kind });
+            let id = crate::listener::ListenerId {
+                addr: l.addr,
+                nth: u16::try_from(
+                    config
+                        .listeners
+                        .iter()
+                        .take(i)
+                        .filter(|o| o.addr == l.addr)
+                        .count(),
+                )
+                .unwrap_or(u16::MAX),
+            };
+            listeners.push(ListenerRt {
+                addr: l.addr,
+                id,
+                kind,
+            });
         }
         let stamp = crate::trace::Stamp::build(config).unwrap_or_else(|(span, msg)| {
             all.push(conf::ConfError::at(&config.source, &config.text, span, msg));
@@ -325,6 +343,12 @@ impl Gateway {
         route
             .and_then(|i| self.routes.get(i))
             .map_or(&self.unrouted, |r| &r.pipeline)
+    }
+
+    /// The listener `id` (a reload may have removed it).
+    #[inline]
+    pub fn listener(&self, id: crate::listener::ListenerId) -> Option<&ListenerRt> {
+        self.listeners.iter().find(|l| l.id == id)
     }
 
     /// The record of route `i` (that of unrouted requests when there is none).

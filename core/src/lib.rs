@@ -3,6 +3,7 @@
 //! errors, and cross-shard control. The README's "Where the code is" table maps the steps.
 #![warn(missing_docs)]
 
+pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod answer;

@@ -4,15 +4,19 @@
 //! over what did not change (pools, breakers, limits, caches). Exchanges in flight and open
 //! keep-alive and WebSocket connections finish on the config they started with.
 //!
-//! Not reloaded (logged when they differ; they take a restart): the listeners, the shard
-//! layout, and the prober's and discovery's own settings.
+//! Listeners added are bound here (every shard's socket, before anything is switched) and
+//! handed to the shards after the config that has them; a listener removed stops accepting
+//! and its connections finish. Not reloaded (logged when they differ; they take a restart):
+//! the shard layout, the admin listener, and the prober's and discovery's own settings.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
 use conf::Config;
 
 use crate::control::{Control, Message};
+use crate::listener::{ListenerId, ids};
 use crate::upstream::discovery::Resolver;
 
 /// Reloads `path` over `running`; the new config, or why it was refused.
@@ -23,19 +27,12 @@ pub fn reload(
     resolve: &Resolver,
 ) -> Result<Arc<Config>, String> {
     let new = conf::load(path).map_err(|e| e.to_string())?;
-    let listeners = |c: &Config| -> Vec<(std::net::SocketAddr, bool)> {
-        c.listeners
-            .iter()
-            .map(|l| (l.addr, l.tls.is_some()))
-            .collect()
-    };
-    if listeners(&new) != listeners(running) {
-        return Err(
-            "the listeners changed: adding, removing or re-addressing a listener takes a restart"
-                .into(),
-        );
-    }
+    let (now, then) = (ids(&new.listen), ids(&running.listen));
+    let added: Vec<ListenerId> = now.iter().filter(|a| !then.contains(a)).copied().collect();
+    let removed: Vec<ListenerId> = then.iter().filter(|a| !now.contains(a)).copied().collect();
+    let added_addrs: Vec<SocketAddr> = added.iter().map(|a| a.addr).collect();
     let restart_only = [
+        ("[admin]", new.admin != running.admin),
         (
             "[server] shards",
             new.server.shards != running.server.shards,
@@ -64,9 +61,30 @@ pub fn reload(
     let secret = crate::tls::tickets::TicketSecret::generate()?;
     crate::gateway::Gateway::build(&new, control.shards().max(1), 0, None, &secret)
         .map_err(|e| e.to_string())?;
+    let (sockets, bound) =
+        crate::listener::bind_all(&added_addrs, control.shards(), new.server.backlog)
+            .map_err(|e| format!("cannot listen on {added_addrs:?}: {e}"))?;
     let new = Arc::new(new);
-    for i in 0..control.shards() {
+    for (i, mine) in sockets.into_iter().enumerate() {
         control.send(i, Message::Config(new.clone()));
+        if !mine.is_empty() {
+            control.send(
+                i,
+                Message::Listen(added.iter().copied().zip(mine).collect()),
+            );
+        }
+        if !removed.is_empty() {
+            control.send(i, Message::Unlisten(removed.clone()));
+        }
+    }
+    for a in bound {
+        crate::log!(Info, "reload: listening on {a}");
+    }
+    for a in &removed {
+        crate::log!(
+            Info,
+            "reload: no longer listening on {a} (its connections finish)"
+        );
     }
     Ok(new)
 }

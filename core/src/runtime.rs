@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use conf::{Config, Driver};
 
 use crate::control::{Control, Inbox, Message};
-use crate::gateway::{Gateway, ListenerKind};
+use crate::gateway::Gateway;
 use crate::shard::Shard;
-use crate::stream::ClientStream;
 use crate::tls::tickets::TicketSecret;
 
 /// What a shard thread needs to start.
@@ -164,14 +163,10 @@ async fn shard_main(
         Ok(w) => w,
         Err(e) => return fail(format!("cannot register the inbox: {e}")),
     };
-    let mut accepting = Vec::with_capacity(listeners.len());
-    for (index, l) in listeners.into_iter().enumerate() {
-        match monoio::net::TcpListener::from_std(l) {
-            Ok(l) => {
-                let fd = std::os::fd::AsRawFd::as_raw_fd(&l);
-                accepting.push((fd, monoio::spawn(accept_loop(shard.clone(), l, index))));
-            }
-            Err(e) => return fail(format!("cannot register listener: {e}")),
+    let ids = crate::listener::ids(&shard.source.config.borrow().listen);
+    for (addr, l) in ids.into_iter().zip(listeners) {
+        if let Err(e) = crate::accept::listen(&shard, addr, l) {
+            return fail(format!("cannot register listener: {e}"));
         }
     }
     // the tasks of this config's stages; a config that replaces it starts its own
@@ -180,13 +175,13 @@ async fn shard_main(
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
-    drain(&shard, accepting, drain_timeout).await;
+    drain(&shard, drain_timeout).await;
     shard.log.close(shard.gateway().access_log.as_deref());
 }
 
 /// Handles messages as they arrive, until one says drain (or the control side is gone).
 async fn serve_inbox(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     rx: &std::sync::mpsc::Receiver<Message>,
     mut wake: monoio::net::UnixStream,
 ) {
@@ -204,6 +199,14 @@ async fn serve_inbox(
                 Message::Config(c) => {
                     shard.apply_config(c);
                 }
+                Message::Listen(added) => {
+                    for (addr, l) in added {
+                        if let Err(e) = crate::accept::listen(shard, addr, l) {
+                            crate::log!(Error, "shard {}: cannot listen on {addr}: {e}", shard.id);
+                        }
+                    }
+                }
+                Message::Unlisten(removed) => crate::accept::unlisten(shard, &removed),
                 Message::ReopenLog => shard.log.reopen(),
                 Message::Purge(what, reply) => {
                     let _ = reply.send(shard.purge(&what));
@@ -233,18 +236,9 @@ async fn serve_inbox(
 /// Stops accepting (the listeners are closed once their accept loops end, so no connection
 /// waits in a queue nobody serves), closes idle connections, and waits (at most `limit`) for
 /// the others to finish the exchange they are in.
-async fn drain(
-    shard: &Shard,
-    accepting: Vec<(std::os::fd::RawFd, monoio::task::JoinHandle<()>)>,
-    limit: Duration,
-) {
+async fn drain(shard: &Shard, limit: Duration) {
     shard.draining.set(true);
-    for (fd, _) in &accepting {
-        crate::sys::shutdown_read(*fd);
-    }
-    for (_, accept_loop) in accepting {
-        accept_loop.await;
-    }
+    crate::accept::stop_all(shard).await;
     let deadline = Instant::now() + limit;
     loop {
         // again on every round: a connection accepted just before drain may register (or a
@@ -273,112 +267,6 @@ async fn drain(
 
 /// How often drain looks for connections to close while it waits for the busy ones.
 const DRAIN_LOOK: Duration = Duration::from_millis(20);
-
-async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, index: usize) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                if shard.draining.get() {
-                    break;
-                }
-                let stats = &shard.stats;
-                stats.accepted.set(stats.accepted.get() + 1);
-                stats.listener_accepted(index);
-                let gw = shard.gateway();
-                let settings = &gw.settings;
-                if settings.tcp_nodelay {
-                    let _ = stream.set_nodelay(true);
-                }
-                let tls = matches!(
-                    gw.listeners.get(index).map(|l| &l.kind),
-                    Some(ListenerKind::Tls(_))
-                );
-                if shard.open_connections() >= settings.max_connections {
-                    stats.over_limit.set(stats.over_limit.get() + 1);
-                    over_limit_warning(&shard, settings.max_connections);
-                    if tls {
-                        // a 503 would need a handshake first, the cost the limit avoids
-                        drop(stream);
-                        continue;
-                    }
-                    let shard = shard.clone();
-                    let stream = ClientStream::Plain(stream);
-                    monoio::spawn(async move { crate::answer::over_limit(&shard, stream).await });
-                    continue;
-                }
-                if tls {
-                    monoio::spawn(tls_serve(shard.clone(), stream, peer, index));
-                } else {
-                    let stream = ClientStream::Plain(stream);
-                    monoio::spawn(crate::downstream::serve(
-                        shard.clone(),
-                        stream,
-                        peer,
-                        index,
-                        None,
-                    ));
-                }
-            }
-            Err(e) => {
-                if shard.draining.get() {
-                    break;
-                }
-                crate::log!(Warn, "shard {}: accept failed: {e}", shard.id);
-                monoio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
-}
-
-/// Runs the TLS handshake of a connection to listener `index`, then serves it; a failed
-/// handshake is counted by reason and logged (at most once a second per shard).
-async fn tls_serve(shard: Rc<Shard>, tcp: monoio::net::TcpStream, peer: SocketAddr, index: usize) {
-    let gw = shard.gateway();
-    let Some(ListenerKind::Tls(l)) = gw.listeners.get(index).map(|l| &l.kind) else {
-        return;
-    };
-    // the connection counts as open (drain waits for it) from its first byte of handshake
-    let slot = shard.register(
-        std::os::fd::AsRawFd::as_raw_fd(&tcp),
-        Rc::new(std::cell::Cell::new(false)),
-    );
-    let done = crate::tls::handshake::accept(tcp, l).await;
-    shard.unregister(slot);
-    drop(gw);
-    match done {
-        Ok((stream, info)) => {
-            shard.stats.tls_handshake(&info);
-            let stream = ClientStream::Tls(Box::new(stream));
-            crate::downstream::serve(shard, stream, peer, index, Some(Rc::new(info))).await;
-        }
-        Err(why) => {
-            shard.stats.tls_failure(why);
-            if TLS_WARN.with(|t| t.allow(Instant::now(), Duration::from_secs(1)).is_some()) {
-                crate::log!(
-                    Info,
-                    "shard {}: TLS handshake with {peer} failed: {}",
-                    shard.id,
-                    why.as_str()
-                );
-            }
-        }
-    }
-}
-
-thread_local! {
-    static OVER_LIMIT_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
-    static TLS_WARN: crate::log::Throttle = const { crate::log::Throttle::new() };
-}
-
-fn over_limit_warning(shard: &Shard, max: usize) {
-    if OVER_LIMIT_WARN.with(|t| t.allow(Instant::now(), Duration::from_secs(1)).is_some()) {
-        crate::log!(
-            Warn,
-            "shard {}: max_connections ({max}) reached; refusing new connections",
-            shard.id
-        );
-    }
-}
 
 /// The CPUs shards are pinned to, one entry per shard (`None`: not pinned).
 pub fn placement(config: &Config) -> Vec<Option<usize>> {
@@ -507,7 +395,6 @@ pub fn start_all_with(
                 control: Arc::downgrade(&control),
                 draining: draining.clone(),
                 asks: asks_tx,
-                bound: bound.clone(),
             };
             match crate::admin::start(*addr, a) {
                 Ok(a) => Some(a),

@@ -34,8 +34,6 @@ pub struct Stats {
     pub retries: Cell<u64>,
     /// Upgraded connections (tunnels) that ended.
     pub tunnels: Cell<u64>,
-    /// Connections accepted by each listener (in config order).
-    pub by_listener: RefCell<Vec<u64>>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -43,18 +41,6 @@ fn bump(c: &Cell<u64>) {
 }
 
 impl Stats {
-    /// Counts a connection accepted by listener `index`.
-    #[inline]
-    pub fn listener_accepted(&self, index: usize) {
-        let mut v = self.by_listener.borrow_mut();
-        if v.len() <= index {
-            v.resize(index + 1, 0);
-        }
-        if let Some(n) = v.get_mut(index) {
-            *n += 1;
-        }
-    }
-
     /// Counts a completed client handshake.
     pub fn tls_handshake(&self, info: &policy::TlsInfo) {
         let i = match (info.resumed, info.version) {
@@ -136,13 +122,15 @@ pub struct Shard {
     /// The Date of answers the gateway makes itself, re-rendered once a second.
     date: proto::date::DateCache,
     /// What the current gateway was built from, to build it again (discovery, reload).
-    source: Source,
+    pub source: Source,
     /// The stage tasks running on this shard (a reload starts only the new ones).
     tasks: RefCell<Vec<std::rc::Weak<dyn policy::task::Task>>>,
     /// Randomness for request ids, span ids and log sampling (seeded by the OS).
     pub rng: policy::balance::Rng,
     /// The access log's lines on their way to the shard's writer.
     pub log: crate::access_log::Sink,
+    /// The listeners it accepts on.
+    pub listening: RefCell<Vec<crate::listener::Listening>>,
 }
 
 /// What a shard's gateway is built from.
@@ -186,6 +174,7 @@ impl Shard {
             date: proto::date::DateCache::default(),
             rng: policy::balance::Rng::new(os_seed() ^ id as u64),
             log: crate::access_log::Sink::default(),
+            listening: RefCell::default(),
         }
     }
 
@@ -384,14 +373,15 @@ impl Shard {
             routes: std::iter::once(gw.unrouted_stats.snapshot(""))
                 .chain(gw.routes.iter().map(|r| r.stats.snapshot(&r.name)))
                 .collect(),
-            listeners: {
-                let by = s.by_listener.borrow();
-                gw.listeners
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| (l.addr, l.scheme(), by.get(i).copied().unwrap_or(0)))
-                    .collect()
-            },
+            listeners: self
+                .listening
+                .borrow()
+                .iter()
+                .map(|l| {
+                    let scheme = gw.listener(l.id).map_or("http", |r| r.scheme());
+                    (l.bound, scheme, l.accepted.get())
+                })
+                .collect(),
             log_lines: [
                 self.log.lines.get(),
                 self.log.dropped.get(),

@@ -165,3 +165,70 @@ fn twenty_reloads_under_load_lose_no_request() {
         assert_eq!(refused(&g), 10, "{driver}: every invalid file reported");
     }
 }
+
+/// The address a reload logged it now listens on, for `ip`.
+fn listening_on(g: &Gateway, ip: &str) -> std::net::SocketAddr {
+    let key = format!("reload: listening on {ip}:");
+    assert!(eventually(|| g
+        .log_lines()
+        .iter()
+        .any(|l| l.contains(&key))));
+    let line = g
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains(&key))
+        .unwrap();
+    line.split("listening on ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_reload_adds_and_removes_listeners_and_their_connections_finish() {
+    for driver in DRIVERS {
+        let origin = EchoOrigin::start();
+        let Some(g) = Gateway::start(driver, "shards = 2", &rest(origin.addr, &["one"])) else {
+            continue;
+        };
+        let server = |listen: &str| {
+            format!("[server]\nlisten = [{listen}]\ndriver = \"{driver}\"\nshards = 2\n")
+        };
+        let mut keep = g.connect();
+        let mut pending = Vec::new();
+        let ask = |s: &mut TcpStream, pending: &mut Vec<u8>| {
+            s.write_all(b"GET /one HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            read_response(s, pending, false)
+        };
+        assert_eq!(ask(&mut keep, &mut pending).status, 200);
+        // a second listener, on another loopback address (port 0: the reload binds one)
+        let text = rest(origin.addr, &["one"]);
+        let both = format!("{}{text}", server("\"127.0.0.1:0\", \"127.0.0.2:0\""));
+        std::fs::write(g.config_path(), both).unwrap();
+        g.signal("HUP");
+        let second = listening_on(&g, "127.0.0.2");
+        assert_eq!(
+            request(second, "GET", "/one", "", b"").body,
+            b"one",
+            "{driver}"
+        );
+        assert_eq!(request(g.addr, "GET", "/one", "", b"").status, 200);
+        // the first one removed: no new connections there, the open one is still served
+        let only = format!("{}{text}", server("\"127.0.0.2:0\""));
+        std::fs::write(g.config_path(), only).unwrap();
+        g.signal("HUP");
+        assert!(eventually(|| g
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("no longer listening on 127.0.0.1:0"))));
+        assert!(
+            eventually(|| TcpStream::connect(g.addr).is_err()),
+            "{driver}: the removed listener still accepts"
+        );
+        assert_eq!(ask(&mut keep, &mut pending).status, 200, "{driver}");
+        assert_eq!(request(second, "GET", "/one", "", b"").body, b"one");
+    }
+}

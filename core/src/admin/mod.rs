@@ -56,8 +56,6 @@ pub struct Admin {
     pub draining: Arc<AtomicBool>,
     /// The main thread's side.
     pub asks: Sender<Ask>,
-    /// The data listeners' bound addresses (config order).
-    pub bound: Vec<SocketAddr>,
 }
 
 /// Starts the admin listener on `addr`; the address it bound. It stops with the control side.
@@ -187,11 +185,11 @@ fn serve(mut s: TcpStream, admin: &Admin, rates: &mut stats::Rates) {
             );
         }
         (Get, "/stats") => {
-            let v = rates.stats(&counters(), &admin.bound, Instant::now());
+            let v = rates.stats(&counters(), Instant::now());
             answer(&mut s, 200, "application/json", &v.to_string());
         }
         (Get, "/") => {
-            let v = rates.stats(&counters(), &admin.bound, Instant::now());
+            let v = rates.stats(&counters(), Instant::now());
             let draining = admin.draining.load(Ordering::Relaxed);
             answer(
                 &mut s,

@@ -23,8 +23,8 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// The stats document for `shards` (data listeners bound at `bound`) at `now`.
-    pub fn stats(&mut self, shards: &[ShardCounters], bound: &[SocketAddr], now: Instant) -> Value {
+    /// The stats document for `shards` at `now`.
+    pub fn stats(&mut self, shards: &[ShardCounters], now: Instant) -> Value {
         let mut totals = HashMap::new();
         let routes = merged_routes(shards);
         let all: u64 = shards.iter().map(|c| c.requests).sum();
@@ -32,21 +32,16 @@ impl Rates {
         for c in shards {
             totals.insert(format!("shard {}", c.shard), c.requests);
         }
-        let mut listener_accepts = Vec::new();
-        for (i, _) in shards
-            .first()
-            .map(|c| &c.listeners)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let n: u64 = shards
-                .iter()
-                .filter_map(|c| c.listeners.get(i))
-                .map(|l| l.2)
-                .sum();
-            totals.insert(format!("listener {i}"), n);
-            listener_accepts.push(n);
+        // every shard's listeners, by bound address, in the order first seen
+        let mut listener_list: Vec<(SocketAddr, &str, u64)> = Vec::new();
+        for &(addr, scheme, n) in shards.iter().flat_map(|c| &c.listeners) {
+            match listener_list.iter_mut().find(|l| l.0 == addr) {
+                Some(l) => l.2 += n,
+                None => listener_list.push((addr, scheme, n)),
+            }
+        }
+        for (addr, _, n) in &listener_list {
+            totals.insert(format!("listener {addr}"), *n);
         }
         for r in &routes {
             totals.insert(format!("route {}", r.name), count(r));
@@ -67,18 +62,14 @@ impl Rates {
                 })
             })
             .collect();
-        let listeners: Vec<Value> = shards
-            .first()
-            .map(|c| c.listeners.as_slice())
-            .unwrap_or_default()
+        let listeners: Vec<Value> = listener_list
             .iter()
-            .enumerate()
-            .map(|(i, (addr, scheme, _))| {
+            .map(|(addr, scheme, n)| {
                 json!({
-                    "address": bound.get(i).unwrap_or(addr).to_string(),
+                    "address": addr.to_string(),
                     "scheme": scheme,
-                    "accepted": listener_accepts.get(i),
-                    "rate": per_sec(&format!("listener {i}")),
+                    "accepted": n,
+                    "rate": per_sec(&format!("listener {addr}")),
                 })
             })
             .collect();
