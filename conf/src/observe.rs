@@ -55,7 +55,7 @@ impl Default for TracingConf {
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConf {
     /// Where lines go: `"stdout"` or a file path (appended to; reopened on SIGUSR1).
-    pub path: String,
+    pub path: Spanned<String>,
     /// `"json"` (one object per line), or a template of `${field}` names and text, such as
     /// `"${client_ip} ${method} ${path} ${status} ${duration_ms}"`.
     pub format: Spanned<String>,
@@ -72,7 +72,7 @@ pub struct AccessLogConf {
 impl Default for AccessLogConf {
     fn default() -> AccessLogConf {
         AccessLogConf {
-            path: "stdout".into(),
+            path: Spanned::new(0..0, "stdout".into()),
             format: Spanned::new(0..0, "json".into()),
             sample: Spanned::new(0..0, 1.0),
             buffer: ByteSize(64 * 1024),

@@ -54,8 +54,9 @@ pub struct Format {
 }
 
 impl Format {
-    /// Compiles a (validated) `[access_log]`.
-    pub fn new(c: &AccessLogConf) -> Format {
+    /// Compiles a (validated) `[access_log]`; a relative file path is taken from `dir`
+    /// (the config file's).
+    pub fn new(c: &AccessLogConf, dir: &std::path::Path) -> Format {
         let layout = match c.format.get_ref().as_str() {
             "json" => Layout::Json,
             t => Layout::Template(template(t)),
@@ -63,7 +64,10 @@ impl Format {
         let sample = c.sample.get_ref().clamp(0.0, 1.0);
         Format {
             layout,
-            path: c.path.clone(),
+            path: match c.path.get_ref().as_str() {
+                "stdout" => "stdout".into(),
+                p => dir.join(p).display().to_string(),
+            },
             threshold: if sample >= 1.0 {
                 u64::MAX
             } else {

@@ -276,10 +276,20 @@ impl Gateway {
             all.push(conf::ConfError::at(&config.source, &config.text, span, msg));
             crate::trace::Stamp::default()
         });
-        let access_log = config
-            .access_log
-            .as_ref()
-            .map(|a| Rc::new(crate::access_log::Format::new(a)));
+        let access_log = config.access_log.as_ref().map(|a| {
+            let f = crate::access_log::Format::new(a, dir);
+            let parent = std::path::Path::new(&f.path).parent();
+            if f.path != "stdout" && !parent.is_some_and(std::path::Path::is_dir) {
+                let msg = format!("[access_log] path {}: its directory does not exist", f.path);
+                all.push(conf::ConfError::at(
+                    &config.source,
+                    &config.text,
+                    a.path.span(),
+                    msg,
+                ));
+            }
+            Rc::new(f)
+        });
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for u in &config.upstreams {
             match upstream(u, shard, previous, dir) {

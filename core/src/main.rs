@@ -68,10 +68,19 @@ fn main() -> ExitCode {
         return match load(Some(path)) {
             Ok(c) => {
                 let listen: Vec<String> = c.listen.iter().map(|a| a.to_string()).collect();
+                let admin = c.admin.as_ref().map_or("none".to_string(), |(a, t)| {
+                    format!("http://{a}{}", if t.is_empty() { "" } else { " (token)" })
+                });
+                let log = c.access_log.as_ref().map_or("none".to_string(), |l| {
+                    format!("{} ({})", l.path.get_ref(), l.format.get_ref())
+                });
+                let on = |b: bool| if b { "on" } else { "off" };
                 say(&format!(
-                    "{}: ok\nlisten: {}\nroutes:\n{}",
+                    "{}: ok\nlisten: {}\nadmin: {admin}\naccess log: {log}\nrequest ids: {}, tracing: {}\nroutes:\n{}",
                     path.display(),
                     listen.join(", "),
+                    on(c.request_id.enabled),
+                    on(c.tracing.enabled),
                     Gateway::describe(&c)
                 ));
                 ExitCode::SUCCESS

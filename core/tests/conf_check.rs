@@ -266,3 +266,28 @@ fn bad_tls_settings_are_located() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn observability_settings_are_checked_and_shown() {
+    let (code, _, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[access_log]\npath = \"no/such/dir/a.log\"\n\
+         [request_id]\ntrust_from = [\"10.0.0.0/40\"]\n",
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("gw.toml:4:8: [access_log] path"), "{err}");
+    assert!(err.contains("its directory does not exist"), "{err}");
+    assert!(
+        err.contains("gw.toml:6:14: [request_id] trust_from"),
+        "{err}"
+    );
+    let (code, out, err) = check(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[access_log]\npath = \"a.log\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t\"\n[tracing]\nenabled = false\n",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("admin: http://127.0.0.1:0 (token)"), "{out}");
+    assert!(
+        out.contains("a.log (json)") && out.contains("request ids: on, tracing: off"),
+        "{out}"
+    );
+}

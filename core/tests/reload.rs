@@ -232,3 +232,47 @@ fn a_reload_adds_and_removes_listeners_and_their_connections_finish() {
         assert_eq!(request(second, "GET", "/one", "", b"").body, b"one");
     }
 }
+
+#[test]
+fn a_reload_serves_renewed_certificates_to_new_connections() {
+    use support::tls::{self, Ca};
+    let origin = EchoOrigin::start();
+    let dir = support::TempDir::new();
+    let ca = Ca::new("reload CA");
+    let old = ca.issue("old", &["gw.test"], false);
+    old.write(&dir.0, "gw");
+    let d = dir.0.display();
+    let rest = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncertificates = [{{ cert = \"{d}/gw.pem\", key = \"{d}/gw.key\" }}]\n{}",
+        rest(origin.addr, &["one"])
+    );
+    let Some(g) = Gateway::start("auto", "shards = 2", &rest) else {
+        return;
+    };
+    let client = tls::client_config(&ca, &[&rustls::version::TLS13], None);
+    let leaf = |s: &tls::Tls| s.conn.peer_certificates().unwrap()[0].clone();
+    let mut before = tls::connect(g.addrs[1], "gw.test", &client).unwrap();
+    assert_eq!(leaf(&before), old.der);
+    // renewed on disk (as certbot would), then SIGHUP
+    let new = ca.issue("new", &["gw.test"], false);
+    new.write(&dir.0, "gw");
+    let server = "[server]\nlisten = [\"127.0.0.1:0\"]\ndriver = \"auto\"\nshards = 2\n";
+    std::fs::write(g.config_path(), format!("{server}{rest}")).unwrap();
+    g.signal("HUP");
+    assert!(eventually(|| g
+        .log_lines()
+        .iter()
+        .any(|l| l.contains("SIGHUP: reloaded"))));
+    // every shard switches: each new connection gets the new certificate
+    for _ in 0..6 {
+        let s = tls::connect(g.addrs[1], "gw.test", &client).unwrap();
+        assert_eq!(leaf(&s), new.der);
+    }
+    // the connection from before goes on with its session
+    let answer = tls::exchange(
+        &mut before,
+        "GET /one HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert!(answer.ends_with("one"), "{answer}");
+}

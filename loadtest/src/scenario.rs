@@ -110,6 +110,16 @@ pub struct GatewayConf {
     /// the ratios are taken against; nginx and HAProxy, which cannot run the same policy, are
     /// left out.
     pub against_bare: bool,
+    /// An admin listener (`ip:port`, set in `config`) whose `/metrics` is scraped every
+    /// `scrape_every` seconds for the whole run.
+    pub scrape: Option<String>,
+    /// Seconds between scrapes. Default 1.
+    #[serde(default = "one")]
+    pub scrape_every: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// `[origin]`

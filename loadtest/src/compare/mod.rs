@@ -7,6 +7,7 @@
 
 mod event;
 pub mod procs;
+mod scrape;
 mod svg;
 pub mod systems;
 
@@ -402,6 +403,16 @@ fn run_scenario(
         running.push(systems::start_variant(BARE, shardgate, &bare)?);
     }
     anyhow::ensure!(!running.is_empty(), "no system to measure");
+    let scraper = match &scenario.gateway.scrape {
+        Some(a) => {
+            let addr: SocketAddr = a
+                .parse()
+                .with_context(|| format!("[gateway] scrape {a:?} is not ip:port"))?;
+            let every = Duration::from_secs_f64(scenario.gateway.scrape_every.max(0.01));
+            Some(scrape::Scraper::start(addr, every))
+        }
+        None => None,
+    };
 
     // one client TLS config per system, so one system's tickets are never offered to another
     let mut tls_plans = Vec::new();
@@ -476,6 +487,9 @@ fn run_scenario(
                 v.push((measured, report));
             }
         }
+    }
+    if let Some(s) = scraper {
+        crate::outln!("scraped /metrics {} times", s.scrapes());
     }
     for r in &mut running {
         r.child.stop();
