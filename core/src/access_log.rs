@@ -36,7 +36,56 @@ enum Layout {
 #[derive(Debug, Clone, PartialEq)]
 enum Piece {
     Text(Box<[u8]>),
-    Field(usize),
+    Field(Field),
+}
+
+/// The fields of a line, in `LOG_FIELDS` order (a test checks the two agree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Time,
+    Shard,
+    ClientIp,
+    Method,
+    Path,
+    Status,
+    Outcome,
+    BytesIn,
+    BytesOut,
+    DurationMs,
+    UpstreamMs,
+    Route,
+    Upstream,
+    Target,
+    RequestId,
+    TraceId,
+    Consumer,
+    Refusal,
+    Tls,
+}
+
+impl Field {
+    /// Every field, in `LOG_FIELDS` order.
+    const ALL: [Field; 19] = [
+        Field::Time,
+        Field::Shard,
+        Field::ClientIp,
+        Field::Method,
+        Field::Path,
+        Field::Status,
+        Field::Outcome,
+        Field::BytesIn,
+        Field::BytesOut,
+        Field::DurationMs,
+        Field::UpstreamMs,
+        Field::Route,
+        Field::Upstream,
+        Field::Target,
+        Field::RequestId,
+        Field::TraceId,
+        Field::Consumer,
+        Field::Refusal,
+        Field::Tls,
+    ];
 }
 
 /// `[access_log]` compiled.
@@ -92,8 +141,12 @@ fn template(t: &str) -> Vec<Piece> {
             ));
         }
         let name = after.get(..end).unwrap_or_default();
-        if let Some(i) = LOG_FIELDS.iter().position(|f| *f == name) {
-            out.push(Piece::Field(i));
+        if let Some(f) = LOG_FIELDS
+            .iter()
+            .position(|f| *f == name)
+            .and_then(|i| Field::ALL.get(i))
+        {
+            out.push(Piece::Field(*f));
         }
         rest = after.get(end + 1..).unwrap_or_default();
     }
@@ -129,6 +182,33 @@ pub struct Sink {
     pub dropped: Cell<u64>,
     /// Lines the writer could not write (the file could not be opened or written).
     pub lost: Arc<AtomicU64>,
+    /// The current second, rendered once.
+    clock: TimeCache,
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of the last second a line was written in.
+#[derive(Default)]
+struct TimeCache(Cell<(u64, [u8; 19])>);
+
+impl TimeCache {
+    /// Writes `t` as RFC 3339 UTC with milliseconds (24 bytes) into `out`.
+    fn render(&self, t: std::time::SystemTime, out: &mut [u8; 24]) {
+        let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let (secs, mut head) = self.0.get();
+        if secs != d.as_secs() || head == [0; 19] {
+            let mut v = Vec::with_capacity(24);
+            put_time(&mut v, t);
+            if let Some(h) = v.get(..19) {
+                head.copy_from_slice(h);
+            }
+            self.0.set((d.as_secs(), head));
+        }
+        let ms = d.subsec_millis();
+        let (h, tail) = out.split_at_mut(19);
+        h.copy_from_slice(&head);
+        let digit = |n: u32| b'0' + (n % 10) as u8;
+        tail.copy_from_slice(&[b'.', digit(ms / 100), digit(ms / 10), digit(ms), b'Z']);
+    }
 }
 
 impl Sink {
@@ -160,8 +240,8 @@ impl Sink {
                 took,
             };
             match &f.layout {
-                Layout::Json => line.json(&mut buf),
-                Layout::Template(pieces) => line.template(pieces, &mut buf),
+                Layout::Json => line.json(&mut buf, &self.clock),
+                Layout::Template(pieces) => line.template(pieces, &mut buf, &self.clock),
             }
             buf.push(b'\n');
         }
@@ -358,6 +438,12 @@ struct Line<'a> {
 /// `v` as a JSON string's contents (quotes, backslashes and control bytes escaped; other
 /// bytes above 0x7e as `\u00XX`).
 fn json_str(out: &mut Vec<u8>, v: &[u8]) {
+    if v.iter()
+        .all(|&c| (0x20..=0x7e).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.extend_from_slice(v);
+        return;
+    }
     for &c in v {
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -370,10 +456,53 @@ fn json_str(out: &mut Vec<u8>, v: &[u8]) {
     }
 }
 
+/// `n` in decimal.
+fn put_uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        if let Some(d) = digits.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || at == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(at..).unwrap_or_default());
+}
+
+/// An address (quoted for JSON when `quote`); IPv4 without the formatting machinery.
+fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr, quote: bool) {
+    if quote {
+        out.push(b'"');
+    }
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                put_uint(out, u64::from(o));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
 /// Microseconds as milliseconds with three decimals.
 fn put_ms(out: &mut Vec<u8>, d: Duration) {
-    let us = d.as_micros();
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    put_uint(out, us / 1000);
+    let frac = us % 1000;
+    let digit = |n: u64| b'0' + (n % 10) as u8;
+    out.extend_from_slice(&[b'.', digit(frac / 100), digit(frac / 10), digit(frac)]);
 }
 
 /// `t` as RFC 3339 UTC with milliseconds.
@@ -403,8 +532,9 @@ pub fn put_time(out: &mut Vec<u8>, t: std::time::SystemTime) {
 }
 
 impl Line<'_> {
-    /// The value of field `i` of `LOG_FIELDS`: `None` when the exchange has none.
-    fn value(&self, i: usize, out: &mut Vec<u8>, quote: bool) -> bool {
+    /// Writes the value of field `f` (quoted as JSON text when `quote`); false when the
+    /// exchange has none.
+    fn value(&self, f: Field, out: &mut Vec<u8>, quote: bool, clock: &TimeCache) -> bool {
         let ex = self.ex;
         let text = |out: &mut Vec<u8>, v: &[u8]| {
             if quote {
@@ -415,74 +545,76 @@ impl Line<'_> {
                 out.extend_from_slice(v);
             }
         };
-        match LOG_FIELDS.get(i).copied().unwrap_or_default() {
-            "time" => {
-                let mut t = Vec::with_capacity(24);
-                put_time(&mut t, ex.wall);
+        match f {
+            Field::Time => {
+                let mut t = [0u8; 24];
+                clock.render(ex.wall, &mut t);
                 text(out, &t);
             }
-            "shard" => {
-                let _ = write!(out, "{}", self.shard);
-            }
-            "client_ip" => display(out, &ex.client_ip, quote),
-            "method" => text(out, method(ex.method).as_bytes()),
-            "path" => text(out, &ex.target),
-            "status" => {
-                let _ = write!(out, "{}", ex.status);
-            }
-            "outcome" => text(out, outcome(ex.outcome).as_bytes()),
-            "bytes_in" => {
-                let _ = write!(out, "{}", ex.bytes_in);
-            }
-            "bytes_out" => {
-                let _ = write!(out, "{}", ex.bytes_out);
-            }
-            "duration_ms" => put_ms(out, self.took),
-            "upstream_ms" => match (ex.upstream.sent_at, ex.upstream.head_at) {
+            Field::Shard => put_uint(out, self.shard as u64),
+            Field::ClientIp => put_ip(out, ex.client_ip, quote),
+            Field::Method => text(out, method(ex.method).as_bytes()),
+            Field::Path => text(out, &ex.target),
+            Field::Status => put_uint(out, u64::from(ex.status)),
+            Field::Outcome => text(out, outcome(ex.outcome).as_bytes()),
+            Field::BytesIn => put_uint(out, ex.bytes_in),
+            Field::BytesOut => put_uint(out, ex.bytes_out),
+            Field::DurationMs => put_ms(out, self.took),
+            Field::UpstreamMs => match (ex.upstream.sent_at, ex.upstream.head_at) {
                 (Some(s), Some(h)) => put_ms(out, h.saturating_duration_since(s)),
                 _ => return false,
             },
-            "route" => match ex.route.and_then(|r| self.gw.routes.get(r.0 as usize)) {
+            Field::Route => match ex.route.and_then(|r| self.gw.routes.get(r.0 as usize)) {
                 Some(r) => text(out, r.name.as_bytes()),
                 None => return false,
             },
-            "upstream" => match ex.upstream.group.and_then(|g| self.gw.upstreams.get(g)) {
+            Field::Upstream => match ex.upstream.group.and_then(|g| self.gw.upstreams.get(g)) {
                 Some(u) => text(out, u.name.as_bytes()),
                 None => return false,
             },
-            "target" => match ex.upstream.addr {
-                Some(a) => display(out, &a, quote),
+            Field::Target => match ex.upstream.addr {
+                Some(a) => {
+                    if quote {
+                        out.push(b'"');
+                    }
+                    put_ip(out, a.ip(), false);
+                    out.push(b':');
+                    put_uint(out, u64::from(a.port()));
+                    if quote {
+                        out.push(b'"');
+                    }
+                }
                 None => return false,
             },
-            "request_id" if !ex.request_id.as_bytes().is_empty() => {
+            Field::RequestId if !ex.request_id.as_bytes().is_empty() => {
                 text(out, ex.request_id.as_bytes());
             }
-            "trace_id" if ex.trace_id != [0; 16] => {
+            Field::TraceId if ex.trace_id != [0; 16] => {
                 let mut hex = [0u8; 32];
                 crate::trace::put_hex(&mut hex, &ex.trace_id);
                 text(out, &hex);
             }
-            "consumer" => match ex.consumer() {
+            Field::Consumer => match ex.consumer() {
                 Some(c) => text(out, c.as_bytes()),
                 None => return false,
             },
-            "refusal" => match ex.refusal {
+            Field::Refusal => match ex.refusal {
                 Some(r) => text(out, r.as_bytes()),
                 None => return false,
             },
-            "tls" => match ex.tls.as_ref() {
+            Field::Tls => match ex.tls.as_ref() {
                 Some(t) => text(out, t.version.as_bytes()),
                 None => return false,
             },
-            _ => return false,
+            Field::RequestId | Field::TraceId => return false,
         }
         true
     }
 
     /// Every field as one JSON object (fields the exchange has not are `null`).
-    fn json(&self, out: &mut Vec<u8>) {
+    fn json(&self, out: &mut Vec<u8>, clock: &TimeCache) {
         out.push(b'{');
-        for (i, name) in LOG_FIELDS.iter().enumerate() {
+        for (i, (name, f)) in LOG_FIELDS.iter().zip(Field::ALL).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -490,7 +622,7 @@ impl Line<'_> {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"\":");
             let at = out.len();
-            if !self.value(i, out, true) {
+            if !self.value(f, out, true, clock) {
                 out.truncate(at);
                 out.extend_from_slice(b"null");
             }
@@ -499,13 +631,13 @@ impl Line<'_> {
     }
 
     /// The template's text and fields (`-` for fields the exchange has not).
-    fn template(&self, pieces: &[Piece], out: &mut Vec<u8>) {
+    fn template(&self, pieces: &[Piece], out: &mut Vec<u8>, clock: &TimeCache) {
         for p in pieces {
             match p {
                 Piece::Text(t) => out.extend_from_slice(t),
                 Piece::Field(i) => {
                     let at = out.len();
-                    if !self.value(*i, out, false) {
+                    if !self.value(*i, out, false, clock) {
                         out.truncate(at);
                         out.push(b'-');
                     }
@@ -513,15 +645,6 @@ impl Line<'_> {
             }
         }
     }
-}
-
-/// A value whose text needs no escaping (addresses), quoted for JSON.
-fn display(out: &mut Vec<u8>, v: &dyn std::fmt::Display, quote: bool) {
-    let _ = if quote {
-        write!(out, "\"{v}\"")
-    } else {
-        write!(out, "{v}")
-    };
 }
 
 fn method(m: proto::Method) -> &'static str {
@@ -577,6 +700,30 @@ mod tests {
     }
 
     #[test]
+    fn numbers_addresses_and_cached_times_render_as_before() {
+        let mut out = Vec::new();
+        for n in [0u64, 7, 10, 1234567890, u64::MAX] {
+            out.clear();
+            put_uint(&mut out, n);
+            assert_eq!(String::from_utf8_lossy(&out), n.to_string());
+        }
+        out.clear();
+        put_ip(&mut out, std::net::IpAddr::from([10, 0, 255, 1]), true);
+        assert_eq!(out, b"\"10.0.255.1\"");
+        out.clear();
+        put_ms(&mut out, Duration::from_micros(12_034));
+        assert_eq!(out, b"12.034");
+        let clock = TimeCache::default();
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        for ms in [1_796_181_045_007, 1_796_181_045_999, 1_796_181_046_050, 0] {
+            let (mut fast, mut slow) = ([0u8; 24], Vec::new());
+            clock.render(at(ms), &mut fast);
+            put_time(&mut slow, at(ms));
+            assert_eq!(fast.as_slice(), slow.as_slice());
+        }
+    }
+
+    #[test]
     fn json_strings_escape_what_json_needs() {
         let mut out = Vec::new();
         json_str(&mut out, b"a\"b\\c\n\x7f\xc3");
@@ -592,14 +739,27 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Piece::Field(2),
+                Piece::Field(Field::ClientIp),
                 Piece::Text(b" - ".as_slice().into()),
-                Piece::Field(5),
+                Piece::Field(Field::Status),
                 Piece::Text(b" ".as_slice().into()),
-                Piece::Field(9),
+                Piece::Field(Field::DurationMs),
                 Piece::Text(b"ms".as_slice().into()),
             ]
         );
+        // the enum and the names agree, in order
+        for (name, f) in LOG_FIELDS.iter().zip(Field::ALL) {
+            let camel: String = name
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|h| h.to_ascii_uppercase().to_string() + c.as_str())
+                        .unwrap_or_default()
+                })
+                .collect();
+            assert_eq!(format!("{f:?}"), camel);
+        }
     }
 
     #[test]

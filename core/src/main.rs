@@ -222,7 +222,7 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
     if embedded {
         log!(
             Info,
-            "using the embedded default config: /__shardgate/health answers here, everything else goes to 127.0.0.1:9000; pass --config FILE for your own (see conf/examples/shardgate.toml)"
+            "using the embedded default config: /__shardgate/health answers here, everything else goes to 127.0.0.1:9000, the status page is on the admin listener; pass --config FILE for your own (see conf/examples/shardgate.toml)"
         );
     } else {
         log!(Info, "config: {}", config.source);

@@ -77,7 +77,7 @@ impl Stamp {
             return;
         }
         let id_name: &[u8] = self.ids.as_ref().map_or(b"", |i| &i.name);
-        let (mut id, mut parent, mut parents) = (None, None, 0u32);
+        let (mut id, mut parent, mut parents, mut states) = (None, None, 0u32, false);
         for (i, f) in head.fields.iter().enumerate() {
             let name = f.name.get(buf);
             if !id_name.is_empty() && name.eq_ignore_ascii_case(id_name) {
@@ -87,6 +87,8 @@ impl Stamp {
                 parent = Some(f.value.get(buf));
                 parents += 1;
                 ex.edits.fields.drop_field(i);
+            } else if self.tracing.is_some() && name.eq_ignore_ascii_case(b"tracestate") {
+                states = true;
             }
         }
         if let Some(ids) = &self.ids {
@@ -105,8 +107,8 @@ impl Stamp {
             let (trace, flags) = match caller {
                 Some(c) => c,
                 None => {
-                    // a new trace: a malformed or repeated parent's state goes with it
-                    if parents > 0 {
+                    // a new trace: state that came without a valid parent is not its state
+                    if states {
                         ex.edits.fields.drop_named(&head.fields, buf, b"tracestate");
                     }
                     let sampled = rng.next() < t.threshold;

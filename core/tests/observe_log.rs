@@ -93,12 +93,18 @@ fn each_exchange_is_one_json_line_with_its_id_and_trace() {
         "started unsampled (sample_ratio 0): {tp2}"
     );
     assert_eq!(seen.header("tracestate"), None);
+    // state without a parent is not passed on either
+    let r4 = request(g.addr, "GET", "/api/s", "tracestate: k=v\r\n", b"");
+    assert_eq!(r4.status, 200);
+    let seen = origin.records().pop().unwrap();
+    assert_eq!(seen.header("tracestate"), None);
+    assert_eq!(seen.header("traceparent").map(|t| t.len()), Some(55));
     // a request no route takes still gets an id, and a line
     let r3 = request(g.addr, "GET", "/nowhere", "", b"");
     assert_eq!(r3.status, 404);
     assert_eq!(r3.header("x-request-id").map(str::len), Some(32));
 
-    assert!(eventually(|| lines(&log).len() == 3), "{:?}", lines(&log));
+    assert!(eventually(|| lines(&log).len() == 4), "{:?}", lines(&log));
     let all: Vec<serde_json::Value> = lines(&log)
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -36,6 +36,8 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("kill-target", include_str!("../scenarios/kill-target.toml")),
     ("stop-target", include_str!("../scenarios/stop-target.toml")),
     ("balance", include_str!("../scenarios/balance.toml")),
+    ("access-log", include_str!("../scenarios/access-log.toml")),
+    ("scrape", include_str!("../scenarios/scrape.toml")),
 ];
 
 /// One scenario file.

@@ -15,15 +15,19 @@
 //! Counters come from the shards by message (they copy them between requests); reloads and
 //! the running config come from the main thread by message (`Ask`): nothing is locked.
 
+// The one lock here (`Mutex<Rates>`) is shared by admin connection threads only; no shard
+// ever takes it.
+#![allow(clippy::disallowed_types)]
+
 mod config;
 mod page;
 mod stats;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::control::{Control, Message, Purge};
@@ -58,20 +62,41 @@ pub struct Admin {
     pub asks: Sender<Ask>,
 }
 
+/// Most admin connections served at once; more wait in the listen queue.
+const MAX_CLIENTS: usize = 16;
+
 /// Starts the admin listener on `addr`; the address it bound. It stops with the control side.
+/// Each connection is served on a thread of its own, so a client that stalls holds up no
+/// scrape.
 pub fn start(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     listener.set_nonblocking(true)?;
+    let admin = Arc::new(admin);
+    let rates = Arc::new(Mutex::new(stats::Rates::default()));
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("sg-admin".into())
         .spawn(move || {
-            let mut rates = stats::Rates::default();
             while admin.control.strong_count() > 0 {
+                if busy.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
                 match listener.accept() {
                     Ok((s, _)) => {
                         let _ = s.set_nonblocking(false);
-                        serve(s, &admin, &mut rates);
+                        let (admin, rates, busy) = (admin.clone(), rates.clone(), busy.clone());
+                        busy.fetch_add(1, Ordering::Relaxed);
+                        let spawned = std::thread::Builder::new()
+                            .name("sg-admin-conn".into())
+                            .spawn(move || {
+                                serve(s, &admin, &rates);
+                                busy.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        if spawned.is_err() {
+                            crate::log!(Warn, "admin: cannot start a thread for a connection");
+                        }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -151,7 +176,7 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Answers one request on `s`, then closes it.
-fn serve(mut s: TcpStream, admin: &Admin, rates: &mut stats::Rates) {
+fn serve(mut s: TcpStream, admin: &Admin, rates: &Mutex<stats::Rates>) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
     let Some(req) = read_request(&mut s) else {
@@ -185,11 +210,11 @@ fn serve(mut s: TcpStream, admin: &Admin, rates: &mut stats::Rates) {
             );
         }
         (Get, "/stats") => {
-            let v = rates.stats(&counters(), Instant::now());
+            let v = stats_of(rates, &counters());
             answer(&mut s, 200, "application/json", &v.to_string());
         }
         (Get, "/") => {
-            let v = rates.stats(&counters(), Instant::now());
+            let v = stats_of(rates, &counters());
             let draining = admin.draining.load(Ordering::Relaxed);
             answer(
                 &mut s,
@@ -224,6 +249,15 @@ fn serve(mut s: TcpStream, admin: &Admin, rates: &mut stats::Rates) {
         }
         _ => problem(&mut s, 404, "no such admin resource", ""),
     }
+}
+
+/// The `/stats` document (rates shared by every admin connection; a poisoned lock only means
+/// another connection's thread panicked while computing, the figures stay usable).
+fn stats_of(rates: &Mutex<stats::Rates>, c: &[crate::control::ShardCounters]) -> serde_json::Value {
+    let mut r = rates
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    r.stats(c, Instant::now())
 }
 
 /// Asks the main thread and waits for its answer (`None`: it did not answer in time).
