@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use conf::observe::{AccessLogConf, LOG_FIELDS};
 use policy::{Exchange, Outcome};
+use proto::write::put_decimal as put_uint;
 
 use crate::gateway::Gateway;
 
@@ -454,23 +455,6 @@ fn json_str(out: &mut Vec<u8>, v: &[u8]) {
             }
         }
     }
-}
-
-/// `n` in decimal.
-fn put_uint(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || at == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(at..).unwrap_or_default());
 }
 
 /// An address (quoted for JSON when `quote`); IPv4 without the formatting machinery.
