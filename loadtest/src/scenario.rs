@@ -38,6 +38,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("balance", include_str!("../scenarios/balance.toml")),
     ("access-log", include_str!("../scenarios/access-log.toml")),
     ("scrape", include_str!("../scenarios/scrape.toml")),
+    ("ids-off", include_str!("../scenarios/ids-off.toml")),
 ];
 
 /// One scenario file.
