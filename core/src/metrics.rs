@@ -227,10 +227,13 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
     let mut v = Vec::new();
     for c in shards {
         for (route, reason, n) in &c.refusals {
+            // reasons are `stage.what` (`api_key.missing`)
+            let stage = reason.split_once('.').map_or(*reason, |(s, _)| s);
             let labels = format!(
-                "shard=\"{}\",route=\"{}\",reason=\"{}\"",
+                "shard=\"{}\",route=\"{}\",stage=\"{}\",reason=\"{}\"",
                 c.shard,
                 esc(route),
+                esc(stage),
                 esc(reason)
             );
             v.push((labels, *n));
@@ -239,7 +242,7 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
     out.family(
         "shardgate_refusals_total",
         "counter",
-        "Requests refused by a stage, by route and reason.",
+        "Requests refused by a stage, by route, stage and reason.",
         &v,
     );
     let kinds = ["full_tls12", "full_tls13", "resumed"];

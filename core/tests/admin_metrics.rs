@@ -226,8 +226,11 @@ fn routes_and_targets_are_counted_and_timed_over_every_shard() {
         let rest = format!(
             "[[upstream]]\nname = \"origin\"\ntargets = [\"{}\"]\n\n\
              [[route]]\nname = \"api\"\npath = \"/api/{{*rest}}\"\nupstream = \"origin\"\n\n\
+             [[route]]\nname = \"keyed\"\npath = \"/keyed\"\nupstream = \"origin\"\n\
+             [[route.policy]]\nkind = \"api_key\"\nconsumers = [{{ name = \"c\", key_sha256 = \"{}\" }}]\n\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n",
-            origin.addr
+            origin.addr,
+            "ab".repeat(32)
         );
         let Some(g) = Gateway::start(driver, "shards = 2", &rest) else {
             continue;
@@ -246,6 +249,9 @@ fn routes_and_targets_are_counted_and_timed_over_every_shard() {
         for _ in 0..4 {
             assert_eq!(request(g.addr, "GET", "/elsewhere", "", b"").status, 404);
         }
+        for _ in 0..2 {
+            assert_eq!(request(g.addr, "GET", "/keyed", "", b"").status, 401);
+        }
         let r = request(a, "GET", "/metrics", "", b"");
         let m = parse(std::str::from_utf8(&r.body).unwrap());
         let route = "route=\"api\"";
@@ -263,6 +269,9 @@ fn routes_and_targets_are_counted_and_timed_over_every_shard() {
             one(&m, responses, "route=\"\",method=\"GET\",class=\"4xx\""),
             4.0
         );
+        let refused = "shardgate_refusals_total";
+        let by = "route=\"keyed\",stage=\"api_key\",reason=\"api_key.missing\"";
+        assert_eq!(sum(&m, refused, by), 2.0, "{driver}");
         // the histogram: cumulative buckets ending in +Inf = count = exchanges of the route
         let hist = "shardgate_request_duration_seconds";
         let mut last = 0.0;
@@ -317,4 +326,37 @@ fn routes_and_targets_are_counted_and_timed_over_every_shard() {
         );
         assert!(connects >= 1.0);
     }
+}
+
+#[test]
+fn draining_turns_readyz_503_and_closes_keep_alive_clients() {
+    use std::io::Write;
+    let origin = Origin::start();
+    let rest = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        route_all(origin.addr, "")
+    );
+    let Some(mut g) = Gateway::start("auto", "shards = 1\ndrain_timeout = \"10s\"", &rest) else {
+        return;
+    };
+    let a = admin(&g);
+    // a keep-alive request still in flight when SIGTERM comes
+    let mut busy = g.connect();
+    busy.write_all(b"GET /slow/1200 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(support::eventually(|| !origin.records().is_empty()));
+    g.terminate();
+    assert!(
+        support::eventually(|| request(a, "GET", "/readyz", "", b"").status == 503),
+        "/readyz says draining"
+    );
+    assert_eq!(request(a, "GET", "/healthz", "", b"").status, 200);
+    let r = support::read_response(&mut busy, &mut Vec::new(), false);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("connection"),
+        Some("close"),
+        "the keep-alive client is told"
+    );
+    assert_eq!(g.wait_exit(std::time::Duration::from_secs(10)), Some(0));
 }
