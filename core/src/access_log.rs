@@ -493,18 +493,8 @@ fn put_ms(out: &mut Vec<u8>, d: Duration) {
 pub fn put_time(out: &mut Vec<u8>, t: std::time::SystemTime) {
     let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
+    let (year, month, day) = proto::date::civil_from_days(secs / 86_400);
     let rem = secs % 86_400;
-    // civil date from days since 1970-01-01 (proleptic Gregorian)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
     let _ = write!(
         out,
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
