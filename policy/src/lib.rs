@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod balance;
+pub mod cache;
 pub mod cidr;
 pub mod exchange;
 pub mod lru;
