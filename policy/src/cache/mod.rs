@@ -5,3 +5,4 @@
 
 pub mod directives;
 pub mod freshness;
+pub mod store;
