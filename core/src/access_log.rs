@@ -16,8 +16,6 @@ use conf::observe::{AccessLogConf, LOG_FIELDS};
 use policy::{Exchange, Outcome};
 use proto::write::put_decimal as put_uint;
 
-use crate::gateway::Gateway;
-
 /// Batches a shard may have at its writer before it drops lines.
 const MAX_BATCHES: usize = 4;
 
@@ -213,12 +211,13 @@ impl TimeCache {
 }
 
 impl Sink {
-    /// Records `ex` (finished after `took`, on shard `shard` under `gw`) if it is sampled.
+    /// Records `ex` (finished after `took` on shard `shard`, its route and group `names`) if
+    /// it is sampled.
     pub fn record(
         &self,
         f: &Format,
         shard: usize,
-        gw: &Gateway,
+        names: Names<'_>,
         ex: &Exchange,
         took: Duration,
         rng: &policy::balance::Rng,
@@ -236,7 +235,7 @@ impl Sink {
             let mut buf = self.buf.borrow_mut();
             let line = Line {
                 shard,
-                gw,
+                names,
                 ex,
                 took,
             };
@@ -296,25 +295,6 @@ impl Sink {
         }
         // the writer ends when its channel closes, after the batches already queued
         self.writer.borrow_mut().take();
-    }
-}
-
-/// Hands each shard's lines over at least every `flush` of its current config (a shard
-/// without an access log looks again each second), until the shard is gone.
-pub async fn flush_loop(shard: std::rc::Weak<crate::shard::Shard>) {
-    loop {
-        let wait = {
-            let Some(s) = shard.upgrade() else { return };
-            let gw = s.gateway();
-            match gw.access_log.as_deref() {
-                Some(f) => {
-                    s.log.hand_over(f);
-                    f.flush
-                }
-                None => Duration::from_secs(1),
-            }
-        };
-        monoio::time::sleep(wait).await;
     }
 }
 
@@ -428,10 +408,19 @@ fn write_lines(out: &mut Out, b: &[u8]) -> bool {
     true
 }
 
+/// The names of an exchange's route and upstream group (`None`: it had none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Names<'a> {
+    /// The route's name.
+    pub route: Option<&'a str>,
+    /// The upstream group's name.
+    pub upstream: Option<&'a str>,
+}
+
 /// One exchange's line being written.
 struct Line<'a> {
     shard: usize,
-    gw: &'a Gateway,
+    names: Names<'a>,
     ex: &'a Exchange,
     took: Duration,
 }
@@ -538,12 +527,12 @@ impl Line<'_> {
                 (Some(s), Some(h)) => put_ms(out, h.saturating_duration_since(s)),
                 _ => return false,
             },
-            Field::Route => match ex.route.and_then(|r| self.gw.routes.get(r.0 as usize)) {
-                Some(r) => text(out, r.name.as_bytes()),
+            Field::Route => match self.names.route {
+                Some(r) => text(out, r.as_bytes()),
                 None => return false,
             },
-            Field::Upstream => match ex.upstream.group.and_then(|g| self.gw.upstreams.get(g)) {
-                Some(u) => text(out, u.name.as_bytes()),
+            Field::Upstream => match self.names.upstream {
+                Some(u) => text(out, u.as_bytes()),
                 None => return false,
             },
             Field::Target => match ex.upstream.addr {

@@ -52,8 +52,16 @@ impl Drop for Finish<'_> {
         let took = std::time::Instant::now().saturating_duration_since(self.ex.now);
         self.gateway.route_stats(route).finish(self.ex, took);
         if let Some(f) = &self.gateway.access_log {
-            let s = self.shard;
-            s.log.record(f, s.id, self.gateway, self.ex, took, &s.rng);
+            let (gw, s) = (self.gateway, self.shard);
+            let names = crate::access_log::Names {
+                route: route
+                    .and_then(|r| gw.routes.get(r))
+                    .map(|r| r.name.as_str()),
+                upstream: (self.ex.upstream.group)
+                    .and_then(|g| gw.upstreams.get(g))
+                    .map(|u| u.name.as_str()),
+            };
+            s.log.record(f, s.id, names, self.ex, took, &s.rng);
         }
     }
 }

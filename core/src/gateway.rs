@@ -89,9 +89,7 @@ pub enum ListenerKind {
 
 /// One listener at run time (indexed like `Config::listeners` and the bound sockets).
 pub struct ListenerRt {
-    /// Its address as configured.
-    pub addr: SocketAddr,
-    /// Which listener it is.
+    /// Which listener it is (its address as configured, and which of those with it).
     pub id: crate::listener::ListenerId,
     /// What it does.
     pub kind: ListenerKind,
@@ -241,6 +239,7 @@ impl Gateway {
             conf::ConfError::at(&config.source, &config.text, p.span, p.msg)
         };
         let mut listeners = Vec::with_capacity(config.listeners.len());
+        let ids = crate::listener::ids(&config.listen);
         for (i, l) in config.listeners.iter().enumerate() {
             let name = format!("{i} {}", l.addr);
             let kind = match (&l.tls, l.redirect_https) {
@@ -254,23 +253,10 @@ impl Gateway {
                 (None, Some(port)) => ListenerKind::Redirect(port),
                 (None, None) => ListenerKind::Plain,
             };
-            let id = crate::listener::ListenerId {
-                addr: l.addr,
-                nth: u16::try_from(
-                    config
-                        .listeners
-                        .iter()
-                        .take(i)
-                        .filter(|o| o.addr == l.addr)
-                        .count(),
-                )
-                .unwrap_or(u16::MAX),
+            let Some(&id) = ids.get(i) else {
+                continue;
             };
-            listeners.push(ListenerRt {
-                addr: l.addr,
-                id,
-                kind,
-            });
+            listeners.push(ListenerRt { id, kind });
         }
         let stamp = crate::trace::Stamp::build(config).unwrap_or_else(|(span, msg)| {
             all.push(conf::ConfError::at(&config.source, &config.text, span, msg));

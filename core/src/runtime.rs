@@ -1,5 +1,6 @@
 //! Shard threads: placement and pinning, one monoio runtime each (io_uring, else epoll,
-//! logged), accept loops, background tasks, the inbox loop, start-up and drain.
+//! logged), background tasks (the access log's flushes among them), the inbox loop,
+//! start-up and drain.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -171,12 +172,31 @@ async fn shard_main(
     }
     // the tasks of this config's stages; a config that replaces it starts its own
     shard.start_tasks();
-    monoio::spawn(crate::access_log::flush_loop(Rc::downgrade(&shard)));
+    monoio::spawn(flush_access_log(Rc::downgrade(&shard)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
     drain(&shard, drain_timeout).await;
     shard.log.close(shard.gateway().access_log.as_deref());
+}
+
+/// Hands each shard's lines over at least every `flush` of its current config (a shard
+/// without an access log looks again each second), until the shard is gone.
+async fn flush_access_log(shard: std::rc::Weak<Shard>) {
+    loop {
+        let wait = {
+            let Some(s) = shard.upgrade() else { return };
+            let gw = s.gateway();
+            match gw.access_log.as_deref() {
+                Some(f) => {
+                    s.log.hand_over(f);
+                    f.flush
+                }
+                None => Duration::from_secs(1),
+            }
+        };
+        monoio::time::sleep(wait).await;
+    }
 }
 
 /// Handles messages as they arrive, until one says drain (or the control side is gone).

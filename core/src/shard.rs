@@ -10,6 +10,7 @@ use policy::{Exchange, Outcome};
 
 use crate::control::ShardCounters;
 use crate::gateway::Gateway;
+use crate::stats::{bump, class_index};
 
 /// Per-shard counters, read by the counters message.
 #[derive(Debug, Default)]
@@ -34,10 +35,6 @@ pub struct Stats {
     pub retries: Cell<u64>,
     /// Upgraded connections (tunnels) that ended.
     pub tunnels: Cell<u64>,
-}
-
-fn bump(c: &Cell<u64>) {
-    c.set(c.get() + 1);
 }
 
 impl Stats {
@@ -75,11 +72,7 @@ impl Stats {
         if let Some(c) = self.outcomes.get(outcome) {
             bump(c);
         }
-        let class = match ex.status {
-            100..=599 => usize::from(ex.status / 100),
-            _ => 0,
-        };
-        if let Some(c) = self.classes.get(class) {
+        if let Some(c) = self.classes.get(class_index(ex.status)) {
             bump(c);
         }
     }
