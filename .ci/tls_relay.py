@@ -26,12 +26,18 @@ def relay(client: socket.socket, target: tuple[str, int], ctx: ssl.SSLContext) -
                 return
             for s in ready:
                 other = tls if s is client else client
+                if s is tls:
+                    # a record with no data (a TLS 1.3 session ticket) must not block the
+                    # relay in recv while the client's request waits unread
+                    tls.setblocking(False)
                 try:
                     data = s.recv(65536)
-                except ssl.SSLWantReadError:
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     continue
                 except OSError:
                     data = b""
+                finally:
+                    tls.settimeout(30)
                 if not data:
                     return
                 try:
