@@ -98,6 +98,31 @@ pub fn render(
     }
 }
 
+/// Sends the answer a stage holds instead of the upstream's (a cache's stored or stale
+/// response) with its own fields.
+pub async fn replacement(
+    shard: &Shard,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    instead: &policy::Replacement,
+    persist: Persist,
+    outcome: Outcome,
+    timeout: Duration,
+) -> Next {
+    let answer = Answer::Reply(&instead.reply);
+    send(
+        shard,
+        conn,
+        ex,
+        answer,
+        &instead.fields,
+        persist,
+        outcome,
+        timeout,
+    )
+    .await
+}
+
 /// Sends `answer` to the current request of `conn` with `fields` and the response fields
 /// stages added, and records it in `ex` (status, bytes, `outcome`, or `Aborted` when the
 /// client is gone).

@@ -37,25 +37,7 @@ pub enum Message {
     Purge(Purge, Sender<u64>),
 }
 
-/// What a purge drops from the response caches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purge {
-    /// The object of this cache key.
-    Key(String),
-    /// Every object whose key starts with this.
-    Prefix(String),
-    /// Every object whose response carried this `Cache-Tag`.
-    Tag(String),
-}
-
-impl Purge {
-    /// The key, prefix or tag.
-    pub fn value(&self) -> &str {
-        match self {
-            Purge::Key(v) | Purge::Prefix(v) | Purge::Tag(v) => v,
-        }
-    }
-}
+pub use policy::cache::Purge;
 
 /// A group's targets as discovery found them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +105,8 @@ pub struct ShardCounters {
     pub classes: [u64; 6],
     /// Refusals by route and reason.
     pub refusals: Vec<(String, &'static str, u64)>,
+    /// Stages' own figures by route and stage kind (a cache's hits, misses, bytes).
+    pub stage_figures: Vec<(String, &'static str, policy::Figure)>,
     /// TLS handshakes with clients: full TLS 1.2, full TLS 1.3, resumed.
     pub tls_handshakes: [u64; 3],
     /// Failed TLS handshakes by reason (only reasons seen).

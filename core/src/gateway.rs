@@ -334,6 +334,11 @@ impl Gateway {
         })
     }
 
+    /// Drops the stored responses `what` names from every stage's cache; how many.
+    pub fn purge(&self, what: &crate::control::Purge) -> u64 {
+        self.pipelines.purge(what)
+    }
+
     /// The pipeline of route `i` (the global stages when it has none).
     pub fn pipeline(&self, route: Option<usize>) -> &Pipeline {
         route

@@ -245,6 +245,35 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
         "Requests refused by a stage, by route, stage and reason.",
         &v,
     );
+    for (gauge, family, kind, help) in [
+        (
+            false,
+            "shardgate_stage_total",
+            "counter",
+            "Stages' own counts, by route, stage and name (a cache's hits, misses, bytes_served).",
+        ),
+        (
+            true,
+            "shardgate_stage_level",
+            "gauge",
+            "Stages' own levels, by route, stage and name (a cache's entries, bytes_stored).",
+        ),
+    ] {
+        let mut v = Vec::new();
+        for c in shards {
+            for (route, stage, f) in c.stage_figures.iter().filter(|(_, _, f)| f.gauge == gauge) {
+                let labels = format!(
+                    "shard=\"{}\",route=\"{}\",stage=\"{}\",name=\"{}\"",
+                    c.shard,
+                    esc(route),
+                    esc(stage),
+                    f.name
+                );
+                v.push((labels, f.value));
+            }
+        }
+        out.family(family, kind, help, &v);
+    }
     let kinds = ["full_tls12", "full_tls13", "resumed"];
     let v = by_name(shards, "kind", &kinds, |c| &c.tls_handshakes);
     out.family(

@@ -322,25 +322,22 @@ impl Shard {
         }
     }
 
-    /// Drops the cached responses `what` names from this shard's caches; how many. (No stage
-    /// caches responses yet: the response cache plugs in here.)
+    /// Drops the cached responses `what` names from this shard's caches; how many.
     pub fn purge(&self, what: &crate::control::Purge) -> u64 {
-        crate::log!(
-            Debug,
-            "shard {}: purge {what:?}: no response cache",
-            self.id
-        );
-        0
+        self.gateway().purge(what)
     }
 
     /// A copy of the counters.
     pub fn counters(&self) -> ShardCounters {
         let s = &self.stats;
         let gw = self.gateway();
-        let mut refusals = Vec::new();
+        let (mut refusals, mut stage_figures) = (Vec::new(), Vec::new());
         for r in &gw.routes {
             for (reason, n) in r.pipeline.refusals() {
                 refusals.push((r.name.clone(), reason, n));
+            }
+            for (kind, f) in r.pipeline.figures() {
+                stage_figures.push((r.name.clone(), kind, f));
             }
         }
         ShardCounters {
@@ -353,6 +350,7 @@ impl Shard {
             outcomes: s.outcomes.each_ref().map(Cell::get),
             classes: s.classes.each_ref().map(Cell::get),
             refusals,
+            stage_figures,
             tls_handshakes: s.tls_handshakes.each_ref().map(Cell::get),
             tls_failures: crate::tls::handshake::Failure::ALL
                 .iter()

@@ -82,7 +82,16 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, client_cert, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate"), "{err}");
+}
+
+#[test]
+fn bad_cache_settings_are_located() {
+    let text = "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"2MiB\"\n[[route.policy]]\nkind = \"cache\"\nquery = \"random\"\n";
+    let (code, _, err) = check(text);
+    assert_eq!(code, 2);
+    assert!(err.contains("gw.toml:3:1: route `route[0]` [[route.policy]] kind = \"cache\": `max_object` is larger than `size`"), "{err}");
+    assert!(err.contains("gw.toml:7:1: route `route[0]` [[route.policy]] kind = \"cache\": unknown variant `random`"), "{err}");
 }
 
 #[test]

@@ -75,7 +75,15 @@ fn compare_runs_a_scenario_against_shardgate_and_cleans_up() {
         &shardgate,
         &out,
     );
-    assert!(stdout.contains("skipped: needs cache"), "{stdout}");
+    assert!(stdout.contains("== scenario cache"), "{stdout}");
+    let cache = out.join("cache");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join("report.json")).unwrap()).unwrap();
+    let round = &report["systems"][0]["rounds"][0];
+    assert!(round["responses"].as_u64().unwrap() > 10, "cache: {round}");
+    assert_eq!(round["error_total"], 0, "cache: {round}");
+    let conf = std::fs::read_to_string(cache.join("shardgate.toml")).unwrap();
+    assert!(conf.contains("kind = \"cache\""), "{conf}");
     for scenario in ["tls", "tls-handshake"] {
         let path = out.join(scenario).join("report.json");
         let report: serde_json::Value =

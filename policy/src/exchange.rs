@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use proto::{Field, Method};
 
+use crate::reply::LocalReply;
 use crate::router::{Params, RouteId};
 
 /// Who made the request, as established by an authentication stage.
@@ -222,6 +223,30 @@ pub struct Exchange {
     pub trace_id: [u8; 16],
     /// Set by the connection when an access log wants it: the request target as received.
     pub target: Vec<u8>,
+    /// Set by `begin`: this exchange's number, unique on its shard (a stage that keeps state
+    /// from one hook to the next keys it by this).
+    pub serial: u64,
+    /// Set by a stage in `on_request`: the answer for when the upstream fails before its
+    /// response started (a cache's stale copy, RFC 5861 `stale-if-error`).
+    pub fallback: Option<Replacement>,
+    /// Set by a stage in `on_response`: the answer the client gets instead of the
+    /// upstream's response (a cache's stored response after a `304`).
+    pub substitute: Option<Replacement>,
+}
+
+/// An answer a stage holds instead of the upstream's: a reply it stored and the field lines
+/// (`Age`, `Cache-Status`, …) sent with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    /// The reply.
+    pub reply: Rc<LocalReply>,
+    /// Whole field lines added to its head.
+    pub fields: Vec<u8>,
+}
+
+thread_local! {
+    /// The last exchange number given on this thread (one shard per thread).
+    static SERIAL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// A request id, kept inline: visible ASCII, at most `RequestId::MAX` bytes.
@@ -302,6 +327,9 @@ impl Default for Exchange {
             request_id: RequestId::default(),
             trace_id: [0; 16],
             target: Vec::new(),
+            serial: 0,
+            fallback: None,
+            substitute: None,
         }
     }
 }
@@ -343,6 +371,12 @@ impl Exchange {
         self.request_id.clear();
         self.trace_id = [0; 16];
         self.target.clear();
+        self.serial = SERIAL.with(|n| {
+            n.set(n.get().wrapping_add(1));
+            n.get()
+        });
+        self.fallback = None;
+        self.substitute = None;
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

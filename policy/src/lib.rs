@@ -18,10 +18,11 @@ pub mod stages;
 pub mod task;
 
 pub use exchange::{
-    ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Tap, TlsInfo, UpstreamRecord,
+    ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Replacement, Tap, TlsInfo,
+    UpstreamRecord,
 };
 pub use pipeline::{Pipeline, Pipelines};
 pub use reply::LocalReply;
 pub use router::{Lookup, Params, RouteId, Router};
-pub use stage::{BodyTap, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
+pub use stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
 pub use stages::{AnyStage, KINDS};

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use proto::{RequestHead, ResponseHead};
 
 use crate::exchange::{Exchange, Tap};
-use crate::stage::{BodyTap, Piece, Stage, StageContext, Verdict};
+use crate::stage::{BodyTap, Figure, Piece, Stage, StageContext, Verdict};
 use crate::stages::AnyStage;
 use crate::task::Task;
 
@@ -140,6 +140,16 @@ impl Pipeline {
         self.refusals.borrow().clone()
     }
 
+    /// The figures of this route's own stages (global ones are the global pipeline's), with
+    /// each stage's kind.
+    pub fn figures(&self) -> Vec<(&'static str, Figure)> {
+        let mut out = Vec::new();
+        for s in self.stages.iter() {
+            out.extend(s.figures().into_iter().map(|f| (s.kind(), f)));
+        }
+        out
+    }
+
     /// Runs `on_response` in reverse order.
     #[inline]
     pub fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
@@ -254,6 +264,14 @@ impl Pipeline {
 }
 
 impl Pipelines {
+    /// Drops the stored responses `what` names from every stage (the global ones once);
+    /// how many.
+    pub fn purge(&self, what: &crate::cache::Purge) -> u64 {
+        let global = self.global.global.iter().chain(self.global.stages.iter());
+        let own = self.routes.iter().flat_map(|p| p.stages.iter());
+        global.chain(own).map(|s| s.purge(what)).sum()
+    }
+
     /// Compiles every pipeline of `config` for a gateway of `shards` shards, or every stage
     /// error with its location. With `previous` (the pipelines of the config this one
     /// replaces, on the same shard), a stage list whose tables did not change is taken over

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proto::{RequestHead, ResponseHead};
 use serde::de::DeserializeOwned;
 
+use crate::cache::Purge;
 use crate::exchange::Exchange;
 use crate::reply::LocalReply;
 use crate::task::Task;
@@ -140,6 +141,25 @@ pub trait Stage {
     fn tasks(&self) -> Vec<Rc<dyn Task>> {
         Vec::new()
     }
+    /// Drops the stored responses `what` names (a purge reached this shard); how many.
+    fn purge(&self, _what: &Purge) -> u64 {
+        0
+    }
+    /// The stage's own figures on this shard (a cache's hits, misses, bytes), for metrics.
+    fn figures(&self) -> Vec<Figure> {
+        Vec::new()
+    }
+}
+
+/// One of a stage's own figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figure {
+    /// Its name (`hits`, `bytes_stored`).
+    pub name: &'static str,
+    /// Its value on this shard.
+    pub value: u64,
+    /// A level (entries held now), not a count since start.
+    pub gauge: bool,
 }
 
 /// How a stage is built from its `[[route.policy]]` table.
@@ -210,6 +230,19 @@ macro_rules! stages {
             }
             fn tasks(&self) -> Vec<std::rc::Rc<dyn $crate::task::Task>> {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.tasks(),)* }
+            }
+            fn purge(&self, what: &$crate::cache::Purge) -> u64 {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.purge(what),)* }
+            }
+            fn figures(&self) -> Vec<$crate::stage::Figure> {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.figures(),)* }
+            }
+        }
+
+        impl AnyStage {
+            /// The stage's `kind`.
+            pub fn kind(&self) -> &'static str {
+                match self { $($(#[$attr])* AnyStage::$ty(_) => <$module::$ty as $crate::stage::StageBuild>::KIND,)* }
             }
         }
 

@@ -128,6 +128,16 @@ async fn failed(
     close: bool,
     version: Version,
 ) -> Next {
+    if !f.response_started
+        && f.error.side() == crate::error::Side::Upstream
+        && let Some(instead) = ex.fallback.take()
+    {
+        // a stage holds an answer for this (a cache's stale copy)
+        let keep = !close && f.request_consumed && !shard.draining.get();
+        let (persist, timeout) = (Persist::of(!keep, version), gw.settings.client_body_timeout);
+        let outcome = Outcome::Answered;
+        return answer::replacement(shard, conn, ex, &instead, persist, outcome, timeout).await;
+    }
     let fallback = match f.error {
         ProxyError::CircuitOpen { .. } => up.and_then(|u| u.select.fallback.as_ref()),
         _ => None,

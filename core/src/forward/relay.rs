@@ -54,6 +54,12 @@ pub(super) async fn relay(
         return Ok(switch(shard, s, conn, ex, upstream, head_len).await);
     }
     route.pipeline.on_response(&conn.resp, &conn.up_buf, ex);
+    if let Some(instead) = ex.substitute.take() {
+        return Ok(substitute(
+            shard, s, conn, ex, up, target, upstream, head_len, body_sent, close, instead,
+        )
+        .await);
+    }
     ex.status = conn.resp.status;
     let upstream_framing = response_framing(method, &conn.resp);
     let bodyless = ClientFraming::bodyless(method, &conn.resp);
@@ -119,6 +125,41 @@ pub(super) async fn relay(
     } else {
         Next::KeepAlive
     })
+}
+
+/// A stage answers instead of the upstream (a cache's stored response after a `304`, its
+/// stale copy after a `5xx`): the upstream connection goes back to the pool when its response
+/// had no body to skip, and the client gets the stage's reply.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the exchange's inputs, each distinct; one call site"
+)]
+async fn substitute(
+    shard: &Shard,
+    s: &Settings,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    up: &UpstreamRt,
+    target: usize,
+    upstream: UpstreamStream,
+    head_len: usize,
+    body_sent: bool,
+    close: bool,
+    instead: policy::Replacement,
+) -> Next {
+    let bodyless =
+        ClientFraming::bodyless(ex.method, &conn.resp) || conn.resp.content_length == Some(0);
+    if bodyless && body_sent && conn.resp.keep_alive() && head_len == conn.up_buf.len() {
+        up.pool
+            .borrow_mut()
+            .checkin(target, upstream, Instant::now());
+    }
+    let persist = Persist::of(
+        close || !body_sent || shard.draining.get(),
+        conn.head.version,
+    );
+    let (timeout, outcome) = (s.client_body_timeout, policy::Outcome::Forwarded);
+    crate::answer::replacement(shard, conn, ex, &instead, persist, outcome, timeout).await
 }
 
 /// The upstream switched protocols: the `101` goes to the client, then the two connections

@@ -122,14 +122,8 @@ fn serve(mut s: TcpStream, st: &State) {
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16384];
     loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match s.read(&mut tmp) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&tmp[..n]),
-            }
+        let Some(end) = super::read_head_end(&mut s, &mut buf) else {
+            return;
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_string();
         let field = |name: &str| {

@@ -5,6 +5,7 @@
 pub mod fleet;
 pub mod inproc;
 pub mod origin;
+pub mod script;
 pub mod tls;
 pub mod tls_origin;
 pub mod ws;
@@ -392,6 +393,21 @@ pub fn eventually(mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     false
+}
+
+/// Reads from `s` into `buf` until it holds a whole head; where the head ends (after its
+/// empty line), or `None` when the peer closed first.
+pub fn read_head_end(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut tmp = [0u8; 16384];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        match s.read(&mut tmp) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+        }
+    }
 }
 
 /// Deterministic test bytes.

@@ -368,6 +368,7 @@ fn run_scenario(
         shardgate,
         extra: &extra,
         tls: cert.as_ref(),
+        nginx_cache: scenario.gateway.nginx_cache,
     };
     let mut running: Vec<Running> = Vec::new();
     let against_bare = scenario.gateway.against_bare;
@@ -377,6 +378,10 @@ fn run_scenario(
                 "skipped {}: this scenario compares shardgate with itself without the policy",
                 system.name()
             );
+            continue;
+        }
+        if scenario.gateway.nginx_cache && system == System::Haproxy {
+            crate::outln!("skipped haproxy: this scenario compares response caches");
             continue;
         }
         match systems::start(system, &setup)? {

@@ -53,6 +53,8 @@ pub struct Setup<'a> {
     pub upstream_extra: &'a str,
     /// Terminate TLS with this certificate.
     pub tls: Option<&'a BenchCert>,
+    /// nginx caches (`proxy_cache`).
+    pub nginx_cache: bool,
 }
 
 /// A started system.
@@ -228,6 +230,17 @@ fn nginx_conf(s: &Setup<'_>, port: u16) -> String {
             c.key.display()
         ),
     };
+    let (cache_path, cache) = if s.nginx_cache {
+        (
+            format!(
+                "proxy_cache_path {d}/cache levels=1:2 keys_zone=sg:16m max_size=256m \
+                 inactive=1h use_temp_path=off;"
+            ),
+            "proxy_cache sg; proxy_cache_valid 200 1h; proxy_cache_lock on;".to_string(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
         r#"# written by loadtest compare
 worker_processes {workers};
@@ -245,6 +258,7 @@ http {{
   client_max_body_size 0;
   keepalive_requests 1000000;
   upstream origin {{ {servers}keepalive 1024; }}
+  {cache_path}
   server {{
     listen 127.0.0.1:{port} reuseport{ssl};
     location / {{
@@ -252,6 +266,7 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_request_buffering off;
+      {cache}
     }}
   }}
 }}

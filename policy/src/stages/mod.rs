@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod authorize;
+pub mod cache;
 pub mod client_cert;
 pub mod concurrency;
 pub mod cors;
@@ -17,6 +18,7 @@ pub mod validate;
 crate::stages! {
     api_key::ApiKey,
     authorize::Authorize,
+    cache::Cache,
     client_cert::ClientCertStage,
     concurrency::Concurrency,
     cors::Cors,
