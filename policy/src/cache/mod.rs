@@ -13,6 +13,7 @@ pub mod freshness;
 pub mod key;
 pub mod status;
 pub mod store;
+pub mod table;
 
 /// What a purge drops from the response caches.
 #[derive(Debug, Clone, PartialEq, Eq)]
