@@ -301,7 +301,13 @@ async fn exchange(
     ex.params = routed.params;
     ex.edits.target = routed.target;
     ex.upstream.param_key = routed.param_key;
-    let verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
+    let mut verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
+    if let Verdict::Wait(gate) = verdict {
+        // another exchange is fetching what this one needs (a cache miss): wait for it, at
+        // most as long as the gate says, then ask the stage again (it never says Wait twice)
+        let _ = monoio::time::timeout(gate.limit(), gate.wait()).await;
+        verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
+    }
     if let Some(next) = verdict_answer(shard, s, conn, &mut ex, verdict, close, head_len).await {
         return next;
     }
@@ -347,7 +353,8 @@ async fn verdict_answer(
     head_len: usize,
 ) -> Option<Next> {
     let (answer, fields, outcome) = match &verdict {
-        Verdict::Continue => return None,
+        // a second Wait is not waited for: the request goes on
+        Verdict::Continue | Verdict::Wait(_) => return None,
         Verdict::Respond(reply) => (Answer::Reply(reply), &b""[..], Outcome::Answered),
         Verdict::Serve(reply) => (Answer::Reply(reply), &b""[..], Outcome::Answered),
         Verdict::Reject(r) => (

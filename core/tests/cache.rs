@@ -14,7 +14,7 @@
 
 mod support;
 
-use support::script::{Answer, Script, send};
+use support::script::{Answer, Script, send, send_after};
 use support::{Gateway, Response, admin, request};
 
 /// One request of a row and what must come of it.
@@ -591,6 +591,15 @@ fn rows() -> Vec<Row> {
     ]
 }
 
+/// A gateway of one shard routing everything to `origin` through the `policy` tables.
+fn one_shard(origin: &Script, policy: &str) -> Option<Gateway> {
+    Gateway::start(
+        "auto",
+        "shards = 1",
+        &support::route_all_policy(origin.addr, policy),
+    )
+}
+
 fn run_rows(driver: &str) {
     let origin = Script::start();
     let policy = "[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"4KiB\"\n";
@@ -658,11 +667,7 @@ fn cache_conformance_table() {
 #[test]
 fn age_counts_what_the_origin_said_and_the_time_in_the_cache() {
     let origin = Script::start();
-    let Some(g) = Gateway::start(
-        "auto",
-        "shards = 1",
-        &support::route_all_policy(origin.addr, "[[route.policy]]\nkind = \"cache\"\n"),
-    ) else {
+    let Some(g) = one_shard(&origin, "[[route.policy]]\nkind = \"cache\"\n") else {
         return;
     };
     origin.on(
@@ -686,11 +691,7 @@ fn age_counts_what_the_origin_said_and_the_time_in_the_cache() {
 fn the_route_ttl_overrides_the_origin_and_the_query_key_options_hold() {
     let origin = Script::start();
     let policy = "[[route.policy]]\nkind = \"cache\"\nttl = \"1h\"\nquery_exclude = [\"utm\"]\nkey_headers = [\"x-tenant\"]\n";
-    let Some(g) = Gateway::start(
-        "auto",
-        "shards = 1",
-        &support::route_all_policy(origin.addr, policy),
-    ) else {
+    let Some(g) = one_shard(&origin, policy) else {
         return;
     };
     origin.on(
@@ -797,4 +798,50 @@ fn purge_by_key_prefix_and_tag_reaches_every_shard() {
     let r = request(g.addr, "GET", "/keep", "", b"");
     assert_eq!(r.body, b"again");
     assert!(r.header("cache-status").unwrap().contains("fwd=uri-miss"));
+}
+
+#[test]
+fn a_hundred_concurrent_misses_cost_the_origin_one_request() {
+    let origin = Script::start();
+    let policy = "[[route.policy]]\nkind = \"cache\"\n";
+    let Some(g) = one_shard(&origin, policy) else {
+        return;
+    };
+    // the origin takes its time, so the misses overlap (without coalescing each would reach it)
+    origin.on(
+        "/co",
+        vec![send_after(
+            300,
+            "HTTP/1.1 200 OK\nCache-Control: max-age=100",
+            "shared",
+        )],
+    );
+    let addr = g.addr;
+    let clients: Vec<_> = (0..100)
+        .map(|_| std::thread::spawn(move || request(addr, "GET", "/co", "", b"")))
+        .collect();
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"shared"[..]), "{r:?}");
+    }
+    assert_eq!(origin.seen("/co").len(), 1);
+    // with coalescing off, the same burst reaches the origin more than once
+    let off = "[[route.policy]]\nkind = \"cache\"\ncoalesce = false\n";
+    let Some(g2) = one_shard(&origin, off) else {
+        return;
+    };
+    origin.on(
+        "/co2",
+        vec![send_after(1000, "HTTP/1.1 200 OK\nCache-Control: max-age=100", "x"); 100],
+    );
+    let addr = g2.addr;
+    let clients: Vec<_> = (0..20)
+        .map(|_| std::thread::spawn(move || request(addr, "GET", "/co2", "", b"").status))
+        .collect();
+    assert!(clients.into_iter().all(|c| c.join().unwrap() == 200));
+    assert!(
+        origin.seen("/co2").len() > 1,
+        "{}",
+        origin.seen("/co2").len()
+    );
 }

@@ -232,6 +232,11 @@ pub struct Exchange {
     /// Set by a stage in `on_response`: the answer the client gets instead of the
     /// upstream's response (a cache's stored response after a `304`).
     pub substitute: Option<Replacement>,
+    /// Set by the pipeline when a stage said `Wait`: the stage `on_request` runs from next.
+    pub resume: u16,
+    /// Set by the pipeline after a `Wait`: the exchange waited once (no stage makes it wait
+    /// again).
+    pub waited: bool,
 }
 
 /// An answer a stage holds instead of the upstream's: a reply it stored and the field lines
@@ -330,6 +335,8 @@ impl Default for Exchange {
             serial: 0,
             fallback: None,
             substitute: None,
+            resume: 0,
+            waited: false,
         }
     }
 }
@@ -377,6 +384,8 @@ impl Exchange {
         });
         self.fallback = None;
         self.substitute = None;
+        self.resume = 0;
+        self.waited = false;
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

@@ -8,6 +8,7 @@ pub mod balance;
 pub mod cache;
 pub mod cidr;
 pub mod exchange;
+pub mod gate;
 pub mod lru;
 pub mod pipeline;
 pub mod query;

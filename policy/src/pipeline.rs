@@ -79,13 +79,18 @@ impl Pipeline {
         }
     }
 
-    /// Runs `on_request` in order until a stage answers; counts refusals by reason.
+    /// Runs `on_request` in order until a stage answers; counts refusals by reason. After a
+    /// `Wait` it runs again from the stage that said it (`ex.resume`), once.
     #[inline]
     pub fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
         let mut verdict = Verdict::Continue;
-        for s in self.all() {
+        for (i, s) in self.all().enumerate().skip(usize::from(ex.resume)) {
             verdict = s.on_request(head, buf, ex);
             if verdict != Verdict::Continue {
+                if matches!(verdict, Verdict::Wait(_)) {
+                    ex.resume = u16::try_from(i).unwrap_or(u16::MAX);
+                    ex.waited = true;
+                }
                 break;
             }
         }

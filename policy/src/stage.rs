@@ -26,6 +26,9 @@ pub enum Verdict<'s> {
     Serve(Rc<LocalReply>),
     /// Stop here and refuse with an `application/problem+json` answer.
     Reject(Rejection),
+    /// Wait until this gate opens (another exchange is fetching what this one needs), then
+    /// run this stage again; the connection bounds the wait, and asks once per exchange.
+    Wait(Rc<crate::gate::Gate>),
     /// Stop here and answer with a bodyless response (a CORS preflight's 204).
     Answer {
         /// Status code (a bodyless one: 204, 304, …).

@@ -12,8 +12,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// What the origin does for one request.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Sends this response (head and body; `Content-Length` is added unless present).
-    Send { head: String, body: Vec<u8> },
+    /// Sends this response (head and body; `Content-Length` is added unless present), after
+    /// `delay` (a slow origin).
+    Send {
+        head: String,
+        body: Vec<u8>,
+        delay: std::time::Duration,
+    },
     /// Closes the connection without answering.
     HangUp,
 }
@@ -23,6 +28,19 @@ pub fn send(head: &str, body: &str) -> Answer {
     Answer::Send {
         head: head.replace('\n', "\r\n"),
         body: body.as_bytes().to_vec(),
+        delay: std::time::Duration::ZERO,
+    }
+}
+
+/// `send`, after `ms` milliseconds.
+pub fn send_after(ms: u64, head: &str, body: &str) -> Answer {
+    match send(head, body) {
+        Answer::Send { head, body, .. } => Answer::Send {
+            head,
+            body,
+            delay: std::time::Duration::from_millis(ms),
+        },
+        other => other,
     }
 }
 
@@ -136,7 +154,8 @@ fn serve(mut s: TcpStream, sh: Arc<Mutex<Shared>>) {
         };
         match answer {
             Answer::HangUp => return,
-            Answer::Send { head, body } => {
+            Answer::Send { head, body, delay } => {
+                std::thread::sleep(delay);
                 let mut out = dates(&head);
                 let is_304 = head.starts_with("HTTP/1.1 304");
                 if !is_304 && !out.to_ascii_lowercase().contains("\r\ncontent-length:") {

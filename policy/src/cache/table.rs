@@ -69,6 +69,8 @@ pub struct Counts {
     pub purged: Cell<u64>,
     /// Bytes served.
     pub bytes_served: Cell<u64>,
+    /// Misses that waited for another's response.
+    pub coalesced: Cell<u64>,
 }
 
 /// Adds `n` to a count.
@@ -222,6 +224,7 @@ impl Table {
             count("invalidated", &c.invalidated),
             count("purged", &c.purged),
             count("bytes_served", &c.bytes_served),
+            count("coalesced", &c.coalesced),
             Figure {
                 name: "entries",
                 value: store.len() as u64,

@@ -37,6 +37,20 @@ pub struct Config {
     /// Store responses that set cookies. Default false.
     #[serde(default)]
     pub store_set_cookie: bool,
+    /// Concurrent misses for one URL on a shard wait for the first one's response instead of
+    /// each going upstream. Default true.
+    #[serde(default = "yes")]
+    pub coalesce: bool,
+    /// The longest a coalesced miss waits before it goes upstream itself. Default "5s".
+    #[serde(default = "five_seconds")]
+    pub coalesce_wait: conf::Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn five_seconds() -> conf::Duration {
+    conf::Duration(std::time::Duration::from_secs(5))
 }
 
 /// `eviction = "…"`

@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proto::{Method, RequestHead, ResponseHead};
 pub mod config;
@@ -29,6 +30,7 @@ use crate::cache::key::KeySpec;
 use crate::cache::status::{CacheStatus, Forward, put_cache_status};
 use crate::cache::table::{Fill, Found, Table, bump, variant_key};
 use crate::exchange::{Exchange, Replacement};
+use crate::gate::Gate;
 use crate::reply::LocalReply;
 use crate::stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
 use config::Compiled;
@@ -52,6 +54,8 @@ struct Pending {
     if_modified_since: Option<u64>,
     /// `ex.fallback` holds the stale copy for an upstream failure.
     armed: bool,
+    /// The gate concurrent misses for this URL wait on (this exchange is the first).
+    gate: Option<Rc<Gate>>,
     fill: Option<Fill>,
 }
 
@@ -64,6 +68,10 @@ pub struct Cache {
     /// Boxed: the store's tables would make every stage variant as large.
     table: Box<Table>,
     pending: RefCell<HashMap<u64, Pending>>,
+    /// How long a coalesced miss waits (`None`: misses are not coalesced).
+    coalesce: Option<Duration>,
+    /// The misses on their way upstream, by primary key, with the gate their waiters wait on.
+    inflight: RefCell<HashMap<Vec<u8>, Rc<Gate>>>,
 }
 
 impl StageBuild for Cache {
@@ -83,6 +91,8 @@ impl StageBuild for Cache {
             store_set_cookie: c.store_set_cookie,
             table: Box::new(Table::new(eviction, c.size.0)),
             pending: RefCell::new(HashMap::new()),
+            coalesce: c.coalesce.then_some(c.coalesce_wait.0),
+            inflight: RefCell::new(HashMap::new()),
         })
     }
 }
@@ -116,6 +126,26 @@ fn answer_from(e: &Entry, inm: Option<&[u8]>, ims: Option<u64>) -> Rc<LocalReply
 }
 
 impl Cache {
+    /// A GET miss: the first for its URL goes upstream holding a gate; later ones wait on it
+    /// (once), then find what it stored.
+    fn coalesce(&self, p: &mut Pending, ex: &Exchange) -> Option<Verdict<'_>> {
+        let wait = self.coalesce.filter(|_| p.request.get)?;
+        let mut inflight = self.inflight.borrow_mut();
+        match inflight.get(&p.primary).filter(|g| !g.is_open()) {
+            Some(g) if !ex.waited => {
+                bump(&self.table.counts.coalesced, 1);
+                Some(Verdict::Wait(g.clone()))
+            }
+            Some(_) => None,
+            None => {
+                let g = Rc::new(Gate::new(wait));
+                inflight.insert(p.primary.clone(), g.clone());
+                p.gate = Some(g);
+                None
+            }
+        }
+    }
+
     /// What the stage keeps of a request it may store the answer to, or that invalidates.
     fn pending_for(&self, head: &RequestHead, buf: &[u8], now: u64) -> Pending {
         let field = |n: &[u8]| head.value_of(buf, n);
@@ -154,6 +184,7 @@ impl Cache {
             if_modified_since: field(b"if-modified-since")
                 .and_then(|v| proto::date::parse_http_date(v, now)),
             armed: false,
+            gate: None,
             fill: None,
         }
     }
@@ -347,14 +378,22 @@ impl Stage for Cache {
             self.pend(ex, p);
             return Verdict::Continue;
         }
-        match self.table.find(&p.primary, |n| head.value_of(buf, n)) {
+        let found = self.table.find(&p.primary, |n| head.value_of(buf, n));
+        if matches!(found, Found::VaryMiss) {
+            p.fwd = Forward::VaryMiss;
+        }
+        match found {
             Found::Entry(e) => {
                 if let Some(v) = self.use_stored(e, &mut p, head, buf, ex) {
                     return v;
                 }
             }
-            Found::UriMiss => p.fwd = Forward::UriMiss,
-            Found::VaryMiss => p.fwd = Forward::VaryMiss,
+            Found::UriMiss | Found::VaryMiss if !p.request.cc.only_if_cached => {
+                if let Some(wait) = self.coalesce(&mut p, ex) {
+                    return wait;
+                }
+            }
+            Found::UriMiss | Found::VaryMiss => {}
         }
         if p.request.cc.only_if_cached {
             return Verdict::Reject(Rejection::new(
@@ -431,8 +470,7 @@ impl Stage for Cache {
             Piece::TooLarge => p.fill = None,
             Piece::End => {
                 if let Some(f) = p.fill.take() {
-                    let (primary, url) =
-                        (std::mem::take(&mut p.primary), std::mem::take(&mut p.url));
+                    let (primary, url) = (p.primary.clone(), std::mem::take(&mut p.url));
                     drop(pending);
                     self.table.insert(f, &primary, &url);
                 }
@@ -441,10 +479,20 @@ impl Stage for Cache {
     }
 
     fn on_finish(&self, ex: &Exchange) {
-        let p = self.pending.borrow_mut().remove(&ex.serial);
-        if p.is_some_and(|p| p.armed) && ex.fallback.is_none() {
+        let Some(p) = self.pending.borrow_mut().remove(&ex.serial) else {
+            return;
+        };
+        if p.armed && ex.fallback.is_none() {
             // the gateway answered the upstream's failure with the stale copy
             bump(&self.table.counts.stale_served, 1);
+        }
+        if let Some(g) = p.gate {
+            // what it fetched is stored (or not storable): the waiters look again
+            let mut inflight = self.inflight.borrow_mut();
+            if inflight.get(&p.primary).is_some_and(|x| Rc::ptr_eq(x, &g)) {
+                inflight.remove(&p.primary);
+            }
+            g.open();
         }
     }
 
