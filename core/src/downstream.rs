@@ -308,6 +308,16 @@ async fn exchange(
         let _ = monoio::time::timeout(gate.limit(), gate.wait()).await;
         verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
     }
+    if let Some(r) = ex.refresh.take() {
+        crate::forward::refresh::spawn(
+            shard.gateway(),
+            routed.route,
+            &conn.head,
+            &conn.buf,
+            &ex,
+            r,
+        );
+    }
     if let Some(next) = verdict_answer(shard, s, conn, &mut ex, verdict, close, head_len).await {
         return next;
     }

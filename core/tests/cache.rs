@@ -845,3 +845,47 @@ fn a_hundred_concurrent_misses_cost_the_origin_one_request() {
         origin.seen("/co2").len()
     );
 }
+
+#[test]
+fn stale_while_revalidate_serves_stale_once_and_refreshes_in_the_background() {
+    let origin = Script::start();
+    let Some(g) = one_shard(&origin, "[[route.policy]]\nkind = \"cache\"\n") else {
+        return;
+    };
+    let swr = "HTTP/1.1 200 OK\nCache-Control: max-age=1, stale-while-revalidate=1000\nAge: 5\nETag: \"w1\"";
+    origin.on("/swr", vec![send(swr, "old")]);
+    assert_eq!(request(g.addr, "GET", "/swr", "", b"").body, b"old");
+    // RFC 5861 §3: stale within the window is served at once, and refreshed behind it
+    origin.on(
+        "/swr",
+        vec![send(
+            "HTTP/1.1 200 OK\nCache-Control: max-age=100\nETag: \"w2\"",
+            "new",
+        )],
+    );
+    let r = request(g.addr, "GET", "/swr", "", b"");
+    assert_eq!(r.body, b"old");
+    assert!(
+        r.header("cache-status").unwrap().contains("hit; ttl=-"),
+        "{r:?}"
+    );
+    assert!(
+        support::eventually(|| origin.seen("/swr").len() == 2),
+        "the refresh went out"
+    );
+    assert!(
+        origin.seen("/swr")[1].contains("If-None-Match: \"w1\""),
+        "{:?}",
+        origin.seen("/swr")
+    );
+    assert!(support::eventually(|| request(
+        g.addr, "GET", "/swr", "", b""
+    )
+    .body
+        == b"new"));
+    let r = request(g.addr, "GET", "/swr", "", b"");
+    let cs = r.header("cache-status").unwrap();
+    let ttl: i64 = cs.split("hit; ttl=").nth(1).unwrap().parse().unwrap();
+    assert!((90..=100).contains(&ttl), "fresh from the refresh: {cs}");
+    assert_eq!(origin.seen("/swr").len(), 2, "one refresh, then fresh hits");
+}

@@ -237,6 +237,19 @@ pub struct Exchange {
     /// Set by the pipeline after a `Wait`: the exchange waited once (no stage makes it wait
     /// again).
     pub waited: bool,
+    /// Set by a stage in `on_request`: fetch this request's URL again in the background
+    /// (a cache serving a stale copy under `stale-while-revalidate`).
+    pub refresh: Option<Refresh>,
+}
+
+/// A background fetch a stage asks for: a GET of the request's target from the route's
+/// upstream, its answer handed back to the pipeline's stages with `token`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// What the stage recognises the answer by.
+    pub token: u64,
+    /// Whole field lines to send (Host and Connection are added).
+    pub fields: Vec<u8>,
 }
 
 /// An answer a stage holds instead of the upstream's: a reply it stored and the field lines
@@ -337,6 +350,7 @@ impl Default for Exchange {
             substitute: None,
             resume: 0,
             waited: false,
+            refresh: None,
         }
     }
 }
@@ -386,6 +400,7 @@ impl Exchange {
         self.substitute = None;
         self.resume = 0;
         self.waited = false;
+        self.refresh = None;
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

@@ -19,7 +19,7 @@ pub mod stages;
 pub mod task;
 
 pub use exchange::{
-    ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Replacement, Tap, TlsInfo,
+    ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Refresh, Replacement, Tap, TlsInfo,
     UpstreamRecord,
 };
 pub use pipeline::{Pipeline, Pipelines};

@@ -145,6 +145,14 @@ impl Pipeline {
         self.refusals.borrow().clone()
     }
 
+    /// Hands the answer to a background fetch (`ex.refresh`) to every stage; the one that
+    /// asked knows its token.
+    pub fn on_refresh(&self, token: u64, answer: Option<crate::stage::Fetched<'_>>, wall: u64) {
+        for s in self.all() {
+            s.on_refresh(token, answer, wall);
+        }
+    }
+
     /// The figures of this route's own stages (global ones are the global pipeline's), with
     /// each stage's kind.
     pub fn figures(&self) -> Vec<(&'static str, Figure)> {

@@ -148,10 +148,24 @@ pub trait Stage {
     fn purge(&self, _what: &Purge) -> u64 {
         0
     }
+    /// The answer to a background fetch a stage asked for (`ex.refresh`) with `token`:
+    /// `None` when it failed. `wall`: seconds since the Unix epoch when it arrived.
+    fn on_refresh(&self, _token: u64, _answer: Option<Fetched<'_>>, _wall: u64) {}
     /// The stage's own figures on this shard (a cache's hits, misses, bytes), for metrics.
     fn figures(&self) -> Vec<Figure> {
         Vec::new()
     }
+}
+
+/// A whole response fetched in the background: its head (parsed, over `buf`) and body.
+#[derive(Debug, Clone, Copy)]
+pub struct Fetched<'a> {
+    /// The head.
+    pub head: &'a ResponseHead,
+    /// The bytes the head's spans point into.
+    pub buf: &'a [u8],
+    /// The body (de-chunked).
+    pub body: &'a [u8],
 }
 
 /// One of a stage's own figures.
@@ -236,6 +250,9 @@ macro_rules! stages {
             }
             fn purge(&self, what: &$crate::cache::Purge) -> u64 {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.purge(what),)* }
+            }
+            fn on_refresh(&self, token: u64, answer: Option<$crate::stage::Fetched<'_>>, wall: u64) {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_refresh(token, answer, wall),)* }
             }
             fn figures(&self) -> Vec<$crate::stage::Figure> {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.figures(),)* }

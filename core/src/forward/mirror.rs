@@ -52,17 +52,30 @@ async fn copy(gw: &Gateway, group: usize, target: usize, bytes: Vec<u8>, method:
     let Some(_in_flight) = up.select.begin(target, Instant::now()) else {
         return;
     };
-    let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
-    let limits = client::Deadlines {
-        connect: up.connect_timeout,
-        whole: up.connect_timeout + up.response_timeout,
-    };
-    let nodelay = gw.settings.tcp_nodelay;
-    let result = client::send_bytes(t.addr, bytes, method, MAX_ANSWER, limits, nodelay, tls).await;
+    let result = send_to(gw, up, t, bytes, method, MAX_ANSWER).await;
     let health = match result {
         Ok(a) if a.status >= 500 => Health::ServerError,
         Ok(_) => Health::Ok,
         Err(_) => Health::Failed,
     };
     up.select.report(target, health, Instant::now(), &up.name);
+}
+
+/// Sends `bytes` (a whole request for `method`) to target `t` of group `up` on a new
+/// connection, with the group's TLS and timeouts, reading at most `max` body bytes.
+pub(super) async fn send_to(
+    gw: &Gateway,
+    up: &crate::gateway::UpstreamRt,
+    t: &crate::gateway::TargetRt,
+    bytes: Vec<u8>,
+    method: Method,
+    max: usize,
+) -> Result<client::Response, client::ClientError> {
+    let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
+    let limits = client::Deadlines {
+        connect: up.connect_timeout,
+        whole: up.connect_timeout + up.response_timeout,
+    };
+    let nodelay = gw.settings.tcp_nodelay;
+    client::send_bytes(t.addr, bytes, method, max, limits, nodelay, tls).await
 }

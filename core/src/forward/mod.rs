@@ -6,6 +6,7 @@ mod attempt;
 mod connect;
 mod mirror;
 mod outgoing;
+pub mod refresh;
 mod relay;
 mod tunnel;
 

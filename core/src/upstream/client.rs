@@ -34,6 +34,8 @@ pub struct Request<'a> {
 pub struct Response {
     /// Status code.
     pub status: u16,
+    /// The head as received (status line and fields, with its empty line).
+    pub head: Vec<u8>,
     /// Body (de-chunked).
     pub body: Vec<u8>,
 }
@@ -226,8 +228,10 @@ async fn read_response(
     if body.len() > max_body {
         return Err(ClientError::TooLarge(max_body));
     }
+    buf.truncate(head_len);
     Ok(Response {
         status: head.status,
+        head: buf,
         body,
     })
 }

@@ -3,9 +3,10 @@
 //! fwd-status=304`, `shardgate; fwd=uri-miss; detail=no-store`, …
 
 /// Why the cache went forward (RFC 9211 §2.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Forward {
     /// Nothing stored under the key.
+    #[default]
     UriMiss,
     /// Stored, but for another variant (`Vary`).
     VaryMiss,

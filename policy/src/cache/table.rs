@@ -71,6 +71,8 @@ pub struct Counts {
     pub bytes_served: Cell<u64>,
     /// Misses that waited for another's response.
     pub coalesced: Cell<u64>,
+    /// Background refreshes asked for (`stale-while-revalidate`).
+    pub refreshes: Cell<u64>,
 }
 
 /// Adds `n` to a count.
@@ -225,6 +227,7 @@ impl Table {
             count("purged", &c.purged),
             count("bytes_served", &c.bytes_served),
             count("coalesced", &c.coalesced),
+            count("refreshes", &c.refreshes),
             Figure {
                 name: "entries",
                 value: store.len() as u64,

@@ -29,14 +29,18 @@ use crate::cache::freshness::{RequestFacts, ResponseFacts, Reuse};
 use crate::cache::key::KeySpec;
 use crate::cache::status::{CacheStatus, Forward, put_cache_status};
 use crate::cache::table::{Fill, Found, Table, bump, variant_key};
-use crate::exchange::{Exchange, Replacement};
+use crate::exchange::{Exchange, Refresh, Replacement};
 use crate::gate::Gate;
 use crate::reply::LocalReply;
-use crate::stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{
+    BodyTap, Fetched, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict,
+};
 use config::Compiled;
 pub use config::Config;
 
-/// What the stage keeps of an exchange that went upstream, until it finishes.
+/// What the stage keeps of an exchange that went upstream, until it finishes (or of a
+/// background refresh, until its answer arrives).
+#[derive(Default)]
 struct Pending {
     primary: Vec<u8>,
     url: Vec<u8>,
@@ -72,6 +76,8 @@ pub struct Cache {
     coalesce: Option<Duration>,
     /// The misses on their way upstream, by primary key, with the gate their waiters wait on.
     inflight: RefCell<HashMap<Vec<u8>, Rc<Gate>>>,
+    /// Background refreshes out, by token.
+    refreshing: RefCell<HashMap<u64, Pending>>,
 }
 
 impl StageBuild for Cache {
@@ -93,9 +99,21 @@ impl StageBuild for Cache {
             pending: RefCell::new(HashMap::new()),
             coalesce: c.coalesce.then_some(c.coalesce_wait.0),
             inflight: RefCell::new(HashMap::new()),
+            refreshing: RefCell::new(HashMap::new()),
         })
     }
 }
+
+/// Request fields a background refresh does not send: the client's conditionals and cache
+/// directives were for its own request.
+const REFRESH_DROPS: [&[u8]; 6] = [
+    b"if-none-match",
+    b"if-modified-since",
+    b"if-match",
+    b"if-range",
+    b"cache-control",
+    b"pragma",
+];
 
 /// Methods whose success invalidates what is stored for their URL (RFC 9111 §4.4).
 fn unsafe_method(m: Method) -> bool {
@@ -212,7 +230,12 @@ impl Cache {
                 let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
                 return Some(self.serve(&e, head, buf, ex, ttl));
             }
-            Reuse::Stale { .. } => return Some(self.serve(&e, head, buf, ex, stale)),
+            Reuse::Stale { revalidate } => {
+                if revalidate {
+                    self.ask_refresh(&e, std::mem::take(p), head, buf, ex);
+                }
+                return Some(self.serve(&e, head, buf, ex, stale));
+            }
             Reuse::StaleIfError { allowed } => {
                 if allowed {
                     let mut fields = Vec::new();
@@ -315,6 +338,44 @@ impl Cache {
             fields: entry::stored_fields(head, buf),
             body: Vec::new(),
         }
+    }
+
+    /// Asks for `e` to be fetched again in the background (`stale-while-revalidate`),
+    /// conditionally, unless a refresh of it is already out.
+    fn ask_refresh(
+        &self,
+        e: &Rc<Entry>,
+        mut p: Pending,
+        head: &RequestHead,
+        buf: &[u8],
+        ex: &mut Exchange,
+    ) {
+        let mut refreshing = self.refreshing.borrow_mut();
+        if refreshing
+            .values()
+            .any(|r| r.stale.as_ref().is_some_and(|s| s.key == e.key))
+        {
+            return;
+        }
+        let mut fields = Vec::with_capacity(256);
+        for f in head
+            .fields
+            .iter()
+            .filter(|f| f.kind == proto::FieldKind::Other)
+        {
+            let n = f.name.get(buf);
+            if !REFRESH_DROPS.iter().any(|d| n.eq_ignore_ascii_case(d)) {
+                proto::write::put_field(&mut fields, n, f.value.get(buf));
+            }
+        }
+        conditional::revalidation_fields(&mut fields, e.field(b"etag"), e.field(b"last-modified"));
+        p.stale = Some(e.clone());
+        refreshing.insert(ex.serial, p);
+        ex.refresh = Some(Refresh {
+            token: ex.serial,
+            fields,
+        });
+        bump(&self.table.counts.refreshes, 1);
     }
 
     /// Serves `e` to this request: `Age`, `Cache-Status`, and a `304` when the client's
@@ -493,6 +554,31 @@ impl Stage for Cache {
                 inflight.remove(&p.primary);
             }
             g.open();
+        }
+    }
+
+    fn on_refresh(&self, token: u64, answer: Option<Fetched<'_>>, wall: u64) {
+        let Some(p) = self.refreshing.borrow_mut().remove(&token) else {
+            return;
+        };
+        let (Some(a), Some(stale)) = (answer, &p.stale) else {
+            return;
+        };
+        let mut facts = entry::facts(a.head, a.buf, p.request_time, wall);
+        if let Some(ttl) = self.ttl {
+            entry::override_lifetime(&mut facts, ttl);
+        }
+        if a.head.status == 304 {
+            self.table
+                .replace(Rc::new(stale.freshened(a.head, a.buf, facts)));
+            bump(&self.table.counts.revalidated, 1);
+            return;
+        }
+        let fits = a.body.len() as u64 <= self.max_object;
+        if fits && facts.storable(&p.request, self.store_set_cookie).is_ok() {
+            let mut f = self.fill_for(&p, a.head, a.buf, facts);
+            f.body = a.body.to_vec();
+            self.table.insert(f, &p.primary, &p.url);
         }
     }
 
