@@ -889,3 +889,49 @@ fn stale_while_revalidate_serves_stale_once_and_refreshes_in_the_background() {
     assert!((90..=100).contains(&ttl), "fresh from the refresh: {cs}");
     assert_eq!(origin.seen("/swr").len(), 2, "one refresh, then fresh hits");
 }
+
+#[test]
+fn the_byte_budget_holds_through_ten_times_its_size() {
+    let origin = Script::start();
+    let policy = "[[route.policy]]\nkind = \"cache\"\nsize = \"64KiB\"\nmax_object = \"16KiB\"\n";
+    let rest = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        support::route_all_policy(origin.addr, policy)
+    );
+    let Some(g) = Gateway::start("auto", "shards = 1", &rest) else {
+        return;
+    };
+    let body = "b".repeat(16_000);
+    for i in 0..40 {
+        let path = format!("/big/{i}");
+        origin.on(
+            &path,
+            vec![send("HTTP/1.1 200 OK\nCache-Control: max-age=1000", &body)],
+        );
+        let r = request(g.addr, "GET", &path, "", b"");
+        assert_eq!((r.status, r.body.len()), (200, 16_000));
+        assert!(r.header("cache-status").unwrap().contains("stored"));
+    }
+    let metrics = String::from_utf8(request(admin(&g), "GET", "/metrics", "", b"").body).unwrap();
+    let level = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("shardgate_stage_level") && l.contains(&format!("name=\"{name}\""))
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .unwrap()
+    };
+    let (bytes, entries) = (level("bytes_stored"), level("entries"));
+    assert!(bytes <= 64 * 1024 && bytes > 32 * 1024, "{bytes}");
+    assert!((2..=4).contains(&entries), "{entries}");
+    // the newest is still there, the oldest made room
+    assert!(
+        request(g.addr, "GET", "/big/39", "", b"")
+            .header("cache-status")
+            .unwrap()
+            .contains("hit")
+    );
+    origin.on("/big/0", vec![send("HTTP/1.1 200 OK", "again")]);
+    assert_eq!(request(g.addr, "GET", "/big/0", "", b"").body, b"again");
+}
