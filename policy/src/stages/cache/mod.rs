@@ -225,7 +225,17 @@ impl Cache {
         }
         let stale =
             -i64::try_from(e.facts.age(now).saturating_sub(e.facts.lifetime())).unwrap_or(i64::MAX);
-        match e.facts.reuse(&p.request.cc, now) {
+        let reuse = e.facts.reuse(&p.request.cc, now);
+        let forced = p.request.cc.no_cache || p.request.cc.max_age.get() == Some(0);
+        if matches!(reuse, Reuse::StaleIfError { .. } | Reuse::Revalidate)
+            && !forced
+            && !e.facts.cc.no_cache
+            && let Some(wait) = self.coalesce(p, ex)
+        {
+            // one revalidation of a stale entry at a time; the others get what it brings
+            return Some(wait);
+        }
+        match reuse {
             Reuse::Fresh { ttl } => {
                 let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
                 return Some(self.serve(&e, head, buf, ex, ttl));
@@ -248,8 +258,7 @@ impl Cache {
                 p.fwd = Forward::Stale;
             }
             Reuse::Revalidate => {
-                let asked = p.request.cc.no_cache || p.request.cc.max_age.get() == Some(0);
-                p.fwd = if asked {
+                p.fwd = if forced {
                     Forward::Request
                 } else {
                     Forward::Stale
