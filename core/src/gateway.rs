@@ -334,6 +334,11 @@ impl Gateway {
         })
     }
 
+    /// The global stages' own figures (route-less), with each stage's kind.
+    pub fn global_figures(&self) -> Vec<(&'static str, policy::Figure)> {
+        self.pipelines.global_figures()
+    }
+
     /// Drops the stored responses `what` names from every stage's cache; how many.
     pub fn purge(&self, what: &crate::control::Purge) -> u64 {
         self.pipelines.purge(what)

@@ -340,6 +340,10 @@ impl Shard {
                 stage_figures.push((r.name.clone(), kind, f));
             }
         }
+        for (kind, f) in gw.global_figures() {
+            // global stages belong to no route
+            stage_figures.push((String::new(), kind, f));
+        }
         ShardCounters {
             shard: self.id,
             accepted: s.accepted.get(),

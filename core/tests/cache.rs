@@ -959,3 +959,36 @@ fn concurrent_requests_for_a_stale_entry_revalidate_it_once() {
     assert_eq!(seen.len(), 2, "the fill and one revalidation");
     assert!(seen[1].contains("If-None-Match: \"r1\""), "{seen:?}");
 }
+
+#[test]
+fn a_global_cache_stage_serves_every_route_and_reports_its_figures() {
+    let origin = Script::start();
+    let rest = format!(
+        "[[policy]]\nkind = \"cache\"\n\n{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        support::route_all(origin.addr, "")
+    );
+    let Some(g) = Gateway::start("auto", "shards = 1", &rest) else {
+        return;
+    };
+    origin.on(
+        "/g",
+        vec![send(
+            "HTTP/1.1 200 OK\nCache-Control: max-age=100",
+            "global",
+        )],
+    );
+    for _ in 0..3 {
+        assert_eq!(request(g.addr, "GET", "/g", "", b"").body, b"global");
+    }
+    assert_eq!(origin.seen("/g").len(), 1);
+    let metrics = String::from_utf8(request(admin(&g), "GET", "/metrics", "", b"").body).unwrap();
+    let hits = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("shardgate_stage_total{")
+                && l.contains("route=\"\"")
+                && l.contains("name=\"hits\"")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(hits.ends_with(" 2"), "{hits}");
+}

@@ -277,6 +277,15 @@ impl Pipeline {
 }
 
 impl Pipelines {
+    /// The figures of the global stages, with each stage's kind.
+    pub fn global_figures(&self) -> Vec<(&'static str, Figure)> {
+        let mut out = Vec::new();
+        for s in self.global.global.iter() {
+            out.extend(s.figures().into_iter().map(|f| (s.kind(), f)));
+        }
+        out
+    }
+
     /// Drops the stored responses `what` names from every stage (the global ones once);
     /// how many.
     pub fn purge(&self, what: &crate::cache::Purge) -> u64 {
