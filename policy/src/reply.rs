@@ -11,8 +11,9 @@ pub struct LocalReply {
     pub status: u16,
     /// Status-line and fields, each ending in CRLF, without the empty line.
     pub head: Box<[u8]>,
-    /// Body bytes (not sent for HEAD).
-    pub body: Box<[u8]>,
+    /// Body bytes (not sent for HEAD); shared, so a cache entry freshened by a `304` keeps
+    /// its body without a copy.
+    pub body: std::rc::Rc<[u8]>,
 }
 
 impl LocalReply {

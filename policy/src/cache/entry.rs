@@ -112,7 +112,7 @@ impl Entry {
         url: Box<[u8]>,
         facts: ResponseFacts,
         fields: Box<[u8]>,
-        body: Box<[u8]>,
+        body: Rc<[u8]>,
     ) -> Entry {
         let tags = tags(&fields);
         let reply = Rc::new(render(facts.status, &fields, body));
@@ -155,7 +155,7 @@ impl Entry {
         LocalReply {
             status: 304,
             head: head.into_boxed_slice(),
-            body: Box::default(),
+            body: Rc::from(&[][..]),
         }
     }
 
@@ -191,7 +191,7 @@ pub fn override_lifetime(facts: &mut ResponseFacts, secs: u32) {
 }
 
 /// The reply a hit sends.
-fn render(status: u16, fields: &[u8], body: Box<[u8]>) -> LocalReply {
+fn render(status: u16, fields: &[u8], body: Rc<[u8]>) -> LocalReply {
     let mut head = Vec::with_capacity(fields.len() + 48);
     put_status_line(&mut head, status, reason_phrase(status).as_bytes());
     head.extend_from_slice(fields);
@@ -252,7 +252,7 @@ mod tests {
             Box::from(&b"u"[..]),
             f,
             fields.into_boxed_slice(),
-            Box::from(&b"hi"[..]),
+            Rc::from(&b"hi"[..]),
         );
         assert_eq!(&*e.tags, &[Box::from(&b"x"[..]), Box::from(&b"y"[..])]);
         assert_eq!(e.field(b"etag"), Some(&b"\"a\""[..]));
@@ -277,7 +277,7 @@ mod tests {
             Box::from(&b"u"[..]),
             facts(&h, raw, 0, 0),
             stored_fields(&h, raw).into_boxed_slice(),
-            Box::from(&b"hi"[..]),
+            Rc::from(&b"hi"[..]),
         );
         let raw304 =
             b"HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nETag: \"a\"\r\n\r\n";

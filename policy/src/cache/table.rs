@@ -185,7 +185,7 @@ impl Table {
             Box::from(url),
             f.facts,
             f.fields.into_boxed_slice(),
-            f.body.into_boxed_slice(),
+            std::rc::Rc::from(f.body),
         );
         let size = e.size();
         let h = self.hash(&e.key);
