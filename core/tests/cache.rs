@@ -542,6 +542,25 @@ fn rows() -> Vec<Row> {
             ],
         },
         Row {
+            name: "a 204 is stored like any cacheable status, and served without a body",
+            rfc: "9111 §3, 9110 §15.3.5",
+            steps: vec![
+                get(
+                    Some(send(
+                        "HTTP/1.1 204 No Content\nCache-Control: max-age=100",
+                        "",
+                    )),
+                    204,
+                    "",
+                    "stored",
+                ),
+                Step {
+                    body: Some(""),
+                    ..get(None, 204, "", "hit")
+                },
+            ],
+        },
+        Row {
             name: "HEAD is answered from the GET entry",
             rfc: "9111 §4",
             steps: vec![

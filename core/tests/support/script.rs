@@ -158,7 +158,10 @@ fn serve(mut s: TcpStream, sh: Arc<Mutex<Shared>>) {
                 std::thread::sleep(delay);
                 let mut out = dates(&head);
                 let is_304 = head.starts_with("HTTP/1.1 304");
-                if !is_304 && !out.to_ascii_lowercase().contains("\r\ncontent-length:") {
+                if !is_304
+                    && !head.starts_with("HTTP/1.1 204")
+                    && !out.to_ascii_lowercase().contains("\r\ncontent-length:")
+                {
                     out.push_str(&format!("\r\nContent-Length: {}", body.len()));
                 }
                 out.push_str("\r\n\r\n");

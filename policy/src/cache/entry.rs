@@ -195,7 +195,10 @@ fn render(status: u16, fields: &[u8], body: Rc<[u8]>) -> LocalReply {
     let mut head = Vec::with_capacity(fields.len() + 48);
     put_status_line(&mut head, status, reason_phrase(status).as_bytes());
     head.extend_from_slice(fields);
-    put_content_length(&mut head, body.len() as u64);
+    if status != 204 {
+        // a 204 carries no Content-Length (RFC 9110 §8.6)
+        put_content_length(&mut head, body.len() as u64);
+    }
     LocalReply {
         status,
         head: head.into_boxed_slice(),
@@ -235,6 +238,18 @@ mod tests {
         h
     }
 
+    /// An entry for a response with head `raw` (received at time 0) and `body`.
+    fn entry_of(raw: &[u8], body: &[u8]) -> Entry {
+        let h = head(raw);
+        Entry::new(
+            Box::from(&b"k"[..]),
+            Box::from(&b"u"[..]),
+            facts(&h, raw, 0, 0),
+            stored_fields(&h, raw).into_boxed_slice(),
+            Rc::from(body),
+        )
+    }
+
     #[test]
     fn stored_heads_keep_end_to_end_fields_only() {
         let raw = b"HTTP/1.1 200 OK\r\nDate: Tue, 01 Dec 2026 10:00:00 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\nAge: 3\r\nETag: \"a\"\r\nCache-Tag: x, y ,\r\nCache-Control: max-age=60\r\n\r\nhi";
@@ -269,15 +284,22 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_204_is_served_without_content_length() {
+        let e = entry_of(
+            b"HTTP/1.1 204 No Content\r\nCache-Control: max-age=9\r\n\r\n",
+            b"",
+        );
+        assert_eq!(
+            &*e.reply.head,
+            b"HTTP/1.1 204 No Content\r\nCache-Control: max-age=9\r\n"
+        );
+    }
+
+    #[test]
     fn a_304_replaces_fields_of_the_same_name_and_keeps_the_body() {
-        let raw = b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nX-Old: 1\r\nCache-Control: max-age=1\r\nContent-Length: 2\r\n\r\nhi";
-        let h = head(raw);
-        let e = Entry::new(
-            Box::from(&b"k"[..]),
-            Box::from(&b"u"[..]),
-            facts(&h, raw, 0, 0),
-            stored_fields(&h, raw).into_boxed_slice(),
-            Rc::from(&b"hi"[..]),
+        let e = entry_of(
+            b"HTTP/1.1 200 OK\r\nETag: \"a\"\r\nX-Old: 1\r\nCache-Control: max-age=1\r\nContent-Length: 2\r\n\r\n",
+            b"hi",
         );
         let raw304 =
             b"HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=100\r\nETag: \"a\"\r\n\r\n";

@@ -29,7 +29,7 @@ use crate::cache::freshness::{RequestFacts, ResponseFacts, Reuse};
 use crate::cache::key::KeySpec;
 use crate::cache::status::{CacheStatus, Forward, put_cache_status};
 use crate::cache::table::{Fill, Found, Table, bump, variant_key};
-use crate::exchange::{Exchange, Refresh, Replacement};
+use crate::exchange::{Exchange, Outcome, Refresh, Replacement};
 use crate::gate::Gate;
 use crate::reply::LocalReply;
 use crate::stage::{
@@ -555,6 +555,12 @@ impl Stage for Cache {
         if p.armed && ex.fallback.is_none() {
             // the gateway answered the upstream's failure with the stale copy
             bump(&self.table.counts.stale_served, 1);
+        }
+        if let Some(f) = p.fill
+            && ex.outcome == Outcome::Forwarded
+        {
+            // a bodyless response (204) passes no body tap, so no `End` stored it
+            self.table.insert(f, &p.primary, &p.url);
         }
         if let Some(g) = p.gate {
             // what it fetched is stored (or not storable): the waiters look again
