@@ -14,7 +14,6 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -71,13 +70,13 @@ pub struct Cache {
     store_set_cookie: bool,
     /// Boxed: the store's tables would make every stage variant as large.
     table: Box<Table>,
-    pending: RefCell<HashMap<u64, Pending>>,
+    pending: RefCell<ahash::AHashMap<u64, Pending>>,
     /// How long a coalesced miss waits (`None`: misses are not coalesced).
     coalesce: Option<Duration>,
     /// The misses on their way upstream, by primary key, with the gate their waiters wait on.
-    inflight: RefCell<HashMap<Vec<u8>, Rc<Gate>>>,
+    inflight: RefCell<ahash::AHashMap<Vec<u8>, Rc<Gate>>>,
     /// Background refreshes out, by token.
-    refreshing: RefCell<HashMap<u64, Pending>>,
+    refreshing: RefCell<ahash::AHashMap<u64, Pending>>,
 }
 
 impl StageBuild for Cache {
@@ -96,10 +95,10 @@ impl StageBuild for Cache {
             ttl,
             store_set_cookie: c.store_set_cookie,
             table: Box::new(Table::new(eviction, c.size.0)),
-            pending: RefCell::new(HashMap::new()),
+            pending: RefCell::default(),
             coalesce: c.coalesce.then_some(c.coalesce_wait.0),
-            inflight: RefCell::new(HashMap::new()),
-            refreshing: RefCell::new(HashMap::new()),
+            inflight: RefCell::default(),
+            refreshing: RefCell::default(),
         })
     }
 }
@@ -170,40 +169,16 @@ impl Cache {
         let host = head.authority(buf).unwrap_or_default();
         let pragma =
             values(&head.fields, buf, b"pragma").any(|v| v.eq_ignore_ascii_case(b"no-cache"));
-        let get = head.method == Method::Get;
-        let fields = match get {
-            // the request's fields, for the Vary of the response it may store
-            true => head
-                .fields
-                .iter()
-                .map(|f| {
-                    (
-                        f.name.get(buf).to_ascii_lowercase(),
-                        f.value.get(buf).to_vec(),
-                    )
-                })
-                .collect(),
-            false => Vec::new(),
-        };
         Pending {
             primary: self.spec.key(host, head.path(buf), field),
-            url: url_of(head, buf),
             invalidate: unsafe_method(head.method),
             request: RequestFacts {
-                get,
+                get: head.method == Method::Get,
                 authorization: field(b"authorization").is_some(),
                 cc: RequestDirectives::parse(values(&head.fields, buf, b"cache-control"), pragma),
             },
             request_time: now,
-            fields,
-            fwd: Forward::UriMiss,
-            stale: None,
-            if_none_match: field(b"if-none-match").map(<[u8]>::to_vec),
-            if_modified_since: field(b"if-modified-since")
-                .and_then(|v| proto::date::parse_http_date(v, now)),
-            armed: false,
-            gate: None,
-            fill: None,
+            ..Pending::default()
         }
     }
 
@@ -378,6 +353,7 @@ impl Cache {
             }
         }
         conditional::revalidation_fields(&mut fields, e.field(b"etag"), e.field(b"last-modified"));
+        remember(&mut p, head, buf);
         p.stale = Some(e.clone());
         refreshing.insert(ex.serial, p);
         ex.refresh = Some(Refresh {
@@ -418,13 +394,37 @@ impl Cache {
         Verdict::Serve(reply)
     }
 
-    /// Starts an exchange that goes upstream.
-    fn pend(&self, ex: &Exchange, p: Pending) {
+    /// Starts an exchange that goes upstream: what of the request its response needs is
+    /// copied now (a hit never pays for it).
+    fn pend(&self, ex: &Exchange, mut p: Pending, head: &RequestHead, buf: &[u8]) {
         if !p.invalidate {
+            remember(&mut p, head, buf);
             bump(&self.table.counts.misses, 1);
         }
         self.pending.borrow_mut().insert(ex.serial, p);
     }
+}
+
+/// Copies into `p` what storing or revalidating the response needs of the request: its URL
+/// (for purges), its fields (a GET's, for `Vary`) and its conditionals.
+fn remember(p: &mut Pending, head: &RequestHead, buf: &[u8]) {
+    let field = |n: &[u8]| head.value_of(buf, n);
+    p.url = url_of(head, buf);
+    if p.request.get {
+        p.fields = head
+            .fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.get(buf).to_ascii_lowercase(),
+                    f.value.get(buf).to_vec(),
+                )
+            })
+            .collect();
+    }
+    p.if_none_match = field(b"if-none-match").map(<[u8]>::to_vec);
+    p.if_modified_since =
+        field(b"if-modified-since").and_then(|v| proto::date::parse_http_date(v, p.request_time));
 }
 
 /// The request's URL as purges name it: `host\npath?query`.
@@ -445,7 +445,7 @@ impl Stage for Cache {
         }
         let mut p = self.pending_for(head, buf, ex.unix_secs());
         if p.invalidate {
-            self.pend(ex, p);
+            self.pend(ex, p, head, buf);
             return Verdict::Continue;
         }
         let found = self.table.find(&p.primary, |n| head.value_of(buf, n));
@@ -472,7 +472,7 @@ impl Stage for Cache {
                 "only-if-cached, and no stored response can be used",
             ));
         }
-        self.pend(ex, p);
+        self.pend(ex, p, head, buf);
         Verdict::Continue
     }
 
