@@ -129,13 +129,13 @@ async fn failed(
     close: bool,
     version: Version,
 ) -> Next {
+    let keep = !close && f.request_consumed && !shard.draining.get();
+    let (persist, timeout) = (Persist::of(!keep, version), gw.settings.client_body_timeout);
     if !f.response_started
         && f.error.side() == crate::error::Side::Upstream
         && let Some(instead) = ex.fallback.take()
     {
         // a stage holds an answer for this (a cache's stale copy)
-        let keep = !close && f.request_consumed && !shard.draining.get();
-        let (persist, timeout) = (Persist::of(!keep, version), gw.settings.client_body_timeout);
         let outcome = Outcome::Answered;
         return answer::replacement(shard, conn, ex, &instead, persist, outcome, timeout).await;
     }
@@ -160,13 +160,10 @@ async fn failed(
         let secs = retry_after.to_string();
         proto::write::put_field(&mut fields, b"Retry-After", secs.as_bytes());
     }
-    let keep = !close && f.request_consumed && !shard.draining.get();
     let outcome = match f.error.side() {
         crate::error::Side::Upstream => Outcome::Failed,
         crate::error::Side::Downstream => Outcome::Answered,
     };
-    let timeout = gw.settings.client_body_timeout;
-    let persist = Persist::of(!keep, version);
     answer::send(shard, conn, ex, answer, &fields, persist, outcome, timeout).await
 }
 

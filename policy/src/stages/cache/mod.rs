@@ -253,13 +253,8 @@ impl Cache {
 
     /// The origin answered a revalidation: a `304` freshens the entry and the client gets
     /// it, a `5xx` gets the stale copy when it allows that. True when the stage answered.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the response and what the request left, each distinct; one call site"
-    )]
     fn after_stale(
         &self,
-        stale: &Entry,
         p: &Pending,
         head: &ResponseHead,
         buf: &[u8],
@@ -267,6 +262,9 @@ impl Cache {
         facts: ResponseFacts,
         fallback: Option<Replacement>,
     ) -> bool {
+        let Some(stale) = &p.stale else {
+            return false;
+        };
         if head.status == 304 {
             let now = ex.unix_secs();
             let fresh = Rc::new(stale.freshened(head, buf, facts));
@@ -494,9 +492,7 @@ impl Stage for Cache {
         if let Some(ttl) = self.ttl {
             entry::override_lifetime(&mut facts, ttl);
         }
-        if let Some(stale) = p.stale.clone()
-            && self.after_stale(&stale, p, head, buf, ex, facts, fallback)
-        {
+        if self.after_stale(p, head, buf, ex, facts, fallback) {
             return;
         }
         let storable = match facts.storable(&p.request, self.store_set_cookie) {
