@@ -321,7 +321,8 @@ async fn stream_body(
 /// Streams the response body through the stages that tap it (`ex.taps`): each piece of
 /// decoded data goes to them, and what they let through or rewrote goes to the client
 /// (chunked when `to_chunked`). `conn.up_buf` starts with the body bytes that came with the
-/// head.
+/// head. The last piece is held back until the stages saw the end, so what they do at the
+/// end (a cache storing the body) is done before the client has the whole response.
 #[expect(
     clippy::too_many_arguments,
     reason = "the body's state and both ends; one call site"
@@ -337,6 +338,8 @@ async fn tapped_body(
     idle: std::time::Duration,
 ) -> Result<(), Failure> {
     let mut first = true;
+    // `conn.tap_scratch` holds the last piece, framed and not yet sent
+    let mut held = false;
     loop {
         if !first || conn.up_buf.is_empty() {
             if body.is_done() {
@@ -391,24 +394,38 @@ async fn tapped_body(
             data
         };
         frame(&mut conn.tap_scratch, piece, to_chunked);
+        if body.is_done() {
+            held = true;
+            break;
+        }
         emit(conn, ex, s).await?;
     }
     *body = Body::Done;
+    let mut last = std::mem::take(&mut conn.tap_scratch);
+    if !held {
+        last.clear();
+    }
     // the end: rewriting stages write out what they held back
     let rewritten = route
         .pipeline
         .tap(None, ex, &mut conn.tap_out, &mut conn.tap_scratch);
     let tail: &[u8] = if rewritten { &conn.tap_out } else { b"" };
-    frame(&mut conn.tap_scratch, tail, to_chunked);
+    frame_onto(&mut last, tail, to_chunked);
     if to_chunked {
-        conn.tap_scratch.extend_from_slice(LAST_CHUNK);
+        last.extend_from_slice(LAST_CHUNK);
     }
+    conn.tap_scratch = last;
     emit(conn, ex, s).await
 }
 
 /// `data` into `out` (cleared), as one chunk when `chunked`.
 fn frame(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
     out.clear();
+    frame_onto(out, data, chunked);
+}
+
+/// `data` appended to `out`, as one chunk when `chunked`.
+fn frame_onto(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
     if data.is_empty() {
         return;
     }
