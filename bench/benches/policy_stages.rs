@@ -23,10 +23,7 @@ use proto::{Limits, RequestHead};
 const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/tests/keys");
 
 fn stage(toml_text: &str) -> policy::AnyStage {
-    let ctx = StageContext {
-        shards: 1,
-        dir: Path::new(KEYS),
-    };
+    let ctx = StageContext::alone(1, Path::new(KEYS));
     build_stage(toml::from_str(toml_text).unwrap(), &ctx).unwrap()
 }
 

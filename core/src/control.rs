@@ -1,15 +1,16 @@
 //! Cross-shard control, the one place with cross-thread types: each shard has an inbox (a
 //! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
 //!
-//! Messages today: drain now, report counters, a health verdict from the prober, a group's
-//! new targets from discovery, a reloaded config. Later ones (purge) are variants of
-//! `Message`. A shard handles its inbox between requests, so nothing here touches the request
-//! path; the control side never blocks on a shard (replies come back on channels it reads
-//! with a deadline).
+//! Messages: drain now, report counters, a health verdict from the prober, a group's new
+//! targets from discovery, a reloaded config, listeners, purges, and letters between the
+//! copies of a stage on different shards (`Peers`). A shard handles its inbox between
+//! requests, so nothing here touches the request path; the control side never blocks on a
+//! shard (replies come back on channels it reads with a deadline).
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// A message to one shard.
@@ -25,7 +26,7 @@ pub enum Message {
     Targets(TargetSet),
     /// A reloaded configuration (validated and compiled once on the control side): new
     /// exchanges run on it, those in flight finish on theirs.
-    Config(std::sync::Arc<conf::Config>),
+    Config(Arc<conf::Config>),
     /// Start accepting on these sockets, bound for the listeners configured at these
     /// addresses (a reload added them; sent after the config that has them).
     Listen(Vec<(crate::listener::ListenerId, std::net::TcpListener)>),
@@ -35,6 +36,13 @@ pub enum Message {
     ReopenLog,
     /// Drop cached responses that match; reply with how many were dropped.
     Purge(Purge, Sender<u64>),
+    /// A letter a stage on shard `from` posted to its copy on this shard.
+    Letter {
+        /// The shard that posted it.
+        from: usize,
+        /// The letter.
+        letter: policy::letter::Letter,
+    },
 }
 
 pub use policy::cache::Purge;
@@ -43,9 +51,9 @@ pub use policy::cache::Purge;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSet {
     /// The group's name.
-    pub upstream: std::sync::Arc<str>,
+    pub upstream: Arc<str>,
     /// Its targets: address, name as written, weight.
-    pub targets: std::sync::Arc<[Target]>,
+    pub targets: Arc<[Target]>,
 }
 
 /// One discovered target: its address, its name as written (Host, SNI, hash-ring identity)
@@ -56,7 +64,7 @@ pub type Target = (std::net::SocketAddr, String, u32);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
     /// The group's name.
-    pub upstream: std::sync::Arc<str>,
+    pub upstream: Arc<str>,
     /// The target's address.
     pub target: std::net::SocketAddr,
     /// Up (serving) or down.
@@ -139,9 +147,41 @@ struct Mailbox {
     wake: UnixStream,
 }
 
-/// Sends messages to every shard. Held by the main thread (and tests).
+impl Mailbox {
+    /// Queues `message` and wakes the shard; false if it has stopped.
+    fn send(&self, message: Message) -> bool {
+        self.tx.send(message).is_ok() && self.wake()
+    }
+
+    /// Wakes the shard to look at its inbox.
+    fn wake(&self) -> bool {
+        // A full socket buffer means unread wake-ups are pending: the shard will look anyway.
+        match (&self.wake).write_all(&[1]) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        }
+    }
+}
+
+/// Sends messages to every shard. Held by the main thread (and tests); when it is dropped
+/// the shards' wake-up sockets close and they drain.
 pub struct Control {
-    mailboxes: Vec<Mailbox>,
+    mailboxes: Vec<Arc<Mailbox>>,
+}
+
+/// A shard's way to the other shards' inboxes (letters between stages). It does not keep
+/// them open: once `Control` is gone, sending fails.
+pub struct Peers {
+    mailboxes: Vec<Weak<Mailbox>>,
+}
+
+impl Peers {
+    /// Sends a letter a stage on shard `from` posted, and wakes the shard it goes to.
+    pub fn send(&self, from: usize, letter: policy::letter::Letter) {
+        if let Some(m) = self.mailboxes.get(letter.to).and_then(Weak::upgrade) {
+            m.send(Message::Letter { from, letter });
+        }
+    }
 }
 
 impl Control {
@@ -155,7 +195,7 @@ impl Control {
             // the control side never waits on a shard; the shard sets its end up for its
             // driver (`runtime::shard_main`)
             ours.set_nonblocking(true)?;
-            mailboxes.push(Mailbox { tx, wake: ours });
+            mailboxes.push(Arc::new(Mailbox { tx, wake: ours }));
             inboxes.push(Inbox { rx, wake: theirs });
         }
         Ok((Control { mailboxes }, inboxes))
@@ -168,16 +208,13 @@ impl Control {
 
     /// Sends `message` to shard `i`; false if that shard has stopped.
     pub fn send(&self, i: usize, message: Message) -> bool {
-        let Some(m) = self.mailboxes.get(i) else {
-            return false;
-        };
-        if m.tx.send(message).is_err() {
-            return false;
-        }
-        // A full socket buffer means unread wake-ups are pending: the shard will look anyway.
-        match (&m.wake).write_all(&[1]) {
-            Ok(()) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+        self.mailboxes.get(i).is_some_and(|m| m.send(message))
+    }
+
+    /// What each shard sends its letters to the others with.
+    pub fn peers(&self) -> Peers {
+        Peers {
+            mailboxes: self.mailboxes.iter().map(Arc::downgrade).collect(),
         }
     }
 

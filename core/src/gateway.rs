@@ -232,7 +232,7 @@ impl Gateway {
         secret: &std::sync::Arc<TicketSecret>,
     ) -> Result<Gateway, ConfErrors> {
         let router = Router::build(config);
-        let pipelines = Pipelines::build(config, shards, previous.map(|g| &g.pipelines));
+        let pipelines = Pipelines::build(config, shards, shard, previous.map(|g| &g.pipelines));
         let mut all = Vec::new();
         let dir = config.dir();
         let at = |p: crate::tls::TlsProblem| {
@@ -337,6 +337,14 @@ impl Gateway {
     /// The global stages' own figures (route-less), with each stage's kind.
     pub fn global_figures(&self) -> Vec<(&'static str, policy::Figure)> {
         self.pipelines.global_figures()
+    }
+
+    /// Hands a letter from shard `from` to the stage it is for.
+    pub fn deliver(&self, from: usize, letter: policy::letter::Letter) {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.pipelines.deliver(from, letter, wall);
     }
 
     /// Drops the stored responses `what` names from every stage's cache; how many.

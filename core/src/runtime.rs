@@ -29,6 +29,8 @@ pub struct ShardSpec {
     pub config: Arc<Config>,
     /// Where its messages arrive.
     pub inbox: Inbox,
+    /// Where its stages' letters to the other shards go.
+    pub peers: crate::control::Peers,
     /// The session-ticket secret every shard shares.
     pub secret: Arc<TicketSecret>,
 }
@@ -85,6 +87,7 @@ fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
         Shard::new(id, gw, source),
         spec.listeners,
         spec.inbox,
+        spec.peers,
         drain_timeout,
         ready.clone(),
         use_uring,
@@ -146,6 +149,7 @@ async fn shard_main(
     shard: Shard,
     listeners: Vec<std::net::TcpListener>,
     inbox: Inbox,
+    peers: crate::control::Peers,
     drain_timeout: Duration,
     ready: Sender<Result<&'static str, String>>,
     uring: bool,
@@ -173,6 +177,8 @@ async fn shard_main(
     // the tasks of this config's stages; a config that replaces it starts its own
     shard.start_tasks();
     monoio::spawn(flush_access_log(Rc::downgrade(&shard)));
+    let id = shard.id;
+    policy::letter::set_sender(Box::new(move |l| peers.send(id, l)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
     serve_inbox(&shard, &inbox.rx, wake).await;
@@ -231,6 +237,7 @@ async fn serve_inbox(
                 Message::Purge(what, reply) => {
                     let _ = reply.send(shard.purge(&what));
                 }
+                Message::Letter { from, letter } => shard.gateway().deliver(from, letter),
             }
         }
         buf.clear();
@@ -358,6 +365,7 @@ pub fn start_all_with(
             listeners,
             config: config.clone(),
             inbox,
+            peers: control.peers(),
             secret: secret.clone(),
         };
         match spawn(spec, tx.clone()) {

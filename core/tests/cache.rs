@@ -619,16 +619,23 @@ fn one_shard(origin: &Script, policy: &str) -> Option<Gateway> {
     )
 }
 
-fn run_rows(driver: &str) {
+/// Runs every row on a gateway of `shards` shards; `shared`: one copy per gateway.
+fn run_rows(driver: &str, shards: usize, shared: bool) {
     let origin = Script::start();
-    let policy = "[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"4KiB\"\n";
+    let policy = format!(
+        "[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"4KiB\"\nshared = {shared}\n"
+    );
+    // several shards keep a pool each: no pooling, so no row depends on which shard's pool
+    // the origin closed a connection in
+    let pooling = if shards > 1 { "keepalive = 0" } else { "" };
     let Some(g) = Gateway::start(
         driver,
-        "shards = 1",
-        &support::route_all_policy(origin.addr, policy),
+        &format!("shards = {shards}"),
+        &format!("{}{policy}\n", support::route_all(origin.addr, pooling)),
     ) else {
         return;
     };
+    let driver = format!("{driver}, {shards} shards, shared = {shared}");
     for (i, row) in rows().into_iter().enumerate() {
         let path = format!("/r{i}");
         for (n, step) in row.steps.into_iter().enumerate() {
@@ -679,8 +686,16 @@ fn run_rows(driver: &str) {
 #[test]
 fn cache_conformance_table() {
     for d in support::DRIVERS {
-        run_rows(d);
+        run_rows(d, 1, false);
     }
+}
+
+/// The same rows with one copy per gateway over two shards: each request lands on either
+/// shard (a new connection each), so lookups, stores, revalidations and invalidations go
+/// through the key's owner by message, and every row must still hold.
+#[test]
+fn cache_conformance_table_with_one_copy_over_two_shards() {
+    run_rows("auto", 2, true);
 }
 
 #[test]

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cidr;
 pub mod exchange;
 pub mod gate;
+pub mod letter;
 pub mod lru;
 pub mod pipeline;
 pub mod query;

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use proto::{RequestHead, ResponseHead};
 
 use crate::exchange::{Exchange, Tap};
+use crate::letter::{Address, Letter};
 use crate::stage::{BodyTap, Figure, Piece, Stage, StageContext, Verdict};
 use crate::stages::AnyStage;
 use crate::task::Task;
@@ -59,7 +60,7 @@ impl Pipeline {
     /// Builds the pipeline of every route of `config` for a gateway of `shards` shards, or
     /// every stage error with its location.
     pub fn build_all(config: &conf::Config, shards: usize) -> Result<Pipelines, conf::ConfErrors> {
-        Pipelines::build(config, shards, None)
+        Pipelines::build(config, shards, 0, None)
     }
 
     /// True when the route has no stages.
@@ -301,6 +302,7 @@ impl Pipelines {
     pub fn build(
         config: &conf::Config,
         shards: usize,
+        shard: usize,
         previous: Option<&Pipelines>,
     ) -> Result<Pipelines, conf::ConfErrors> {
         let dir = Path::new(&config.source)
@@ -308,27 +310,38 @@ impl Pipelines {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let shards = shards.max(1);
-        let ctx = StageContext { shards, dir };
         let previous = previous.filter(|p| p.shards == shards);
         let mut errs = Vec::new();
-        let mut build = |tables: &[toml::Spanned<toml::Table>], what: &str| -> Built {
-            let mut stages = Vec::with_capacity(tables.len());
-            for t in tables {
-                match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
-                    Ok(s) => stages.push(s),
-                    Err(m) => errs.push(conf::ConfError::at(
-                        &config.source,
-                        &config.text,
-                        t.span(),
-                        format!("{what} {m}"),
-                    )),
+        let mut build =
+            |tables: &[toml::Spanned<toml::Table>], route: Option<&str>, what: &str| -> Built {
+                let mut stages = Vec::with_capacity(tables.len());
+                let route: Option<std::sync::Arc<str>> = route.map(std::sync::Arc::from);
+                for (i, t) in tables.iter().enumerate() {
+                    let address = Address {
+                        route: route.clone(),
+                        position: u16::try_from(i).unwrap_or(u16::MAX),
+                    };
+                    let ctx = StageContext {
+                        shards,
+                        dir,
+                        shard,
+                        address: &address,
+                    };
+                    match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
+                        Ok(s) => stages.push(s),
+                        Err(m) => errs.push(conf::ConfError::at(
+                            &config.source,
+                            &config.text,
+                            t.span(),
+                            format!("{what} {m}"),
+                        )),
+                    }
                 }
-            }
-            Built {
-                stages: Rc::from(stages),
-                source: tables.iter().map(|t| t.get_ref().clone()).collect(),
-            }
-        };
+                Built {
+                    stages: Rc::from(stages),
+                    source: tables.iter().map(|t| t.get_ref().clone()).collect(),
+                }
+            };
         let global_source: Vec<toml::Table> =
             config.policy.iter().map(|t| t.get_ref().clone()).collect();
         let global = match previous {
@@ -336,7 +349,7 @@ impl Pipelines {
                 stages: p.global.global.clone(),
                 source: global_source,
             },
-            _ => build(&config.policy, "[[policy]]"),
+            _ => build(&config.policy, None, "[[policy]]"),
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut route_sources = Vec::with_capacity(config.routes.len());
@@ -357,7 +370,8 @@ impl Pipelines {
                 },
                 None => {
                     let what = format!("route `{}` [[route.policy]]", r.name);
-                    Pipeline::with_global(global.stages.clone(), build(&r.policy, &what).stages)
+                    let built = build(&r.policy, Some(&r.name), &what);
+                    Pipeline::with_global(global.stages.clone(), built.stages)
                 }
             };
             routes.push(pipeline);
@@ -373,6 +387,27 @@ impl Pipelines {
             route_sources,
             shards,
         })
+    }
+
+    /// Hands a letter from shard `from` to the stage it is addressed to (a letter for a
+    /// stage this config does not have, a reload having removed it, is dropped).
+    pub fn deliver(&self, from: usize, letter: Letter, wall: u64) {
+        let Address { route, position } = &letter.address;
+        let list = match route {
+            None => &self.global.global,
+            Some(name) => {
+                let Some(i) = self.route_sources.iter().position(|(n, _)| **n == **name) else {
+                    return;
+                };
+                let Some(p) = self.routes.get(i) else {
+                    return;
+                };
+                &p.stages
+            }
+        };
+        if let Some(s) = list.get(usize::from(*position)) {
+            s.on_letter(from, letter.body, wall);
+        }
     }
 
     /// True when `self` and `other` share the state of route `i`'s own stages (taken over).
@@ -425,7 +460,7 @@ mod tests {
             text += &format!("[[route.policy]]\nkind = \"tap_test\"\n{s}\n");
         }
         let config = conf::load_str("t.toml", &text)?;
-        let mut all = Pipelines::build(&config, 1, None)?;
+        let mut all = Pipelines::build(&config, 1, 0, None)?;
         Ok(all.routes.remove(0))
     }
 

@@ -12,8 +12,8 @@ pub struct LocalReply {
     /// Status-line and fields, each ending in CRLF, without the empty line.
     pub head: Box<[u8]>,
     /// Body bytes (not sent for HEAD); shared, so a cache entry freshened by a `304` keeps
-    /// its body without a copy.
-    pub body: std::rc::Rc<[u8]>,
+    /// its body without a copy, and one stored on another shard is served without one.
+    pub body: bytes::Bytes,
 }
 
 impl LocalReply {
@@ -31,7 +31,7 @@ impl LocalReply {
         LocalReply {
             status,
             head: head.into_boxed_slice(),
-            body: body.into(),
+            body: bytes::Bytes::copy_from_slice(body),
         }
     }
 

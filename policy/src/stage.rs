@@ -102,6 +102,28 @@ pub struct StageContext<'a> {
     pub shards: usize,
     /// The directory relative file paths (keys, JWKS) are read from.
     pub dir: &'a Path,
+    /// The shard it is built for (`0..shards`).
+    pub shard: usize,
+    /// Where the stage is in the config: letters from its copies on other shards carry it.
+    pub address: &'a crate::letter::Address,
+}
+
+/// The address of a stage built outside any config (tests, benchmarks).
+static NOWHERE: crate::letter::Address = crate::letter::Address {
+    route: None,
+    position: 0,
+};
+
+impl<'a> StageContext<'a> {
+    /// The context of a stage built alone (not from a config) for a gateway of `shards`.
+    pub fn alone(shards: usize, dir: &'a Path) -> StageContext<'a> {
+        StageContext {
+            shards,
+            dir,
+            shard: 0,
+            address: &NOWHERE,
+        }
+    }
 }
 
 /// One policy stage. Hooks are synchronous, see shard-local state only, and get the time
@@ -155,6 +177,9 @@ pub trait Stage {
     fn figures(&self) -> Vec<Figure> {
         Vec::new()
     }
+    /// A letter its copy on shard `from` posted to it (`crate::letter`). `wall`: seconds
+    /// since the Unix epoch when it arrived.
+    fn on_letter(&self, _from: usize, _body: Box<dyn std::any::Any + Send>, _wall: u64) {}
 }
 
 /// A whole response fetched in the background: its head (parsed, over `buf`) and body.
@@ -256,6 +281,9 @@ macro_rules! stages {
             }
             fn figures(&self) -> Vec<$crate::stage::Figure> {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.figures(),)* }
+            }
+            fn on_letter(&self, from: usize, body: Box<dyn std::any::Any + Send>, wall: u64) {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_letter(from, body, wall),)* }
             }
         }
 

@@ -105,6 +105,17 @@ pub struct Entry {
     pub reply: Rc<LocalReply>,
 }
 
+/// An entry on its way between shards: the same parts, nothing shard-local.
+#[derive(Debug)]
+pub struct Parcel {
+    key: Box<[u8]>,
+    url: Box<[u8]>,
+    tags: Box<[Box<[u8]>]>,
+    facts: ResponseFacts,
+    fields: Box<[u8]>,
+    reply: LocalReply,
+}
+
 impl Entry {
     /// An entry for a response with `status`, stored `fields` and `body`.
     pub fn new(
@@ -112,7 +123,7 @@ impl Entry {
         url: Box<[u8]>,
         facts: ResponseFacts,
         fields: Box<[u8]>,
-        body: Rc<[u8]>,
+        body: bytes::Bytes,
     ) -> Entry {
         let tags = tags(&fields);
         let reply = Rc::new(render(facts.status, &fields, body));
@@ -123,6 +134,31 @@ impl Entry {
             facts,
             fields,
             reply,
+        }
+    }
+
+    /// A copy to send to another shard (a shared cache's owner answering a lookup); the
+    /// body is shared, not copied.
+    pub fn parcel(&self) -> Parcel {
+        Parcel {
+            key: self.key.clone(),
+            url: self.url.clone(),
+            tags: self.tags.clone(),
+            facts: self.facts,
+            fields: self.fields.clone(),
+            reply: LocalReply::clone(&self.reply),
+        }
+    }
+
+    /// The entry a parcel from another shard carries.
+    pub fn unpack(p: Parcel) -> Entry {
+        Entry {
+            key: p.key,
+            url: p.url,
+            tags: p.tags,
+            facts: p.facts,
+            fields: p.fields,
+            reply: Rc::new(p.reply),
         }
     }
 
@@ -155,7 +191,7 @@ impl Entry {
         LocalReply {
             status: 304,
             head: head.into_boxed_slice(),
-            body: Rc::from(&[][..]),
+            body: bytes::Bytes::new(),
         }
     }
 
@@ -191,7 +227,7 @@ pub fn override_lifetime(facts: &mut ResponseFacts, secs: u32) {
 }
 
 /// The reply a hit sends.
-fn render(status: u16, fields: &[u8], body: Rc<[u8]>) -> LocalReply {
+fn render(status: u16, fields: &[u8], body: bytes::Bytes) -> LocalReply {
     let mut head = Vec::with_capacity(fields.len() + 48);
     put_status_line(&mut head, status, reason_phrase(status).as_bytes());
     head.extend_from_slice(fields);
@@ -246,7 +282,7 @@ mod tests {
             Box::from(&b"u"[..]),
             facts(&h, raw, 0, 0),
             stored_fields(&h, raw).into_boxed_slice(),
-            Rc::from(body),
+            bytes::Bytes::copy_from_slice(body),
         )
     }
 
@@ -267,7 +303,7 @@ mod tests {
             Box::from(&b"u"[..]),
             f,
             fields.into_boxed_slice(),
-            Rc::from(&b"hi"[..]),
+            bytes::Bytes::from_static(b"hi"),
         );
         assert_eq!(&*e.tags, &[Box::from(&b"x"[..]), Box::from(&b"y"[..])]);
         assert_eq!(e.field(b"etag"), Some(&b"\"a\""[..]));

@@ -38,10 +38,8 @@ pub enum Found {
 
 /// A response being stored while it streams to the client.
 pub struct Fill {
-    /// The key it goes under (the primary key, or its variant's).
-    pub key: Vec<u8>,
-    /// A `Vary` marker to store first (a new one for this primary key).
-    pub marker: Option<(Rc<[Vec<u8>]>, u64)>,
+    /// The request fields it varies on (lowercased `Vary` names; empty: none).
+    pub vary: Vec<Vec<u8>>,
     /// Its freshness facts.
     pub facts: ResponseFacts,
     /// Its stored field lines.
@@ -149,7 +147,7 @@ impl Table {
     }
 
     /// The `Vary` marker stored for `primary`, if any.
-    pub fn marker(&self, primary: &[u8]) -> Option<(Rc<[Vec<u8>]>, u64)> {
+    fn marker(&self, primary: &[u8]) -> Option<(Rc<[Vec<u8>]>, u64)> {
         match self.store.borrow().peek(self.hash(primary)) {
             Some(Slot::Vary {
                 key,
@@ -160,36 +158,59 @@ impl Table {
         }
     }
 
-    /// A generation no marker had.
-    pub fn next_generation(&self) -> u64 {
-        self.generation.set(self.generation.get() + 1);
-        self.generation.get()
-    }
-
-    /// Stores a finished fill.
-    pub fn insert(&self, f: Fill, primary: &[u8], url: &[u8]) {
-        let mut store = self.store.borrow_mut();
-        if let Some((names, generation)) = f.marker {
-            let size = (primary.len() * 2 + names.iter().map(Vec::len).sum::<usize>()) as u64 + 64;
-            let slot = Slot::Vary {
-                key: Box::from(primary),
-                names,
-                generation,
+    /// Stores a finished fill for a request with primary key `primary`, URL `url` and
+    /// fields `field(name)`: under the primary key, or under its variant's key when it
+    /// varies (after a new marker when the named fields changed, so older variants are
+    /// never found again).
+    pub fn insert<'a>(
+        &self,
+        f: Fill,
+        primary: &[u8],
+        url: &[u8],
+        field: impl Fn(&[u8]) -> Option<&'a [u8]>,
+    ) {
+        let key = if f.vary.is_empty() {
+            Box::from(primary)
+        } else {
+            let (names, generation) = match self.marker(primary) {
+                Some((n, g)) if *n == *f.vary => (n, g),
+                _ => {
+                    self.generation.set(self.generation.get() + 1);
+                    let names: Rc<[Vec<u8>]> = Rc::from(f.vary);
+                    let generation = self.generation.get();
+                    let size =
+                        (primary.len() * 2 + names.iter().map(Vec::len).sum::<usize>()) as u64 + 64;
+                    let slot = Slot::Vary {
+                        key: Box::from(primary),
+                        names: names.clone(),
+                        generation,
+                    };
+                    if !self
+                        .store
+                        .borrow_mut()
+                        .insert(self.hash(primary), slot, size)
+                    {
+                        return;
+                    }
+                    (names, generation)
+                }
             };
-            if !store.insert(self.hash(primary), slot, size) {
-                return;
-            }
-        }
+            variant_key(primary, generation, &names, field).into_boxed_slice()
+        };
         let e = Entry::new(
-            f.key.into_boxed_slice(),
+            key,
             Box::from(url),
             f.facts,
             f.fields.into_boxed_slice(),
-            std::rc::Rc::from(f.body),
+            bytes::Bytes::from(f.body),
         );
         let size = e.size();
         let h = self.hash(&e.key);
-        if store.insert(h, Slot::Response(Rc::new(e)), size) {
+        if self
+            .store
+            .borrow_mut()
+            .insert(h, Slot::Response(Rc::new(e)), size)
+        {
             bump(&self.counts.stored, 1);
         }
     }

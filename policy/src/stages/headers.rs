@@ -147,10 +147,7 @@ mod tests {
 
     fn build(toml_text: &str) -> Result<Headers, String> {
         let cfg: Config = toml::from_str(toml_text).map_err(|e| e.to_string())?;
-        let ctx = StageContext {
-            shards: 1,
-            dir: std::path::Path::new("."),
-        };
+        let ctx = StageContext::alone(1, std::path::Path::new("."));
         Headers::build(cfg, &ctx)
     }
 

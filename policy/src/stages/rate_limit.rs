@@ -271,10 +271,7 @@ mod tests {
 
     fn stage(text: &str, shards: usize) -> Result<RateLimit, String> {
         let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        let ctx = StageContext {
-            shards,
-            dir: std::path::Path::new("."),
-        };
+        let ctx = StageContext::alone(shards, std::path::Path::new("."));
         RateLimit::build(cfg, &ctx)
     }
 

@@ -77,13 +77,7 @@ mod tests {
     use crate::stage::StageContext;
 
     fn build_stage(t: toml::Table) -> Result<crate::stages::AnyStage, String> {
-        crate::stages::build_stage(
-            t,
-            &StageContext {
-                shards: 1,
-                dir: std::path::Path::new("."),
-            },
-        )
+        crate::stages::build_stage(t, &StageContext::alone(1, std::path::Path::new(".")))
     }
 
     fn table(text: &str) -> toml::Table {

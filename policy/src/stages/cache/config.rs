@@ -41,9 +41,15 @@ pub struct Config {
     /// each going upstream. Default true.
     #[serde(default = "yes")]
     pub coalesce: bool,
-    /// The longest a coalesced miss waits before it goes upstream itself. Default "5s".
+    /// The longest a coalesced miss waits before it goes upstream itself (and, shared, the
+    /// longest a lookup waits for the owner's answer). Default "5s".
     #[serde(default = "five_seconds")]
     pub coalesce_wait: conf::Duration,
+    /// One copy per gateway: each key has an owner shard (a hash of the key) that stores
+    /// it; the other shards ask it by message, and misses coalesce across shards. `size` is
+    /// still per shard. Default false.
+    #[serde(default)]
+    pub shared: bool,
 }
 
 fn yes() -> bool {

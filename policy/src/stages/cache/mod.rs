@@ -4,7 +4,8 @@
 //! client gets the stored body), or served while the origin fails when `stale-if-error`
 //! allows; a miss goes upstream and the body is stored as it streams to the client. GET
 //! responses are stored, HEAD is answered from them; a successful unsafe request (POST, PUT,
-//! DELETE, PATCH) invalidates its URL. The rules themselves live in `crate::cache`.
+//! DELETE, PATCH) invalidates its URL. With `shared = true` each key is stored on one shard
+//! (`shared`). The rules themselves live in `crate::cache`.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -18,24 +19,28 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proto::{Method, RequestHead, ResponseHead};
+mod coalesce;
 pub mod config;
+mod reuse;
+mod shared;
 
 use crate::cache::Purge;
-use crate::cache::conditional::{self, Conditional};
 use crate::cache::directives::RequestDirectives;
 use crate::cache::entry::{self, Entry, values};
-use crate::cache::freshness::{RequestFacts, ResponseFacts, Reuse};
+use crate::cache::freshness::{RequestFacts, ResponseFacts};
 use crate::cache::key::KeySpec;
-use crate::cache::status::{CacheStatus, Forward, put_cache_status};
-use crate::cache::table::{Fill, Found, Table, bump, variant_key};
-use crate::exchange::{Exchange, Outcome, Refresh, Replacement};
+use crate::cache::status::{CacheStatus, Forward};
+use crate::cache::table::{Fill, Found, Table, bump};
+use crate::exchange::{Exchange, Outcome};
 use crate::gate::Gate;
-use crate::reply::LocalReply;
 use crate::stage::{
     BodyTap, Fetched, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict,
 };
+use coalesce::Flight;
 use config::Compiled;
 pub use config::Config;
+use reuse::status_fields;
+use shared::Share;
 
 /// What the stage keeps of an exchange that went upstream, until it finishes (or of a
 /// background refresh, until its answer arrives).
@@ -59,6 +64,9 @@ struct Pending {
     armed: bool,
     /// The gate concurrent misses for this URL wait on (this exchange is the first).
     gate: Option<Rc<Gate>>,
+    /// Another shard owns the key and its misses wait for this exchange: it reports the
+    /// end (what it stored, or that it stored nothing) to the owner.
+    filler: bool,
     fill: Option<Fill>,
 }
 
@@ -73,22 +81,26 @@ pub struct Cache {
     pending: RefCell<ahash::AHashMap<u64, Pending>>,
     /// How long a coalesced miss waits (`None`: misses are not coalesced).
     coalesce: Option<Duration>,
-    /// The misses on their way upstream, by primary key, with the gate their waiters wait on.
-    inflight: RefCell<ahash::AHashMap<Vec<u8>, Rc<Gate>>>,
+    /// The misses on their way upstream, by primary key.
+    inflight: RefCell<ahash::AHashMap<Vec<u8>, Flight>>,
     /// Background refreshes out, by token.
     refreshing: RefCell<ahash::AHashMap<u64, Pending>>,
+    /// One copy per gateway (`shared = true`): who owns which key, and the lookups out.
+    share: Option<Box<Share>>,
 }
 
 impl StageBuild for Cache {
     const KIND: &'static str = "cache";
     type Config = Config;
 
-    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Self, String> {
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<Self, String> {
         let Compiled {
             spec,
             ttl,
             eviction,
         } = c.compile()?;
+        let share =
+            (c.shared && ctx.shards > 1).then(|| Box::new(Share::new(ctx, c.coalesce_wait.0)));
         Ok(Cache {
             spec,
             max_object: c.max_object.0,
@@ -99,20 +111,10 @@ impl StageBuild for Cache {
             coalesce: c.coalesce.then_some(c.coalesce_wait.0),
             inflight: RefCell::default(),
             refreshing: RefCell::default(),
+            share,
         })
     }
 }
-
-/// Request fields a background refresh does not send: the client's conditionals and cache
-/// directives were for its own request.
-const REFRESH_DROPS: [&[u8]; 6] = [
-    b"if-none-match",
-    b"if-modified-since",
-    b"if-match",
-    b"if-range",
-    b"cache-control",
-    b"pragma",
-];
 
 /// Methods whose success invalidates what is stored for their URL (RFC 9111 §4.4).
 fn unsafe_method(m: Method) -> bool {
@@ -122,47 +124,7 @@ fn unsafe_method(m: Method) -> bool {
     )
 }
 
-/// Appends `Age` and `Cache-Status` field lines.
-fn status_fields(out: &mut Vec<u8>, age: Option<u64>, status: &CacheStatus) {
-    if let Some(age) = age {
-        out.extend_from_slice(b"Age: ");
-        proto::write::put_decimal(out, age);
-        out.extend_from_slice(b"\r\n");
-    }
-    put_cache_status(out, status);
-}
-
-/// The reply to a request whose conditionals are `inm` / `ims`, from `e`: a `304` when they
-/// match, else the stored response.
-fn answer_from(e: &Entry, inm: Option<&[u8]>, ims: Option<u64>) -> Rc<LocalReply> {
-    let etag = e.field(b"etag").and_then(conditional::etag);
-    match conditional::evaluate(inm, ims, etag, e.facts.last_modified) {
-        Conditional::NotModified => Rc::new(e.not_modified()),
-        Conditional::Full => e.reply.clone(),
-    }
-}
-
 impl Cache {
-    /// A GET miss: the first for its URL goes upstream holding a gate; later ones wait on it
-    /// (once), then find what it stored.
-    fn coalesce(&self, p: &mut Pending, ex: &Exchange) -> Option<Verdict<'_>> {
-        let wait = self.coalesce.filter(|_| p.request.get)?;
-        let mut inflight = self.inflight.borrow_mut();
-        match inflight.get(&p.primary).filter(|g| !g.is_open()) {
-            Some(g) if !ex.waited => {
-                bump(&self.table.counts.coalesced, 1);
-                Some(Verdict::Wait(g.clone()))
-            }
-            Some(_) => None,
-            None => {
-                let g = Rc::new(Gate::new(wait));
-                inflight.insert(p.primary.clone(), g.clone());
-                p.gate = Some(g);
-                None
-            }
-        }
-    }
-
     /// What the stage keeps of a request it may store the answer to, or that invalidates.
     fn pending_for(&self, head: &RequestHead, buf: &[u8], now: u64) -> Pending {
         let field = |n: &[u8]| head.value_of(buf, n);
@@ -182,214 +144,19 @@ impl Cache {
         }
     }
 
-    /// A stored response for this request: served (`Some`), or revalidated on the way
-    /// upstream (`None`; the stale copy held for an origin failure when it allows that).
-    fn use_stored(
-        &self,
-        e: Rc<Entry>,
-        p: &mut Pending,
-        head: &RequestHead,
-        buf: &[u8],
-        ex: &mut Exchange,
-    ) -> Option<Verdict<'_>> {
-        let (cc, now) = (&e.facts.cc, ex.unix_secs());
-        if p.request.authorization && !(cc.public || cc.must_revalidate || cc.s_maxage.present()) {
-            // stored for requests without credentials (RFC 9111 §3.5)
-            p.fwd = Forward::Bypass;
-            return None;
-        }
-        let stale =
-            -i64::try_from(e.facts.age(now).saturating_sub(e.facts.lifetime())).unwrap_or(i64::MAX);
-        let reuse = e.facts.reuse(&p.request.cc, now);
-        let forced = p.request.cc.no_cache || p.request.cc.max_age.get() == Some(0);
-        if matches!(reuse, Reuse::StaleIfError { .. } | Reuse::Revalidate)
-            && !forced
-            && !e.facts.cc.no_cache
-            && let Some(wait) = self.coalesce(p, ex)
-        {
-            // one revalidation of a stale entry at a time; the others get what it brings
-            return Some(wait);
-        }
-        match reuse {
-            Reuse::Fresh { ttl } => {
-                let ttl = i64::try_from(ttl).unwrap_or(i64::MAX);
-                return Some(self.serve(&e, head, buf, ex, ttl));
-            }
-            Reuse::Stale { revalidate } => {
-                if revalidate {
-                    self.ask_refresh(&e, std::mem::take(p), head, buf, ex);
-                }
-                return Some(self.serve(&e, head, buf, ex, stale));
-            }
-            Reuse::StaleIfError { allowed } => {
-                if allowed {
-                    let mut fields = Vec::new();
-                    let status = CacheStatus::Hit { ttl: stale };
-                    status_fields(&mut fields, Some(e.facts.age(now)), &status);
-                    let reply = e.reply.clone();
-                    ex.fallback = Some(Replacement { reply, fields });
-                    p.armed = true;
-                }
-                p.fwd = Forward::Stale;
-            }
-            Reuse::Revalidate => {
-                p.fwd = if forced {
-                    Forward::Request
-                } else {
-                    Forward::Stale
-                };
-            }
-        }
-        // revalidate with the stored validators, not the client's
-        let edits = &mut ex.edits.fields;
-        edits.drop_named(&head.fields, buf, b"if-none-match");
-        edits.drop_named(&head.fields, buf, b"if-modified-since");
-        let mut add = std::mem::take(&mut edits.add);
-        conditional::revalidation_fields(&mut add, e.field(b"etag"), e.field(b"last-modified"));
-        edits.add = add;
-        p.stale = Some(e);
-        None
-    }
-
-    /// The origin answered a revalidation: a `304` freshens the entry and the client gets
-    /// it, a `5xx` gets the stale copy when it allows that. True when the stage answered.
-    fn after_stale(
-        &self,
-        p: &Pending,
-        head: &ResponseHead,
-        buf: &[u8],
-        ex: &mut Exchange,
-        facts: ResponseFacts,
-        fallback: Option<Replacement>,
-    ) -> bool {
-        let Some(stale) = &p.stale else {
-            return false;
-        };
-        if head.status == 304 {
-            let now = ex.unix_secs();
-            let fresh = Rc::new(stale.freshened(head, buf, facts));
-            self.table.replace(fresh.clone());
-            let reply = answer_from(&fresh, p.if_none_match.as_deref(), p.if_modified_since);
-            let mut fields = Vec::new();
-            let status = CacheStatus::Forwarded {
-                fwd: p.fwd,
-                status: Some(304),
-                stored: true,
-                detail: None,
-            };
-            status_fields(&mut fields, Some(fresh.facts.age(now)), &status);
-            ex.substitute = Some(Replacement { reply, fields });
-            bump(&self.table.counts.revalidated, 1);
-            return true;
-        }
-        match fallback {
-            Some(instead) if head.status >= 500 => {
-                ex.substitute = Some(instead);
-                bump(&self.table.counts.stale_served, 1);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Starts storing a storable response: under its primary key, or under its variant's
-    /// key when it has `Vary` (with a new marker when the named fields changed).
-    fn fill_for(&self, p: &Pending, head: &ResponseHead, buf: &[u8], facts: ResponseFacts) -> Fill {
-        let names: Vec<Vec<u8>> = values(&head.fields, buf, b"vary")
-            .flat_map(|v| v.split(|&c| c == b','))
-            .map(<[u8]>::trim_ascii)
-            .filter(|n| !n.is_empty())
-            .map(<[u8]>::to_ascii_lowercase)
-            .collect();
-        let (key, marker) = if names.is_empty() {
-            (p.primary.clone(), None)
-        } else {
-            let (names, generation, new) = match self.table.marker(&p.primary) {
-                Some((n, g)) if *n == *names => (n, g, false),
-                _ => (Rc::from(names), self.table.next_generation(), true),
-            };
-            let fields = &p.fields;
-            let field = |n: &[u8]| fields.iter().find(|(k, _)| k == n).map(|(_, v)| &v[..]);
-            let key = variant_key(&p.primary, generation, &names, field);
-            (key, new.then_some((names, generation)))
-        };
+    /// Starts storing a storable response (under its variant's key when it has `Vary`).
+    fn fill_for(head: &ResponseHead, buf: &[u8], facts: ResponseFacts) -> Fill {
         Fill {
-            key,
-            marker,
+            vary: values(&head.fields, buf, b"vary")
+                .flat_map(|v| v.split(|&c| c == b','))
+                .map(<[u8]>::trim_ascii)
+                .filter(|n| !n.is_empty())
+                .map(<[u8]>::to_ascii_lowercase)
+                .collect(),
             facts,
             fields: entry::stored_fields(head, buf),
             body: Vec::new(),
         }
-    }
-
-    /// Asks for `e` to be fetched again in the background (`stale-while-revalidate`),
-    /// conditionally, unless a refresh of it is already out.
-    fn ask_refresh(
-        &self,
-        e: &Rc<Entry>,
-        mut p: Pending,
-        head: &RequestHead,
-        buf: &[u8],
-        ex: &mut Exchange,
-    ) {
-        let mut refreshing = self.refreshing.borrow_mut();
-        if refreshing
-            .values()
-            .any(|r| r.stale.as_ref().is_some_and(|s| s.key == e.key))
-        {
-            return;
-        }
-        let mut fields = Vec::with_capacity(256);
-        for f in head
-            .fields
-            .iter()
-            .filter(|f| f.kind == proto::FieldKind::Other)
-        {
-            let n = f.name.get(buf);
-            if !REFRESH_DROPS.iter().any(|d| n.eq_ignore_ascii_case(d)) {
-                proto::write::put_field(&mut fields, n, f.value.get(buf));
-            }
-        }
-        conditional::revalidation_fields(&mut fields, e.field(b"etag"), e.field(b"last-modified"));
-        remember(&mut p, head, buf);
-        p.stale = Some(e.clone());
-        refreshing.insert(ex.serial, p);
-        ex.refresh = Some(Refresh {
-            token: ex.serial,
-            fields,
-        });
-        bump(&self.table.counts.refreshes, 1);
-    }
-
-    /// Serves `e` to this request: `Age`, `Cache-Status`, and a `304` when the client's
-    /// conditional matches.
-    fn serve(
-        &self,
-        e: &Entry,
-        head: &RequestHead,
-        buf: &[u8],
-        ex: &mut Exchange,
-        ttl: i64,
-    ) -> Verdict<'_> {
-        let now = ex.unix_secs();
-        let inm = head.value_of(buf, b"if-none-match");
-        let ims = head
-            .value_of(buf, b"if-modified-since")
-            .and_then(|v| proto::date::parse_http_date(v, now));
-        let reply = answer_from(e, inm, ims);
-        bump(&self.table.counts.hits, 1);
-        if ttl < 0 {
-            bump(&self.table.counts.stale_served, 1);
-        }
-        if head.method != Method::Head {
-            bump(&self.table.counts.bytes_served, reply.body.len() as u64);
-        }
-        status_fields(
-            &mut ex.response.add,
-            Some(e.facts.age(now)),
-            &CacheStatus::Hit { ttl },
-        );
-        Verdict::Serve(reply)
     }
 
     /// Starts an exchange that goes upstream: what of the request its response needs is
@@ -400,6 +167,23 @@ impl Cache {
             bump(&self.table.counts.misses, 1);
         }
         self.pending.borrow_mut().insert(ex.serial, p);
+    }
+
+    /// What is stored for this request: in the table, or (a key another shard owns) what
+    /// the owner answered; `Err` when the exchange must wait for that answer first.
+    fn find(
+        &self,
+        p: &mut Pending,
+        head: &RequestHead,
+        buf: &[u8],
+        ex: &Exchange,
+    ) -> Result<Found, Verdict<'_>> {
+        match self.share.as_deref() {
+            Some(share) if share.owner(&p.primary) != share.shard => {
+                self.ask(share, p, head, buf, ex)
+            }
+            _ => Ok(self.table.find(&p.primary, |n| head.value_of(buf, n))),
+        }
     }
 }
 
@@ -446,7 +230,10 @@ impl Stage for Cache {
             self.pend(ex, p, head, buf);
             return Verdict::Continue;
         }
-        let found = self.table.find(&p.primary, |n| head.value_of(buf, n));
+        let found = match self.find(&mut p, head, buf, ex) {
+            Ok(f) => f,
+            Err(wait) => return wait,
+        };
         if matches!(found, Found::VaryMiss) {
             p.fwd = Forward::VaryMiss;
         }
@@ -456,6 +243,11 @@ impl Stage for Cache {
                     return v;
                 }
             }
+            // a key another shard owns was coalesced there
+            _ if self
+                .share
+                .as_deref()
+                .is_some_and(|s| s.owner(&p.primary) != s.shard) => {}
             Found::UriMiss | Found::VaryMiss if !p.request.cc.only_if_cached => {
                 if let Some(wait) = self.coalesce(&mut p, ex) {
                     return wait;
@@ -483,7 +275,7 @@ impl Stage for Cache {
         p.armed = false;
         if p.invalidate {
             if (200..400).contains(&head.status) {
-                self.table.invalidate(&p.primary);
+                self.forget(&p.primary);
             }
             return;
         }
@@ -502,7 +294,13 @@ impl Stage for Cache {
             Err(why) => Err(why.as_str()),
         };
         if storable.is_ok() {
-            p.fill = Some(self.fill_for(p, head, buf, facts));
+            let fill = Cache::fill_for(head, buf, facts);
+            if head.status == 204 || head.content_length == Some(0) {
+                // no body to wait for: stored before the client has the head
+                self.keep(fill, p);
+            } else {
+                p.fill = Some(fill);
+            }
         }
         let status = CacheStatus::Forwarded {
             fwd: p.fwd,
@@ -536,43 +334,57 @@ impl Stage for Cache {
             Piece::TooLarge => p.fill = None,
             Piece::End => {
                 if let Some(f) = p.fill.take() {
-                    let (primary, url) = (p.primary.clone(), std::mem::take(&mut p.url));
-                    drop(pending);
-                    self.table.insert(f, &primary, &url);
+                    self.keep(f, p);
                 }
             }
         }
     }
 
     fn on_finish(&self, ex: &Exchange) {
-        let Some(p) = self.pending.borrow_mut().remove(&ex.serial) else {
+        if let Some(share) = self.share.as_deref() {
+            share.forget_ask(ex.serial);
+        }
+        let Some(mut p) = self.pending.borrow_mut().remove(&ex.serial) else {
             return;
         };
         if p.armed && ex.fallback.is_none() {
             // the gateway answered the upstream's failure with the stale copy
             bump(&self.table.counts.stale_served, 1);
         }
-        if let Some(f) = p.fill
+        if let Some(f) = p.fill.take()
             && ex.outcome == Outcome::Forwarded
         {
             // a bodyless response (204) passes no body tap, so no `End` stored it
-            self.table.insert(f, &p.primary, &p.url);
+            self.keep(f, &mut p);
+        }
+        if p.filler {
+            // nothing stored: the owner's waiters go upstream themselves
+            self.done(&p.primary);
         }
         if let Some(g) = p.gate {
             // what it fetched is stored (or not storable): the waiters look again
             let mut inflight = self.inflight.borrow_mut();
-            if inflight.get(&p.primary).is_some_and(|x| Rc::ptr_eq(x, &g)) {
-                inflight.remove(&p.primary);
-            }
+            let ours = inflight
+                .get(&p.primary)
+                .is_some_and(|f| Rc::ptr_eq(&f.gate, &g));
+            let flight = if ours {
+                inflight.remove(&p.primary)
+            } else {
+                None
+            };
+            drop(inflight);
             g.open();
+            if let Some(f) = flight {
+                self.land(&p.primary, f);
+            }
         }
     }
 
     fn on_refresh(&self, token: u64, answer: Option<Fetched<'_>>, wall: u64) {
-        let Some(p) = self.refreshing.borrow_mut().remove(&token) else {
+        let Some(mut p) = self.refreshing.borrow_mut().remove(&token) else {
             return;
         };
-        let (Some(a), Some(stale)) = (answer, &p.stale) else {
+        let (Some(a), Some(stale)) = (answer, p.stale.take()) else {
             return;
         };
         let mut facts = entry::facts(a.head, a.buf, p.request_time, wall);
@@ -580,21 +392,28 @@ impl Stage for Cache {
             entry::override_lifetime(&mut facts, ttl);
         }
         if a.head.status == 304 {
-            self.table
-                .replace(Rc::new(stale.freshened(a.head, a.buf, facts)));
+            self.keep_fresh(&p.primary, Rc::new(stale.freshened(a.head, a.buf, facts)));
             bump(&self.table.counts.revalidated, 1);
             return;
         }
         let fits = a.body.len() as u64 <= self.max_object;
         if fits && facts.storable(&p.request, self.store_set_cookie).is_ok() {
-            let mut f = self.fill_for(&p, a.head, a.buf, facts);
+            let mut f = Cache::fill_for(a.head, a.buf, facts);
             f.body = a.body.to_vec();
-            self.table.insert(f, &p.primary, &p.url);
+            self.keep(f, &mut p);
         }
     }
 
+    fn on_letter(&self, from: usize, body: Box<dyn std::any::Any + Send>, wall: u64) {
+        self.letter(from, body, wall);
+    }
+
     fn figures(&self) -> Vec<Figure> {
-        self.table.figures()
+        let mut all = self.table.figures();
+        if let Some(share) = self.share.as_deref() {
+            all.extend(share.figures());
+        }
+        all
     }
 
     fn purge(&self, what: &Purge) -> u64 {
