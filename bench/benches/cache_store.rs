@@ -1,6 +1,9 @@
 //! `policy/src/cache/store.rs`: get (hit) and insert-with-eviction at 100,000 entries for
 //! each eviction policy, and — printed before the timings — the hit ratio of LRU and S3-FIFO
-//! on a Zipf workload (1,000,000 keys, skew 0.8 and 1.0, a cache of 1 % and 10 % of them).
+//! on a Zipf workload (1,000,000 keys, skew 0.8 and 1.0, a cache of 1 % and 10 % of them),
+//! and the hit ratio of two shards' S3-FIFO stores on the same workload, each request on
+//! either shard: a copy per shard (`shared = false`) against one copy per gateway, each key
+//! kept by its owner (`shared = true`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -59,6 +62,33 @@ fn hit_ratio(eviction: Eviction, slots: u64, skew: f64, requests: usize) -> f64 
     hits as f64 / requests as f64
 }
 
+/// Hit ratio of two shards with room for `slots` each, every request landing on a random
+/// shard: each shard keeping its own copies, or each key kept only by its owner.
+fn two_shard_ratio(shared: bool, slots: u64, skew: f64, requests: usize) -> f64 {
+    let mut z = Zipf::new(1_000_000, skew);
+    let mut shards = [
+        Store::new(Eviction::S3Fifo, slots),
+        Store::new(Eviction::S3Fifo, slots),
+    ];
+    let mut pick = 0x2545_f491_4f6c_dd1du64;
+    let mut hits = 0usize;
+    for _ in 0..requests {
+        let k = z.next();
+        pick ^= pick << 13;
+        pick ^= pick >> 7;
+        pick ^= pick << 17;
+        // the owner: a hash of the key (its low bit would follow the Zipf ranks)
+        let owner = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 63) as usize;
+        let s = &mut shards[if shared { owner } else { (pick & 1) as usize }];
+        if s.get(k).is_some() {
+            hits += 1;
+        } else {
+            s.insert(k, (), 1);
+        }
+    }
+    hits as f64 / requests as f64
+}
+
 fn ratios() {
     println!("hit ratio on Zipf, 1,000,000 keys, 2,000,000 requests, from empty:");
     for skew in [0.8, 1.0] {
@@ -66,6 +96,14 @@ fn ratios() {
             let lru = hit_ratio(Eviction::Lru, slots, skew, 2_000_000);
             let s3 = hit_ratio(Eviction::S3Fifo, slots, skew, 2_000_000);
             println!("  skew {skew}, cache {slots:>7}: LRU {lru:.4}  S3-FIFO {s3:.4}");
+        }
+    }
+    println!("two shards (S3-FIFO, room for N each), requests on either shard:");
+    for skew in [0.8, 1.0] {
+        for slots in [10_000u64, 100_000] {
+            let own = two_shard_ratio(false, slots, skew, 2_000_000);
+            let shared = two_shard_ratio(true, slots, skew, 2_000_000);
+            println!("  skew {skew}, N {slots:>7}: per shard {own:.4}  shared {shared:.4}");
         }
     }
 }

@@ -39,6 +39,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("access-log", include_str!("../scenarios/access-log.toml")),
     ("scrape", include_str!("../scenarios/scrape.toml")),
     ("ids-off", include_str!("../scenarios/ids-off.toml")),
+    (
+        "cache-shared",
+        include_str!("../scenarios/cache-shared.toml"),
+    ),
 ];
 
 /// One scenario file.
@@ -113,6 +117,9 @@ pub struct GatewayConf {
     /// the ratios are taken against; nginx and HAProxy, which cannot run the same policy, are
     /// left out.
     pub against_bare: bool,
+    /// With `against_bare`: TOML the baseline runs instead of nothing (the same feature
+    /// set another way, e.g. a cache without `shared`). Default none.
+    pub baseline: String,
     /// An admin listener (`ip:port`, set in `config`) whose `/metrics` is scraped every
     /// `scrape_every` seconds for the whole run.
     pub scrape: Option<String>,
@@ -365,6 +372,13 @@ mod tests {
     #[test]
     fn every_built_in_scenario_parses() {
         for (name, _) in BUILT_IN {
+            // every scenario file in the folder is built in, and the other way round
+            assert!(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("scenarios/{name}.toml"))
+                    .is_file(),
+                "{name}"
+            );
             let s = Scenario::load(name).unwrap();
             assert!(!s.description.is_empty(), "{name}");
             assert!(!s.request_specs().is_empty(), "{name}");

@@ -28,9 +28,9 @@ use systems::{Running, Setup, System};
 /// `loadtest compare` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache, tls,
-    /// tls-handshake, tls-resume, kill-target, stop-target, balance) or a scenario TOML
-    /// file; repeat for several.
+    /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache,
+    /// cache-shared, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
+    /// access-log, scrape, ids-off) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
     /// Proxies to run, in round order.
@@ -401,7 +401,7 @@ fn run_scenario(
     }
     if against_bare {
         let bare = Setup {
-            extra: "",
+            extra: &scenario.gateway.baseline,
             upstream_extra: "",
             ..setup
         };
