@@ -9,6 +9,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -139,18 +140,39 @@ pub struct Inbox {
     pub rx: Receiver<Message>,
     /// Readable when a message was sent (one byte per wake-up; closed when `Control` is gone).
     pub wake: UnixStream,
+    /// Set by the shard just before it waits on `wake` (`sleep`); a sender writes the
+    /// wake-up byte only when it is set, so a busy shard is sent no bytes.
+    pub asleep: Arc<AtomicBool>,
+}
+
+/// Says a shard whose inbox is `rx` is about to wait for a wake-up byte; returns the next
+/// message if one came in meanwhile (its sender saw the shard awake and wrote no byte), so
+/// nothing waits unseen.
+pub fn sleep(rx: &Receiver<Message>, asleep: &AtomicBool) -> Option<Message> {
+    asleep.store(true, Ordering::SeqCst);
+    // pairs with the fence in `Mailbox::send`: either the sender sees `asleep`, or this
+    // sees its message
+    std::sync::atomic::fence(Ordering::SeqCst);
+    let m = rx.try_recv().ok()?;
+    asleep.store(false, Ordering::SeqCst);
+    Some(m)
 }
 
 /// The control side of one shard's inbox.
 struct Mailbox {
     tx: Sender<Message>,
     wake: UnixStream,
+    asleep: Arc<AtomicBool>,
 }
 
 impl Mailbox {
-    /// Queues `message` and wakes the shard; false if it has stopped.
+    /// Queues `message` and wakes the shard if it waits; false if it has stopped.
     fn send(&self, message: Message) -> bool {
-        self.tx.send(message).is_ok() && self.wake()
+        if self.tx.send(message).is_err() {
+            return false;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        !self.asleep.swap(false, Ordering::SeqCst) || self.wake()
     }
 
     /// Wakes the shard to look at its inbox.
@@ -195,8 +217,17 @@ impl Control {
             // the control side never waits on a shard; the shard sets its end up for its
             // driver (`runtime::shard_main`)
             ours.set_nonblocking(true)?;
-            mailboxes.push(Arc::new(Mailbox { tx, wake: ours }));
-            inboxes.push(Inbox { rx, wake: theirs });
+            let asleep = Arc::new(AtomicBool::new(true));
+            mailboxes.push(Arc::new(Mailbox {
+                tx,
+                wake: ours,
+                asleep: asleep.clone(),
+            }));
+            inboxes.push(Inbox {
+                rx,
+                wake: theirs,
+                asleep,
+            });
         }
         Ok((Control { mailboxes }, inboxes))
     }
@@ -288,6 +319,34 @@ mod tests {
         // a shard that is gone: sending fails instead of blocking
         drop(inboxes);
         assert!(!control.send(0, Message::Drain));
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_shard_that_said_it_sleeps_is_sent_a_wake_up_byte() -> std::io::Result<()> {
+        let (control, inboxes) = Control::new(1)?;
+        let inbox = &inboxes[0];
+        inbox.wake.set_nonblocking(true)?;
+        let bytes = || {
+            let mut b = [0u8; 8];
+            (&inbox.wake).read(&mut b).unwrap_or(0)
+        };
+        // asleep from the start: the first message wakes it
+        assert!(control.send(0, Message::ReopenLog));
+        assert!(control.send(0, Message::ReopenLog));
+        assert_eq!(bytes(), 1, "one byte: the second found it awake");
+        assert!(inbox.rx.try_recv().is_ok() && inbox.rx.try_recv().is_ok());
+        // going to sleep with a message that came in unannounced: it gets that first
+        assert!(control.send(0, Message::ReopenLog));
+        assert_eq!(bytes(), 0);
+        assert!(matches!(
+            sleep(&inbox.rx, &inbox.asleep),
+            Some(Message::ReopenLog)
+        ));
+        // asleep with nothing queued: the next message writes a byte
+        assert!(sleep(&inbox.rx, &inbox.asleep).is_none());
+        assert!(control.send(0, Message::Drain));
+        assert_eq!(bytes(), 1);
         Ok(())
     }
 }

@@ -181,7 +181,7 @@ async fn shard_main(
     policy::letter::set_sender(Box::new(move |l| peers.send(id, l)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
-    serve_inbox(&shard, &inbox.rx, wake).await;
+    serve_inbox(&shard, &inbox.rx, &inbox.asleep, wake).await;
     drain(&shard, drain_timeout).await;
     shard.log.close(shard.gateway().access_log.as_deref());
 }
@@ -209,35 +209,19 @@ async fn flush_access_log(shard: std::rc::Weak<Shard>) {
 async fn serve_inbox(
     shard: &Rc<Shard>,
     rx: &std::sync::mpsc::Receiver<Message>,
+    asleep: &std::sync::atomic::AtomicBool,
     mut wake: monoio::net::UnixStream,
 ) {
     use monoio::io::AsyncReadRent;
     let mut buf = Vec::with_capacity(64);
     loop {
-        while let Ok(message) = rx.try_recv() {
-            match message {
-                Message::Drain => return,
-                Message::Counters(reply) => {
-                    let _ = reply.send(shard.counters());
-                }
-                Message::Health(v) => shard.apply_health(&v),
-                Message::Targets(t) => shard.apply_targets(&t),
-                Message::Config(c) => {
-                    shard.apply_config(c);
-                }
-                Message::Listen(added) => {
-                    for (addr, l) in added {
-                        if let Err(e) = crate::accept::listen(shard, addr, l) {
-                            crate::log!(Error, "shard {}: cannot listen on {addr}: {e}", shard.id);
-                        }
-                    }
-                }
-                Message::Unlisten(removed) => crate::accept::unlisten(shard, &removed),
-                Message::ReopenLog => shard.log.reopen(),
-                Message::Purge(what, reply) => {
-                    let _ = reply.send(shard.purge(&what));
-                }
-                Message::Letter { from, letter } => shard.gateway().deliver(from, letter),
+        while let Some(message) = rx
+            .try_recv()
+            .ok()
+            .or_else(|| crate::control::sleep(rx, asleep))
+        {
+            if !handle(shard, message) {
+                return;
             }
         }
         buf.clear();
@@ -258,6 +242,35 @@ async fn serve_inbox(
             _ => return,
         }
     }
+}
+
+/// Handles one message; false when it says drain.
+fn handle(shard: &Rc<Shard>, message: Message) -> bool {
+    match message {
+        Message::Drain => return false,
+        Message::Counters(reply) => {
+            let _ = reply.send(shard.counters());
+        }
+        Message::Health(v) => shard.apply_health(&v),
+        Message::Targets(t) => shard.apply_targets(&t),
+        Message::Config(c) => {
+            shard.apply_config(c);
+        }
+        Message::Listen(added) => {
+            for (addr, l) in added {
+                if let Err(e) = crate::accept::listen(shard, addr, l) {
+                    crate::log!(Error, "shard {}: cannot listen on {addr}: {e}", shard.id);
+                }
+            }
+        }
+        Message::Unlisten(removed) => crate::accept::unlisten(shard, &removed),
+        Message::ReopenLog => shard.log.reopen(),
+        Message::Purge(what, reply) => {
+            let _ = reply.send(shard.purge(&what));
+        }
+        Message::Letter { from, letter } => shard.gateway().deliver(from, letter),
+    }
+    true
 }
 
 /// Stops accepting (the listeners are closed once their accept loops end, so no connection
