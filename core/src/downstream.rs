@@ -302,9 +302,11 @@ async fn exchange(
     ex.edits.target = routed.target;
     ex.upstream.param_key = routed.param_key;
     let mut verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
-    if let Verdict::Wait(gate) = verdict {
-        // another exchange is fetching what this one needs (a cache miss): wait for it, at
-        // most as long as the gate says, then ask the stage again (it never says Wait twice)
+    while let Verdict::Wait(gate) = &verdict
+        && ex.waits <= policy::stage::MAX_WAITS
+    {
+        // another exchange is fetching what this one needs (a cache miss), or another shard
+        // answers: wait for it, at most as long as the gate says, then ask the stage again
         let _ = monoio::time::timeout(gate.limit(), gate.wait()).await;
         verdict = route.pipeline.on_request(&conn.head, &conn.buf, &mut ex);
     }
@@ -363,7 +365,7 @@ async fn verdict_answer(
     head_len: usize,
 ) -> Option<Next> {
     let (answer, fields, outcome) = match &verdict {
-        // a second Wait is not waited for: the request goes on
+        // a Wait past `MAX_WAITS` is not waited for: the request goes on
         Verdict::Continue | Verdict::Wait(_) => return None,
         Verdict::Respond(reply) => (Answer::Reply(reply), &b""[..], Outcome::Answered),
         Verdict::Serve(reply) => (Answer::Reply(reply), &b""[..], Outcome::Answered),

@@ -87,9 +87,10 @@ fn bad_stage_and_conflicting_routes() {
 
 #[test]
 fn bad_cache_settings_are_located() {
-    let text = "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"2MiB\"\n[[route.policy]]\nkind = \"cache\"\nquery = \"random\"\n";
+    let text = "[[route]]\npath = \"/\"\n[[route.policy]]\nkind = \"cache\"\nsize = \"1MiB\"\nmax_object = \"2MiB\"\n[[route.policy]]\nkind = \"cache\"\nquery = \"random\"\n[[route.policy]]\nkind = \"cache\"\nshared = true\ncoalesce_wait = \"0s\"\n";
     let (code, _, err) = check(text);
     assert_eq!(code, 2);
+    assert!(err.contains("gw.toml:10:1: route `route[0]` [[route.policy]] kind = \"cache\": `shared` needs `coalesce_wait` above 0"), "{err}");
     assert!(err.contains("gw.toml:3:1: route `route[0]` [[route.policy]] kind = \"cache\": `max_object` is larger than `size`"), "{err}");
     assert!(err.contains("gw.toml:7:1: route `route[0]` [[route.policy]] kind = \"cache\": unknown variant `random`"), "{err}");
 }

@@ -234,9 +234,9 @@ pub struct Exchange {
     pub substitute: Option<Replacement>,
     /// Set by the pipeline when a stage said `Wait`: the stage `on_request` runs from next.
     pub resume: u16,
-    /// Set by the pipeline after a `Wait`: the exchange waited once (no stage makes it wait
-    /// again).
-    pub waited: bool,
+    /// Counted by the pipeline on each `Wait`: how often the exchange waited (the
+    /// connection waits at most `MAX_WAITS` times, then the request goes on).
+    pub waits: u8,
     /// Set by a stage in `on_request`: fetch this request's URL again in the background
     /// (a cache serving a stale copy under `stale-while-revalidate`).
     pub refresh: Option<Refresh>,
@@ -349,7 +349,7 @@ impl Default for Exchange {
             fallback: None,
             substitute: None,
             resume: 0,
-            waited: false,
+            waits: 0,
             refresh: None,
         }
     }
@@ -399,7 +399,7 @@ impl Exchange {
         self.fallback = None;
         self.substitute = None;
         self.resume = 0;
-        self.waited = false;
+        self.waits = 0;
         self.refresh = None;
     }
 

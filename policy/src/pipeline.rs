@@ -81,7 +81,7 @@ impl Pipeline {
     }
 
     /// Runs `on_request` in order until a stage answers; counts refusals by reason. After a
-    /// `Wait` it runs again from the stage that said it (`ex.resume`), once.
+    /// `Wait` it runs again from the stage that said it (`ex.resume`).
     #[inline]
     pub fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
         let mut verdict = Verdict::Continue;
@@ -90,7 +90,7 @@ impl Pipeline {
             if verdict != Verdict::Continue {
                 if matches!(verdict, Verdict::Wait(_)) {
                     ex.resume = u16::try_from(i).unwrap_or(u16::MAX);
-                    ex.waited = true;
+                    ex.waits = ex.waits.saturating_add(1);
                 }
                 break;
             }

@@ -26,8 +26,9 @@ pub enum Verdict<'s> {
     Serve(Rc<LocalReply>),
     /// Stop here and refuse with an `application/problem+json` answer.
     Reject(Rejection),
-    /// Wait until this gate opens (another exchange is fetching what this one needs), then
-    /// run this stage again; the connection bounds the wait, and asks once per exchange.
+    /// Wait until this gate opens (another exchange is fetching what this one needs, or
+    /// another shard is answering), then run this stage again; the connection bounds each
+    /// wait, and waits at most `MAX_WAITS` times per exchange (`ex.waits` counts them).
     Wait(Rc<crate::gate::Gate>),
     /// Stop here and answer with a bodyless response (a CORS preflight's 204).
     Answer {
@@ -94,6 +95,10 @@ pub enum Piece<'a> {
     /// An observing stage's limit was passed; it sees nothing more of this body.
     TooLarge,
 }
+
+/// The most times one exchange waits on `Verdict::Wait` (a shared cache: for the owner's
+/// answer, for a revalidation on its own shard, for the owner's answer again).
+pub const MAX_WAITS: u8 = 3;
 
 /// What stages may know while they are built.
 #[derive(Debug, Clone, Copy)]

@@ -133,6 +133,9 @@ impl Config {
         if c.size.0 == 0 {
             return Err("`size` must be above 0".into());
         }
+        if c.shared && c.coalesce_wait.0.is_zero() {
+            return Err("`shared` needs `coalesce_wait` above 0: it is also how long a lookup waits for the owning shard".into());
+        }
         if c.max_object.0 > c.size.0 {
             return Err("`max_object` is larger than `size`: no such object could be kept".into());
         }

@@ -64,9 +64,9 @@ struct Pending {
     armed: bool,
     /// The gate concurrent misses for this URL wait on (this exchange is the first).
     gate: Option<Rc<Gate>>,
-    /// Another shard owns the key and its misses wait for this exchange: it reports the
-    /// end (what it stored, or that it stored nothing) to the owner.
-    filler: bool,
+    /// Another shard owns the key and its misses wait for this exchange (this flight of
+    /// the owner's): it reports the end (what it stored, or that it stored nothing).
+    filler: Option<u64>,
     fill: Option<Fill>,
 }
 
@@ -81,8 +81,9 @@ pub struct Cache {
     pending: RefCell<ahash::AHashMap<u64, Pending>>,
     /// How long a coalesced miss waits (`None`: misses are not coalesced).
     coalesce: Option<Duration>,
-    /// The misses on their way upstream, by primary key.
+    /// The misses on their way upstream, by primary key, and the last flight's number.
     inflight: RefCell<ahash::AHashMap<Vec<u8>, Flight>>,
+    flights: std::cell::Cell<u64>,
     /// Background refreshes out, by token.
     refreshing: RefCell<ahash::AHashMap<u64, Pending>>,
     /// One copy per gateway (`shared = true`): who owns which key, and the lookups out.
@@ -110,6 +111,7 @@ impl StageBuild for Cache {
             pending: RefCell::default(),
             coalesce: c.coalesce.then_some(c.coalesce_wait.0),
             inflight: RefCell::default(),
+            flights: std::cell::Cell::new(0),
             refreshing: RefCell::default(),
             share,
         })
@@ -357,27 +359,12 @@ impl Stage for Cache {
             // a bodyless response (204) passes no body tap, so no `End` stored it
             self.keep(f, &mut p);
         }
-        if p.filler {
+        if let Some(flight) = p.filler.take() {
             // nothing stored: the owner's waiters go upstream themselves
-            self.done(&p.primary);
+            self.done(&p.primary, flight);
         }
-        if let Some(g) = p.gate {
-            // what it fetched is stored (or not storable): the waiters look again
-            let mut inflight = self.inflight.borrow_mut();
-            let ours = inflight
-                .get(&p.primary)
-                .is_some_and(|f| Rc::ptr_eq(&f.gate, &g));
-            let flight = if ours {
-                inflight.remove(&p.primary)
-            } else {
-                None
-            };
-            drop(inflight);
-            g.open();
-            if let Some(f) = flight {
-                self.land(&p.primary, f);
-            }
-        }
+        // what it fetched is stored (or not storable): the waiters look again
+        self.release(&mut p);
     }
 
     fn on_refresh(&self, token: u64, answer: Option<Fetched<'_>>, wall: u64) {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use proto::RequestHead;
 
-use super::coalesce::{Flight, live};
+use super::coalesce::live;
 use super::{Cache, Pending};
 use crate::cache::entry::{Entry, Parcel};
 use crate::cache::table::{Fill, Found, bump};
@@ -67,8 +67,12 @@ enum Shipped {
     /// Nothing (`vary`: responses under the key, none for this variant).
     Miss { vary: bool },
     /// Nothing, and the asker is the one to fetch it: the owner's other lookups for the key
-    /// wait until it reports `Store` or `Done`.
-    Fill { vary: bool, primary: Vec<u8> },
+    /// wait on the owner's flight `flight` until it reports `Store` or `Done`.
+    Fill {
+        vary: bool,
+        primary: Vec<u8>,
+        flight: u64,
+    },
 }
 
 /// The letters between the copies of one cache stage.
@@ -88,8 +92,8 @@ enum Note {
     Replace(Box<Parcel>),
     /// An unsafe request to this key succeeded.
     Invalidate(Vec<u8>),
-    /// The fetch the owner gave out (`Shipped::Fill`) stored nothing.
-    Done(Vec<u8>),
+    /// The fetch the owner gave out for this key and flight (`Shipped::Fill`) stored nothing.
+    Done(Vec<u8>, u64),
 }
 
 /// A lookup out to the owner: the gate its exchange waits on, and the answer once it came.
@@ -139,10 +143,21 @@ impl Share {
         usize::try_from(self.hasher.hash_one(primary) % self.shards).unwrap_or(0)
     }
 
-    /// Forgets the lookup of exchange `serial`, if one is out (it finished).
+    /// Forgets the lookup of exchange `serial`, if one is out (it finished without looking
+    /// at the answer); a fetch the answer gave it is handed back.
     pub(super) fn forget_ask(&self, serial: u64) {
-        if !self.asking.borrow().is_empty() {
-            self.asking.borrow_mut().remove(&serial);
+        if self.asking.borrow().is_empty() {
+            return;
+        }
+        let asked = self.asking.borrow_mut().remove(&serial);
+        if let Some(Asked {
+            answer: Some(Shipped::Fill {
+                primary, flight, ..
+            }),
+            ..
+        }) = asked
+        {
+            self.send(self.owner(&primary), Note::Done(primary, flight));
         }
     }
 
@@ -173,7 +188,7 @@ impl Share {
 
 impl Cache {
     /// The share and owner of `primary` when another shard owns it.
-    fn remote(&self, primary: &[u8]) -> Option<(&Share, usize)> {
+    pub(super) fn remote(&self, primary: &[u8]) -> Option<(&Share, usize)> {
         let share = self.share.as_deref()?;
         let owner = share.owner(primary);
         (owner != share.shard).then_some((share, owner))
@@ -201,14 +216,14 @@ impl Cache {
             return Ok(match a.answer {
                 Some(Shipped::Entry(parcel)) => Found::Entry(Rc::new(Entry::unpack(*parcel))),
                 Some(Shipped::Miss { vary }) => miss(vary),
-                Some(Shipped::Fill { vary, .. }) => {
-                    p.filler = true;
+                Some(Shipped::Fill { vary, flight, .. }) => {
+                    p.filler = Some(flight);
                     miss(vary)
                 }
                 None => Found::UriMiss,
             });
         }
-        if ex.waited {
+        if ex.waits >= crate::stage::MAX_WAITS {
             return Ok(Found::UriMiss);
         }
         let gate = Rc::new(Gate::new(share.wait));
@@ -233,14 +248,16 @@ impl Cache {
     }
 
     /// Stores a finished fill for the request `p`: here, or at the key's owner.
+    /// Its waiters wake at once (they find it), not when the exchange finishes.
     pub(super) fn keep(&self, f: Fill, p: &mut Pending) {
         let Some((share, owner)) = self.remote(&p.primary) else {
             let fields = &p.fields;
             self.table
                 .insert(f, &p.primary, &p.url, |n| field(fields, n));
+            self.release(p);
             return;
         };
-        p.filler = false;
+        p.filler = None;
         let mut fields = Lines::default();
         for (n, v) in p.fields.iter().filter(|(n, _)| f.vary.contains(n)) {
             fields.push(n, v);
@@ -252,6 +269,7 @@ impl Cache {
             fill: Box::new(f),
         };
         share.send(owner, note);
+        self.release(p);
     }
 
     /// Re-stores an entry for `primary` the origin freshened: here, or at its owner.
@@ -270,20 +288,21 @@ impl Cache {
         }
     }
 
-    /// Tells the owner of `primary` that the fetch it gave out stored nothing.
-    pub(super) fn done(&self, primary: &[u8]) {
+    /// Tells the owner of `primary` that the fetch it gave out (its flight `flight`) stored
+    /// nothing.
+    pub(super) fn done(&self, primary: &[u8], flight: u64) {
         if let Some((share, owner)) = self.remote(primary) {
-            share.send(owner, Note::Done(primary.to_vec()));
+            share.send(owner, Note::Done(primary.to_vec(), flight));
         }
     }
 
     /// A miss in flight for `primary` ended: the lookups parked on it are answered with what
     /// is stored now.
-    pub(super) fn land(&self, primary: &[u8], flight: Flight) {
+    pub(super) fn land(&self, primary: &[u8], parked: Vec<Parked>) {
         let Some(share) = self.share.as_deref() else {
             return;
         };
-        for w in flight.parked {
+        for w in parked {
             let shipped = self.lookup(primary, &w.fields);
             share.send(
                 w.from,
@@ -301,15 +320,6 @@ impl Cache {
             Found::Entry(e) => Shipped::Entry(Box::new(e.parcel())),
             Found::VaryMiss => Shipped::Miss { vary: true },
             Found::UriMiss => Shipped::Miss { vary: false },
-        }
-    }
-
-    /// Ends the miss in flight for `primary` (its fetcher on another shard reported).
-    fn end_flight(&self, primary: &[u8]) {
-        let flight = self.inflight.borrow_mut().remove(primary);
-        if let Some(f) = flight {
-            f.gate.open();
-            self.land(primary, f);
         }
     }
 
@@ -337,17 +347,13 @@ impl Cache {
                 bump(&self.table.counts.coalesced, 1);
                 return;
             }
-            let flight = Flight {
-                gate: Rc::new(Gate::new(wait)),
-                since: wall,
-                parked: Vec::new(),
-            };
-            let old = inflight.insert(primary.clone(), flight);
             drop(inflight);
-            if let Some(old) = old {
-                self.land(&primary, old);
-            }
-            shipped = Shipped::Fill { vary, primary };
+            let (_, flight) = self.start_flight(&primary, wall, wait);
+            shipped = Shipped::Fill {
+                vary,
+                primary,
+                flight,
+            };
         }
         share.send(from, Note::Answer { ticket, shipped });
     }
@@ -369,8 +375,11 @@ impl Cache {
                     None => {
                         // the exchange stopped waiting: whoever waits at the owner goes on
                         drop(asking);
-                        if let Shipped::Fill { primary, .. } = shipped {
-                            share.send(from, Note::Done(primary));
+                        if let Shipped::Fill {
+                            primary, flight, ..
+                        } = shipped
+                        {
+                            share.send(from, Note::Done(primary, flight));
                         }
                     }
                 }
@@ -382,11 +391,11 @@ impl Cache {
                 fill,
             } => {
                 self.table.insert(*fill, &primary, &url, |n| fields.get(n));
-                self.end_flight(&primary);
+                self.end_flight(&primary, None);
             }
             Note::Replace(parcel) => self.table.replace(Rc::new(Entry::unpack(*parcel))),
             Note::Invalidate(primary) => self.table.invalidate(&primary),
-            Note::Done(primary) => self.end_flight(&primary),
+            Note::Done(primary, flight) => self.end_flight(&primary, Some(flight)),
         }
     }
 }
