@@ -976,20 +976,7 @@ fn concurrent_requests_for_a_stale_entry_revalidate_it_once() {
     let Some(g) = one_shard(&origin, "[[route.policy]]\nkind = \"cache\"\n") else {
         return;
     };
-    let stale = "HTTP/1.1 200 OK\nCache-Control: max-age=1\nAge: 5\nETag: \"r1\"";
-    origin.on("/reval", vec![send(stale, "body")]);
-    assert_eq!(request(g.addr, "GET", "/reval", "", b"").body, b"body");
-    let fresh = "HTTP/1.1 304 Not Modified\nCache-Control: max-age=100\nETag: \"r1\"";
-    origin.on("/reval", vec![send_after(300, fresh, "")]);
-    let addr = g.addr;
-    let clients: Vec<_> = (0..50)
-        .map(|_| std::thread::spawn(move || request(addr, "GET", "/reval", "", b"")))
-        .collect();
-    for c in clients {
-        let r = c.join().unwrap();
-        assert_eq!((r.status, &r.body[..]), (200, &b"body"[..]), "{r:?}");
-    }
-    let seen = origin.seen("/reval");
+    let seen = support::script::stale_burst(&origin, g.addr, "/reval", 1);
     assert_eq!(seen.len(), 2, "the fill and one revalidation");
     assert!(seen[1].contains("If-None-Match: \"r1\""), "{seen:?}");
 }

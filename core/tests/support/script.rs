@@ -177,3 +177,30 @@ fn serve(mut s: TcpStream, sh: Arc<Mutex<Shared>>) {
         }
     }
 }
+
+/// Stores a stale response (`ETag: "r1"`) at `path` through the gateway at `addr`, then sends
+/// 50 requests for it at once while the origin takes 300 ms over each of `revalidations`
+/// 304s; every client must get the stored body. Returns what the origin saw for `path`.
+pub fn stale_burst(
+    origin: &Script,
+    addr: SocketAddr,
+    path: &str,
+    revalidations: usize,
+) -> Vec<String> {
+    let stale = "HTTP/1.1 200 OK\nCache-Control: max-age=1\nAge: 5\nETag: \"r1\"";
+    origin.on(path, vec![send(stale, "body")]);
+    assert_eq!(super::request(addr, "GET", path, "", b"").body, b"body");
+    let fresh = "HTTP/1.1 304 Not Modified\nCache-Control: max-age=100\nETag: \"r1\"";
+    origin.on(path, vec![send_after(300, fresh, ""); revalidations]);
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let path = path.to_string();
+            std::thread::spawn(move || super::request(addr, "GET", &path, "", b""))
+        })
+        .collect();
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!((r.status, &r.body[..]), (200, &b"body"[..]), "{r:?}");
+    }
+    origin.seen(path)
+}
