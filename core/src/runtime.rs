@@ -164,7 +164,7 @@ async fn shard_main(
     if let Err(e) = inbox.wake.set_nonblocking(!uring) {
         return fail(format!("cannot set up the inbox: {e}"));
     }
-    let wake = match monoio::net::UnixStream::from_std(inbox.wake) {
+    let mut wake = match monoio::net::UnixStream::from_std(inbox.wake) {
         Ok(w) => w,
         Err(e) => return fail(format!("cannot register the inbox: {e}")),
     };
@@ -181,8 +181,18 @@ async fn shard_main(
     policy::letter::set_sender(Box::new(move |l| peers.send(id, l)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
     drop(ready);
-    serve_inbox(&shard, &inbox.rx, &inbox.asleep, wake).await;
-    drain(&shard, drain_timeout).await;
+    serve_inbox(&shard, &inbox.rx, &inbox.asleep, &mut wake, false).await;
+    // while its connections finish, the shard still answers the other shards' letters (a
+    // shared cache's lookups wait on them)
+    let letters = async {
+        serve_inbox(&shard, &inbox.rx, &inbox.asleep, &mut wake, true).await;
+        // the control side is gone: nothing more will come, the drain goes on alone
+        std::future::pending::<()>().await;
+    };
+    monoio::select! {
+        () = drain(&shard, drain_timeout) => {}
+        () = letters => {}
+    }
     shard.log.close(shard.gateway().access_log.as_deref());
 }
 
@@ -205,12 +215,14 @@ async fn flush_access_log(shard: std::rc::Weak<Shard>) {
     }
 }
 
-/// Handles messages as they arrive, until one says drain (or the control side is gone).
+/// Handles messages as they arrive, until one says drain (or the control side is gone);
+/// `draining`: only those a draining shard still serves, until the control side is gone.
 async fn serve_inbox(
     shard: &Rc<Shard>,
     rx: &std::sync::mpsc::Receiver<Message>,
     asleep: &std::sync::atomic::AtomicBool,
-    mut wake: monoio::net::UnixStream,
+    wake: &mut monoio::net::UnixStream,
+    draining: bool,
 ) {
     use monoio::io::AsyncReadRent;
     let mut buf = Vec::with_capacity(64);
@@ -220,7 +232,7 @@ async fn serve_inbox(
             .ok()
             .or_else(|| crate::control::sleep(rx, asleep))
         {
-            if !handle(shard, message) {
+            if !handle(shard, message, draining) {
                 return;
             }
         }
@@ -244,10 +256,12 @@ async fn serve_inbox(
     }
 }
 
-/// Handles one message; false when it says drain.
-fn handle(shard: &Rc<Shard>, message: Message) -> bool {
+/// Handles one message; false when it says drain. A draining shard answers counters,
+/// purges and letters, and drops the rest (a config or listener it would not serve).
+fn handle(shard: &Rc<Shard>, message: Message, draining: bool) -> bool {
     match message {
-        Message::Drain => return false,
+        Message::Drain => return draining,
+        Message::Config(_) | Message::Listen(_) if draining => {}
         Message::Counters(reply) => {
             let _ = reply.send(shard.counters());
         }
