@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// What the origin does for one request.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Sends this response (head and body; `Content-Length` is added unless present), after
+    /// Sends this response (head and body; `Content-Length` is added unless it or
+    /// `Transfer-Encoding` is present, so a chunked body is sent as given), after
     /// `delay` (a slow origin).
     Send {
         head: String,
@@ -158,9 +159,11 @@ fn serve(mut s: TcpStream, sh: Arc<Mutex<Shared>>) {
                 std::thread::sleep(delay);
                 let mut out = dates(&head);
                 let is_304 = head.starts_with("HTTP/1.1 304");
+                let lower = out.to_ascii_lowercase();
                 if !is_304
                     && !head.starts_with("HTTP/1.1 204")
-                    && !out.to_ascii_lowercase().contains("\r\ncontent-length:")
+                    && !lower.contains("\r\ncontent-length:")
+                    && !lower.contains("\r\ntransfer-encoding:")
                 {
                     out.push_str(&format!("\r\nContent-Length: {}", body.len()));
                 }

@@ -4,6 +4,7 @@ pub mod api_key;
 pub mod authorize;
 pub mod cache;
 pub mod client_cert;
+pub mod compress;
 pub mod concurrency;
 pub mod cors;
 pub mod headers;
@@ -20,6 +21,7 @@ crate::stages! {
     authorize::Authorize,
     cache::Cache,
     client_cert::ClientCertStage,
+    compress::Compress,
     concurrency::Concurrency,
     cors::Cors,
     headers::Headers,

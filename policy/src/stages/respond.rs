@@ -108,7 +108,7 @@ mod tests {
         );
         assert_eq!(
             error("kind = \"respnd\""),
-            "unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate, tap_test"
+            "unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate, tap_test"
         );
     }
 }

@@ -314,9 +314,15 @@ impl Stage for Cache {
     }
 
     fn response_body(&self, _head: &ResponseHead, _buf: &[u8], ex: &Exchange) -> Option<BodyTap> {
-        let pending = self.pending.borrow();
-        let p = pending.get(&ex.serial)?;
+        let mut pending = self.pending.borrow_mut();
+        let p = pending.get_mut(&ex.serial)?;
         p.fill.as_ref()?;
+        if ex.taps.iter().any(|t| t.rewrite) {
+            // a stage after it in response order rewrites the body (compression): what it
+            // would see is not the response it has the head of
+            p.fill = None;
+            return None;
+        }
         Some(BodyTap::Observe {
             limit: self.max_object,
         })

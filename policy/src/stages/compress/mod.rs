@@ -1,0 +1,236 @@
+//! The `compress` stage: compresses response bodies as they stream (gzip, Brotli, zstd), in
+//! the coding the client's `Accept-Encoding` rates highest among those offered. Skipped for
+//! HEAD, 1xx/204/206/304, bodies already encoded, `Cache-Control: no-transform`, media types
+//! not listed and `Content-Length` below `min_size`. A compressed response gets
+//! `Content-Encoding`, loses `Content-Length` (the gateway frames it) and `Accept-Ranges`,
+//! and its strong `ETag` is weakened; every response of a listed type gets
+//! `Vary: Accept-Encoding`.
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "compress"
+//! codings = ["zstd", "gzip"]
+//! min_size = "1KiB"
+//! ```
+
+use std::cell::{Cell, RefCell};
+
+use proto::{Field, Method, RequestHead, ResponseHead};
+
+pub mod accept;
+pub mod config;
+pub mod encoder;
+
+use crate::exchange::Exchange;
+use crate::stage::{BodyTap, Figure, Piece, Stage, StageBuild, StageContext, Verdict};
+pub use config::{Coding, Config};
+use encoder::{Encoder, Levels};
+
+/// The stage.
+pub struct Compress {
+    codings: Vec<Coding>,
+    min_size: u64,
+    types: Vec<Vec<u8>>,
+    levels: Levels,
+    /// The coding chosen for each exchange's response, from its request.
+    chosen: RefCell<ahash::AHashMap<u64, Coding>>,
+    /// The encoders of responses being compressed.
+    active: RefCell<ahash::AHashMap<u64, Encoder>>,
+    counts: [Cell<u64>; 4],
+}
+
+/// Indices of `Compress::counts`.
+const COMPRESSED: usize = 0;
+const BYTES_IN: usize = 1;
+const BYTES_OUT: usize = 2;
+const FAILED: usize = 3;
+
+impl StageBuild for Compress {
+    const KIND: &'static str = "compress";
+    type Config = Config;
+
+    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Self, String> {
+        let types = c.check()?;
+        Ok(Compress {
+            codings: c.codings,
+            min_size: c.min_size.0,
+            types,
+            levels: Levels {
+                gzip: c.gzip_level,
+                brotli: c.brotli_level,
+                zstd: c.zstd_level,
+            },
+            chosen: RefCell::default(),
+            active: RefCell::default(),
+            counts: Default::default(),
+        })
+    }
+}
+
+/// The values of every field called `name`.
+fn values<'b>(
+    fields: &'b [Field],
+    buf: &'b [u8],
+    name: &'b [u8],
+) -> impl Iterator<Item = &'b [u8]> {
+    fields
+        .iter()
+        .filter(move |f| f.name.get(buf).eq_ignore_ascii_case(name))
+        .map(move |f| f.value.get(buf))
+}
+
+/// Whether a comma-separated field's values hold `token` (case-insensitive).
+fn lists(fields: &[Field], buf: &[u8], name: &[u8], token: &[u8]) -> bool {
+    values(fields, buf, name)
+        .flat_map(|v| v.split(|&c| c == b','))
+        .any(|t| {
+            let t = t.trim_ascii();
+            let t = t
+                .split(|&c| c == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            t.eq_ignore_ascii_case(token)
+        })
+}
+
+fn bump(c: Option<&Cell<u64>>, n: u64) {
+    if let Some(c) = c {
+        c.set(c.get().wrapping_add(n));
+    }
+}
+
+impl Compress {
+    /// Whether the response's media type is one compressed.
+    fn listed_type(&self, head: &ResponseHead, buf: &[u8]) -> bool {
+        let Some(ct) = values(&head.fields, buf, b"content-type").next() else {
+            return false;
+        };
+        let media = ct
+            .split(|&c| c == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        let (major, _) =
+            media.split_at(media.iter().position(|&c| c == b'/').unwrap_or(media.len()));
+        self.types.iter().any(|t| match t.strip_suffix(b"/*") {
+            Some(m) => major.eq_ignore_ascii_case(m),
+            None => media.eq_ignore_ascii_case(t),
+        })
+    }
+
+    /// Whether the body may be compressed at all (for any client).
+    fn eligible(&self, head: &ResponseHead, buf: &[u8]) -> bool {
+        let encoded = values(&head.fields, buf, b"content-encoding")
+            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let refused = head.status < 200
+            || matches!(head.status, 204 | 206 | 304)
+            || encoded
+            || values(&head.fields, buf, b"content-range").next().is_some()
+            || lists(&head.fields, buf, b"cache-control", b"no-transform");
+        !refused && self.listed_type(head, buf)
+    }
+}
+
+impl Stage for Compress {
+    fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
+        if head.method == Method::Head {
+            return Verdict::Continue;
+        }
+        let accept = values(&head.fields, buf, b"accept-encoding");
+        if let Some(c) = accept::choose(accept, &self.codings) {
+            self.chosen.borrow_mut().insert(ex.serial, c);
+        }
+        Verdict::Continue
+    }
+
+    fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
+        let chosen = self.chosen.borrow_mut().remove(&ex.serial);
+        if !self.eligible(head, buf) {
+            return;
+        }
+        let edits = &mut ex.response;
+        if !lists(&head.fields, buf, b"vary", b"accept-encoding")
+            && !lists(&head.fields, buf, b"vary", b"*")
+        {
+            edits.add(b"Vary", b"Accept-Encoding");
+        }
+        let Some(coding) = chosen else {
+            return;
+        };
+        if head.content_length.is_some_and(|n| n < self.min_size) {
+            return;
+        }
+        let Ok(encoder) = Encoder::new(coding, self.levels, head.content_length) else {
+            bump(self.counts.get(FAILED), 1);
+            return;
+        };
+        self.active.borrow_mut().insert(ex.serial, encoder);
+        edits.add(b"Content-Encoding", coding.token());
+        edits.drop_named(&head.fields, buf, b"accept-ranges");
+        for (i, f) in head.fields.iter().enumerate() {
+            let v = f.value.get(buf);
+            if f.name.get(buf).eq_ignore_ascii_case(b"etag") && v.starts_with(b"\"") {
+                // another representation: the strong validator no longer holds (§8.8.1)
+                edits.drop_field(i);
+                let mut weak = Vec::with_capacity(v.len() + 2);
+                weak.extend_from_slice(b"W/");
+                weak.extend_from_slice(v);
+                edits.add(b"ETag", &weak);
+            }
+        }
+        bump(self.counts.get(COMPRESSED), 1);
+    }
+
+    fn response_body(&self, _head: &ResponseHead, _buf: &[u8], ex: &Exchange) -> Option<BodyTap> {
+        self.active
+            .borrow()
+            .contains_key(&ex.serial)
+            .then_some(BodyTap::Rewrite)
+    }
+
+    fn on_response_body(&self, piece: Piece<'_>, ex: &mut Exchange, out: &mut Vec<u8>) {
+        let before = out.len();
+        let ok = match piece {
+            Piece::Data(d) => {
+                bump(self.counts.get(BYTES_IN), d.len() as u64);
+                let mut active = self.active.borrow_mut();
+                active.get_mut(&ex.serial).map(|e| e.write(d, out))
+            }
+            Piece::End => {
+                let e = self.active.borrow_mut().remove(&ex.serial);
+                e.map(|e| e.finish(out))
+            }
+            Piece::TooLarge => None,
+        };
+        if matches!(ok, Some(Err(_))) {
+            // a memory sink does not fail; if a coding did, the rest would be garbage
+            bump(self.counts.get(FAILED), 1);
+            self.active.borrow_mut().remove(&ex.serial);
+        }
+        bump(self.counts.get(BYTES_OUT), (out.len() - before) as u64);
+    }
+
+    fn on_finish(&self, ex: &Exchange) {
+        // a response cut short, or one never answered upstream, leaves its state here
+        if !self.chosen.borrow().is_empty() {
+            self.chosen.borrow_mut().remove(&ex.serial);
+        }
+        if !self.active.borrow().is_empty() {
+            self.active.borrow_mut().remove(&ex.serial);
+        }
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        let names = ["compressed", "bytes_in", "bytes_out", "failed"];
+        names
+            .iter()
+            .zip(&self.counts)
+            .map(|(name, c)| Figure {
+                name,
+                value: c.get(),
+                gauge: false,
+            })
+            .collect()
+    }
+}
