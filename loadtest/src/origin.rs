@@ -32,6 +32,10 @@ pub struct Args {
     /// Pin worker i to this CPU + i.
     #[arg(long)]
     pub pin: Option<usize>,
+    /// Answer JSON (`application/json`, records of varied ids and names, compressing as
+    /// real API payloads do) instead of a repeating alphabet.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// A listener with a deep accept queue (std's is 128: a proxy opening hundreds of upstream
@@ -49,13 +53,52 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 fn response(a: &Args) -> Vec<u8> {
+    let body = if a.json {
+        json(a.size)
+    } else {
+        (0..a.size).map(|i| b'a' + (i % 26) as u8).collect()
+    };
+    let kind = if a.json {
+        "application/json"
+    } else {
+        "text/plain"
+    };
     let mut r = format!(
-        "HTTP/1.1 {} X\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-        a.status, a.size
+        "HTTP/1.1 {} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+        a.status,
+        body.len()
     )
     .into_bytes();
-    r.extend((0..a.size).map(|i| b'a' + (i % 26) as u8));
+    r.extend_from_slice(&body);
     r
+}
+
+/// A JSON array of exactly `n` bytes (for `n` ≥ 2): records whose ids, SKUs and prices
+/// vary, padded with spaces at the end.
+fn json(n: usize) -> Vec<u8> {
+    let mut s = String::from("[");
+    let mut i = 0u64;
+    loop {
+        let rec = format!(
+            "{{\"id\":{i},\"sku\":\"SKU-{:05}\",\"name\":\"item {}\",\"price\":{}.{:02}}},",
+            i * 7919 % 100_000,
+            i % 13,
+            i % 500,
+            i % 100
+        );
+        if s.len() + rec.len() + 1 > n {
+            break;
+        }
+        s += &rec;
+        i += 1;
+    }
+    if s.ends_with(',') {
+        s.pop();
+    }
+    s.push(']');
+    let mut b = s.into_bytes();
+    b.resize(n.max(b.len()), b' ');
+    b
 }
 
 /// Runs the origin until killed.

@@ -43,6 +43,11 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "cache-shared",
         include_str!("../scenarios/cache-shared.toml"),
     ),
+    ("compress", include_str!("../scenarios/compress.toml")),
+    (
+        "compress-cost",
+        include_str!("../scenarios/compress-cost.toml"),
+    ),
 ];
 
 /// One scenario file.
@@ -129,6 +134,9 @@ pub struct GatewayConf {
     /// nginx caches too (`proxy_cache`, 200s kept an hour, keyed by URI, one lock per miss);
     /// HAProxy, whose cache is another kind (memory-only, small objects), is left out.
     pub nginx_cache: bool,
+    /// nginx compresses too: `gzip on` at this level for JSON of 1 KiB or more (proxied
+    /// responses included, `Vary` set); HAProxy is left out.
+    pub nginx_gzip: Option<u32>,
 }
 
 fn one() -> f64 {
@@ -147,6 +155,8 @@ pub struct OriginConf {
     pub latency_ms: u64,
     /// Origin processes, each its own port; every proxy balances across them.
     pub count: usize,
+    /// JSON bodies (`application/json`, varied records) instead of a repeating alphabet.
+    pub json: bool,
 }
 
 impl Default for OriginConf {
@@ -156,6 +166,7 @@ impl Default for OriginConf {
             status: 200,
             latency_ms: 0,
             count: 1,
+            json: false,
         }
     }
 }

@@ -59,20 +59,24 @@ impl Origins {
         } else {
             format!("origin{i}")
         };
+        let mut args = vec![
+            "origin".into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--size".into(),
+            self.conf.size.to_string(),
+            "--status".into(),
+            self.conf.status.to_string(),
+            "--latency-ms".into(),
+            self.conf.latency_ms.to_string(),
+        ];
+        if self.conf.json {
+            args.push("--json".into());
+        }
         let mut child = procs::spawn(
             &name,
             &self.program,
-            &[
-                "origin".into(),
-                "--listen".into(),
-                addr.to_string(),
-                "--size".into(),
-                self.conf.size.to_string(),
-                "--status".into(),
-                self.conf.status.to_string(),
-                "--latency-ms".into(),
-                self.conf.latency_ms.to_string(),
-            ],
+            &args,
             &self.cpus,
             &self.dir.join(format!("{name}.log")),
         )?;

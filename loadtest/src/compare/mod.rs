@@ -29,7 +29,7 @@ use systems::{Running, Setup, System};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache,
-    /// cache-shared, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
+    /// cache-shared, compress, compress-cost, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
     /// access-log, scrape, ids-off) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
@@ -369,6 +369,7 @@ fn run_scenario(
         extra: &extra,
         tls: cert.as_ref(),
         nginx_cache: scenario.gateway.nginx_cache,
+        nginx_gzip: scenario.gateway.nginx_gzip,
     };
     let mut running: Vec<Running> = Vec::new();
     let against_bare = scenario.gateway.against_bare;
@@ -382,6 +383,10 @@ fn run_scenario(
         }
         if scenario.gateway.nginx_cache && system == System::Haproxy {
             crate::outln!("skipped haproxy: this scenario compares response caches");
+            continue;
+        }
+        if scenario.gateway.nginx_gzip.is_some() && system == System::Haproxy {
+            crate::outln!("skipped haproxy: this scenario compares gzip against nginx's");
             continue;
         }
         match systems::start(system, &setup)? {

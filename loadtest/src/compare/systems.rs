@@ -55,6 +55,8 @@ pub struct Setup<'a> {
     pub tls: Option<&'a BenchCert>,
     /// nginx caches (`proxy_cache`).
     pub nginx_cache: bool,
+    /// nginx compresses (`gzip on` at this level).
+    pub nginx_gzip: Option<u32>,
 }
 
 /// A started system.
@@ -241,6 +243,13 @@ fn nginx_conf(s: &Setup<'_>, port: u16) -> String {
     } else {
         (String::new(), String::new())
     };
+    let gzip = match s.nginx_gzip {
+        Some(level) => format!(
+            "gzip on; gzip_comp_level {level}; gzip_types application/json; \
+             gzip_min_length 1024; gzip_proxied any; gzip_vary on;"
+        ),
+        None => String::new(),
+    };
     format!(
         r#"# written by loadtest compare
 worker_processes {workers};
@@ -259,6 +268,7 @@ http {{
   keepalive_requests 1000000;
   upstream origin {{ {servers}keepalive 1024; }}
   {cache_path}
+  {gzip}
   server {{
     listen 127.0.0.1:{port} reuseport{ssl};
     location / {{

@@ -19,8 +19,8 @@ pub struct Levels {
 
 /// One response's encoder, writing into a buffer drained after every piece.
 pub enum Encoder {
-    /// gzip.
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// gzip (a deflate stream set up for gzip's header and trailer).
+    Gzip(flate2::write::ZlibEncoder<Vec<u8>>),
     /// Brotli (boxed: its state is large).
     Br(Box<brotli::CompressorWriter<Vec<u8>>>),
     /// zstd.
@@ -37,13 +37,23 @@ fn brotli_window(size: Option<u64>) -> u32 {
     size.map_or(19, |n| (u64::BITS - n.leading_zeros()).clamp(16, 22))
 }
 
+/// deflate's window (log2 bytes, 9..=15) for a body of `size` bytes: just covering it (its
+/// state is set up and zeroed for every response), 15 when the size is not known.
+fn deflate_window(size: Option<u64>) -> u8 {
+    let bits = size.map_or(15, |n| u64::BITS - n.saturating_sub(1).leading_zeros());
+    u8::try_from(bits.clamp(9, 15)).unwrap_or(15)
+}
+
 impl Encoder {
     /// An encoder for `coding` at `levels`, for a body of `size` bytes when it is known.
     pub fn new(coding: Coding, levels: Levels, size: Option<u64>) -> std::io::Result<Encoder> {
         Ok(match coding {
-            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+            Coding::Gzip => Encoder::Gzip(flate2::write::ZlibEncoder::new_with_compress(
                 Vec::new(),
-                flate2::Compression::new(levels.gzip),
+                flate2::Compress::new_gzip(
+                    flate2::Compression::new(levels.gzip),
+                    deflate_window(size),
+                ),
             )),
             Coding::Br => Encoder::Br(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
@@ -105,6 +115,24 @@ mod tests {
         }
         .unwrap();
         out
+    }
+
+    #[test]
+    fn windows_cover_the_body_within_each_codings_bounds() {
+        let rows: &[(Option<u64>, u8, u32)] = &[
+            (None, 15, 19),
+            (Some(0), 9, 16),
+            (Some(512), 9, 16),
+            (Some(513), 10, 16),
+            (Some(16 * 1024), 14, 16),
+            (Some(16 * 1024 + 1), 15, 16),
+            (Some(1 << 20), 15, 21),
+            (Some(1 << 40), 15, 22),
+        ];
+        for &(size, deflate, brotli) in rows {
+            assert_eq!(deflate_window(size), deflate, "{size:?}");
+            assert_eq!(brotli_window(size), brotli, "{size:?}");
+        }
     }
 
     #[test]
