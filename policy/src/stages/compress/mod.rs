@@ -166,6 +166,8 @@ impl Stage for Compress {
             return;
         };
         self.active.borrow_mut().insert(ex.serial, encoder);
+        // an upstream's `identity` is no coding (RFC 9110 §8.4.1): it goes, ours comes
+        edits.drop_named(&head.fields, buf, b"content-encoding");
         edits.add(b"Content-Encoding", coding.token());
         edits.drop_named(&head.fields, buf, b"accept-ranges");
         for (i, f) in head.fields.iter().enumerate() {
