@@ -9,12 +9,13 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 
-/// Which stage of a config a letter is for: the list it is in (a route's name, `None` for
-/// the global `[[policy]]` list) and its place in that list. The same on every shard.
+/// Which stage of a config a letter is for: the list it is in (a route's index and name,
+/// `None` for the global `[[policy]]` list) and its place in that list. The same on every
+/// shard; the name catches a route a reload moved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Address {
     /// The route whose `[[route.policy]]` has the stage (`None`: the global list).
-    pub route: Option<Arc<str>>,
+    pub route: Option<(u32, Arc<str>)>,
     /// Its index in that list.
     pub position: u16,
 }

@@ -312,36 +312,41 @@ impl Pipelines {
         let shards = shards.max(1);
         let previous = previous.filter(|p| p.shards == shards);
         let mut errs = Vec::new();
-        let mut build =
-            |tables: &[toml::Spanned<toml::Table>], route: Option<&str>, what: &str| -> Built {
-                let mut stages = Vec::with_capacity(tables.len());
-                let route: Option<std::sync::Arc<str>> = route.map(std::sync::Arc::from);
-                for (i, t) in tables.iter().enumerate() {
-                    let address = Address {
-                        route: route.clone(),
-                        position: u16::try_from(i).unwrap_or(u16::MAX),
-                    };
-                    let ctx = StageContext {
-                        shards,
-                        dir,
-                        shard,
-                        address: &address,
-                    };
-                    match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
-                        Ok(s) => stages.push(s),
-                        Err(m) => errs.push(conf::ConfError::at(
-                            &config.source,
-                            &config.text,
-                            t.span(),
-                            format!("{what} {m}"),
-                        )),
-                    }
+        let mut build = |tables: &[toml::Spanned<toml::Table>],
+                         route: Option<(usize, &str)>,
+                         what: &str|
+         -> Built {
+            let mut stages = Vec::with_capacity(tables.len());
+            let route = route.map(|(i, name)| {
+                let i = u32::try_from(i).unwrap_or(u32::MAX);
+                (i, std::sync::Arc::<str>::from(name))
+            });
+            for (i, t) in tables.iter().enumerate() {
+                let address = Address {
+                    route: route.clone(),
+                    position: u16::try_from(i).unwrap_or(u16::MAX),
+                };
+                let ctx = StageContext {
+                    shards,
+                    dir,
+                    shard,
+                    address: &address,
+                };
+                match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
+                    Ok(s) => stages.push(s),
+                    Err(m) => errs.push(conf::ConfError::at(
+                        &config.source,
+                        &config.text,
+                        t.span(),
+                        format!("{what} {m}"),
+                    )),
                 }
-                Built {
-                    stages: Rc::from(stages),
-                    source: tables.iter().map(|t| t.get_ref().clone()).collect(),
-                }
-            };
+            }
+            Built {
+                stages: Rc::from(stages),
+                source: tables.iter().map(|t| t.get_ref().clone()).collect(),
+            }
+        };
         let global_source: Vec<toml::Table> =
             config.policy.iter().map(|t| t.get_ref().clone()).collect();
         let global = match previous {
@@ -353,7 +358,7 @@ impl Pipelines {
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut route_sources = Vec::with_capacity(config.routes.len());
-        for r in &config.routes {
+        for (index, r) in config.routes.iter().enumerate() {
             let source: Vec<toml::Table> = r.policy.iter().map(|t| t.get_ref().clone()).collect();
             let old = previous.and_then(|p| {
                 let i = p
@@ -370,7 +375,7 @@ impl Pipelines {
                 },
                 None => {
                     let what = format!("route `{}` [[route.policy]]", r.name);
-                    let built = build(&r.policy, Some(&r.name), &what);
+                    let built = build(&r.policy, Some((index, &r.name)), &what);
                     Pipeline::with_global(global.stages.clone(), built.stages)
                 }
             };
@@ -395,9 +400,21 @@ impl Pipelines {
         let Address { route, position } = &letter.address;
         let list = match route {
             None => &self.global.global,
-            Some(name) => {
-                let Some(i) = self.route_sources.iter().position(|(n, _)| **n == **name) else {
-                    return;
+            Some((index, name)) => {
+                let named = |i: usize| {
+                    self.route_sources
+                        .get(i)
+                        .is_some_and(|(n, _)| **n == **name)
+                };
+                let i = usize::try_from(*index).unwrap_or(usize::MAX);
+                let i = if named(i) {
+                    i
+                } else {
+                    // a reload moved the route: find it by name
+                    let Some(i) = (0..self.route_sources.len()).find(|&i| named(i)) else {
+                        return;
+                    };
+                    i
                 };
                 let Some(p) = self.routes.get(i) else {
                     return;
