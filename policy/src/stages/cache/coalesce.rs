@@ -39,10 +39,9 @@ impl Cache {
     pub(super) fn coalesce(&self, p: &mut Pending, ex: &Exchange) -> Option<Verdict<'_>> {
         let wait = self.coalesce.filter(|_| p.request.get)?;
         let now = ex.unix_secs();
-        let remote = self.remote(&p.primary).is_some();
         let inflight = self.inflight.borrow();
         match inflight.get(&p.primary).filter(|f| live(f, now, wait)) {
-            Some(f) if ex.waits <= u8::from(remote) => {
+            Some(f) if ex.waits <= u8::from(p.remote) => {
                 bump(&self.table.counts.coalesced, 1);
                 Some(Verdict::Wait(f.gate.clone()))
             }

@@ -64,6 +64,8 @@ struct Pending {
     armed: bool,
     /// The gate concurrent misses for this URL wait on (this exchange is the first).
     gate: Option<Rc<Gate>>,
+    /// Another shard owns the key (`shared`), found once per request.
+    remote: bool,
     /// Another shard owns the key and its misses wait for this exchange (this flight of
     /// the owner's): it reports the end (what it stored, or that it stored nothing).
     filler: Option<u64>,
@@ -182,6 +184,7 @@ impl Cache {
     ) -> Result<Found, Verdict<'_>> {
         match self.share.as_deref() {
             Some(share) if share.owner(&p.primary) != share.shard => {
+                p.remote = true;
                 self.ask(share, p, head, buf, ex)
             }
             _ => Ok(self.table.find(&p.primary, |n| head.value_of(buf, n))),
@@ -246,10 +249,7 @@ impl Stage for Cache {
                 }
             }
             // a key another shard owns was coalesced there
-            _ if self
-                .share
-                .as_deref()
-                .is_some_and(|s| s.owner(&p.primary) != s.shard) => {}
+            _ if p.remote => {}
             Found::UriMiss | Found::VaryMiss if !p.request.cc.only_if_cached => {
                 if let Some(wait) = self.coalesce(&mut p, ex) {
                     return wait;

@@ -188,7 +188,7 @@ impl Share {
 
 impl Cache {
     /// The share and owner of `primary` when another shard owns it.
-    pub(super) fn remote(&self, primary: &[u8]) -> Option<(&Share, usize)> {
+    fn remote(&self, primary: &[u8]) -> Option<(&Share, usize)> {
         let share = self.share.as_deref()?;
         let owner = share.owner(primary);
         (owner != share.shard).then_some((share, owner))
