@@ -21,6 +21,8 @@ pub mod accept;
 pub mod config;
 pub mod encoder;
 
+use crate::cache::entry::values;
+use crate::cache::table::bump;
 use crate::exchange::Exchange;
 use crate::stage::{BodyTap, Figure, Piece, Stage, StageBuild, StageContext, Verdict};
 pub use config::{Coding, Config};
@@ -36,14 +38,17 @@ pub struct Compress {
     chosen: RefCell<ahash::AHashMap<u64, Coding>>,
     /// The encoders of responses being compressed.
     active: RefCell<ahash::AHashMap<u64, Encoder>>,
-    counts: [Cell<u64>; 4],
+    counts: Counts,
 }
 
-/// Indices of `Compress::counts`.
-const COMPRESSED: usize = 0;
-const BYTES_IN: usize = 1;
-const BYTES_OUT: usize = 2;
-const FAILED: usize = 3;
+/// What the stage counts on its shard.
+#[derive(Default)]
+struct Counts {
+    compressed: Cell<u64>,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+    failed: Cell<u64>,
+}
 
 impl StageBuild for Compress {
     const KIND: &'static str = "compress";
@@ -67,18 +72,6 @@ impl StageBuild for Compress {
     }
 }
 
-/// The values of every field called `name`.
-fn values<'b>(
-    fields: &'b [Field],
-    buf: &'b [u8],
-    name: &'b [u8],
-) -> impl Iterator<Item = &'b [u8]> {
-    fields
-        .iter()
-        .filter(move |f| f.name.get(buf).eq_ignore_ascii_case(name))
-        .map(move |f| f.value.get(buf))
-}
-
 /// Whether a comma-separated field's values hold `token` (case-insensitive).
 fn lists(fields: &[Field], buf: &[u8], name: &[u8], token: &[u8]) -> bool {
     values(fields, buf, name)
@@ -92,12 +85,6 @@ fn lists(fields: &[Field], buf: &[u8], name: &[u8], token: &[u8]) -> bool {
                 .trim_ascii();
             t.eq_ignore_ascii_case(token)
         })
-}
-
-fn bump(c: Option<&Cell<u64>>, n: u64) {
-    if let Some(c) = c {
-        c.set(c.get().wrapping_add(n));
-    }
 }
 
 impl Compress {
@@ -162,7 +149,7 @@ impl Stage for Compress {
             return;
         }
         let Ok(encoder) = Encoder::new(coding, self.levels, head.content_length) else {
-            bump(self.counts.get(FAILED), 1);
+            bump(&self.counts.failed, 1);
             return;
         };
         self.active.borrow_mut().insert(ex.serial, encoder);
@@ -181,7 +168,7 @@ impl Stage for Compress {
                 edits.add(b"ETag", &weak);
             }
         }
-        bump(self.counts.get(COMPRESSED), 1);
+        bump(&self.counts.compressed, 1);
     }
 
     fn response_body(&self, _head: &ResponseHead, _buf: &[u8], ex: &Exchange) -> Option<BodyTap> {
@@ -195,7 +182,7 @@ impl Stage for Compress {
         let before = out.len();
         let ok = match piece {
             Piece::Data(d) => {
-                bump(self.counts.get(BYTES_IN), d.len() as u64);
+                bump(&self.counts.bytes_in, d.len() as u64);
                 let mut active = self.active.borrow_mut();
                 active.get_mut(&ex.serial).map(|e| e.write(d, out))
             }
@@ -207,10 +194,10 @@ impl Stage for Compress {
         };
         if matches!(ok, Some(Err(_))) {
             // a memory sink does not fail; if a coding did, the rest would be garbage
-            bump(self.counts.get(FAILED), 1);
+            bump(&self.counts.failed, 1);
             self.active.borrow_mut().remove(&ex.serial);
         }
-        bump(self.counts.get(BYTES_OUT), (out.len() - before) as u64);
+        bump(&self.counts.bytes_out, (out.len() - before) as u64);
     }
 
     fn on_finish(&self, ex: &Exchange) {
@@ -224,15 +211,19 @@ impl Stage for Compress {
     }
 
     fn figures(&self) -> Vec<Figure> {
-        let names = ["compressed", "bytes_in", "bytes_out", "failed"];
-        names
-            .iter()
-            .zip(&self.counts)
-            .map(|(name, c)| Figure {
-                name,
-                value: c.get(),
-                gauge: false,
-            })
-            .collect()
+        let c = &self.counts;
+        [
+            ("compressed", &c.compressed),
+            ("bytes_in", &c.bytes_in),
+            ("bytes_out", &c.bytes_out),
+            ("failed", &c.failed),
+        ]
+        .into_iter()
+        .map(|(name, v)| Figure {
+            name,
+            value: v.get(),
+            gauge: false,
+        })
+        .collect()
     }
 }
