@@ -781,13 +781,7 @@ fn purge_by_key_prefix_and_tag_reaches_every_shard() {
     }
     // the stage's figures, summed over shards: 4 paths × 32 requests, 2 misses each
     let metrics = String::from_utf8(request(a, "GET", "/metrics", "", b"").body).unwrap();
-    let sum = |name: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|l| l.contains("stage=\"cache\"") && l.contains(&format!("name=\"{name}\"")))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum()
-    };
+    let sum = |name: &str| support::stage_figure(&metrics, "cache", name);
     assert_eq!(
         (sum("hits"), sum("misses"), sum("stored")),
         (120, 8, 8),

@@ -28,11 +28,7 @@ fn two_shards(origin: &Script, shared: bool) -> Option<Gateway> {
 /// The cache stage's figure `name` summed over shards.
 fn figure(g: &Gateway, name: &str) -> u64 {
     let metrics = String::from_utf8(request(admin(g), "GET", "/metrics", "", b"").body).unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.contains("stage=\"cache\"") && l.contains(&format!("name=\"{name}\"")))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
+    support::stage_figure(&metrics, "cache", name)
 }
 
 /// Fills `paths` through 32 new connections each (so both shards see each path); returns

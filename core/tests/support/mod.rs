@@ -435,3 +435,14 @@ pub fn admin(g: &Gateway) -> SocketAddr {
         .parse()
         .unwrap()
 }
+
+/// The sum over shards of stage figure `name` of the `stage` stages, in `/metrics` text.
+pub fn stage_figure(metrics: &str, stage: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("stage=\"{stage}\"")) && l.contains(&format!("name=\"{name}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
