@@ -136,6 +136,7 @@ pub fn write_request_head(
         .map(|t| &t.host[..])
         .unwrap_or_default();
     let (host, of_target) = match (&up.host, client_host) {
+        _ if edits.host.is_some() => (edits.host.as_deref().unwrap_or_default(), false),
         (HostRewrite::Preserve, Some(h)) => (h, false),
         (HostRewrite::Preserve, None) | (HostRewrite::Target, _) => (target_host, true),
         (HostRewrite::Fixed(v), _) => (v.as_bytes(), false),

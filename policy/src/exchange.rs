@@ -19,6 +19,19 @@ pub struct Identity {
     pub scopes: Rc<[Box<str>]>,
     /// Roles or groups (a configured claim path, an API key consumer's groups).
     pub roles: Rc<[Box<str>]>,
+    /// A JWT's top-level strings, numbers and booleans as text (empty for other
+    /// authentications), for `${jwt.<claim>}` templates.
+    pub claims: Rc<[(Box<str>, Box<str>)]>,
+}
+
+impl Identity {
+    /// The text of top-level claim `name`, when the token had one.
+    pub fn claim(&self, name: &str) -> Option<&str> {
+        self.claims
+            .iter()
+            .find(|(k, _)| &**k == name)
+            .map(|(_, v)| &**v)
+    }
 }
 
 /// What the listener's TLS handshake established about the client connection.
@@ -87,6 +100,20 @@ impl FieldEdits {
         self.add(name, value);
     }
 
+    /// Replaces each strong `ETag` by its weak form: the body is another representation now,
+    /// so the strong validator no longer holds (RFC 9110 §8.8.1).
+    pub fn weaken_etags(&mut self, fields: &[Field], buf: &[u8]) {
+        for (i, f) in fields.iter().enumerate() {
+            let v = f.value.get(buf);
+            if f.name.get(buf).eq_ignore_ascii_case(b"etag") && v.starts_with(b"\"") {
+                self.drop_field(i);
+                self.add.extend_from_slice(b"ETag: W/");
+                self.add.extend_from_slice(v);
+                self.add.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
     /// True when received field `index` is dropped.
     pub fn is_dropped(&self, index: usize) -> bool {
         u16::try_from(index).is_ok_and(|i| self.drop.contains(&i))
@@ -108,8 +135,11 @@ impl FieldEdits {
 pub struct Edits {
     /// Request fields dropped and added.
     pub fields: FieldEdits,
-    /// A replacement request-target (origin-form).
+    /// A replacement request-target (origin-form): the normalised path set at routing, or
+    /// what a rewrite made of it (`Exchange::set_target`).
     pub target: Option<Vec<u8>>,
+    /// A replacement `Host` value for the upstream (else the upstream's `host` setting).
+    pub host: Option<Vec<u8>>,
     /// The body was read whole (for a stage) and goes upstream with this Content-Length,
     /// whatever its framing was.
     pub content_length: Option<u64>,
@@ -240,6 +270,11 @@ pub struct Exchange {
     /// Set by a stage in `on_request`: fetch this request's URL again in the background
     /// (a cache serving a stale copy under `stale-while-revalidate`).
     pub refresh: Option<Refresh>,
+    /// Set by `set_target` on the first rewrite: the target the router matched, when it was
+    /// not the received one (the route's captures point into its path).
+    pub matched: Option<Vec<u8>>,
+    /// A stage rewrote the target (`set_target`).
+    pub rewritten: bool,
 }
 
 /// A background fetch a stage asks for: a GET of the request's target from the route's
@@ -351,6 +386,8 @@ impl Default for Exchange {
             resume: 0,
             waits: 0,
             refresh: None,
+            matched: None,
+            rewritten: false,
         }
     }
 }
@@ -377,6 +414,7 @@ impl Exchange {
         self.identity = None;
         self.edits.fields.clear();
         self.edits.target = None;
+        self.edits.host = None;
         self.edits.content_length = None;
         self.response.clear();
         self.max_body = u64::MAX;
@@ -401,6 +439,44 @@ impl Exchange {
         self.resume = 0;
         self.waits = 0;
         self.refresh = None;
+        self.matched = None;
+        self.rewritten = false;
+    }
+
+    /// The target as it goes upstream now: received, normalised, or rewritten.
+    pub fn target<'a>(&'a self, head: &proto::RequestHead, buf: &'a [u8]) -> &'a [u8] {
+        self.edits
+            .target
+            .as_deref()
+            .unwrap_or_else(|| head.path(buf))
+    }
+
+    /// Replaces the target sent upstream, keeping the one the router matched for captures.
+    pub fn set_target(&mut self, target: Vec<u8>) {
+        let before = self.edits.target.replace(target);
+        if !self.rewritten {
+            self.rewritten = true;
+            self.matched = before;
+        }
+    }
+
+    /// Route capture `i` (pattern order), as bytes of the path the router matched.
+    pub fn param<'a>(
+        &'a self,
+        i: usize,
+        head: &proto::RequestHead,
+        buf: &'a [u8],
+    ) -> Option<&'a [u8]> {
+        let matched = if self.rewritten {
+            self.matched.as_deref()
+        } else {
+            self.edits.target.as_deref()
+        };
+        let path = match matched {
+            Some(t) => crate::template::split_query(t).0,
+            None => head.path_only(buf),
+        };
+        self.params.get(i, path)
     }
 
     /// Seconds since the Unix epoch at `wall` (0 before it).

@@ -15,9 +15,11 @@ pub mod pipeline;
 pub mod query;
 pub mod reply;
 pub mod router;
+pub mod slots;
 pub mod stage;
 pub mod stages;
 pub mod task;
+pub mod template;
 
 pub use exchange::{
     ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Refresh, Replacement, Tap, TlsInfo,

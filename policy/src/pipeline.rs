@@ -40,6 +40,9 @@ pub struct Pipelines {
     pub routes: Vec<Pipeline>,
     global_source: Vec<toml::Table>,
     route_sources: Vec<(String, Vec<toml::Table>)>,
+    /// Each route's capture names (a stage list is taken over only when they match, since
+    /// templates hold captures by index).
+    route_params: Vec<Vec<String>>,
     shards: usize,
 }
 
@@ -314,6 +317,7 @@ impl Pipelines {
         let mut errs = Vec::new();
         let mut build = |tables: &[toml::Spanned<toml::Table>],
                          route: Option<(usize, &str)>,
+                         params: &[String],
                          what: &str|
          -> Built {
             let mut stages = Vec::with_capacity(tables.len());
@@ -331,6 +335,7 @@ impl Pipelines {
                     dir,
                     shard,
                     address: &address,
+                    params,
                 };
                 match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
                     Ok(s) => stages.push(s),
@@ -354,17 +359,20 @@ impl Pipelines {
                 stages: p.global.global.clone(),
                 source: global_source,
             },
-            _ => build(&config.policy, None, "[[policy]]"),
+            _ => build(&config.policy, None, &[], "[[policy]]"),
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         let mut route_sources = Vec::with_capacity(config.routes.len());
+        let mut route_params = Vec::with_capacity(config.routes.len());
         for (index, r) in config.routes.iter().enumerate() {
             let source: Vec<toml::Table> = r.policy.iter().map(|t| t.get_ref().clone()).collect();
+            let params = crate::router::capture_names(&r.path);
             let old = previous.and_then(|p| {
                 let i = p
                     .route_sources
                     .iter()
                     .position(|(name, s)| *name == r.name && *s == source)?;
+                (p.route_params.get(i) == Some(&params)).then_some(())?;
                 p.routes.get(i)
             });
             let pipeline = match old {
@@ -375,12 +383,13 @@ impl Pipelines {
                 },
                 None => {
                     let what = format!("route `{}` [[route.policy]]", r.name);
-                    let built = build(&r.policy, Some((index, &r.name)), &what);
+                    let built = build(&r.policy, Some((index, &r.name)), &params, &what);
                     Pipeline::with_global(global.stages.clone(), built.stages)
                 }
             };
             routes.push(pipeline);
             route_sources.push((r.name.clone(), source));
+            route_params.push(params);
         }
         if !errs.is_empty() {
             return Err(conf::ConfErrors(errs));
@@ -390,6 +399,7 @@ impl Pipelines {
             routes,
             global_source: global.source,
             route_sources,
+            route_params,
             shards,
         })
     }

@@ -228,6 +228,18 @@ enum Segment {
     CatchAll(String),
 }
 
+/// The capture names of a route pattern, in `Params` order (none when it does not parse).
+pub fn capture_names(path: &str) -> Vec<String> {
+    parse_pattern(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|s| match s {
+            Segment::Param(n) | Segment::CatchAll(n) => Some(n),
+            Segment::Static(_) => None,
+        })
+        .collect()
+}
+
 fn parse_pattern(path: &str) -> Result<Vec<Segment>, String> {
     let body = path
         .strip_prefix('/')

@@ -111,6 +111,8 @@ pub struct StageContext<'a> {
     pub shard: usize,
     /// Where the stage is in the config: letters from its copies on other shards carry it.
     pub address: &'a crate::letter::Address,
+    /// The names of its route's captures, in pattern order (none for global stages).
+    pub params: &'a [String],
 }
 
 /// The address of a stage built outside any config (tests, benchmarks).
@@ -127,6 +129,7 @@ impl<'a> StageContext<'a> {
             dir,
             shard: 0,
             address: &NOWHERE,
+            params: &[],
         }
     }
 }

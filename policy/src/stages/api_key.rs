@@ -130,6 +130,7 @@ impl StageBuild for ApiKey {
                     consumer: Rc::from(k.name.as_str()),
                     scopes: Rc::from(Vec::new()),
                     roles: k.groups.iter().map(|g| g.as_str().into()).collect(),
+                    claims: Rc::from(Vec::new()),
                 }),
             ));
         }

@@ -116,6 +116,7 @@ impl Stage for ClientCertStage {
                 consumer: Rc::from(&*cert.subject),
                 scopes: Rc::from(Vec::new()),
                 roles: cert.sans.iter().cloned().collect(),
+                claims: Rc::from(Vec::new()),
             }));
         }
         Verdict::Continue

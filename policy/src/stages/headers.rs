@@ -3,7 +3,10 @@
 //! one more; `*_remove` drops them all. Field lines are rendered once at load. Hop-by-hop and
 //! framing fields (`Connection`, `Content-Length`, `Transfer-Encoding`, …), `Host` and a
 //! response's `Date` are the gateway's to write: naming one is refused when the config is
-//! checked.
+//! checked. Values may hold placeholders filled per request (`crate::template`):
+//! `"X-Client" = "${client_ip}"`, `"X-Tenant" = "${jwt.tenant}"`, `"X-User" = "${param.id}"`;
+//! a rendered value that is not a valid field value (a claim with a control character) is
+//! not sent.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -17,8 +20,9 @@ use std::collections::BTreeMap;
 use proto::{FieldKind, RequestHead, ResponseHead};
 use serde::Deserialize;
 
-use crate::exchange::{Exchange, FieldEdits};
+use crate::exchange::Exchange;
 use crate::stage::{Stage, StageBuild, StageContext, Verdict};
+use crate::template::Template;
 
 /// `[[route.policy]] kind = "headers"`
 #[derive(Debug, Deserialize)]
@@ -49,8 +53,10 @@ pub struct Config {
 struct Changes {
     /// Names whose received fields are dropped (set and remove).
     drop: Vec<Box<[u8]>>,
-    /// Field lines added (set and add).
+    /// Field lines added (set and add) whose values are fixed.
     add: Vec<u8>,
+    /// Fields added whose values are rendered per request.
+    templated: Vec<(Box<[u8]>, Template)>,
 }
 
 impl Changes {
@@ -59,6 +65,7 @@ impl Changes {
         add: &BTreeMap<String, String>,
         remove: &[String],
         what: &str,
+        params: &[String],
     ) -> Result<Changes, String> {
         let mut c = Changes::default();
         for name in set.keys().chain(remove) {
@@ -75,16 +82,45 @@ impl Changes {
                     "{what} `{name}`: the value is not a valid field value"
                 ));
             }
-            proto::write::put_field(&mut c.add, name.as_bytes(), value.as_bytes());
+            let t = Template::parse(value, params).map_err(|e| format!("{what} `{name}`: {e}"))?;
+            match t.literal() {
+                Some(v) => proto::write::put_field(&mut c.add, name.as_bytes(), v),
+                None => c.templated.push((name.as_bytes().into(), t)),
+            }
         }
         Ok(c)
     }
 
-    fn apply(&self, fields: &[proto::Field], buf: &[u8], edits: &mut FieldEdits) {
+    /// Drops and adds; `request` is the request the templates read.
+    fn apply(
+        &self,
+        fields: &[proto::Field],
+        buf: &[u8],
+        request: Option<(&RequestHead, &[u8])>,
+        ex: &mut Exchange,
+        response: bool,
+    ) {
+        let mut rendered = Vec::new();
+        if let Some((head, rbuf)) = request {
+            for (name, t) in &self.templated {
+                let mut value = Vec::new();
+                t.render(head, rbuf, ex, &mut value);
+                let v = value.trim_ascii();
+                if v.iter().all(|&b| proto::chars::is_field_value(b)) {
+                    proto::write::put_field(&mut rendered, name, v);
+                }
+            }
+        }
+        let edits = if response {
+            &mut ex.response
+        } else {
+            &mut ex.edits.fields
+        };
         for name in &self.drop {
             edits.drop_named(fields, buf, name);
         }
         edits.add.extend_from_slice(&self.add);
+        edits.add.extend_from_slice(&rendered);
     }
 }
 
@@ -111,33 +147,59 @@ fn check_name(name: &str, what: &str) -> Result<(), String> {
 pub struct Headers {
     request: Changes,
     response: Changes,
+    /// Response fields whose values come from the request, added to `ex.response` when
+    /// the request is seen (so they are on every answer, forwarded or made here).
+    early: Changes,
 }
 
 impl StageBuild for Headers {
     const KIND: &'static str = "headers";
     type Config = Config;
 
-    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<Headers, String> {
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<Headers, String> {
+        let p = ctx.params;
+        let request = Changes::build(
+            &c.request_set,
+            &c.request_add,
+            &c.request_remove,
+            "request",
+            p,
+        )?;
+        let response = Changes::build(
+            &c.response_set,
+            &c.response_add,
+            &c.response_remove,
+            "response",
+            p,
+        )?;
         Ok(Headers {
-            request: Changes::build(&c.request_set, &c.request_add, &c.request_remove, "request")?,
-            response: Changes::build(
-                &c.response_set,
-                &c.response_add,
-                &c.response_remove,
-                "response",
-            )?,
+            // a response value rendered from the request is rendered when the request is
+            // seen (the response hook has no request head)
+            early: Changes {
+                templated: response.templated,
+                ..Changes::default()
+            },
+            request,
+            response: Changes {
+                templated: Vec::new(),
+                ..response
+            },
         })
     }
 }
 
 impl Stage for Headers {
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
-        self.request.apply(&head.fields, buf, &mut ex.edits.fields);
+        self.request
+            .apply(&head.fields, buf, Some((head, buf)), ex, false);
+        if !self.early.templated.is_empty() {
+            self.early.apply(&[], buf, Some((head, buf)), ex, true);
+        }
         Verdict::Continue
     }
 
     fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
-        self.response.apply(&head.fields, buf, &mut ex.response);
+        self.response.apply(&head.fields, buf, None, ex, true);
     }
 }
 

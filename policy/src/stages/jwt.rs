@@ -811,6 +811,12 @@ impl Jwt {
             consumer: Rc::from(claims.get("sub").and_then(text_of).unwrap_or_default()),
             scopes: list(claims.get("scope").or_else(|| claims.get("scp"))),
             roles: list(roles),
+            claims: claims
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((Box::from(k.as_str()), Box::from(text_of(v)?))))
+                .collect(),
         };
         let mut forward = Vec::new();
         for (claim, header) in &self.forward {

@@ -9,9 +9,12 @@ pub mod concurrency;
 pub mod cors;
 pub mod headers;
 pub mod ip;
+pub mod json_fields;
 pub mod jwt;
 pub mod rate_limit;
+pub mod redirect;
 pub mod respond;
+pub mod rewrite;
 #[cfg(test)]
 pub mod tap_test;
 pub mod validate;
@@ -26,9 +29,12 @@ crate::stages! {
     cors::Cors,
     headers::Headers,
     ip::Ip,
+    json_fields::JsonFields,
     jwt::Jwt,
     rate_limit::RateLimit,
+    redirect::Redirect,
     respond::Respond,
+    rewrite::Rewrite,
     validate::Validate,
     #[cfg(test)]
     tap_test::TapTest,

@@ -28,6 +28,10 @@ pub struct Config {
     /// Content-Type. Default `text/plain; charset=utf-8`.
     #[serde(default = "default_content_type")]
     pub content_type: String,
+    /// More response fields, `{ Name = "value" }` (not framing, hop-by-hop or Date).
+    /// Default none.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_status() -> u16 {
@@ -60,8 +64,27 @@ impl StageBuild for Respond {
         {
             return Err("content_type has a control character".to_string());
         }
+        let mut extra = Vec::with_capacity(c.headers.len());
+        for (name, value) in &c.headers {
+            let kind = proto::FieldKind::of(name.as_bytes());
+            if !proto::chars::is_token(name.as_bytes())
+                || kind.is_hop_by_hop()
+                || kind == proto::FieldKind::Date
+                || name.eq_ignore_ascii_case("content-type")
+            {
+                return Err(format!(
+                    "headers `{name}`: not a field name, or one the gateway writes (framing, hop-by-hop, Date, Content-Type: use content_type)"
+                ));
+            }
+            if !value.bytes().all(proto::chars::is_field_value) || value.trim() != value {
+                return Err(format!(
+                    "headers `{name}`: the value is not a valid field value"
+                ));
+            }
+            extra.push((name.as_str(), value.as_str()));
+        }
         Ok(Respond {
-            reply: LocalReply::new(c.status, &c.content_type, c.body.as_bytes(), &[]),
+            reply: LocalReply::new(c.status, &c.content_type, c.body.as_bytes(), &extra),
         })
     }
 }
@@ -108,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             error("kind = \"respnd\""),
-            "unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, jwt, rate_limit, respond, validate, tap_test"
+            "unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, rate_limit, redirect, respond, rewrite, validate, tap_test"
         );
     }
 }

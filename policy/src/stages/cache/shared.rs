@@ -444,6 +444,7 @@ mod tests {
                 dir,
                 shard,
                 address: &address,
+                params: &[],
             };
             let s = Share::new(&ctx, Duration::from_secs(1));
             (0..64)

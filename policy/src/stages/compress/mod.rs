@@ -13,7 +13,7 @@
 //! min_size = "1KiB"
 //! ```
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use proto::{Field, Method, RequestHead, ResponseHead};
 
@@ -24,6 +24,7 @@ pub mod encoder;
 use crate::cache::entry::values;
 use crate::cache::table::bump;
 use crate::exchange::Exchange;
+use crate::slots::{Slots, counted};
 use crate::stage::{BodyTap, Figure, Piece, Stage, StageBuild, StageContext, Verdict};
 pub use config::{Coding, Config};
 use encoder::{Encoder, Levels};
@@ -35,9 +36,9 @@ pub struct Compress {
     types: Vec<Vec<u8>>,
     levels: Levels,
     /// The coding chosen for each exchange's response, from its request.
-    chosen: RefCell<ahash::AHashMap<u64, Coding>>,
+    chosen: Slots<Coding>,
     /// The encoders of responses being compressed.
-    active: RefCell<ahash::AHashMap<u64, Encoder>>,
+    active: Slots<Encoder>,
     counts: Counts,
 }
 
@@ -65,8 +66,8 @@ impl StageBuild for Compress {
                 brotli: c.brotli_level,
                 zstd: c.zstd_level,
             },
-            chosen: RefCell::default(),
-            active: RefCell::default(),
+            chosen: Slots::default(),
+            active: Slots::default(),
             counts: Default::default(),
         })
     }
@@ -126,13 +127,13 @@ impl Stage for Compress {
         }
         let accept = values(&head.fields, buf, b"accept-encoding");
         if let Some(c) = accept::choose(accept, &self.codings) {
-            self.chosen.borrow_mut().insert(ex.serial, c);
+            self.chosen.put(ex.serial, c);
         }
         Verdict::Continue
     }
 
     fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
-        let chosen = self.chosen.borrow_mut().remove(&ex.serial);
+        let chosen = self.chosen.take(ex.serial);
         if !self.eligible(head, buf) {
             return;
         }
@@ -152,30 +153,17 @@ impl Stage for Compress {
             bump(&self.counts.failed, 1);
             return;
         };
-        self.active.borrow_mut().insert(ex.serial, encoder);
+        self.active.put(ex.serial, encoder);
         // an upstream's `identity` is no coding (RFC 9110 §8.4.1): it goes, ours comes
         edits.drop_named(&head.fields, buf, b"content-encoding");
         edits.add(b"Content-Encoding", coding.token());
         edits.drop_named(&head.fields, buf, b"accept-ranges");
-        for (i, f) in head.fields.iter().enumerate() {
-            let v = f.value.get(buf);
-            if f.name.get(buf).eq_ignore_ascii_case(b"etag") && v.starts_with(b"\"") {
-                // another representation: the strong validator no longer holds (§8.8.1)
-                edits.drop_field(i);
-                let mut weak = Vec::with_capacity(v.len() + 2);
-                weak.extend_from_slice(b"W/");
-                weak.extend_from_slice(v);
-                edits.add(b"ETag", &weak);
-            }
-        }
+        edits.weaken_etags(&head.fields, buf);
         bump(&self.counts.compressed, 1);
     }
 
     fn response_body(&self, _head: &ResponseHead, _buf: &[u8], ex: &Exchange) -> Option<BodyTap> {
-        self.active
-            .borrow()
-            .contains_key(&ex.serial)
-            .then_some(BodyTap::Rewrite)
+        self.active.has(ex.serial).then_some(BodyTap::Rewrite)
     }
 
     fn on_response_body(&self, piece: Piece<'_>, ex: &mut Exchange, out: &mut Vec<u8>) {
@@ -183,47 +171,32 @@ impl Stage for Compress {
         let ok = match piece {
             Piece::Data(d) => {
                 bump(&self.counts.bytes_in, d.len() as u64);
-                let mut active = self.active.borrow_mut();
-                active.get_mut(&ex.serial).map(|e| e.write(d, out))
+                self.active.with(ex.serial, |e| e.write(d, out))
             }
-            Piece::End => {
-                let e = self.active.borrow_mut().remove(&ex.serial);
-                e.map(|e| e.finish(out))
-            }
+            Piece::End => self.active.take(ex.serial).map(|e| e.finish(out)),
             Piece::TooLarge => None,
         };
         if matches!(ok, Some(Err(_))) {
             // a memory sink does not fail; if a coding did, the rest would be garbage
             bump(&self.counts.failed, 1);
-            self.active.borrow_mut().remove(&ex.serial);
+            self.active.forget(ex.serial);
         }
         bump(&self.counts.bytes_out, (out.len() - before) as u64);
     }
 
     fn on_finish(&self, ex: &Exchange) {
         // a response cut short, or one never answered upstream, leaves its state here
-        if !self.chosen.borrow().is_empty() {
-            self.chosen.borrow_mut().remove(&ex.serial);
-        }
-        if !self.active.borrow().is_empty() {
-            self.active.borrow_mut().remove(&ex.serial);
-        }
+        self.chosen.forget(ex.serial);
+        self.active.forget(ex.serial);
     }
 
     fn figures(&self) -> Vec<Figure> {
         let c = &self.counts;
-        [
+        counted(&[
             ("compressed", &c.compressed),
             ("bytes_in", &c.bytes_in),
             ("bytes_out", &c.bytes_out),
             ("failed", &c.failed),
-        ]
-        .into_iter()
-        .map(|(name, v)| Figure {
-            name,
-            value: v.get(),
-            gauge: false,
-        })
-        .collect()
+        ])
     }
 }
