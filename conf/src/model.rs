@@ -283,6 +283,10 @@ pub struct RouteConf {
     /// Tunnel CONNECT requests to this route's upstream (refused, 501, everywhere else).
     #[serde(default)]
     pub connect: bool,
+    /// `[route.aggregate]`: answer with several upstream calls composed into one JSON
+    /// object (instead of `upstream`).
+    #[serde(default)]
+    pub aggregate: Option<Spanned<crate::aggregate::AggregateConf>>,
 }
 
 /// Shard count.
@@ -479,6 +483,8 @@ pub struct Route {
     pub connect: bool,
     /// Policy stage tables, in order.
     pub policy: Vec<Spanned<toml::Table>>,
+    /// Calls composed into the answer (a route with it has no upstream).
+    pub aggregate: Option<crate::aggregate::Aggregate>,
     /// Where the route's path is written (or its table, for a default path).
     pub span: Range<usize>,
 }

@@ -220,7 +220,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                     None
                 }
             },
-            None if r.policy.is_empty() && r.split.is_empty() => {
+            None if r.policy.is_empty() && r.split.is_empty() && r.aggregate.is_none() => {
                 errs.push(err(
                     span.clone(),
                     format!("route `{rname}` has neither `upstream` nor `[[route.policy]]` stages"),
@@ -301,8 +301,12 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             }
             t
         };
+        let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        let (aggregate, bad) = crate::aggregate::for_route(&rname, r, &names);
+        errs.extend(bad.into_iter().map(|(span, msg)| err(span, msg)));
         let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
         routes.push(Route {
+            aggregate,
             traffic,
             name: rname,
             host,

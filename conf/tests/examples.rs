@@ -64,6 +64,8 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<conf::observe::RequestIdConf>(),
         field_names::<conf::observe::TracingConf>(),
         field_names::<conf::observe::AccessLogConf>(),
+        field_names::<conf::aggregate::AggregateConf>(),
+        field_names::<conf::aggregate::CallConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -323,6 +323,21 @@ async fn exchange(
     if let Some(next) = verdict_answer(shard, s, conn, &mut ex, verdict, close, head_len).await {
         return next;
     }
+    if let Some(plan) = &route.aggregate {
+        let composed = crate::aggregate::run(gw, plan, &conn.head, &conn.buf, &ex).await;
+        ex.upstream.attempts = composed.calls;
+        let answer = match &composed.reply {
+            Ok(reply) => Answer::Reply(reply),
+            Err(detail) => Answer::Problem {
+                status: 502,
+                detail,
+            },
+        };
+        let persist = after_local(conn, &mut ex, close, head_len);
+        let timeout = s.client_body_timeout;
+        let outcome = composed.outcome;
+        return answer::send(shard, conn, &mut ex, answer, b"", persist, outcome, timeout).await;
+    }
     let forwarding = Forwarding {
         shard,
         gw,

@@ -39,6 +39,8 @@ pub struct RouteRt {
     pub connect: bool,
     /// Its responses and latencies on this shard (taken over by a route of the same name).
     pub stats: Rc<crate::stats::RouteStats>,
+    /// Calls composed into its answer (`[route.aggregate]`), instead of an upstream.
+    pub aggregate: Option<Rc<crate::aggregate::Plan>>,
 }
 
 /// The deadlines of one exchange upstream: the route's where it sets them, else its
@@ -283,6 +285,23 @@ impl Gateway {
                 Err(ps) => all.extend(ps.into_iter().map(at)),
             }
         }
+        let mut plans = Vec::with_capacity(config.routes.len());
+        for r in &config.routes {
+            let params = policy::router::capture_names(&r.path);
+            let plan = r
+                .aggregate
+                .as_ref()
+                .map(|a| crate::aggregate::Plan::build(a, &params));
+            plans.push(match plan {
+                Some(Ok(p)) => Some(Rc::new(p)),
+                Some(Err((span, msg))) => {
+                    let msg = format!("route `{}` [route.aggregate] {msg}", r.name);
+                    all.push(conf::ConfError::at(&config.source, &config.text, span, msg));
+                    None
+                }
+                None => None,
+            });
+        }
         let (router, pipelines) = match (router, pipelines) {
             (Ok(r), Ok(p)) if all.is_empty() => (r, p),
             (r, p) => {
@@ -300,8 +319,10 @@ impl Gateway {
             .routes
             .iter()
             .zip(&pipelines.routes)
+            .zip(plans)
             .enumerate()
-            .map(|(i, (r, pipeline))| RouteRt {
+            .map(|(i, ((r, pipeline), aggregate))| RouteRt {
+                aggregate,
                 name: r.name.clone(),
                 pipeline: pipeline.clone(),
                 upstream: r.upstream,
@@ -429,7 +450,22 @@ impl Gateway {
                         .collect();
                     format!("split [{}]", parts.join(", "))
                 }
-                None => "(answered by its stages)".to_string(),
+                None => match &r.aggregate {
+                    Some(a) => {
+                        let calls: Vec<String> = a
+                            .calls
+                            .iter()
+                            .map(|c| match c.depends_on.and_then(|d| a.calls.get(d)) {
+                                Some(d) => {
+                                    format!("{} → `{}` after {}", c.name, name(c.upstream), d.name)
+                                }
+                                None => format!("{} → `{}`", c.name, name(c.upstream)),
+                            })
+                            .collect();
+                        format!("aggregate [{}]", calls.join(", "))
+                    }
+                    None => "(answered by its stages)".to_string(),
+                },
             };
             let stages = kinds(&r.policy);
             let stages = if stages.is_empty() {

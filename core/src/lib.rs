@@ -6,6 +6,7 @@
 pub mod accept;
 pub mod access_log;
 pub mod admin;
+pub mod aggregate;
 pub mod answer;
 pub mod body;
 pub mod conn;

@@ -123,7 +123,24 @@ pub async fn send_bytes(
     io::write_all(&mut stream, &mut request, left(deadline)?)
         .await
         .map_err(fail)?;
-    read_response(&mut stream, method, max_body, deadline).await
+    read_response(&mut stream, method, max_body, deadline)
+        .await
+        .map(|(r, _)| r)
+}
+
+/// Sends `request` on `stream` (a pooled or new connection) and reads the answer by
+/// `deadline`; true with it when the connection may serve another request.
+pub async fn exchange_on(
+    stream: &mut UpstreamStream,
+    request: &mut Vec<u8>,
+    method: Method,
+    max_body: usize,
+    deadline: Instant,
+) -> Result<(Response, bool), ClientError> {
+    io::write_all(stream, request, left(deadline)?)
+        .await
+        .map_err(fail)?;
+    read_response(stream, method, max_body, deadline).await
 }
 
 fn left(deadline: Instant) -> Result<Duration, ClientError> {
@@ -163,7 +180,7 @@ async fn read_response(
     method: Method,
     max_body: usize,
     deadline: Instant,
-) -> Result<Response, ClientError> {
+) -> Result<(Response, bool), ClientError> {
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut head = ResponseHead::with_capacity(64);
     let limits = Limits::default();
@@ -196,6 +213,7 @@ async fn read_response(
                 }
                 if avail.len() >= n {
                     body.extend_from_slice(avail.get(..n).unwrap_or_default());
+                    pos += n;
                     break;
                 }
             }
@@ -213,6 +231,7 @@ async fn read_response(
             }
             Framing::UntilClose if eof => {
                 body.extend_from_slice(avail);
+                pos = buf.len() + 1;
                 break;
             }
             Framing::UntilClose => {}
@@ -228,10 +247,15 @@ async fn read_response(
     if body.len() > max_body {
         return Err(ClientError::TooLarge(max_body));
     }
+    // reusable: the answer ended where the bytes did, and the peer did not say close
+    let reusable = pos == buf.len() && !eof && !head.connection.close;
     buf.truncate(head_len);
-    Ok(Response {
-        status: head.status,
-        head: buf,
-        body,
-    })
+    Ok((
+        Response {
+            status: head.status,
+            head: buf,
+            body,
+        },
+        reusable,
+    ))
 }

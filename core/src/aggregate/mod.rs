@@ -1,0 +1,224 @@
+//! Routes answered by composition (`[route.aggregate]`): after the route's stages let the
+//! request through, its calls go out at once (those with `depends_on` as soon as the first
+//! round is in), each within its own deadline, on the shard's pooled connections; their
+//! JSON answers become one object `{"<name>": <body>, …}`. A failed call is, by the
+//! route's policy, a member `{"error": "…"}` named in the partial header, or a 502.
+
+pub mod call;
+pub mod plan;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+use std::time::Instant;
+
+use policy::{Exchange, LocalReply, Outcome};
+use proto::{Method, RequestHead};
+use serde_json::Value;
+
+use crate::gateway::Gateway;
+use call::CallError;
+pub use plan::Plan;
+
+/// What one call gave: its body (JSON) and, when a later call reads it, the parsed value.
+type Got = Result<(Vec<u8>, Option<Value>), CallError>;
+
+/// A call under way: its index in the plan, and what it gives.
+type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Got)> + 'a>>;
+
+/// The composed answer.
+pub struct Composed {
+    /// The reply, or the detail of a 502.
+    pub reply: Result<LocalReply, String>,
+    /// How the exchange ended, for logs and metrics.
+    pub outcome: Outcome,
+    /// Calls made.
+    pub calls: u8,
+}
+
+/// Polls every future until all are done; their outputs in order.
+async fn join_all<T>(futs: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut futs: Vec<_> = futs.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => {
+                        *o = Some(v);
+                        *slot = None;
+                    }
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// The field lines every call of this request carries: the client's fields a call names,
+/// and the request id.
+fn passed_fields(head: &RequestHead, buf: &[u8], ex: &Exchange, names: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in &head.fields {
+        let name = f.name.get(buf);
+        if names.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+            proto::write::put_field(&mut out, name, f.value.get(buf));
+        }
+    }
+    let id = ex.request_id.as_bytes();
+    if !id.is_empty() {
+        proto::write::put_field(&mut out, b"X-Request-Id", id);
+    }
+    out
+}
+
+/// Makes call `i` of `plan` and checks its answer.
+async fn one(
+    gw: &Gateway,
+    plan: &Plan,
+    i: usize,
+    target: Vec<u8>,
+    fields: Vec<u8>,
+    parse: bool,
+) -> Got {
+    let c = plan.calls.get(i).ok_or(CallError::Unavailable)?;
+    let up = gw.upstreams.get(c.upstream).ok_or(CallError::Unavailable)?;
+    let method = Method::from_bytes(c.method.as_bytes());
+    let mut line = Vec::with_capacity(32 + target.len());
+    line.extend_from_slice(c.method.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(&target);
+    line.extend_from_slice(b" HTTP/1.1\r\n");
+    let deadline = Instant::now() + c.timeout;
+    let resp = call::make(
+        up,
+        &line,
+        &fields,
+        method,
+        plan.max_body,
+        deadline,
+        gw.settings.tcp_nodelay,
+    )
+    .await?;
+    if !(200..300).contains(&resp.status) {
+        return Err(CallError::Status(resp.status));
+    }
+    let value = if parse {
+        Some(serde_json::from_slice::<Value>(&resp.body).map_err(|_| CallError::NotJson)?)
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&resp.body)
+            .map_err(|_| CallError::NotJson)?;
+        None
+    };
+    Ok((resp.body, value))
+}
+
+/// Runs the calls of `plan` for the request in `head`/`buf` and composes the answer.
+pub async fn run(
+    gw: &Gateway,
+    plan: &Plan,
+    head: &RequestHead,
+    buf: &[u8],
+    ex: &Exchange,
+) -> Composed {
+    let n = plan.calls.len();
+    let mut got: Vec<Option<Got>> = (0..n).map(|_| None).collect();
+    let needed = |i: usize| plan.calls.iter().any(|c| c.depends_on == Some(i));
+    for round in [false, true] {
+        let mut futs: Vec<Pending<'_>> = Vec::new();
+        for (i, c) in plan.calls.iter().enumerate() {
+            if c.depends_on.is_some() != round {
+                continue;
+            }
+            let dep = match c
+                .depends_on
+                .map(|d| (d, got.get(d).and_then(Option::as_ref)))
+            {
+                None => None,
+                Some((_, Some(Ok((_, v))))) => v.as_ref(),
+                Some((d, _)) => {
+                    let name = plan
+                        .calls
+                        .get(d)
+                        .map(|x| x.name.clone())
+                        .unwrap_or_default();
+                    if let Some(slot) = got.get_mut(i) {
+                        *slot = Some(Err(CallError::Dependency(name)));
+                    }
+                    continue;
+                }
+            };
+            let target = match c.target(head, buf, ex, dep) {
+                Ok(t) => t,
+                Err(e) => {
+                    if let Some(slot) = got.get_mut(i) {
+                        *slot = Some(Err(CallError::Field(e)));
+                    }
+                    continue;
+                }
+            };
+            let fields = passed_fields(head, buf, ex, &c.headers);
+            let parse = needed(i);
+            futs.push(Box::pin(async move {
+                (i, one(gw, plan, i, target, fields, parse).await)
+            }));
+        }
+        for (i, r) in join_all(futs).await {
+            if let Some(slot) = got.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+    }
+    compose(plan, got)
+}
+
+/// The answer from each call's result, by the route's policy.
+fn compose(plan: &Plan, got: Vec<Option<Got>>) -> Composed {
+    let calls = u8::try_from(got.len()).unwrap_or(u8::MAX);
+    let mut body = Vec::with_capacity(256);
+    let mut failed: Vec<&str> = Vec::new();
+    body.push(b'{');
+    for (i, (c, r)) in plan.calls.iter().zip(got).enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&c.key);
+        body.push(b':');
+        match r.unwrap_or(Err(CallError::Unavailable)) {
+            Ok((b, _)) => body.extend_from_slice(&b),
+            Err(e) => {
+                if plan.on_error == conf::aggregate::OnError::Fail {
+                    return Composed {
+                        reply: Err(format!("call `{}` failed: {}", c.name, e.text())),
+                        outcome: Outcome::Failed,
+                        calls,
+                    };
+                }
+                failed.push(&c.name);
+                body.extend_from_slice(b"{\"error\":");
+                body.extend_from_slice(&serde_json::to_vec(&e.text()).unwrap_or_default());
+                body.push(b'}');
+            }
+        }
+    }
+    body.push(b'}');
+    let list = failed.join(",");
+    let extra: &[(&str, &str)] = if failed.is_empty() {
+        &[]
+    } else {
+        &[(plan.partial_header.as_str(), list.as_str())]
+    };
+    Composed {
+        reply: Ok(LocalReply::new(200, "application/json", &body, extra)),
+        outcome: Outcome::Forwarded,
+        calls,
+    }
+}
