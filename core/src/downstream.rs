@@ -326,7 +326,20 @@ async fn exchange(
     if let Some(plan) = &route.aggregate {
         let composed = crate::aggregate::run(gw, plan, &conn.head, &conn.buf, &ex).await;
         ex.upstream.attempts = composed.calls;
-        let answer = match &composed.reply {
+        let reply = match composed.reply {
+            Ok((body, failed)) => {
+                let partial =
+                    (!failed.is_empty()).then_some((&plan.partial_header[..], &failed[..]));
+                Ok(crate::aggregate::respond::reply(
+                    &route.pipeline,
+                    body,
+                    partial,
+                    &mut ex,
+                ))
+            }
+            Err(detail) => Err(detail),
+        };
+        let answer = match &reply {
             Ok(reply) => Answer::Reply(reply),
             Err(detail) => Answer::Problem {
                 status: 502,

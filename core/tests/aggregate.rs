@@ -41,7 +41,13 @@ targets = ["{}"]
 path = "/dash/{{user}}"
 [[route.policy]]
 kind = "headers"
-response_set = {{ "X-Composed" = "for ${{param.user}}" }}
+response_set = {{ "X-Composed" = "yes", "X-For" = "${{param.user}}" }}
+[[route.policy]]
+kind = "compress"
+min_size = 0
+[[route.policy]]
+kind = "json_fields"
+remove = ["profile.secret"]
 [route.aggregate]
 on_error = "{on_error}"
 [[route.aggregate.call]]
@@ -95,12 +101,29 @@ fn three_calls_compose_and_the_second_reads_a_field_of_the_first() {
     assert_eq!(r.header("x-aggregate-partial"), None);
     assert_eq!(
         r.header("x-composed"),
-        Some("for 7"),
-        "the route's stages ran before the calls"
+        Some("yes"),
+        "the route's response stages see the composed answer"
     );
     assert_eq!(
         body(&r),
         json!({"profile":{"name":"Ann","account":{"id":"ac-9"}},"orders":[{"id":1},{"id":2}],"account":{"balance":12.5}})
+    );
+    assert_eq!(r.header("x-for"), Some("7"));
+    // the route's body stages too: json_fields removes, compress compresses
+    users.on(
+        "/users/8",
+        vec![send(JSON, r#"{"secret":"s","account":{"id":"x"}}"#)],
+    );
+    orders.on("/orders?user=8&", vec![send(JSON, "[]")]);
+    billing.on("/accounts/x", vec![send(JSON, "{}")]);
+    let z = request(g.addr, "GET", "/dash/8", "Accept-Encoding: gzip\r\n", b"");
+    assert_eq!(z.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z.body[..]), &mut plain)
+        .unwrap();
+    assert_eq!(
+        plain,
+        r#"{"profile":{"account":{"id":"x"}},"orders":[],"account":{}}"#
     );
     // members in config order, bodies as the services sent them
     assert!(String::from_utf8_lossy(&r.body).starts_with(r#"{"profile":{"name":"Ann""#));

@@ -2,17 +2,19 @@
 //! request through, its calls go out at once (those with `depends_on` as soon as the first
 //! round is in), each within its own deadline, on the shard's pooled connections; their
 //! JSON answers become one object `{"<name>": <body>, …}`. A failed call is, by the
-//! route's policy, a member `{"error": "…"}` named in the partial header, or a 502.
+//! route's policy, a member `{"error": "…"}` named in the partial header, or a 502. The
+//! composed answer then goes through the route's response stages (`respond`).
 
 pub mod call;
 pub mod plan;
+pub mod respond;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Instant;
 
-use policy::{Exchange, LocalReply, Outcome};
+use policy::{Exchange, Outcome};
 use proto::{Method, RequestHead};
 use serde_json::Value;
 
@@ -28,8 +30,9 @@ type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Got)> + 'a>>;
 
 /// The composed answer.
 pub struct Composed {
-    /// The reply, or the detail of a 502.
-    pub reply: Result<LocalReply, String>,
+    /// The body and the failed calls' names (comma-separated, empty when none), or the
+    /// detail of a 502.
+    pub reply: Result<(Vec<u8>, String), String>,
     /// How the exchange ended, for logs and metrics.
     pub outcome: Outcome,
     /// Calls made.
@@ -210,14 +213,8 @@ fn compose(plan: &Plan, got: Vec<Option<Got>>) -> Composed {
         }
     }
     body.push(b'}');
-    let list = failed.join(",");
-    let extra: &[(&str, &str)] = if failed.is_empty() {
-        &[]
-    } else {
-        &[(plan.partial_header.as_str(), list.as_str())]
-    };
     Composed {
-        reply: Ok(LocalReply::new(200, "application/json", &body, extra)),
+        reply: Ok((body, failed.join(","))),
         outcome: Outcome::Forwarded,
         calls,
     }
