@@ -1,6 +1,8 @@
 //! `policy/src/stages/compress/encoder.rs`: compressing a 16 KiB JSON response, fed in 4 KiB
-//! pieces as the relay feeds it, per coding and level (throughput in input bytes), and —
-//! printed before the timings — the compressed size at each.
+//! pieces as the relay feeds it, per coding and level (throughput in input bytes), each with
+//! the state of the response before it reset (`compress_16k_json`, as the stage does) and
+//! with a state built for it (`compress_16k_json_new_state`); and — printed before the
+//! timings — the compressed size at each.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +12,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use policy::stages::compress::Coding;
-use policy::stages::compress::encoder::{Encoder, Levels};
+use policy::stages::compress::encoder::{Encoder, Levels, Spares};
 
 /// A JSON array of about `n` bytes.
 fn json(n: usize) -> Vec<u8> {
@@ -31,18 +33,18 @@ fn json(n: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn compress(coding: Coding, level: i64, body: &[u8], out: &mut Vec<u8>) {
+fn compress(coding: Coding, level: i64, body: &[u8], out: &mut Vec<u8>, spares: &mut Spares) {
     let levels = Levels {
         gzip: u32::try_from(level).unwrap_or(6),
         brotli: u32::try_from(level).unwrap_or(4),
         zstd: i32::try_from(level).unwrap_or(3),
     };
     out.clear();
-    let mut e = Encoder::new(coding, levels, Some(body.len() as u64)).unwrap();
+    let mut e = Encoder::new(coding, levels, Some(body.len() as u64), spares).unwrap();
     for piece in body.chunks(4096) {
         e.write(piece, out).unwrap();
     }
-    e.finish(out).unwrap();
+    e.finish(out, spares).unwrap();
 }
 
 fn ops(c: &mut Criterion) {
@@ -56,20 +58,31 @@ fn ops(c: &mut Criterion) {
     println!("16 KiB JSON ({} bytes) compressed to:", body.len());
     for (name, coding, levels) in runs {
         for &l in levels {
-            compress(coding, l, &body, &mut out);
+            compress(coding, l, &body, &mut out, &mut Spares::default());
             println!("  {name} level {l}: {} bytes", out.len());
         }
     }
-    let mut g = c.benchmark_group("compress_16k_json");
-    g.throughput(Throughput::Bytes(body.len() as u64));
-    for (name, coding, levels) in runs {
-        for &l in levels {
-            g.bench_function(BenchmarkId::new(name, l), |b| {
-                b.iter(|| compress(coding, l, &body, &mut out));
-            });
+    for (group, keep) in [
+        ("compress_16k_json", true),
+        ("compress_16k_json_new_state", false),
+    ] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        for (name, coding, levels) in runs {
+            for &l in levels {
+                let mut spares = Spares::default();
+                g.bench_function(BenchmarkId::new(name, l), |b| {
+                    b.iter(|| {
+                        if !keep {
+                            spares = Spares::default();
+                        }
+                        compress(coding, l, &body, &mut out, &mut spares)
+                    });
+                });
+            }
         }
+        g.finish();
     }
-    g.finish();
 }
 
 criterion_group!(benches, ops);

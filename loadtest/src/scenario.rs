@@ -48,6 +48,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "compress-cost",
         include_str!("../scenarios/compress-cost.toml"),
     ),
+    ("aggregate", include_str!("../scenarios/aggregate.toml")),
 ];
 
 /// One scenario file.

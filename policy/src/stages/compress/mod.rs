@@ -27,7 +27,7 @@ use crate::exchange::Exchange;
 use crate::slots::{Slots, counted};
 use crate::stage::{BodyTap, Figure, Piece, Stage, StageBuild, StageContext, Verdict};
 pub use config::{Coding, Config};
-use encoder::{Encoder, Levels};
+use encoder::{Encoder, Levels, Spares};
 
 /// The stage.
 pub struct Compress {
@@ -39,6 +39,8 @@ pub struct Compress {
     chosen: Slots<Coding>,
     /// The encoders of responses being compressed.
     active: Slots<Encoder>,
+    /// Encoder states of ended responses, for the next ones.
+    spares: std::cell::RefCell<Spares>,
     counts: Counts,
 }
 
@@ -68,6 +70,7 @@ impl StageBuild for Compress {
             },
             chosen: Slots::default(),
             active: Slots::default(),
+            spares: Default::default(),
             counts: Default::default(),
         })
     }
@@ -149,7 +152,13 @@ impl Stage for Compress {
         if head.content_length.is_some_and(|n| n < self.min_size) {
             return;
         }
-        let Ok(encoder) = Encoder::new(coding, self.levels, head.content_length) else {
+        let made = Encoder::new(
+            coding,
+            self.levels,
+            head.content_length,
+            &mut self.spares.borrow_mut(),
+        );
+        let Ok(encoder) = made else {
             bump(&self.counts.failed, 1);
             return;
         };
@@ -173,7 +182,10 @@ impl Stage for Compress {
                 bump(&self.counts.bytes_in, d.len() as u64);
                 self.active.with(ex.serial, |e| e.write(d, out))
             }
-            Piece::End => self.active.take(ex.serial).map(|e| e.finish(out)),
+            Piece::End => self
+                .active
+                .take(ex.serial)
+                .map(|e| e.finish(out, &mut self.spares.borrow_mut())),
             Piece::TooLarge => None,
         };
         if matches!(ok, Some(Err(_))) {
