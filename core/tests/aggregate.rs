@@ -165,6 +165,11 @@ fn a_call_slower_than_its_timeout_is_an_error_member_and_is_not_waited_for() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-aggregate-partial"), Some("orders"));
     assert_eq!(
+        r.header("cache-control"),
+        Some("no-store"),
+        "a partial answer is not kept"
+    );
+    assert_eq!(
         body(&r),
         json!({"profile":{"account":{"id":5}},"orders":{"error":"timed out"},"account":{"balance":0}})
     );

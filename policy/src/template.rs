@@ -114,31 +114,116 @@ impl Template {
     /// renders empty.
     pub fn render(&self, head: &RequestHead, buf: &[u8], ex: &Exchange, out: &mut Vec<u8>) {
         for part in &self.parts {
-            match part {
-                Part::Text(t) => out.extend_from_slice(t),
-                Part::ClientIp => {
-                    let mut s = String::new();
-                    let _ = write!(s, "{}", ex.client_ip);
-                    out.extend_from_slice(s.as_bytes());
-                }
-                Part::RequestId => out.extend_from_slice(ex.request_id.as_bytes()),
-                Part::Method => out.extend_from_slice(head.method_span.get(buf)),
-                Part::Host => out.extend_from_slice(head.authority(buf).unwrap_or_default()),
-                Part::Target => out.extend_from_slice(ex.target(head, buf)),
-                Part::Path => out.extend_from_slice(split_query(ex.target(head, buf)).0),
-                Part::Query => out.extend_from_slice(split_query(ex.target(head, buf)).1),
-                Part::Consumer => {
-                    out.extend_from_slice(ex.consumer().unwrap_or_default().as_bytes())
-                }
-                Part::Param(i) => {
-                    out.extend_from_slice(ex.param(*i, head, buf).unwrap_or_default())
-                }
-                Part::Claim(c) => {
-                    if let Some(v) = ex.identity.as_deref().and_then(|id| id.claim(c)) {
-                        out.extend_from_slice(v.as_bytes());
-                    }
-                }
+            render_part(part, head, buf, ex, out);
+        }
+    }
+}
+
+/// Appends one part's value.
+fn render_part(part: &Part, head: &RequestHead, buf: &[u8], ex: &Exchange, out: &mut Vec<u8>) {
+    match part {
+        Part::Text(t) => out.extend_from_slice(t),
+        Part::ClientIp => {
+            let mut s = String::new();
+            let _ = write!(s, "{}", ex.client_ip);
+            out.extend_from_slice(s.as_bytes());
+        }
+        Part::RequestId => out.extend_from_slice(ex.request_id.as_bytes()),
+        Part::Method => out.extend_from_slice(head.method_span.get(buf)),
+        Part::Host => out.extend_from_slice(head.authority(buf).unwrap_or_default()),
+        Part::Target => out.extend_from_slice(ex.target(head, buf)),
+        Part::Path => out.extend_from_slice(split_query(ex.target(head, buf)).0),
+        Part::Query => out.extend_from_slice(split_query(ex.target(head, buf)).1),
+        Part::Consumer => out.extend_from_slice(ex.consumer().unwrap_or_default().as_bytes()),
+        Part::Param(i) => out.extend_from_slice(ex.param(*i, head, buf).unwrap_or_default()),
+        Part::Claim(c) => {
+            if let Some(v) = ex.identity.as_deref().and_then(|id| id.claim(c)) {
+                out.extend_from_slice(v.as_bytes());
             }
+        }
+    }
+}
+
+/// Where a rendered value lands in a request target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spot {
+    /// In the path, before any `?`.
+    Path,
+    /// In the query.
+    Query,
+}
+
+/// Appends `v` percent-encoded for `spot` (RFC 3986): unreserved characters stay, and in a
+/// path the sub-delimiters, `:` and `@` too; everything else (`/ ? # %`, and in a query
+/// `& = +`) is encoded, and a whole `.` or `..` has its dots encoded, so a value never
+/// adds a segment, a parameter or a dot segment.
+pub fn put_encoded(out: &mut Vec<u8>, v: &[u8], spot: Spot) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let dots = v == b"." || v == b"..";
+    for &b in v {
+        let unreserved = b.is_ascii_alphanumeric() || b"-._~".contains(&b);
+        let keep = match spot {
+            Spot::Path => (unreserved && !(dots && b == b'.')) || b"!$'()*,;:@&=+".contains(&b),
+            Spot::Query => unreserved || b"!$'()*,;:@/?".contains(&b),
+        };
+        if keep {
+            out.push(b);
+        } else {
+            out.push(b'%');
+            out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
+            out.push(HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0'));
+        }
+    }
+}
+
+impl Template {
+    /// Appends the rendered value as part of a request target, `spot` saying where the
+    /// output stands (and updated past a `?`). Pieces of the request's own target (`path`,
+    /// `target`, `query`, and captures in the path) go as they are; every other value, and a
+    /// capture in the query, is percent-encoded for where it lands (`put_encoded`).
+    pub fn render_target(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        ex: &Exchange,
+        out: &mut Vec<u8>,
+        spot: &mut Spot,
+    ) {
+        let mut value = Vec::new();
+        for part in &self.parts {
+            let raw = match part {
+                Part::Text(t) => {
+                    out.extend_from_slice(t);
+                    if t.contains(&b'?') {
+                        *spot = Spot::Query;
+                    }
+                    continue;
+                }
+                Part::Target | Part::Query => {
+                    let t = if matches!(part, Part::Target) {
+                        ex.target(head, buf)
+                    } else {
+                        split_query(ex.target(head, buf)).1
+                    };
+                    out.extend_from_slice(t);
+                    if matches!(part, Part::Query) || t.contains(&b'?') {
+                        *spot = Spot::Query;
+                    }
+                    continue;
+                }
+                Part::Path => {
+                    out.extend_from_slice(split_query(ex.target(head, buf)).0);
+                    continue;
+                }
+                Part::Param(i) if *spot == Spot::Path => {
+                    out.extend_from_slice(ex.param(*i, head, buf).unwrap_or_default());
+                    continue;
+                }
+                _ => part,
+            };
+            value.clear();
+            render_part(raw, head, buf, ex, &mut value);
+            put_encoded(out, &value, *spot);
         }
     }
 }
@@ -194,6 +279,26 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.ends_with("(the route captures none)"), "{e}");
+    }
+
+    #[test]
+    fn values_are_encoded_for_where_they_land() {
+        for (v, spot, want) in [
+            ("a b", Spot::Path, "a%20b"),
+            ("../x", Spot::Path, "..%2Fx"),
+            ("..", Spot::Path, "%2E%2E"),
+            (".", Spot::Path, "%2E"),
+            ("a.b", Spot::Path, "a.b"),
+            ("k=v&x", Spot::Path, "k=v&x"),
+            ("k=v&x", Spot::Query, "k%3Dv%26x"),
+            ("50%+", Spot::Query, "50%25%2B"),
+            ("a/b?c#d", Spot::Query, "a/b?c%23d"),
+            ("é", Spot::Path, "%C3%A9"),
+        ] {
+            let mut out = Vec::new();
+            put_encoded(&mut out, v.as_bytes(), spot);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{v} {spot:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Routes answered by composition (`[route.aggregate]`): after the route's stages let the
-//! request through, its calls go out at once (those with `depends_on` as soon as the first
-//! round is in), each within its own deadline, on the shard's pooled connections; their
+//! request through, its calls go out at once (those with `depends_on` as soon as the call they
+//! read is in), each within its own deadline, on the shard's pooled connections; their
 //! JSON answers become one object `{"<name>": <body>, …}`. A failed call is, by the
 //! route's policy, a member `{"error": "…"}` named in the partial header, or a 502. The
 //! composed answer then goes through the route's response stages (`respond`).
@@ -25,8 +25,11 @@ pub use plan::Plan;
 /// What one call gave: its body (JSON) and, when a later call reads it, the parsed value.
 type Got = Result<(Vec<u8>, Option<Value>), CallError>;
 
-/// A call under way: its index in the plan, and what it gives.
-type Pending<'a> = Pin<Box<dyn Future<Output = (usize, Got)> + 'a>>;
+/// A call under way.
+type Call<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A call and those depending on it, under way: what each gives, by index in the plan.
+type Pending<'a> = Call<'a, Vec<(usize, Got)>>;
 
 /// The composed answer.
 pub struct Composed {
@@ -40,7 +43,7 @@ pub struct Composed {
 }
 
 /// Polls every future until all are done; their outputs in order.
-async fn join_all<T>(futs: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+async fn join_all<T>(futs: Vec<Call<'_, T>>) -> Vec<T> {
     let mut futs: Vec<_> = futs.into_iter().map(Some).collect();
     let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -72,7 +75,10 @@ fn passed_fields(head: &RequestHead, buf: &[u8], ex: &Exchange, names: &[Vec<u8>
     let mut out = Vec::new();
     for f in &head.fields {
         let name = f.name.get(buf);
-        if names.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+        // the request id is sent once, below, whatever the client sent
+        if names.iter().any(|n| name.eq_ignore_ascii_case(n))
+            && !name.eq_ignore_ascii_case(b"x-request-id")
+        {
             proto::write::put_field(&mut out, name, f.value.get(buf));
         }
     }
@@ -124,7 +130,25 @@ async fn one(
     Ok((resp.body, value))
 }
 
-/// Runs the calls of `plan` for the request in `head`/`buf` and composes the answer.
+/// Starts call `i` with the answer it depends on (`dep`): `Err` when it cannot start.
+fn start<'a>(
+    gw: &'a Gateway,
+    plan: &'a Plan,
+    i: usize,
+    req: (&RequestHead, &[u8], &Exchange),
+    dep: Option<&Value>,
+) -> Result<Call<'a, Got>, CallError> {
+    let (head, buf, ex) = req;
+    let c = plan.calls.get(i).ok_or(CallError::Unavailable)?;
+    let target = c.target(head, buf, ex, dep).map_err(CallError::Field)?;
+    let fields = passed_fields(head, buf, ex, &c.headers);
+    let parse = plan.calls.iter().any(|d| d.depends_on == Some(i));
+    Ok(Box::pin(one(gw, plan, i, target, fields, parse)))
+}
+
+/// Runs the calls of `plan` for the request in `head`/`buf` and composes the answer. Each
+/// call without `depends_on` starts at once; the calls depending on it start as soon as it
+/// is in (failed: they fail too, without being made).
 pub async fn run(
     gw: &Gateway,
     plan: &Plan,
@@ -132,52 +156,42 @@ pub async fn run(
     buf: &[u8],
     ex: &Exchange,
 ) -> Composed {
-    let n = plan.calls.len();
-    let mut got: Vec<Option<Got>> = (0..n).map(|_| None).collect();
-    let needed = |i: usize| plan.calls.iter().any(|c| c.depends_on == Some(i));
-    for round in [false, true] {
-        let mut futs: Vec<Pending<'_>> = Vec::new();
-        for (i, c) in plan.calls.iter().enumerate() {
-            if c.depends_on.is_some() != round {
-                continue;
-            }
-            let dep = match c
-                .depends_on
-                .map(|d| (d, got.get(d).and_then(Option::as_ref)))
-            {
-                None => None,
-                Some((_, Some(Ok((_, v))))) => v.as_ref(),
-                Some((d, _)) => {
-                    let name = plan
-                        .calls
-                        .get(d)
-                        .map(|x| x.name.clone())
-                        .unwrap_or_default();
-                    if let Some(slot) = got.get_mut(i) {
-                        *slot = Some(Err(CallError::Dependency(name)));
-                    }
-                    continue;
-                }
-            };
-            let target = match c.target(head, buf, ex, dep) {
-                Ok(t) => t,
-                Err(e) => {
-                    if let Some(slot) = got.get_mut(i) {
-                        *slot = Some(Err(CallError::Field(e)));
-                    }
-                    continue;
-                }
-            };
-            let fields = passed_fields(head, buf, ex, &c.headers);
-            let parse = needed(i);
-            futs.push(Box::pin(async move {
-                (i, one(gw, plan, i, target, fields, parse).await)
-            }));
+    let req = (head, buf, ex);
+    let mut chains: Vec<Pending<'_>> = Vec::new();
+    for (i, c) in plan.calls.iter().enumerate() {
+        if c.depends_on.is_some() {
+            continue;
         }
-        for (i, r) in join_all(futs).await {
-            if let Some(slot) = got.get_mut(i) {
-                *slot = Some(r);
+        let first = start(gw, plan, i, req, None);
+        chains.push(Box::pin(async move {
+            let got = match first {
+                Ok(f) => f.await,
+                Err(e) => Err(e),
+            };
+            let mut done = Vec::new();
+            let mut then: Vec<Call<'_, (usize, Got)>> = Vec::new();
+            for (j, d) in plan.calls.iter().enumerate() {
+                if d.depends_on != Some(i) {
+                    continue;
+                }
+                let next = match &got {
+                    Ok((_, v)) => start(gw, plan, j, req, v.as_ref()),
+                    Err(_) => Err(CallError::Dependency(c.name.clone())),
+                };
+                match next {
+                    Ok(f) => then.push(Box::pin(async move { (j, f.await) })),
+                    Err(e) => done.push((j, Err(e))),
+                }
             }
+            done.push((i, got));
+            done.extend(join_all(then).await);
+            done
+        }));
+    }
+    let mut got: Vec<Option<Got>> = plan.calls.iter().map(|_| None).collect();
+    for (i, r) in join_all(chains).await.into_iter().flatten() {
+        if let Some(slot) = got.get_mut(i) {
+            *slot = Some(r);
         }
     }
     compose(plan, got)

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use policy::template::Template;
+use policy::template::{Spot, Template, put_encoded};
 use proto::RequestHead;
 use serde_json::Value;
 
@@ -124,19 +124,6 @@ fn parse_target(path: &str, params: &[String], dep: Option<&str>) -> Result<Vec<
     Ok(pieces)
 }
 
-/// Appends `v` percent-encoding what may not stand in a target (`strict`: also the
-/// delimiters `/ ? # & = +`, for a value inserted from an answer).
-fn put_encoded(out: &mut Vec<u8>, v: &[u8], strict: bool) {
-    for &b in v {
-        let delimiter = matches!(b, b'/' | b'?' | b'#' | b'&' | b'=' | b'+');
-        if proto::chars::is_uri(b) && b != b'#' && !(strict && delimiter) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
-        }
-    }
-}
-
 impl CallPlan {
     /// The target for this request; `dep` is the parsed answer of the call it depends on.
     /// `Err` names a field that the answer lacks (or that is not a string or a number).
@@ -148,14 +135,10 @@ impl CallPlan {
         dep: Option<&Value>,
     ) -> Result<Vec<u8>, String> {
         let mut out = Vec::with_capacity(64);
-        let mut raw = Vec::new();
+        let mut spot = Spot::Path;
         for p in &self.target {
             match p {
-                Piece::Request(t) => {
-                    raw.clear();
-                    t.render(head, buf, ex, &mut raw);
-                    put_encoded(&mut out, &raw, false);
-                }
+                Piece::Request(t) => t.render_target(head, buf, ex, &mut out, &mut spot),
                 Piece::Field(path) => {
                     let v = path
                         .iter()
@@ -168,7 +151,8 @@ impl CallPlan {
                             return Err(format!("field `{}` is not in its answer", path.join(".")));
                         }
                     };
-                    put_encoded(&mut out, text.as_bytes(), true);
+                    // one segment or one value, whatever the answer holds
+                    put_encoded(&mut out, text.as_bytes(), spot);
                 }
             }
         }
@@ -202,9 +186,27 @@ mod tests {
         proto::parse_request(buf, &mut head, &proto::Limits::default())
             .map_err(|e| e.to_string())?;
         let ex = Exchange::default();
-        let dep: Value = serde_json::json!({"account": {"id": 42}, "name": "a b/c"});
+        let dep: Value = serde_json::json!({"account": {"id": 42}, "name": "a b/c&d=%"});
         let t = plan.target(&head, buf, &ex, Some(&dep))?;
-        assert_eq!(String::from_utf8_lossy(&t), "/acct/42?q=x=1&n=a%20b%2Fc");
+        // the request's own query goes as it is; the answer's value is one value
+        assert_eq!(
+            String::from_utf8_lossy(&t),
+            "/acct/42?q=x=1&n=a%20b/c%26d%3D%25"
+        );
+        // in a path, an answer's value is one segment: no `/`, no dot segment
+        for (id, want) in [
+            ("../admin", "/acct/..%2Fadmin"),
+            ("..", "/acct/%2E%2E"),
+            ("a/b?c", "/acct/a%2Fb%3Fc"),
+        ] {
+            let d: Value = serde_json::json!({"account": {"id": id}, "name": ""});
+            let t = plan.target(&head, buf, &ex, Some(&d))?;
+            assert!(
+                String::from_utf8_lossy(&t).starts_with(&format!("{want}?")),
+                "{id}: {}",
+                String::from_utf8_lossy(&t)
+            );
+        }
         let e = plan
             .target(&head, buf, &ex, Some(&serde_json::json!({"name": 1})))
             .err();

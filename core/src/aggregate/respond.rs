@@ -18,6 +18,8 @@ pub fn reply(
     put_field(&mut raw, b"Content-Type", b"application/json");
     if let Some((name, value)) = partial {
         put_field(&mut raw, name.as_bytes(), value.as_bytes());
+        // an answer missing a part is not one to keep: a cache would serve the failure on
+        put_field(&mut raw, b"Cache-Control", b"no-store");
     }
     put_content_length(&mut raw, body.len() as u64);
     let fields_end = raw.len();

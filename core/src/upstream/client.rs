@@ -247,8 +247,9 @@ async fn read_response(
     if body.len() > max_body {
         return Err(ClientError::TooLarge(max_body));
     }
-    // reusable: the answer ended where the bytes did, and the peer did not say close
-    let reusable = pos == buf.len() && !eof && !head.connection.close;
+    // reusable: the answer ended where the bytes did, and the peer keeps the connection
+    // (HTTP/1.1 without `close`, HTTP/1.0 only with `keep-alive`)
+    let reusable = pos == buf.len() && !eof && head.keep_alive();
     buf.truncate(head_len);
     Ok((
         Response {

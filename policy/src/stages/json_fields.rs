@@ -280,7 +280,10 @@ impl Stage for JsonFields {
         let edits = &mut ex.response;
         edits.weaken_etags(&head.fields, buf);
         edits.drop_named(&head.fields, buf, b"accept-ranges");
-        let cap = head.content_length.map_or(8192, |n| n as usize);
+        // grown as the body comes: a Content-Length is a claim, not bytes
+        let cap = head
+            .content_length
+            .map_or(8192, |n| n.min(64 * 1024) as usize);
         self.held.put(ex.serial, Some(Vec::with_capacity(cap)));
     }
 

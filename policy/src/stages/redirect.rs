@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::exchange::Exchange;
 use crate::reply::LocalReply;
 use crate::stage::{Stage, StageBuild, StageContext, Verdict};
-use crate::template::Template;
+use crate::template::{Spot, Template};
 
 /// `[[route.policy]] kind = "redirect"`
 #[derive(Debug, Deserialize)]
@@ -40,6 +40,8 @@ pub struct Redirect {
     location: Template,
     /// The whole reply when the location has no placeholder.
     fixed: Option<LocalReply>,
+    /// The template itself names another host (`https://…`, `//…`).
+    absolute: bool,
 }
 
 impl StageBuild for Redirect {
@@ -65,6 +67,7 @@ impl StageBuild for Redirect {
         let fixed = location.literal().map(|_| reply(c.status, &c.location));
         Ok(Redirect {
             status: c.status,
+            absolute: c.location.starts_with("//") || c.location.contains("://"),
             location,
             fixed,
         })
@@ -86,17 +89,17 @@ impl Stage for Redirect {
             return Verdict::Respond(r);
         }
         let mut raw = Vec::with_capacity(64);
-        self.location.render(head, buf, ex, &mut raw);
-        // what a claim or a header brought in is percent-encoded, so Location stays one
-        // valid field value
-        let mut location = String::with_capacity(raw.len());
-        for b in raw {
-            if proto::chars::is_uri(b) {
-                location.push(char::from(b));
-            } else {
-                location.push_str(&format!("%{b:02X}"));
-            }
+        // what a claim or a header brings in is percent-encoded: Location stays one valid
+        // field value, and a value adds no segment or parameter
+        self.location
+            .render_target(head, buf, ex, &mut raw, &mut Spot::Path);
+        // `${path}` of `//evil.example/x` must not make a network-path reference: the
+        // location leaves this host only when the template says so
+        if !self.absolute && raw.starts_with(b"//") {
+            let slashes = raw.iter().take_while(|&&b| b == b'/').count();
+            raw.drain(..slashes - 1);
         }
+        let location: String = raw.iter().map(|&b| char::from(b)).collect();
         Verdict::Serve(Rc::new(reply(self.status, &location)))
     }
 }
@@ -131,6 +134,21 @@ mod tests {
         ] {
             assert_eq!(build(text).err().as_deref(), Some(want), "{text}");
         }
+    }
+
+    #[test]
+    fn a_path_never_makes_the_location_another_host() -> Result<(), String> {
+        let stage = build("location = \"${path}/\"")?;
+        let buf = b"GET //evil.test/x HTTP/1.1\r\nHost: a\r\n\r\n";
+        let mut head = RequestHead::with_capacity(4);
+        proto::parse_request(buf, &mut head, &proto::Limits::default())
+            .map_err(|e| e.to_string())?;
+        let Verdict::Serve(r) = stage.on_request(&head, buf, &mut Exchange::default()) else {
+            return Err("no reply".into());
+        };
+        let text = String::from_utf8_lossy(&r.head).to_string();
+        assert!(text.contains("\r\nLocation: /evil.test/x/\r\n"), "{text}");
+        Ok(())
     }
 
     #[test]

@@ -36,19 +36,23 @@ pub struct Spares {
     zstd: Vec<zstd::stream::raw::Encoder<'static>>,
 }
 
-/// The most spare states of each coding kept (responses compressed at once beyond it build
-/// their own).
-const SPARES: usize = 64;
+/// The most spare gzip states kept (≈ 200 KiB each at the largest window; responses
+/// compressed at once beyond it build their own). 16 was too few for 64 connections (their
+/// states were dropped and built again: page faults in `perf`).
+const GZIP_SPARES: usize = 32;
+
+/// The most spare zstd states kept (each holds its window's tables: about a MiB at level 1).
+const ZSTD_SPARES: usize = 8;
 
 impl Spares {
     /// Takes back the state of an encoder whose body ended.
     fn put(&mut self, e: Encoder) {
         match e {
-            Encoder::Gzip(mut c, bits) if self.gzip.len() < SPARES => {
+            Encoder::Gzip(mut c, bits) if self.gzip.len() < GZIP_SPARES => {
                 c.reset();
                 self.gzip.push((bits, c));
             }
-            Encoder::Zstd(mut z) if self.zstd.len() < SPARES => {
+            Encoder::Zstd(mut z) if self.zstd.len() < ZSTD_SPARES => {
                 use zstd::stream::raw::Operation;
                 if z.reinit().is_ok() {
                     self.zstd.push(z);

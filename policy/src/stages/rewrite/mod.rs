@@ -220,6 +220,23 @@ mod tests {
                 "/s",
                 "/s?v=a%26b%3Dc%20d",
             ),
+            ("query_add = { d = \"100%\" }", "/s", "/s?d=100%25"),
+            // a capture in the query is one value: it adds no parameter
+            (
+                "regex = '^/u/([^/]+)$'\nreplacement = \"/p?u=$1&k=${1}$$\"",
+                "/u/a&role=admin",
+                "/p?u=a%26role%3Dadmin&k=a%26role%3Dadmin$",
+            ),
+            (
+                "replace_prefix = { from = \"/v1\", to = \"/\" }",
+                "/v1/a",
+                "/a",
+            ),
+            (
+                "replace_prefix = { from = \"/v1\", to = \"/\" }",
+                "/v1",
+                "/",
+            ),
         ] {
             assert_eq!(run(rule, target)?.0, want, "{rule} on {target}");
         }
@@ -261,6 +278,14 @@ mod tests {
                 "query_remove `a=b` is not a query parameter name",
             ),
             ("host = \"bad host\"", "host `bad host` is not a valid host"),
+            (
+                "strip_prefix = \"/\"",
+                "strip_prefix `/` matches every path: leave the rule out",
+            ),
+            (
+                "path = \"/a?b=1\"",
+                "path `/a?b=1` must start with `/` and hold no query",
+            ),
             (
                 "path = \"/${param.user}\"",
                 "path: `${param.user}`: the route has no capture `user`",

@@ -6,13 +6,13 @@ use regex::bytes::Regex;
 
 use super::{Config, Prefix};
 use crate::exchange::Exchange;
-use crate::template::Template;
+use crate::template::{Spot, Template, put_encoded};
 
 /// How the path is rewritten.
 pub(super) enum PathRule {
     Strip(Box<[u8]>),
     Replace(Box<[u8]>, Box<[u8]>),
-    Regex(Regex, Box<[u8]>),
+    Regex(Regex, Vec<Rep>),
     Template(Template),
 }
 
@@ -44,14 +44,16 @@ impl PathRule {
                         "replacement `{to}` must start with `/` and hold URI characters only"
                     ));
                 }
-                rules.push(PathRule::Regex(re, to.into_bytes().into()));
+                rules.push(PathRule::Regex(re, replacement(&to)));
             }
             (None, None) => {}
             _ => return Err("`regex` and `replacement` go together".to_string()),
         }
         if let Some(p) = c.path.take() {
-            if !p.starts_with('/') {
-                return Err(format!("path `{p}` must start with `/`"));
+            if !p.starts_with('/') || p.contains('?') {
+                return Err(format!(
+                    "path `{p}` must start with `/` and hold no query (query_add, query_set add parameters)"
+                ));
             }
             rules.push(PathRule::Template(
                 Template::parse(&p, params).map_err(|e| format!("path: {e}"))?,
@@ -79,42 +81,53 @@ impl PathRule {
             }
             PathRule::Replace(from, to) => {
                 let rest = after_prefix(path, from)?;
-                out.extend_from_slice(to);
+                // `to = "/"`: `/v1/a` becomes `/a`, not `//a`
+                if **to != *b"/" || rest.is_empty() {
+                    out.extend_from_slice(to);
+                }
                 out.extend_from_slice(rest);
             }
             PathRule::Regex(re, to) => {
                 let caps = re.captures(path)?;
                 let whole = caps.get(0)?;
                 out.extend_from_slice(path.get(..whole.start())?);
-                caps.expand(to, &mut out);
-                out.extend_from_slice(path.get(whole.end()..)?);
-                // a capture may hold what the path had encoded: keep it a valid target
-                if !out.iter().all(|&b| proto::chars::is_uri(b) && b != b'#') {
-                    let raw = std::mem::take(&mut out);
-                    put_encoded(&mut out, &raw, b"");
-                }
-            }
-            PathRule::Template(t) => {
-                let mut raw = Vec::new();
-                t.render(head, buf, ex, &mut raw);
-                put_encoded(&mut out, &raw, b"");
-                if raw.contains(&b'/') {
-                    // slashes of the template (and of a catch-all capture) stay slashes
-                    out.clear();
-                    for (i, seg) in raw.split(|&b| b == b'/').enumerate() {
-                        if i > 0 {
-                            out.push(b'/');
+                let mut spot = Spot::Path;
+                for r in to {
+                    let got = match r {
+                        Rep::Text(t) => {
+                            out.extend_from_slice(t);
+                            if t.contains(&b'?') {
+                                spot = Spot::Query;
+                            }
+                            continue;
                         }
-                        put_encoded(&mut out, seg, b"");
+                        Rep::Index(i) => caps.get(*i),
+                        Rep::Name(n) => caps.name(n),
+                    };
+                    let got = got.map_or(&b""[..], |m| m.as_bytes());
+                    match spot {
+                        // a piece of the path stays a piece of the path
+                        Spot::Path => out.extend_from_slice(got),
+                        // in a query it is one value: `&` or `=` in it add no parameter
+                        Spot::Query => put_encoded(&mut out, got, Spot::Query),
                     }
                 }
+                out.extend_from_slice(path.get(whole.end()..)?);
+            }
+            PathRule::Template(t) => {
+                t.render_target(head, buf, ex, &mut out, &mut Spot::Path);
             }
         }
         Some(out)
     }
 }
 
+/// A prefix matched (`to`: one written) must be a path without a final `/`; only what is
+/// written may be `/` alone (every path starts with it: stripping it leaves no target).
 fn prefix_ok(p: &str, what: &str) -> Result<(), String> {
+    if what != "replace_prefix.to" && p == "/" {
+        return Err(format!("{what} `/` matches every path: leave the rule out"));
+    }
     if !p.starts_with('/')
         || p.len() > 1 && p.ends_with('/')
         || !p.bytes().all(proto::chars::is_uri)
@@ -133,17 +146,58 @@ fn after_prefix<'p>(path: &'p [u8], prefix: &[u8]) -> Option<&'p [u8]> {
     (prefix == b"/" || rest.is_empty() || rest.starts_with(b"/")).then_some(rest)
 }
 
-/// Appends `value` percent-encoding what may not stand in a path or query (`extra` are more
-/// bytes to encode, `&` and `=` in a query value).
-pub(super) fn put_encoded(out: &mut Vec<u8>, value: &[u8], extra: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value {
-        if proto::chars::is_uri(b) && b != b'#' && b != b'?' && !extra.contains(&b) {
-            out.push(b);
-        } else {
-            out.push(b'%');
-            out.push(HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'));
-            out.push(HEX.get(usize::from(b & 15)).copied().unwrap_or(b'0'));
+/// A piece of a regex replacement.
+pub(super) enum Rep {
+    /// Written as it is.
+    Text(Box<[u8]>),
+    /// `$1`, `${1}`: a capture by number.
+    Index(usize),
+    /// `$name`, `${name}`: a capture by name.
+    Name(Box<str>),
+}
+
+/// Parses a replacement the way the regex crate reads one (`$$` is a `$`).
+fn replacement(to: &str) -> Vec<Rep> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut rest = to;
+    while let Some(at) = rest.find('$') {
+        text.push_str(rest.get(..at).unwrap_or_default());
+        let tail = rest.get(at + 1..).unwrap_or_default();
+        if let Some(t) = tail.strip_prefix('$') {
+            text.push('$');
+            rest = t;
+            continue;
         }
+        let (name, after) = match tail.strip_prefix('{').and_then(|t| t.split_once('}')) {
+            Some((n, a)) => (n, a),
+            None => {
+                let end = tail
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                (
+                    tail.get(..end).unwrap_or_default(),
+                    tail.get(end..).unwrap_or_default(),
+                )
+            }
+        };
+        if name.is_empty() {
+            text.push('$');
+            rest = tail;
+            continue;
+        }
+        if !text.is_empty() {
+            out.push(Rep::Text(std::mem::take(&mut text).into_bytes().into()));
+        }
+        out.push(match name.parse::<usize>() {
+            Ok(i) => Rep::Index(i),
+            Err(_) => Rep::Name(name.into()),
+        });
+        rest = after;
     }
+    text.push_str(rest);
+    if !text.is_empty() {
+        out.push(Rep::Text(text.into_bytes().into()));
+    }
+    out
 }

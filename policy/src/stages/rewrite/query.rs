@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use proto::RequestHead;
 
-use super::path::put_encoded;
 use crate::exchange::Exchange;
 use crate::template::Template;
+use crate::template::{Spot, put_encoded};
 
 /// A query parameter's name, as written in the target.
 type Name = Box<[u8]>;
@@ -108,7 +108,7 @@ impl QueryEdits {
             out.push(b'=');
             value.clear();
             t.render(head, buf, ex, &mut value);
-            put_encoded(out, &value, b"&=+");
+            put_encoded(out, &value, Spot::Query);
         }
     }
 }
