@@ -120,6 +120,13 @@ kind = "rewrite"
 strip_prefix = "/billing"
 
 [[route]]
+path = "/beta/{*rest}"
+upstream = "o"
+[[route.policy]]
+kind = "rewrite"
+replace_prefix = { from = "/beta", to = "/v3" }
+
+[[route]]
 path = "/items/{id}"
 upstream = "o"
 [[route.policy]]
@@ -138,6 +145,7 @@ request_set = { "X-Path" = "${path}", "X-Item" = "${param.id}" }
         ),
         ("/billing/invoices/3?x=1", "/invoices/3?x=1"),
         ("/billing", "/"),
+        ("/beta/a/b?c=1", "/v3/a/b?c=1"),
         ("/items/9?page=4&sort=up", "/catalog/9/?sort=up&page=1"),
     ];
     for (sent, upstream) in cases {
