@@ -10,6 +10,7 @@ pub mod error;
 pub mod introspect;
 pub mod model;
 pub mod observe;
+pub mod redis;
 pub mod route_traffic;
 pub mod tls;
 pub mod traffic;

@@ -47,6 +47,9 @@ pub struct FileModel {
     /// `[access_log]`: one line per exchange (none when absent).
     #[serde(default)]
     pub access_log: Option<crate::observe::AccessLogConf>,
+    /// `[redis]`: the store global rate limits lease from (none when absent).
+    #[serde(default)]
+    pub redis: Option<Spanned<crate::redis::RedisConf>>,
 }
 
 /// `[server]`
@@ -421,6 +424,8 @@ pub struct Config {
     pub tracing: crate::observe::TracingConf,
     /// `[access_log]` as written, when present.
     pub access_log: Option<crate::observe::AccessLogConf>,
+    /// `[redis]` as written, when present.
+    pub redis: Option<crate::redis::RedisConf>,
 }
 
 impl Config {

@@ -341,12 +341,18 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         },
     };
     observe(&file, &mut errs, &err);
+    if let Some(r) = &file.redis {
+        for (span, msg) in crate::redis::check(r.get_ref()) {
+            errs.push(err(if span.is_empty() { r.span() } else { span }, msg));
+        }
+    }
     if errs.is_empty() {
         Ok(Config {
             admin,
             request_id: file.request_id,
             tracing: file.tracing,
             access_log: file.access_log,
+            redis: file.redis.map(|r| r.into_inner()),
             source: name.to_string(),
             text: text.to_string(),
             server: file.server,

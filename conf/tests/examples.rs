@@ -66,6 +66,7 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<conf::observe::AccessLogConf>(),
         field_names::<conf::aggregate::AggregateConf>(),
         field_names::<conf::aggregate::CallConf>(),
+        field_names::<conf::redis::RedisConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

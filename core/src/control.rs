@@ -189,17 +189,27 @@ impl Mailbox {
 /// the shards' wake-up sockets close and they drain.
 pub struct Control {
     mailboxes: Vec<Arc<Mailbox>>,
+    broker: Option<Sender<(usize, policy::letter::Letter)>>,
 }
 
 /// A shard's way to the other shards' inboxes (letters between stages). It does not keep
 /// them open: once `Control` is gone, sending fails.
 pub struct Peers {
     mailboxes: Vec<Weak<Mailbox>>,
+    /// The node's lease broker (`[redis]`), when it runs.
+    broker: Option<Sender<(usize, policy::letter::Letter)>>,
 }
 
 impl Peers {
-    /// Sends a letter a stage on shard `from` posted, and wakes the shard it goes to.
+    /// Sends a letter a stage on shard `from` posted (to another shard, or to the broker),
+    /// and wakes the shard it goes to.
     pub fn send(&self, from: usize, letter: policy::letter::Letter) {
+        if letter.to == policy::letter::BROKER {
+            if let Some(b) = &self.broker {
+                let _ = b.send((from, letter));
+            }
+            return;
+        }
         if let Some(m) = self.mailboxes.get(letter.to).and_then(Weak::upgrade) {
             m.send(Message::Letter { from, letter });
         }
@@ -229,7 +239,13 @@ impl Control {
                 asleep,
             });
         }
-        Ok((Control { mailboxes }, inboxes))
+        Ok((
+            Control {
+                mailboxes,
+                broker: None,
+            },
+            inboxes,
+        ))
     }
 
     /// Number of shards.
@@ -242,11 +258,17 @@ impl Control {
         self.mailboxes.get(i).is_some_and(|m| m.send(message))
     }
 
-    /// What each shard sends its letters to the others with.
+    /// What each shard sends its letters to the others (and to the broker) with.
     pub fn peers(&self) -> Peers {
         Peers {
             mailboxes: self.mailboxes.iter().map(Arc::downgrade).collect(),
+            broker: self.broker.clone(),
         }
+    }
+
+    /// Where lease requests go from now on (peers made after this call).
+    pub fn set_broker(&mut self, broker: Sender<(usize, policy::letter::Letter)>) {
+        self.broker = Some(broker);
     }
 
     /// Sends a health verdict to every shard.

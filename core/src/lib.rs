@@ -9,6 +9,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod answer;
 pub mod body;
+pub mod broker;
 pub mod conn;
 pub mod control;
 pub mod downstream;

@@ -378,8 +378,14 @@ pub fn start_all_with(
     let (mut per_shard, bound) =
         crate::listener::bind_all(&config.listen, cpus.len(), config.server.backlog)
             .map_err(|e| format!("cannot listen on {:?}: {e}", config.listen))?;
-    let (control, inboxes) =
+    let (mut control, inboxes) =
         Control::new(cpus.len()).map_err(|e| format!("cannot create shard inboxes: {e}"))?;
+    if let Some(r) = &config.redis {
+        let settings = crate::broker::Settings::new(r, config.dir())?;
+        let broker = crate::broker::start(settings, control.peers())
+            .map_err(|e| format!("cannot start the lease broker: {e}"))?;
+        control.set_broker(broker);
+    }
     let secret = TicketSecret::generate()?;
     let (tx, rx) = std::sync::mpsc::channel();
     let mut handles = Vec::with_capacity(cpus.len());

@@ -39,6 +39,10 @@ impl std::fmt::Debug for Letter {
     }
 }
 
+/// The `to` of a letter for this node's lease broker (a thread with the Redis connection),
+/// and the `from` of its answers.
+pub const BROKER: usize = usize::MAX;
+
 /// How this thread's (shard's) letters are sent.
 pub type Sender = Box<dyn Fn(Letter)>;
 

@@ -336,6 +336,7 @@ impl Pipelines {
                     shard,
                     address: &address,
                     params,
+                    redis: config.redis.as_ref(),
                 };
                 match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
                     Ok(s) => stages.push(s),

@@ -113,6 +113,8 @@ pub struct StageContext<'a> {
     pub address: &'a crate::letter::Address,
     /// The names of its route's captures, in pattern order (none for global stages).
     pub params: &'a [String],
+    /// `[redis]`, when the config has it (global rate limits lease from it).
+    pub redis: Option<&'a conf::redis::RedisConf>,
 }
 
 /// The address of a stage built outside any config (tests, benchmarks).
@@ -130,6 +132,7 @@ impl<'a> StageContext<'a> {
             shard: 0,
             address: &NOWHERE,
             params: &[],
+            redis: None,
         }
     }
 }

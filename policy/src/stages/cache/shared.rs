@@ -445,6 +445,7 @@ mod tests {
                 shard,
                 address: &address,
                 params: &[],
+                redis: None,
             };
             let s = Share::new(&ctx, Duration::from_secs(1));
             (0..64)

@@ -12,6 +12,8 @@
 //! more than `r`: 0 when full, and on a 429 (r=0) exactly `Retry-After`. While a burst
 //! drains the bucket faster than it refills, `r` never grows.
 //!
+//! With `scope = "global"` the rate is the whole fleet's, leased from Redis (`lease`).
+//!
 //! ```toml
 //! [[route.policy]]
 //! kind = "rate_limit"
@@ -28,9 +30,12 @@ use std::time::Instant;
 use proto::RequestHead;
 use serde::Deserialize;
 
+pub mod lease;
+
 use crate::exchange::Exchange;
 use crate::lru::Lru;
-use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
+use crate::stage::{Figure, Rejection, Stage, StageBuild, StageContext, Verdict};
+use lease::{Decision, Global, OnDown, Reply};
 
 /// `[[route.policy]] kind = "rate_limit"`
 #[derive(Debug, Deserialize)]
@@ -57,6 +62,21 @@ pub struct Config {
     /// The policy's name in those fields. Default "default".
     #[serde(default = "default_name")]
     pub name: String,
+    /// `"node"`: this gateway's rate; `"global"`: the fleet's, leased from `[redis]`.
+    /// Default "node".
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// With `scope = "global"`, when Redis does not answer: `"local"` (this node's share,
+    /// rate / `[redis] nodes`), `"deny"` (503) or `"allow"`. Default "local".
+    #[serde(default = "default_down")]
+    pub on_redis_down: String,
+}
+
+fn default_scope() -> String {
+    "node".into()
+}
+fn default_down() -> String {
+    "local".into()
 }
 
 fn one_second() -> conf::Duration {
@@ -101,6 +121,8 @@ pub struct RateLimit {
     /// `RateLimit-Policy` value, rendered once.
     policy_field: String,
     name: String,
+    /// `scope = "global"`: leases from Redis (the buckets above are then the fallback).
+    global: Option<Global>,
 }
 
 impl StageBuild for RateLimit {
@@ -147,17 +169,64 @@ impl StageBuild for RateLimit {
         if key.is_empty() {
             return Err("key must name at least one part".into());
         }
-        let shards = ctx.shards.max(1) as f64;
         let burst = c.burst.unwrap_or(c.rate);
         if burst == 0 {
             return Err("burst must be at least 1".into());
         }
+        let down = match c.on_redis_down.as_str() {
+            "local" => OnDown::Local,
+            "deny" => OnDown::Deny,
+            "allow" => OnDown::Allow,
+            other => {
+                return Err(format!(
+                    "on_redis_down `{other}`: expected \"local\", \"deny\" or \"allow\""
+                ));
+            }
+        };
+        let (global, nodes) = match (c.scope.as_str(), ctx.redis) {
+            ("node", _) => (None, 1.0),
+            ("global", Some(r)) => {
+                let route = ctx.address.route.as_ref().map_or("*", |(_, n)| &**n);
+                let prefix = format!(
+                    "{}rl:{route}:{}:{}:",
+                    r.key_prefix, ctx.address.position, c.name
+                );
+                let nodes = f64::from(r.nodes.max(1));
+                let copies = nodes * ctx.shards.max(1) as f64;
+                let g = Global::new(
+                    prefix,
+                    c.rate as f64 / per,
+                    burst as f64,
+                    copies,
+                    r,
+                    down,
+                    ctx.address.clone(),
+                    c.max_keys,
+                );
+                (Some(g), nodes)
+            }
+            ("global", None) => {
+                return Err("scope = \"global\" needs a [redis] section to lease from".into());
+            }
+            (other, _) => {
+                return Err(format!("scope `{other}`: expected \"node\" or \"global\""));
+            }
+        };
+        // the node buckets: the whole rate in node scope; this node's share in global scope
+        // (what `on_redis_down = "local"` admits)
+        let shards = ctx.shards.max(1) as f64 * nodes;
         Ok(RateLimit {
+            global,
             per_sec: c.rate as f64 / per / shards,
             burst: (burst as f64 / shards).ceil().max(1.0),
             shards,
             key,
-            hasher: ahash::RandomState::new(),
+            // global keys are the same on every node: a fixed seed
+            hasher: if c.scope == "global" {
+                ahash::RandomState::with_seeds(0x5348_4152, 0x4447_4154, 0x455f_524c, 0x2d6c_6561)
+            } else {
+                ahash::RandomState::new()
+            },
             buckets: RefCell::new(Lru::new(c.max_keys)),
             headers: c.headers,
             policy_field: format!("\"{}\";q={};w={}", c.name, c.rate, per.ceil() as u64),
@@ -213,6 +282,34 @@ impl Stage for RateLimit {
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
         let key = self.bucket_key(head, buf, ex);
         let now = ex.now;
+        if let Some(g) = &self.global {
+            match g.decide(key, now) {
+                Decision::Admit(tokens) => return self.admit(tokens, ex),
+                Decision::Refuse(secs) => return self.refuse(secs, 0.0),
+                // waited as often as an exchange may: a token it could not get is a refusal
+                Decision::Wait(_) if ex.waits >= crate::stage::MAX_WAITS => {
+                    return self.refuse(1, 0.0);
+                }
+                Decision::Wait(gate) => return Verdict::Wait(gate),
+                Decision::Down => {
+                    g.count_down();
+                    match g.down {
+                        OnDown::Local => {}
+                        OnDown::Allow => return Verdict::Continue,
+                        OnDown::Deny => {
+                            return Verdict::Reject(
+                                Rejection::new(
+                                    503,
+                                    "rate_limit.redis_down",
+                                    "the global rate limit cannot be checked now",
+                                )
+                                .with_field("Retry-After", "1"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
         let (admitted, tokens) = {
             let mut buckets = self.buckets.borrow_mut();
             match buckets.get_or_insert_with(key, || Bucket {
@@ -235,22 +332,51 @@ impl Stage for RateLimit {
             }
         };
         if admitted {
-            if self.headers {
-                proto::write::put_field(
-                    &mut ex.response.add,
-                    b"RateLimit-Policy",
-                    self.policy_field.as_bytes(),
-                );
-                proto::write::put_field(
-                    &mut ex.response.add,
-                    b"RateLimit",
-                    self.limit_field(tokens).as_bytes(),
-                );
-            }
-            return Verdict::Continue;
+            return self.admit(tokens, ex);
         }
         // the same number as `t`: the client may send again once one token is back
-        let retry = self.next_in(tokens);
+        self.refuse(self.next_in(tokens), tokens)
+    }
+
+    fn on_letter(&self, _from: usize, body: Box<dyn std::any::Any + Send>, _wall: u64) {
+        if let (Some(g), Ok(reply)) = (&self.global, body.downcast::<Reply>()) {
+            g.answer(*reply);
+        }
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        let Some(g) = &self.global else {
+            return Vec::new();
+        };
+        let [asked, granted, denied, errors, down] = &g.counts;
+        crate::slots::counted(&[
+            ("leases_asked", asked),
+            ("tokens_granted", granted),
+            ("leases_denied", denied),
+            ("redis_errors", errors),
+            ("decided_redis_down", down),
+        ])
+    }
+}
+
+impl RateLimit {
+    fn admit(&self, tokens: f64, ex: &mut Exchange) -> Verdict<'_> {
+        if self.headers {
+            proto::write::put_field(
+                &mut ex.response.add,
+                b"RateLimit-Policy",
+                self.policy_field.as_bytes(),
+            );
+            proto::write::put_field(
+                &mut ex.response.add,
+                b"RateLimit",
+                self.limit_field(tokens).as_bytes(),
+            );
+        }
+        Verdict::Continue
+    }
+
+    fn refuse(&self, retry: u64, tokens: f64) -> Verdict<'_> {
         Verdict::Reject(
             Rejection::new(
                 429,

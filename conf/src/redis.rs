@@ -1,0 +1,92 @@
+//! `[redis]`: the store `rate_limit` stages with `scope = "global"` lease tokens from, shared
+//! by every gateway node; its model and checks.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::values::Duration;
+
+/// `[redis]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConf {
+    /// `host:port` of the Redis server.
+    #[serde(default = "default_address")]
+    pub address: Spanned<String>,
+    /// Database number.
+    #[serde(default)]
+    pub database: u32,
+    /// Prefix of every key the gateway writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Time allowed to connect.
+    #[serde(default = "default_connect")]
+    pub connect_timeout: Duration,
+    /// Time allowed for one command's answer; a slower Redis counts as down.
+    #[serde(default = "default_command")]
+    pub command_timeout: Duration,
+    /// A file holding the password (`AUTH`), relative to the config file. Default none.
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
+    /// How many gateway nodes share the global rates: with `on_redis_down = "local"` a node
+    /// admits rate / nodes while Redis is away.
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// How long leased tokens may be spent; unspent ones are dropped after it (the bound on
+    /// over-admission is the tokens of unexpired leases).
+    #[serde(default = "default_lease")]
+    pub lease_ttl: Duration,
+}
+
+fn default_address() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:6379".to_string())
+}
+fn default_prefix() -> String {
+    "shardgate:".to_string()
+}
+fn default_connect() -> Duration {
+    Duration::millis(250)
+}
+fn default_command() -> Duration {
+    Duration::millis(250)
+}
+fn one() -> u32 {
+    1
+}
+fn default_lease() -> Duration {
+    Duration::millis(1000)
+}
+
+/// Checks `[redis]`; problems with their place (`0..0`: the table).
+pub fn check(r: &RedisConf) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut bad = Vec::new();
+    let addr = r.address.get_ref();
+    let port_ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok {
+        bad.push((
+            r.address.span(),
+            format!("[redis] address `{addr}`: expected host:port"),
+        ));
+    }
+    if r.nodes == 0 {
+        bad.push((0..0, "[redis] nodes must be at least 1".to_string()));
+    }
+    if r.lease_ttl.0.as_millis() < 100 {
+        bad.push((0..0, "[redis] lease_ttl must be at least 100ms".to_string()));
+    }
+    if r.command_timeout.0.is_zero() || r.connect_timeout.0.is_zero() {
+        bad.push((0..0, "[redis] timeouts must be above 0".to_string()));
+    }
+    if r.key_prefix
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b' ')
+    {
+        bad.push((
+            0..0,
+            "[redis] key_prefix must not hold spaces or control characters".to_string(),
+        ));
+    }
+    bad
+}
