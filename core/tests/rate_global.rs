@@ -190,3 +190,26 @@ fn each_on_redis_down_mode_does_what_it_says_and_leasing_resumes() {
     .status
         == 429)));
 }
+
+#[test]
+fn a_node_killed_while_holding_leases_leaves_the_rate_to_the_others_within_a_lease() {
+    let Some(redis) = Redis::start() else { return };
+    let routes = limited("/k", 100, 10, "deny");
+    let survivor = node(redis.port, 2, &routes);
+    let doomed = node(redis.port, 2, &routes);
+    let (a, b) = (survivor.addr, doomed.addr);
+    let other = std::thread::spawn(move || offer(b, "/k", 150.0, 2.0, 4));
+    let (before, _) = offer(a, "/k", 150.0, 2.0, 4);
+    let (theirs, _) = other.join().unwrap();
+    assert!(before + theirs <= 100 * 2 + 10 + 20, "{before} + {theirs}");
+    // killed holding its leases (SIGKILL: nothing handed back)
+    drop(doomed);
+    // one lease's expiry later the survivor alone admits the whole rate
+    let _ = offer(a, "/k", 300.0, 1.0, 4);
+    let (after, _) = offer(a, "/k", 300.0, 3.0, 4);
+    let want = 300.0;
+    assert!(
+        (after as f64 - want).abs() <= want * 0.1,
+        "{after} admitted in 3 s after the node died, {want} ± 10 % wanted"
+    );
+}

@@ -49,6 +49,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../scenarios/compress-cost.toml"),
     ),
     ("aggregate", include_str!("../scenarios/aggregate.toml")),
+    ("rate-global", include_str!("../scenarios/rate-global.toml")),
 ];
 
 /// One scenario file.
@@ -138,6 +139,10 @@ pub struct GatewayConf {
     /// nginx compresses too: `gzip on` at this level for JSON of 1 KiB or more (proxied
     /// responses included, `Vary` set); HAProxy is left out.
     pub nginx_gzip: Option<u32>,
+    /// A `redis-server` (Debian package) runs on a free loopback port on the load CPUs for
+    /// the whole scenario, and `{redis}` in `config` and `baseline` becomes its address; the
+    /// scenario is skipped, saying why, without one.
+    pub redis: bool,
 }
 
 fn one() -> f64 {

@@ -29,7 +29,7 @@ use systems::{Running, Setup, System};
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache,
-    /// cache-shared, compress, compress-cost, aggregate, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
+    /// cache-shared, compress, compress-cost, aggregate, rate-global, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
     /// access-log, scrape, ids-off) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
@@ -354,7 +354,43 @@ fn run_scenario(
     )?;
     let origin_addrs = origins.addrs.clone();
 
-    let extra = crate::scenario::gateway_extra(&scenario.gateway);
+    // a Redis for the scenarios whose gateways lease from one
+    let (_redis, redis_addr) = match scenario.gateway.redis {
+        false => (None, String::new()),
+        true => {
+            let Some(program) = procs::which("redis-server") else {
+                let why = "needs redis-server (Debian package redis-server)".to_string();
+                crate::outln!("skipped: {why}");
+                result.skipped = Some(why);
+                return Ok(result);
+            };
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            let port_arg = port.to_string();
+            let argv: Vec<String> = [
+                "--port",
+                &port_arg,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+            let cpus = systems::cpu_list(&args.load_cpus);
+            let log = out.join("redis.log");
+            let mut child = procs::spawn("redis", &program, &argv, &cpus, &log)?;
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+            child.wait_listening(addr)?;
+            (Some(child), addr.to_string())
+        }
+    };
+    let extra = crate::scenario::gateway_extra(&scenario.gateway).replace("{redis}", &redis_addr);
+    let baseline = scenario.gateway.baseline.replace("{redis}", &redis_addr);
     let cert = match scenario.load.tls {
         true => Some(crate::tls::BenchCert::create(&out)?),
         false => None,
@@ -406,7 +442,7 @@ fn run_scenario(
     }
     if against_bare {
         let bare = Setup {
-            extra: &scenario.gateway.baseline,
+            extra: &baseline,
             upstream_extra: "",
             ..setup
         };
