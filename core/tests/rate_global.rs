@@ -213,3 +213,28 @@ fn a_node_killed_while_holding_leases_leaves_the_rate_to_the_others_within_a_lea
         "{after} admitted in 3 s after the node died, {want} ± 10 % wanted"
     );
 }
+
+#[test]
+fn a_redis_that_hangs_is_down_after_a_command_timeout_and_no_request_hangs_with_it() {
+    let Some(redis) = Redis::start() else { return };
+    let g = node(redis.port, 1, &limited("/h", 1000, 1000, "deny"));
+    assert_eq!(request(g.addr, "GET", "/h", "", b"").status, 200);
+    redis.freeze(true);
+    // every request is answered (each within the client's deadline); once the leases held
+    // expire, the broker's command times out and the mode applies
+    let started = Instant::now();
+    assert!(
+        support::eventually(|| (0..10).all(|_| request(g.addr, "GET", "/h", "", b"").status == 503)),
+        "deny never refused while Redis hung"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    redis.freeze(false);
+    assert!(
+        support::eventually(|| request(g.addr, "GET", "/h", "", b"").status == 200),
+        "leasing did not resume after Redis thawed"
+    );
+}

@@ -74,9 +74,21 @@ impl Redis {
 
     /// Stops it (SIGKILL: a Redis that went away).
     pub fn stop(&mut self) {
+        self.freeze(false);
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Freezes it (SIGSTOP: a Redis that hangs, connections open, nothing answered), or
+    /// thaws it (SIGCONT).
+    pub fn freeze(&self, on: bool) {
+        if let Some(c) = &self.child {
+            let sig = if on { "-STOP" } else { "-CONT" };
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
         }
     }
 
