@@ -132,18 +132,20 @@ fn gateway_field(name: &str) -> bool {
     .any(|f| name.eq_ignore_ascii_case(f))
 }
 
-/// Checks route `r`'s aggregate, if it has one, against the upstream groups `names`: the
-/// checked aggregate and every problem with its place.
+/// Checks a route's aggregate `a`, if it has one, against the upstream groups `names`
+/// (`forwards`: the route also names an upstream, a split or CONNECT): the checked
+/// aggregate and every problem with its place.
 pub fn for_route(
     rname: &str,
-    r: &crate::model::RouteConf,
+    a: Option<&Spanned<AggregateConf>>,
+    forwards: bool,
     names: &[&str],
 ) -> (Option<Aggregate>, Vec<(Range<usize>, String)>) {
-    let Some(a) = &r.aggregate else {
+    let Some(a) = a else {
         return (None, Vec::new());
     };
     let mut bad = Vec::new();
-    if r.upstream.is_some() || !r.split.is_empty() || r.connect {
+    if forwards {
         bad.push((
             a.span(),
             format!("route `{rname}`: [route.aggregate] answers the route: it takes no `upstream`, `[[route.split]]` or `connect`"),

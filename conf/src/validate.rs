@@ -302,7 +302,12 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             t
         };
         let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-        let (aggregate, bad) = crate::aggregate::for_route(&rname, r, &names);
+        let (aggregate, bad) = crate::aggregate::for_route(
+            &rname,
+            r.aggregate.as_ref(),
+            r.upstream.is_some() || !r.split.is_empty() || r.connect,
+            &names,
+        );
         errs.extend(bad.into_iter().map(|(span, msg)| err(span, msg)));
         let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
         routes.push(Route {

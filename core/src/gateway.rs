@@ -40,7 +40,7 @@ pub struct RouteRt {
     /// Its responses and latencies on this shard (taken over by a route of the same name).
     pub stats: Rc<crate::stats::RouteStats>,
     /// Calls composed into its answer (`[route.aggregate]`), instead of an upstream.
-    pub aggregate: Option<Rc<crate::aggregate::Plan>>,
+    pub aggregate: Option<Rc<crate::aggregate_plan::Plan>>,
 }
 
 /// The deadlines of one exchange upstream: the route's where it sets them, else its
@@ -291,7 +291,7 @@ impl Gateway {
             let plan = r
                 .aggregate
                 .as_ref()
-                .map(|a| crate::aggregate::Plan::build(a, &params));
+                .map(|a| crate::aggregate_plan::Plan::build(a, &params));
             plans.push(match plan {
                 Some(Ok(p)) => Some(Rc::new(p)),
                 Some(Err((span, msg))) => {

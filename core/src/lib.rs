@@ -7,6 +7,7 @@ pub mod accept;
 pub mod access_log;
 pub mod admin;
 pub mod aggregate;
+pub mod aggregate_plan;
 pub mod answer;
 pub mod body;
 pub mod broker;

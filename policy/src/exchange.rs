@@ -473,7 +473,7 @@ impl Exchange {
             self.edits.target.as_deref()
         };
         let path = match matched {
-            Some(t) => crate::template::split_query(t).0,
+            Some(t) => proto::path::split_query(t).0,
             None => head.path_only(buf),
         };
         self.params.get(i, path)

@@ -2,7 +2,7 @@
 //! redirect locations): parsed once at load into literal pieces and typed slots, rendered
 //! from the request head and the exchange without a lookup by name.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use proto::RequestHead;
 
@@ -124,16 +124,14 @@ fn render_part(part: &Part, head: &RequestHead, buf: &[u8], ex: &Exchange, out: 
     match part {
         Part::Text(t) => out.extend_from_slice(t),
         Part::ClientIp => {
-            let mut s = String::new();
-            let _ = write!(s, "{}", ex.client_ip);
-            out.extend_from_slice(s.as_bytes());
+            let _ = write!(out, "{}", ex.client_ip);
         }
         Part::RequestId => out.extend_from_slice(ex.request_id.as_bytes()),
         Part::Method => out.extend_from_slice(head.method_span.get(buf)),
         Part::Host => out.extend_from_slice(head.authority(buf).unwrap_or_default()),
         Part::Target => out.extend_from_slice(ex.target(head, buf)),
-        Part::Path => out.extend_from_slice(split_query(ex.target(head, buf)).0),
-        Part::Query => out.extend_from_slice(split_query(ex.target(head, buf)).1),
+        Part::Path => out.extend_from_slice(proto::path::split_query(ex.target(head, buf)).0),
+        Part::Query => out.extend_from_slice(proto::path::split_query(ex.target(head, buf)).1),
         Part::Consumer => out.extend_from_slice(ex.consumer().unwrap_or_default().as_bytes()),
         Part::Param(i) => out.extend_from_slice(ex.param(*i, head, buf).unwrap_or_default()),
         Part::Claim(c) => {
@@ -203,7 +201,7 @@ impl Template {
                     let t = if matches!(part, Part::Target) {
                         ex.target(head, buf)
                     } else {
-                        split_query(ex.target(head, buf)).1
+                        proto::path::split_query(ex.target(head, buf)).1
                     };
                     out.extend_from_slice(t);
                     if matches!(part, Part::Query) || t.contains(&b'?') {
@@ -212,7 +210,7 @@ impl Template {
                     continue;
                 }
                 Part::Path => {
-                    out.extend_from_slice(split_query(ex.target(head, buf)).0);
+                    out.extend_from_slice(proto::path::split_query(ex.target(head, buf)).0);
                     continue;
                 }
                 Part::Param(i) if *spot == Spot::Path => {
@@ -225,17 +223,6 @@ impl Template {
             render_part(raw, head, buf, ex, &mut value);
             put_encoded(out, &value, *spot);
         }
-    }
-}
-
-/// A target split at its first `?`: (path, query without the `?`).
-pub fn split_query(target: &[u8]) -> (&[u8], &[u8]) {
-    match memchr::memchr(b'?', target) {
-        Some(i) => (
-            target.get(..i).unwrap_or_default(),
-            target.get(i + 1..).unwrap_or_default(),
-        ),
-        None => (target, b""),
     }
 }
 

@@ -104,6 +104,17 @@ pub fn normalize(target: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
     Ok((out != target).then_some(out))
 }
 
+/// A target split at its first `?`: (path, query without the `?`).
+pub fn split_query(target: &[u8]) -> (&[u8], &[u8]) {
+    match memchr::memchr(b'?', target) {
+        Some(i) => (
+            target.get(..i).unwrap_or_default(),
+            target.get(i + 1..).unwrap_or_default(),
+        ),
+        None => (target, b""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,6 @@
 //! composed answer then goes through the route's response stages (`respond`).
 
 pub mod call;
-pub mod plan;
 pub mod respond;
 
 use std::future::Future;
@@ -18,9 +17,9 @@ use policy::{Exchange, Outcome};
 use proto::{Method, RequestHead};
 use serde_json::Value;
 
+pub use crate::aggregate_plan::Plan;
 use crate::gateway::Gateway;
 use call::CallError;
-pub use plan::Plan;
 
 /// What one call gave: its body (JSON) and, when a later call reads it, the parsed value.
 type Got = Result<(Vec<u8>, Option<Value>), CallError>;

@@ -198,7 +198,7 @@ impl JsonFields {
     /// The allowlist entries a request's `param` names (`None`: it names none, all allowed).
     fn choice(&self, head: &RequestHead, buf: &[u8], ex: &Exchange) -> Option<Vec<usize>> {
         let name = self.param.as_deref()?;
-        let (_, query) = crate::template::split_query(ex.target(head, buf));
+        let (_, query) = proto::path::split_query(ex.target(head, buf));
         let mut chosen = Vec::new();
         for pair in query.split(|&b| b == b'&') {
             let Some(list) = pair.strip_prefix(name).and_then(|r| r.strip_prefix(b"=")) else {

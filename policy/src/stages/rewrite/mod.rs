@@ -22,8 +22,9 @@ mod query;
 
 use crate::exchange::Exchange;
 use crate::stage::{Stage, StageBuild, StageContext, Verdict};
-use crate::template::{Template, split_query};
+use crate::template::Template;
 use path::PathRule;
+use proto::path::split_query;
 use query::QueryEdits;
 
 /// `replace_prefix = { from = "/v1", to = "/v2" }`

@@ -1,4 +1,4 @@
-//! A route's aggregate compiled for a shard: each call's upstream, target template (request
+//! A route's aggregate (`crate::aggregate`) compiled for a shard: each call's upstream, target template (request
 //! placeholders, and fields of the call it depends on), method, deadline and the client
 //! fields it passes on.
 
