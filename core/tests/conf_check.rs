@@ -82,7 +82,7 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, rate_limit, redirect, respond, rewrite, validate"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, validate"), "{err}");
 }
 
 #[test]
@@ -300,4 +300,24 @@ fn observability_settings_are_checked_and_shown() {
         out.contains("a.log (json)") && out.contains("request ids: on, tracing: off"),
         "{out}"
     );
+}
+
+#[test]
+fn a_quota_needs_redis_and_a_known_period() {
+    let route = "[[route]]\nname = \"q\"\npath = \"/q\"\n[[route.policy]]\nkind = \"respond\"\n[[route.policy]]\nkind = \"quota\"\nlimit = 10\n";
+    let (code, _, err) = check(route);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gw.toml:6:1: route `q` [[route.policy]] kind = \"quota\": a quota needs a [redis] section"),
+        "{err}"
+    );
+    let (code, _, err) = check(&format!("[redis]\n{route}period = \"week\"\n"));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gw.toml:7:1: route `q` [[route.policy]] kind = \"quota\": period `week`: expected \"hour\", \"day\" or \"month\""),
+        "{err}"
+    );
+    let (code, out, err) = check(&format!("[redis]\n{route}period = \"month\"\n"));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("quota"), "{out}");
 }

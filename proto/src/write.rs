@@ -30,6 +30,27 @@ pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Adds `value` as a member of the list field `name` in `out` (field lines this process
+/// wrote, `Name: value\r\n`): after `, ` on the line already there, or as a new line.
+pub fn put_list_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let mut at = 0;
+    while let Some(rel) = memchr::memmem::find(out.get(at..).unwrap_or_default(), b"\r\n") {
+        let line = out.get(at..at + rel).unwrap_or_default();
+        let named = line.len() > name.len() + 1
+            && line
+                .get(..name.len())
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && line.get(name.len()..name.len() + 2) == Some(b": ");
+        if named {
+            let end = at + rel;
+            out.splice(end..end, [b", ", value].concat());
+            return;
+        }
+        at += rel + 2;
+    }
+    put_field(out, name, value);
+}
+
 /// Appends `Content-Length: n\r\n`.
 #[inline]
 pub fn put_content_length(out: &mut Vec<u8>, n: u64) {
@@ -89,6 +110,21 @@ pub fn reason_phrase(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_fields_gain_members_on_the_line_of_their_name() {
+        let mut out = b"RateLimitX: 1\r\nratelimit: \"a\";r=1\r\n".to_vec();
+        put_list_field(&mut out, b"RateLimit", b"\"b\";r=2");
+        put_list_field(&mut out, b"RateLimit-Policy", b"\"b\";q=3");
+        put_list_field(&mut out, b"RateLimit-Policy", b"\"c\";q=4");
+        assert_eq!(
+            out,
+            b"RateLimitX: 1\r\nratelimit: \"a\";r=1, \"b\";r=2\r\nRateLimit-Policy: \"b\";q=3, \"c\";q=4\r\n"
+        );
+        let mut empty = Vec::new();
+        put_list_field(&mut empty, b"A", b"1");
+        assert_eq!(empty, b"A: 1\r\n");
+    }
 
     #[test]
     fn decimals() {

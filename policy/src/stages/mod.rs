@@ -11,6 +11,7 @@ pub mod headers;
 pub mod ip;
 pub mod json_fields;
 pub mod jwt;
+pub mod quota;
 pub mod rate_limit;
 pub mod redirect;
 pub mod respond;
@@ -31,6 +32,7 @@ crate::stages! {
     ip::Ip,
     json_fields::JsonFields,
     jwt::Jwt,
+    quota::Quota,
     rate_limit::RateLimit,
     redirect::Redirect,
     respond::Respond,

@@ -24,18 +24,19 @@
 //! ```
 
 use std::cell::RefCell;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::Instant;
 
 use proto::RequestHead;
 use serde::Deserialize;
 
+pub mod key;
 pub mod lease;
 
 use crate::exchange::Exchange;
 use crate::lru::Lru;
 use crate::stage::{Figure, Rejection, Stage, StageBuild, StageContext, Verdict};
-use lease::{Decision, Global, OnDown, Reply};
+use key::Key;
+use lease::{Decision, Global, OnDown, Pool, Reply, Spec};
 
 /// `[[route.policy]] kind = "rate_limit"`
 #[derive(Debug, Deserialize)]
@@ -92,15 +93,6 @@ fn default_name() -> String {
     "default".into()
 }
 
-/// One part of a bucket key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum KeyPart {
-    Ip,
-    Consumer,
-    Route,
-    Header(Box<[u8]>),
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
     tokens: f64,
@@ -114,15 +106,14 @@ pub struct RateLimit {
     /// Bucket size for this shard.
     burst: f64,
     shards: f64,
-    key: Vec<KeyPart>,
-    hasher: ahash::RandomState,
+    key: Key,
     buckets: RefCell<Lru<Bucket>>,
     headers: bool,
     /// `RateLimit-Policy` value, rendered once.
     policy_field: String,
     name: String,
     /// `scope = "global"`: leases from Redis (the buckets above are then the fallback).
-    global: Option<Global>,
+    global: Option<Box<Global>>,
 }
 
 impl StageBuild for RateLimit {
@@ -140,35 +131,9 @@ impl StageBuild for RateLimit {
         if c.max_keys == 0 {
             return Err("max_keys must be at least 1".into());
         }
-        if c.name.is_empty()
-            || !c
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(format!("name `{}` must be letters, digits, - or _", c.name));
-        }
-        let mut key = Vec::new();
-        for k in &c.key {
-            key.push(match k.as_str() {
-                "ip" => KeyPart::Ip,
-                "consumer" => KeyPart::Consumer,
-                "route" => KeyPart::Route,
-                h => match h.strip_prefix("header:") {
-                    Some(name) if proto::chars::is_token(name.as_bytes()) => {
-                        KeyPart::Header(name.as_bytes().into())
-                    }
-                    _ => {
-                        return Err(format!(
-                            "key `{k}`: expected \"ip\", \"consumer\", \"route\" or \"header:NAME\""
-                        ));
-                    }
-                },
-            });
-        }
-        if key.is_empty() {
-            return Err("key must name at least one part".into());
-        }
+        key::check_name(&c.name)?;
+        // global keys are the same on every node: hashed with fixed seeds
+        let key = Key::parse(&c.key, c.scope == "global")?;
         let burst = c.burst.unwrap_or(c.rate);
         if burst == 0 {
             return Err("burst must be at least 1".into());
@@ -193,16 +158,20 @@ impl StageBuild for RateLimit {
                 );
                 let nodes = f64::from(r.nodes.max(1));
                 let copies = nodes * ctx.shards.max(1) as f64;
-                let g = Global::new(
+                let per_sec = c.rate as f64 / per;
+                let spec = Spec {
                     prefix,
-                    c.rate as f64 / per,
-                    burst as f64,
-                    copies,
-                    r,
+                    pool: Pool::Bucket {
+                        per_ms: per_sec / 1000.0,
+                        burst: burst as f64,
+                        keep_ms: ((burst as f64 / per_sec * 2000.0) as u64).max(60_000),
+                    },
+                    max_batch: (burst as f64 / (2.0 * copies)).floor() as u32,
                     down,
-                    ctx.address.clone(),
-                    c.max_keys,
-                );
+                    address: ctx.address.clone(),
+                    max_keys: c.max_keys,
+                };
+                let g = Box::new(Global::new(spec, r));
                 (Some(g), nodes)
             }
             ("global", None) => {
@@ -221,12 +190,6 @@ impl StageBuild for RateLimit {
             burst: (burst as f64 / shards).ceil().max(1.0),
             shards,
             key,
-            // global keys are the same on every node: a fixed seed
-            hasher: if c.scope == "global" {
-                ahash::RandomState::with_seeds(0x5348_4152, 0x4447_4154, 0x455f_524c, 0x2d6c_6561)
-            } else {
-                ahash::RandomState::new()
-            },
             buckets: RefCell::new(Lru::new(c.max_keys)),
             headers: c.headers,
             policy_field: format!("\"{}\";q={};w={}", c.name, c.rate, per.ceil() as u64),
@@ -236,29 +199,6 @@ impl StageBuild for RateLimit {
 }
 
 impl RateLimit {
-    fn bucket_key(&self, head: &RequestHead, buf: &[u8], ex: &Exchange) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        for part in &self.key {
-            match part {
-                KeyPart::Ip => ex.client_ip.hash(&mut h),
-                KeyPart::Consumer => match &ex.identity {
-                    Some(id) => id.consumer.hash(&mut h),
-                    None => 0u8.hash(&mut h),
-                },
-                KeyPart::Route => ex.route.map(|r| r.0).hash(&mut h),
-                KeyPart::Header(name) => {
-                    for f in &head.fields {
-                        if f.name.get(buf).eq_ignore_ascii_case(name) {
-                            f.value.get(buf).hash(&mut h);
-                        }
-                    }
-                    0xffu8.hash(&mut h);
-                }
-            }
-        }
-        h.finish()
-    }
-
     /// Whole seconds until this shard's bucket, holding `tokens`, holds one more whole
     /// token (0 when it is full): when the next request beyond those it admits now can go.
     fn next_in(&self, tokens: f64) -> u64 {
@@ -280,11 +220,11 @@ impl RateLimit {
 
 impl Stage for RateLimit {
     fn on_request(&self, head: &RequestHead, buf: &[u8], ex: &mut Exchange) -> Verdict<'_> {
-        let key = self.bucket_key(head, buf, ex);
+        let key = self.key.of(head, buf, ex);
         let now = ex.now;
         if let Some(g) = &self.global {
             match g.decide(key, now) {
-                Decision::Admit(tokens) => return self.admit(tokens, ex),
+                Decision::Admit(held) => return self.admit(held.tokens, ex),
                 Decision::Refuse(secs) => return self.refuse(secs, 0.0),
                 // waited as often as an exchange may: a token it could not get is a refusal
                 Decision::Wait(_) if ex.waits >= crate::stage::MAX_WAITS => {
@@ -348,7 +288,7 @@ impl Stage for RateLimit {
         let Some(g) = &self.global else {
             return Vec::new();
         };
-        let [asked, granted, denied, errors, down] = &g.counts;
+        let [asked, granted, denied, errors, down, _] = &g.counts;
         crate::slots::counted(&[
             ("leases_asked", asked),
             ("tokens_granted", granted),
@@ -362,12 +302,13 @@ impl Stage for RateLimit {
 impl RateLimit {
     fn admit(&self, tokens: f64, ex: &mut Exchange) -> Verdict<'_> {
         if self.headers {
-            proto::write::put_field(
+            // one line per field with a member per policy (a quota's beside this one)
+            proto::write::put_list_field(
                 &mut ex.response.add,
                 b"RateLimit-Policy",
                 self.policy_field.as_bytes(),
             );
-            proto::write::put_field(
+            proto::write::put_list_field(
                 &mut ex.response.add,
                 b"RateLimit",
                 self.limit_field(tokens).as_bytes(),

@@ -1,46 +1,21 @@
 //! The node's lease broker: the one thread that speaks to Redis. Shards' `rate_limit`
-//! stages with `scope = "global"` post it lease requests (`policy::letter::BROKER`); it runs
-//! one atomic script per request on the key's bucket (refill by elapsed time on Redis's
-//! clock, grant up to the batch) and posts the answer back to the asking stage's inbox. No
-//! shard ever waits on Redis; a Redis that is away or slow is a `Down` answer, and it is
-//! reconnected to at most twice a second.
+//! stages with `scope = "global"` and `quota` stages post it lease requests
+//! (`policy::letter::BROKER`); it runs one atomic script per request on the key's record
+//! (`scripts`: a bucket refilled by elapsed time, or a window's count, on Redis's clock;
+//! grant up to the batch) and posts the answer back to the asking stage's inbox. Unspent
+//! quota tokens handed back are returned to their window's count. No shard ever waits on
+//! Redis; a Redis that is away or slow is a `Down` answer, and it is reconnected to at most
+//! twice a second.
 
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use policy::letter::{BROKER, Letter};
-use policy::stages::rate_limit::lease::{Ask, Reply};
+use policy::stages::rate_limit::lease::{Ask, GiveBack, Pool, Reply};
 
 use crate::control::Peers;
 
-/// The bucket script: KEYS[1] the bucket; ARGV tokens per ms, burst, tokens wanted, ms to
-/// keep an idle bucket. Returns {granted, ms until one token when none was granted}.
-const LEASE: &str = r"
-local per_ms = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local want = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(v[1])
-local at = tonumber(v[2])
-if tokens == nil or at == nil then
-  tokens = burst
-  at = now
-end
-if now > at then
-  tokens = math.min(burst, tokens + (now - at) * per_ms)
-end
-local grant = math.max(0, math.min(want, math.floor(tokens)))
-tokens = tokens - grant
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-local next_ms = 0
-if grant == 0 then
-  next_ms = math.ceil((1 - tokens) / per_ms)
-end
-return {grant, next_ms}
-";
+pub mod scripts;
 
 /// How long after a failed connect the broker tries again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -143,22 +118,46 @@ impl Store {
     }
 
     /// Runs one lease on Redis.
-    fn lease(&mut self, s: &Settings, script: &redis::Script, a: &Ask) -> Reply {
+    fn lease(&mut self, s: &Settings, scripts: &Scripts, a: &Ask) -> Reply {
         let Some(conn) = self.connection(s) else {
             return Reply::Down { hash: a.hash };
         };
-        let got: redis::RedisResult<(i64, i64)> = script
-            .key(&a.key)
-            .arg(a.per_ms)
-            .arg(a.burst)
-            .arg(a.want)
-            .arg(a.keep_ms)
-            .invoke(conn);
+        let got: redis::RedisResult<(i64, i64, i64, i64)> = match a.pool {
+            Pool::Bucket {
+                per_ms,
+                burst,
+                keep_ms,
+            } => scripts
+                .bucket
+                .key(&a.key)
+                .arg(per_ms)
+                .arg(burst)
+                .arg(a.want)
+                .arg(keep_ms)
+                .invoke::<(i64, i64)>(conn)
+                .map(|(granted, next)| (granted, next, 0, 0)),
+            Pool::Quota {
+                limit,
+                period,
+                copies,
+            } => scripts
+                .quota
+                .key(&a.key)
+                .arg(limit)
+                .arg(a.want)
+                .arg(copies)
+                .arg(period.name())
+                .arg(0)
+                .invoke(conn),
+        };
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
         match got {
-            Ok((granted, next_ms)) => Reply::Granted {
+            Ok((granted, next_ms, left, window)) => Reply::Granted {
                 hash: a.hash,
-                tokens: u32::try_from(granted.max(0)).unwrap_or(0),
-                next_ms: u64::try_from(next_ms.max(0)).unwrap_or(0),
+                tokens: u32::try_from(granted).unwrap_or(0),
+                next_ms: count(next_ms),
+                left: count(left),
+                window: count(window),
             },
             Err(e) => {
                 self.fail(&e.to_string());
@@ -166,6 +165,29 @@ impl Store {
             }
         }
     }
+
+    /// Returns unspent quota tokens (lost, with a log line, when Redis is away).
+    fn give_back(&mut self, s: &Settings, scripts: &Scripts, g: &GiveBack) {
+        let Some(conn) = self.connection(s) else {
+            return;
+        };
+        let done: redis::RedisResult<i64> = scripts
+            .give_back
+            .key(&g.key)
+            .arg(g.tokens)
+            .arg(g.window)
+            .invoke(conn);
+        if let Err(e) = done {
+            self.fail(&e.to_string());
+        }
+    }
+}
+
+/// The scripts, hashed once (`EVALSHA`, loaded again when Redis forgot them).
+struct Scripts {
+    bucket: redis::Script,
+    quota: redis::Script,
+    give_back: redis::Script,
 }
 
 fn serve(s: &Settings, rx: &Receiver<(usize, Letter)>, peers: &Peers) {
@@ -182,13 +204,23 @@ fn serve(s: &Settings, rx: &Receiver<(usize, Letter)>, peers: &Peers) {
         tried: None,
         down_logged: false,
     };
-    let script = redis::Script::new(LEASE);
+    let scripts = Scripts {
+        bucket: redis::Script::new(scripts::BUCKET),
+        quota: redis::Script::new(scripts::QUOTA),
+        give_back: redis::Script::new(scripts::GIVE_BACK),
+    };
     while let Ok((from, letter)) = rx.recv() {
         let Letter { address, body, .. } = letter;
-        let Ok(ask) = body.downcast::<Ask>() else {
-            continue;
+        let ask = match body.downcast::<Ask>() {
+            Ok(ask) => ask,
+            Err(body) => {
+                if let Ok(g) = body.downcast::<GiveBack>() {
+                    store.give_back(s, &scripts, &g);
+                }
+                continue;
+            }
         };
-        let reply = store.lease(s, &script, &ask);
+        let reply = store.lease(s, &scripts, &ask);
         peers.send(
             BROKER,
             Letter {
