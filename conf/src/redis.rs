@@ -28,6 +28,21 @@ pub struct RedisConf {
     /// A file holding the password (`AUTH`), relative to the config file. Default none.
     #[serde(default)]
     pub password_file: Option<Spanned<String>>,
+    /// Speak TLS to Redis, verifying its certificate (against `ca_file`, or the system's
+    /// roots) for the host of `address`.
+    #[serde(default)]
+    pub tls: bool,
+    /// With `tls`: a PEM bundle of the CAs that sign Redis's certificate, relative to the
+    /// config file. Default: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// With `tls`: a client certificate chain (PEM) for a Redis that asks for one
+    /// (`tls-auth-clients`), with `key_file`. Default none.
+    #[serde(default)]
+    pub cert_file: Option<Spanned<String>>,
+    /// The private key (PEM) of `cert_file`. Default none.
+    #[serde(default)]
+    pub key_file: Option<Spanned<String>>,
     /// How many gateway nodes share the global rates: with `on_redis_down = "local"` a node
     /// admits rate / nodes while Redis is away.
     #[serde(default = "one")]
@@ -69,6 +84,20 @@ pub fn check(r: &RedisConf) -> Vec<(std::ops::Range<usize>, String)> {
             r.address.span(),
             format!("[redis] address `{addr}`: expected host:port"),
         ));
+    }
+    for (name, f) in [
+        ("ca_file", &r.ca_file),
+        ("cert_file", &r.cert_file),
+        ("key_file", &r.key_file),
+    ] {
+        if let (Some(f), false) = (f, r.tls) {
+            bad.push((f.span(), format!("[redis] {name} needs tls = true")));
+        }
+    }
+    match (&r.cert_file, &r.key_file) {
+        (Some(f), None) => bad.push((f.span(), "[redis] cert_file needs key_file".to_string())),
+        (None, Some(f)) => bad.push((f.span(), "[redis] key_file needs cert_file".to_string())),
+        _ => {}
     }
     if r.nodes == 0 {
         bad.push((0..0, "[redis] nodes must be at least 1".to_string()));

@@ -320,4 +320,15 @@ fn a_quota_needs_redis_and_a_known_period() {
     let (code, out, err) = check(&format!("[redis]\n{route}period = \"month\"\n"));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("quota"), "{out}");
+    // TLS files without TLS, a certificate without its key
+    let (code, _, err) = check("[redis]\nca_file = \"ca.pem\"\ncert_file = \"c.pem\"\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("gw.toml:2:11: [redis] ca_file needs tls = true"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gw.toml:3:13: [redis] cert_file needs key_file"),
+        "{err}"
+    );
 }

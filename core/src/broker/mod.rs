@@ -10,6 +10,8 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
+use toml::Spanned;
+
 use policy::letter::{BROKER, Letter};
 use policy::stages::rate_limit::lease::{Ask, GiveBack, Pool, Reply};
 
@@ -22,26 +24,44 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// The broker's settings, from `[redis]`.
 pub struct Settings {
-    /// `redis://…` with database and password.
-    pub url: String,
+    /// The server, database, password and TLS settings (nothing connected yet).
+    pub client: redis::Client,
     /// To connect.
     pub connect_timeout: Duration,
     /// Per command.
     pub command_timeout: Duration,
 }
 
+/// Reads a `[redis]` file named relative to `dir`.
+fn read(
+    dir: &std::path::Path,
+    what: &str,
+    f: Option<&Spanned<String>>,
+) -> Result<Option<Vec<u8>>, String> {
+    let Some(f) = f else {
+        return Ok(None);
+    };
+    let path = dir.join(f.get_ref());
+    std::fs::read(&path)
+        .map(Some)
+        .map_err(|e| format!("[redis] {what} {}: {e}", path.display()))
+}
+
 impl Settings {
-    /// From `[redis]` (the password file read relative to `dir`).
+    /// From `[redis]` (its files read relative to `dir`).
     pub fn new(r: &conf::redis::RedisConf, dir: &std::path::Path) -> Result<Settings, String> {
-        let password = match &r.password_file {
-            Some(f) => {
-                let path = dir.join(f.get_ref());
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("[redis] password_file {}: {e}", path.display()))?;
-                let encoded: String = text
-                    .trim_end_matches(['\n', '\r'])
-                    .bytes()
-                    .map(|b| {
+        let password = match read(dir, "password_file", r.password_file.as_ref())? {
+            Some(bytes) => {
+                // the file's last line ends the password
+                let end = bytes
+                    .iter()
+                    .rposition(|&b| b != b'\n' && b != b'\r')
+                    .map_or(0, |i| i + 1);
+                let encoded: String = bytes
+                    .get(..end)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&b| {
                         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
                             char::from(b).to_string()
                         } else {
@@ -53,8 +73,35 @@ impl Settings {
             }
             None => String::new(),
         };
+        let scheme = if r.tls { "rediss" } else { "redis" };
+        let url = format!(
+            "{scheme}://{password}{}/{}",
+            r.address.get_ref(),
+            r.database
+        );
+        let ca = read(dir, "ca_file", r.ca_file.as_ref())?;
+        let cert = read(dir, "cert_file", r.cert_file.as_ref())?;
+        let key = read(dir, "key_file", r.key_file.as_ref())?;
+        let client = if ca.is_some() || cert.is_some() {
+            let client_tls =
+                cert.zip(key)
+                    .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    });
+            redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls,
+                    root_cert: ca,
+                },
+            )
+        } else {
+            redis::Client::open(url.as_str())
+        }
+        .map_err(|e| format!("[redis] {e}"))?;
         Ok(Settings {
-            url: format!("redis://{password}{}/{}", r.address.get_ref(), r.database),
+            client,
             connect_timeout: r.connect_timeout.0,
             command_timeout: r.command_timeout.0,
         })
@@ -63,6 +110,8 @@ impl Settings {
 
 /// Starts the broker thread; what shards send it lease requests with.
 pub fn start(settings: Settings, peers: Peers) -> std::io::Result<Sender<(usize, Letter)>> {
+    // the process's rustls provider, ring, for a TLS connection to Redis (it may be set)
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("sg-lease".into())
@@ -72,7 +121,7 @@ pub fn start(settings: Settings, peers: Peers) -> std::io::Result<Sender<(usize,
 
 /// The Redis side: a connection made when needed, dropped on any error.
 struct Store {
-    client: Option<redis::Client>,
+    client: redis::Client,
     conn: Option<redis::Connection>,
     tried: Option<Instant>,
     down_logged: bool,
@@ -82,25 +131,20 @@ impl Store {
     fn connection(&mut self, s: &Settings) -> Option<&mut redis::Connection> {
         if self.conn.is_none() && self.tried.is_none_or(|t| t.elapsed() >= RETRY_AFTER) {
             self.tried = Some(Instant::now());
-            let made = self
-                .client
-                .as_ref()
-                .map(|c| c.get_connection_with_timeout(s.connect_timeout));
-            match made {
-                Some(Ok(c)) => {
+            match self.client.get_connection_with_timeout(s.connect_timeout) {
+                Ok(c) => {
                     let _ = c.set_read_timeout(Some(s.command_timeout));
                     let _ = c.set_write_timeout(Some(s.command_timeout));
                     if self.down_logged {
                         crate::log!(
                             Info,
-                            "[redis] reachable again: global rate limits lease from it"
+                            "[redis] reachable again: global rate limits and quotas lease from it"
                         );
                         self.down_logged = false;
                     }
                     self.conn = Some(c);
                 }
-                Some(Err(e)) => self.fail(&e.to_string()),
-                None => {}
+                Err(e) => self.fail(&e.to_string()),
             }
         }
         self.conn.as_mut()
@@ -111,7 +155,7 @@ impl Store {
         if !self.down_logged {
             crate::log!(
                 Warn,
-                "[redis] unavailable ({why}): rate limits follow on_redis_down"
+                "[redis] unavailable ({why}): rate limits and quotas follow on_redis_down"
             );
             self.down_logged = true;
         }
@@ -191,15 +235,8 @@ struct Scripts {
 }
 
 fn serve(s: &Settings, rx: &Receiver<(usize, Letter)>, peers: &Peers) {
-    let client = redis::Client::open(s.url.as_str());
-    if let Err(e) = &client {
-        crate::log!(
-            Warn,
-            "[redis] address not usable ({e}): rate limits follow on_redis_down"
-        );
-    }
     let mut store = Store {
-        client: client.ok(),
+        client: s.client.clone(),
         conn: None,
         tried: None,
         down_logged: false,

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// `--tls-*` arguments: it then listens with TLS only.
+    tls: Vec<String>,
 }
 
 /// Whether a Redis answers PING on `port`.
@@ -33,7 +36,38 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        let mut r = Redis { port, child: None };
+        Redis::start_with(port, Vec::new())
+    }
+
+    /// One speaking TLS only, with `cert`/`key` (PEM files), clients verified against `ca`
+    /// when `clients` (Redis's `tls-auth-clients`).
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path, clients: bool) -> Option<Redis> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut tls: Vec<String> = vec!["--port".into(), "0".into(), "--tls-port".into()];
+        tls.push(port.to_string());
+        for (flag, path) in [
+            ("--tls-cert-file", cert),
+            ("--tls-key-file", key),
+            ("--tls-ca-cert-file", ca),
+        ] {
+            tls.push(flag.into());
+            tls.push(path.display().to_string());
+        }
+        tls.push("--tls-auth-clients".into());
+        tls.push(if clients { "yes" } else { "no" }.into());
+        Redis::start_with(port, tls)
+    }
+
+    fn start_with(port: u16, tls: Vec<String>) -> Option<Redis> {
+        let mut r = Redis {
+            port,
+            child: None,
+            tls,
+        };
         if !r.run() {
             println!(
                 "skipping: no redis-server here (Debian package redis-server; .ci/run installs it)"
@@ -44,17 +78,16 @@ impl Redis {
     }
 
     fn run(&mut self) -> bool {
+        let port = self.port.to_string();
+        let plain = ["--port", port.as_str()];
+        let mut args: Vec<&str> = if self.tls.is_empty() {
+            plain.to_vec()
+        } else {
+            self.tls.iter().map(String::as_str).collect()
+        };
+        args.extend(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -64,7 +97,13 @@ impl Redis {
         self.child = Some(child);
         let end = Instant::now() + super::DEADLINE;
         while Instant::now() < end {
-            if answers(self.port) {
+            // a TLS port is ready once it accepts (PING needs a handshake)
+            let ready = if self.tls.is_empty() {
+                answers(self.port)
+            } else {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            };
+            if ready {
                 return true;
             }
             std::thread::yield_now();
