@@ -14,6 +14,7 @@ use crate::generator::RequestSpec;
 pub const FEATURES: &[(&str, bool)] = &[
     ("jwt", true),
     ("rate_limit", true),
+    ("quota", true),
     ("cache", true),
     ("tls", true),
 ];
@@ -50,6 +51,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("aggregate", include_str!("../scenarios/aggregate.toml")),
     ("rate-global", include_str!("../scenarios/rate-global.toml")),
+    ("quota", include_str!("../scenarios/quota.toml")),
 ];
 
 /// One scenario file.
