@@ -13,6 +13,11 @@ pub struct RedisConf {
     /// `host:port` of the Redis server.
     #[serde(default = "default_address")]
     pub address: Spanned<String>,
+    /// Other servers holding the same data (replicas that may be promoted), tried in turn
+    /// after `address`: at a failure the broker moves on to the next, so it settles on the
+    /// one that answers and accepts writes. Default none.
+    #[serde(default)]
+    pub standbys: Vec<Spanned<String>>,
     /// Database number.
     #[serde(default)]
     pub database: u32,
@@ -75,15 +80,19 @@ fn default_lease() -> Duration {
 /// Checks `[redis]`; problems with their place (`0..0`: the table).
 pub fn check(r: &RedisConf) -> Vec<(std::ops::Range<usize>, String)> {
     let mut bad = Vec::new();
-    let addr = r.address.get_ref();
-    let port_ok = addr
-        .rsplit_once(':')
-        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-    if !port_ok {
-        bad.push((
-            r.address.span(),
-            format!("[redis] address `{addr}`: expected host:port"),
-        ));
+    for (what, a) in
+        std::iter::once(("address", &r.address)).chain(r.standbys.iter().map(|a| ("standbys", a)))
+    {
+        let addr = a.get_ref();
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !port_ok {
+            bad.push((
+                a.span(),
+                format!("[redis] {what} `{addr}`: expected host:port"),
+            ));
+        }
     }
     for (name, f) in [
         ("ca_file", &r.ca_file),

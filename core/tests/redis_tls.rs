@@ -65,7 +65,7 @@ fn leases_go_over_verified_tls_and_a_redis_not_trusted_or_not_trusting_is_down()
         support::eventually(|| wrong
             .log_lines()
             .iter()
-            .any(|l| l.contains("[redis] unavailable"))),
+            .any(|l| l.contains("[redis] ") && l.contains(" unavailable ("))),
         "{:?}",
         wrong.log_lines()
     );

@@ -10,103 +10,18 @@
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
-use toml::Spanned;
-
 use policy::letter::{BROKER, Letter};
 use policy::stages::rate_limit::lease::{Ask, GiveBack, Pool, Reply};
 
 use crate::control::Peers;
 
 pub mod scripts;
+mod settings;
+
+pub use settings::Settings;
 
 /// How long after a failed connect the broker tries again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
-
-/// The broker's settings, from `[redis]`.
-pub struct Settings {
-    /// The server, database, password and TLS settings (nothing connected yet).
-    pub client: redis::Client,
-    /// To connect.
-    pub connect_timeout: Duration,
-    /// Per command.
-    pub command_timeout: Duration,
-}
-
-/// Reads a `[redis]` file named relative to `dir`.
-fn read(
-    dir: &std::path::Path,
-    what: &str,
-    f: Option<&Spanned<String>>,
-) -> Result<Option<Vec<u8>>, String> {
-    let Some(f) = f else {
-        return Ok(None);
-    };
-    let path = dir.join(f.get_ref());
-    std::fs::read(&path)
-        .map(Some)
-        .map_err(|e| format!("[redis] {what} {}: {e}", path.display()))
-}
-
-impl Settings {
-    /// From `[redis]` (its files read relative to `dir`).
-    pub fn new(r: &conf::redis::RedisConf, dir: &std::path::Path) -> Result<Settings, String> {
-        let password = match read(dir, "password_file", r.password_file.as_ref())? {
-            Some(bytes) => {
-                // the file's last line ends the password
-                let end = bytes
-                    .iter()
-                    .rposition(|&b| b != b'\n' && b != b'\r')
-                    .map_or(0, |i| i + 1);
-                let encoded: String = bytes
-                    .get(..end)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|&b| {
-                        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                            char::from(b).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect();
-                format!(":{encoded}@")
-            }
-            None => String::new(),
-        };
-        let scheme = if r.tls { "rediss" } else { "redis" };
-        let url = format!(
-            "{scheme}://{password}{}/{}",
-            r.address.get_ref(),
-            r.database
-        );
-        let ca = read(dir, "ca_file", r.ca_file.as_ref())?;
-        let cert = read(dir, "cert_file", r.cert_file.as_ref())?;
-        let key = read(dir, "key_file", r.key_file.as_ref())?;
-        let client = if ca.is_some() || cert.is_some() {
-            let client_tls =
-                cert.zip(key)
-                    .map(|(client_cert, client_key)| redis::ClientTlsConfig {
-                        client_cert,
-                        client_key,
-                    });
-            redis::Client::build_with_tls(
-                url.as_str(),
-                redis::TlsCertificates {
-                    client_tls,
-                    root_cert: ca,
-                },
-            )
-        } else {
-            redis::Client::open(url.as_str())
-        }
-        .map_err(|e| format!("[redis] {e}"))?;
-        Ok(Settings {
-            client,
-            connect_timeout: r.connect_timeout.0,
-            command_timeout: r.command_timeout.0,
-        })
-    }
-}
 
 /// Starts the broker thread; what shards send it lease requests with.
 pub fn start(settings: Settings, peers: Peers) -> std::io::Result<Sender<(usize, Letter)>> {
@@ -119,9 +34,11 @@ pub fn start(settings: Settings, peers: Peers) -> std::io::Result<Sender<(usize,
     Ok(tx)
 }
 
-/// The Redis side: a connection made when needed, dropped on any error.
+/// The Redis side: a connection made when needed, dropped on any error; after a failure
+/// the next server of `Settings::servers` is tried.
 struct Store {
-    client: redis::Client,
+    /// Which server of `Settings::servers` is (or will be) connected.
+    at: usize,
     conn: Option<redis::Connection>,
     tried: Option<Instant>,
     down_logged: bool,
@@ -131,34 +48,38 @@ impl Store {
     fn connection(&mut self, s: &Settings) -> Option<&mut redis::Connection> {
         if self.conn.is_none() && self.tried.is_none_or(|t| t.elapsed() >= RETRY_AFTER) {
             self.tried = Some(Instant::now());
-            match self.client.get_connection_with_timeout(s.connect_timeout) {
+            let (address, client) = s.servers.get(self.at)?;
+            match client.get_connection_with_timeout(s.connect_timeout) {
                 Ok(c) => {
                     let _ = c.set_read_timeout(Some(s.command_timeout));
                     let _ = c.set_write_timeout(Some(s.command_timeout));
                     if self.down_logged {
                         crate::log!(
                             Info,
-                            "[redis] reachable again: global rate limits and quotas lease from it"
+                            "[redis] {address} reachable: global rate limits and quotas lease from it"
                         );
                         self.down_logged = false;
                     }
                     self.conn = Some(c);
                 }
-                Err(e) => self.fail(&e.to_string()),
+                Err(e) => self.fail(s, &e.to_string()),
             }
         }
         self.conn.as_mut()
     }
 
-    fn fail(&mut self, why: &str) {
+    /// Drops the connection (a failed command or connect) and moves on to the next server.
+    fn fail(&mut self, s: &Settings, why: &str) {
         self.conn = None;
         if !self.down_logged {
+            let address = s.servers.get(self.at).map_or("", |(a, _)| a.as_str());
             crate::log!(
                 Warn,
-                "[redis] unavailable ({why}): rate limits and quotas follow on_redis_down"
+                "[redis] {address} unavailable ({why}): rate limits and quotas follow on_redis_down"
             );
             self.down_logged = true;
         }
+        self.at = (self.at + 1) % s.servers.len().max(1);
     }
 
     /// Runs one lease on Redis.
@@ -204,7 +125,7 @@ impl Store {
                 window: count(window),
             },
             Err(e) => {
-                self.fail(&e.to_string());
+                self.fail(s, &e.to_string());
                 Reply::Down { hash: a.hash }
             }
         }
@@ -222,7 +143,7 @@ impl Store {
             .arg(g.window)
             .invoke(conn);
         if let Err(e) = done {
-            self.fail(&e.to_string());
+            self.fail(s, &e.to_string());
         }
     }
 }
@@ -236,7 +157,7 @@ struct Scripts {
 
 fn serve(s: &Settings, rx: &Receiver<(usize, Letter)>, peers: &Peers) {
     let mut store = Store {
-        client: s.client.clone(),
+        at: 0,
         conn: None,
         tried: None,
         down_logged: false,

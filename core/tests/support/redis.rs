@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
-    /// `--tls-*` arguments: it then listens with TLS only.
-    tls: Vec<String>,
+    /// Arguments instead of `--port <port>` (TLS, replication).
+    args: Vec<String>,
+    /// It listens with TLS only.
+    tls: bool,
 }
 
 /// Whether a Redis answers PING on `port`.
@@ -36,7 +38,40 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
-        Redis::start_with(port, Vec::new())
+        Redis::start_with(port, Vec::new(), false)
+    }
+
+    /// A replica of the Redis on `of` (read-only until promoted with `REPLICAOF NO ONE`).
+    pub fn start_replica(of: u16) -> Option<Redis> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let args = [
+            "--port",
+            &port.to_string(),
+            "--replicaof",
+            "127.0.0.1",
+            &of.to_string(),
+        ]
+        .map(String::from)
+        .to_vec();
+        Redis::start_with(port, args, false)
+    }
+
+    /// Sends one inline command (`REPLICAOF NO ONE`); the first line of the answer.
+    pub fn command(&self, line: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(super::DEADLINE)).unwrap();
+        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// One speaking TLS only, with `cert`/`key` (PEM files), clients verified against `ca`
@@ -59,13 +94,14 @@ impl Redis {
         }
         tls.push("--tls-auth-clients".into());
         tls.push(if clients { "yes" } else { "no" }.into());
-        Redis::start_with(port, tls)
+        Redis::start_with(port, tls, true)
     }
 
-    fn start_with(port: u16, tls: Vec<String>) -> Option<Redis> {
+    fn start_with(port: u16, args: Vec<String>, tls: bool) -> Option<Redis> {
         let mut r = Redis {
             port,
             child: None,
+            args,
             tls,
         };
         if !r.run() {
@@ -80,10 +116,10 @@ impl Redis {
     fn run(&mut self) -> bool {
         let port = self.port.to_string();
         let plain = ["--port", port.as_str()];
-        let mut args: Vec<&str> = if self.tls.is_empty() {
+        let mut args: Vec<&str> = if self.args.is_empty() {
             plain.to_vec()
         } else {
-            self.tls.iter().map(String::as_str).collect()
+            self.args.iter().map(String::as_str).collect()
         };
         args.extend(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         let child = Command::new("redis-server")
@@ -98,10 +134,10 @@ impl Redis {
         let end = Instant::now() + super::DEADLINE;
         while Instant::now() < end {
             // a TLS port is ready once it accepts (PING needs a handshake)
-            let ready = if self.tls.is_empty() {
-                answers(self.port)
-            } else {
+            let ready = if self.tls {
                 TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                answers(self.port)
             };
             if ready {
                 return true;
