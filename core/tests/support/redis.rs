@@ -29,25 +29,26 @@ fn answers(port: u16) -> bool {
             .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
 }
 
+/// A loopback port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Redis {
     /// Starts one on a free port; `None` (with the reason printed) when there is no
     /// `redis-server` here.
     pub fn start() -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         Redis::start_with(port, Vec::new(), false)
     }
 
     /// A replica of the Redis on `of` (read-only until promoted with `REPLICAOF NO ONE`).
     pub fn start_replica(of: u16) -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let args = [
             "--port",
             &port.to_string(),
@@ -77,11 +78,7 @@ impl Redis {
     /// One speaking TLS only, with `cert`/`key` (PEM files), clients verified against `ca`
     /// when `clients` (Redis's `tls-auth-clients`).
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path, clients: bool) -> Option<Redis> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut tls: Vec<String> = vec!["--port".into(), "0".into(), "--tls-port".into()];
         tls.push(port.to_string());
         for (flag, path) in [
