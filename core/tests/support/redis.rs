@@ -103,7 +103,8 @@ impl Redis {
         };
         if !r.run() {
             println!(
-                "skipping: no redis-server here (Debian package redis-server; .ci/run installs it)"
+                "skipping: no redis-server here, or it refused {:?} (Debian package redis-server, built with TLS; .ci/run installs it)",
+                r.args
             );
             return None;
         }
@@ -138,6 +139,13 @@ impl Redis {
             };
             if ready {
                 return true;
+            }
+            // it refused its arguments (a build without TLS): the caller skips, saying so
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().is_ok_and(|e| e.is_some())
+            {
+                self.child = None;
+                return false;
             }
             std::thread::yield_now();
         }
