@@ -52,6 +52,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("aggregate", include_str!("../scenarios/aggregate.toml")),
     ("rate-global", include_str!("../scenarios/rate-global.toml")),
     ("quota", include_str!("../scenarios/quota.toml")),
+    ("smoke", include_str!("../scenarios/smoke.toml")),
 ];
 
 /// One scenario file.
