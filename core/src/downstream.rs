@@ -12,7 +12,7 @@
 //! | finish | `finish::Finish` (drop): `on_finish`, counters |
 
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use policy::{Exchange, Lookup, Outcome, Params, TlsInfo, Verdict};
 use proto::{Status, Target, parse_request};
@@ -109,7 +109,7 @@ async fn read_head(s: &Settings, conn: &mut Conn) -> Result<Option<usize>, Proxy
                 Err(e) => return Err(ProxyError::ClientMalformed(e)),
             }
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(now),
             None if !conn.buf.is_empty() || conn.served == 0 => {
@@ -166,7 +166,8 @@ async fn bad_head(
     ex: &mut Exchange,
     e: ProxyError,
 ) -> Next {
-    ex.begin(conn.peer, Instant::now(), SystemTime::now());
+    // a precise start (latency figures); the wall time from the shard clock
+    ex.begin(conn.peer, Instant::now(), crate::clock::wall());
     ex.bytes_in = conn.buf.len() as u64;
     let mut fin = Finish::new(shard, gw, ex);
     gw.stamp.fresh(&shard.rng, &mut fin);
@@ -266,7 +267,8 @@ async fn exchange(
     head_len: usize,
 ) -> Next {
     let s = &gw.settings;
-    ex.begin(conn.peer, Instant::now(), SystemTime::now());
+    // a precise start (latency figures); the wall time from the shard clock
+    ex.begin(conn.peer, Instant::now(), crate::clock::wall());
     ex.method = conn.head.method;
     ex.bytes_in = head_len as u64;
     let mut ex = Finish::new(shard, gw, ex);

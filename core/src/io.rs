@@ -33,7 +33,7 @@ pub async fn read_more<S: Transport>(
         *buf = owned;
         return Err(IoFail::Full);
     }
-    match monoio::time::timeout(limit, s.read(owned.slice_mut(len..cap))).await {
+    match crate::clock::timeout(limit, s.read(owned.slice_mut(len..cap))).await {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             match res {
@@ -56,7 +56,7 @@ pub async fn write_all<S: Transport>(
         return Ok(());
     }
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(limit, s.write_all(owned)).await {
+    match crate::clock::timeout(limit, s.write_all(owned)).await {
         Ok((res, owned)) => {
             *buf = owned;
             res.map(|_| ()).map_err(|_| IoFail::Error)
@@ -80,7 +80,7 @@ pub async fn write_range<S: Transport>(
         *buf = owned;
         return Err(IoFail::Error);
     }
-    match monoio::time::timeout(limit, s.write_all(owned.slice(range))).await {
+    match crate::clock::timeout(limit, s.write_all(owned.slice(range))).await {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
             res.map(|_| ()).map_err(|_| IoFail::Error)

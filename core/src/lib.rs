@@ -11,6 +11,7 @@ pub mod aggregate_plan;
 pub mod answer;
 pub mod body;
 pub mod broker;
+pub mod clock;
 pub mod conn;
 pub mod control;
 pub mod downstream;

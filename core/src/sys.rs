@@ -130,3 +130,21 @@ pub fn fill_buf<T: monoio::buf::IoBufMut>(buf: &mut T, data: &[u8]) -> usize {
     }
     n
 }
+
+/// `CLOCK_MONOTONIC_COARSE`: the monotonic clock as of the last timer tick (1–10 ms old), read
+/// from the vDSO without the cycle counter — a few nanoseconds against ≈ 30 for a precise read.
+pub fn coarse_monotonic() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    if rc != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
