@@ -35,6 +35,8 @@ return {grant, next_ms}
 /// shards), period (`hour`, `day`, `month`), now in ms since the epoch (0: Redis's `TIME`).
 /// The record holds the current window's start and what it granted; a grant is at most what
 /// is left over twice the copies (at least 1), so the last tokens spread over the shards.
+/// The record expires an hour after its window ends, counted from the caller's now (a
+/// relative expiry: a node clock off from Redis's neither shortens nor stretches it).
 /// Returns {granted, ms until the window ends, left after the grant, window start in ms}.
 pub const QUOTA: &str = r"
 local limit = tonumber(ARGV[1])
@@ -92,7 +94,7 @@ local left = math.max(0, limit - used)
 local grant = math.min(want, left, math.max(1, math.floor(left / (2 * copies))))
 used = used + grant
 redis.call('HSET', KEYS[1], 'window', string.format('%d', start), 'used', string.format('%d', used))
-redis.call('PEXPIREAT', KEYS[1], string.format('%d', stop + 3600000))
+redis.call('PEXPIRE', KEYS[1], string.format('%d', stop - now + 3600000))
 return {grant, stop - now, left - grant, start}
 ";
 
