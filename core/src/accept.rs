@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::gateway::ListenerKind;
 use crate::listener::{ListenerId, Listening};
+use crate::park::Parked;
 use crate::shard::Shard;
 use crate::stream::ClientStream;
 
@@ -109,13 +110,8 @@ async fn accept_loop(
                     monoio::spawn(tls_serve(shard.clone(), stream, peer, addr));
                 } else {
                     let stream = ClientStream::Plain(stream);
-                    monoio::spawn(crate::downstream::serve(
-                        shard.clone(),
-                        stream,
-                        peer,
-                        addr,
-                        None,
-                    ));
+                    let conn = Parked::new(stream, peer, addr, None);
+                    monoio::spawn(crate::downstream::serve(shard.clone(), conn));
                 }
             }
             Err(e) => {
@@ -144,16 +140,18 @@ async fn tls_serve(
     // the connection counts as open (drain waits for it) from its first byte of handshake
     let slot = shard.register(
         std::os::fd::AsRawFd::as_raw_fd(&tcp),
-        Rc::new(std::cell::Cell::new(false)),
+        Rc::new(std::cell::Cell::new(crate::park::Phase::Busy)),
     );
-    let done = crate::tls::handshake::accept(tcp, l).await;
+    // boxed: the connection's task outlives the handshake, and need not keep its size
+    let done = Box::pin(crate::tls::handshake::accept(tcp, l)).await;
     shard.unregister(slot);
     drop(gw);
     match done {
         Ok((stream, info)) => {
             shard.stats.tls_handshake(&info);
             let stream = ClientStream::Tls(Box::new(stream));
-            crate::downstream::serve(shard, stream, peer, addr, Some(Rc::new(info))).await;
+            let conn = Parked::new(stream, peer, addr, Some(Rc::new(info)));
+            crate::downstream::serve(shard, conn).await;
         }
         Err(why) => {
             shard.stats.tls_failure(why);

@@ -1,15 +1,19 @@
-//! A client connection's state: its stream, reusable buffers and heads, and what it does after
-//! an exchange (`Next`) and says about it (`Persist`).
+//! A client connection's state while it serves a burst of requests: its stream, reusable
+//! buffers and heads (made from and given back to `park::Parked`), and what it does after an
+//! exchange (`Next`) and says about it (`Persist`).
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
+use monoio::io::Canceller;
+use policy::TlsInfo;
 use proto::{Framing, RequestHead, ResponseHead, Version};
 
+use crate::park::{Parked, Phase};
 use crate::stream::ClientStream;
 
-/// A client connection and its reusable buffers (allocated once per connection).
+/// A client connection and its reusable buffers (allocated once per burst of requests).
 pub struct Conn {
     /// The stream.
     pub stream: ClientStream,
@@ -30,42 +34,66 @@ pub struct Conn {
     pub head: RequestHead,
     /// The current response head (spans into `up_buf`).
     pub resp: ResponseHead,
-    /// True while waiting for the next request (drain may close the connection then).
-    pub idle: Rc<Cell<bool>>,
+    /// Where it stands (drain may close it between requests).
+    pub phase: Rc<Cell<Phase>>,
     /// Requests received on this connection.
     pub served: u64,
     /// The listener it came in on (`Gateway::listener`).
     pub listener: crate::listener::ListenerId,
+    /// Its TLS session, when it has one.
+    pub tls: Option<Rc<TlsInfo>>,
+    /// Cancels the read that waits for the next request without losing what it read.
+    pub cancel: Canceller,
 }
 
 /// Initial read buffer of a client connection.
 pub const INITIAL_BUFFER: usize = 4096;
+/// Room for this many request fields at first.
+const INITIAL_FIELDS: usize = 32;
+/// The write buffer's first size.
+const OUT_BUFFER: usize = 4096;
 
 impl Conn {
-    /// A connection on `stream` with buffers sized for a head of up to `max_fields` fields.
-    pub fn new(
-        stream: ClientStream,
-        peer: SocketAddr,
-        client_buffer: usize,
-        max_fields: usize,
-    ) -> Conn {
+    /// The connection `p` with buffers sized for a head of up to `max_fields` fields.
+    pub fn resume(p: Parked, client_buffer: usize, max_fields: usize) -> Conn {
         Conn {
-            stream,
-            peer,
+            stream: p.stream,
+            peer: p.peer,
             // Small at first: most heads fit in 4 KiB; it grows up to `client_buffer` on demand.
             buf: Vec::with_capacity(INITIAL_BUFFER.min(client_buffer)),
-            out: Vec::with_capacity(4096),
+            // allocated once a head is in (`ready_out`): a slow client does not hold it
+            out: Vec::new(),
             up_buf: Vec::new(),
             tap_out: Vec::new(),
             tap_scratch: Vec::new(),
-            head: RequestHead::with_capacity(max_fields),
+            // most heads have a few fields; a longer one grows it (up to `max_fields`)
+            head: RequestHead::with_capacity(max_fields.min(INITIAL_FIELDS)),
             resp: ResponseHead::with_capacity(16),
-            idle: Rc::new(Cell::new(true)),
-            served: 0,
-            listener: crate::listener::ListenerId {
-                addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                nth: 0,
-            },
+            phase: p.phase,
+            served: p.served,
+            listener: p.listener,
+            tls: p.tls,
+            cancel: Canceller::new(),
+        }
+    }
+
+    /// Gives the write buffer its first allocation, once a burst has a head to answer.
+    pub fn ready_out(&mut self) {
+        if self.out.capacity() == 0 {
+            self.out = Vec::with_capacity(OUT_BUFFER);
+        }
+    }
+
+    /// What the connection keeps while it idles; the rest is dropped. Only between requests:
+    /// nothing unread may be in `buf`.
+    pub fn park(self) -> Parked {
+        Parked {
+            stream: self.stream,
+            peer: self.peer,
+            listener: self.listener,
+            tls: self.tls,
+            phase: self.phase,
+            served: self.served,
         }
     }
 

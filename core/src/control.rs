@@ -104,6 +104,8 @@ pub struct ShardCounters {
     pub over_limit: u64,
     /// Client connections open now.
     pub open: u64,
+    /// Of those, idle keep-alive connections parked (holding no buffers).
+    pub parked: u64,
     /// Exchanges begun (a request head parsed, or failing to parse).
     pub requests: u64,
     /// Exchanges finished (`on_finish` ran): every one begun, once it ended.

@@ -11,10 +11,11 @@
 //! | forward | `forward::proxy` (select → attempt → relay) |
 //! | finish | `finish::Finish` (drop): `on_finish`, counters |
 
+use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use policy::{Exchange, Lookup, Outcome, Params, TlsInfo, Verdict};
+use policy::{Exchange, Lookup, Outcome, Params, Verdict};
 use proto::{Status, Target, parse_request};
 
 use crate::answer::{self, Answer};
@@ -24,30 +25,55 @@ use crate::finish::Finish;
 use crate::forward::Forwarding;
 use crate::gateway::{Gateway, ListenerKind, Settings};
 use crate::io::{self, IoFail};
+use crate::park::{IDLE_HOLD, Parked, Phase};
 use crate::shard::Shard;
-use crate::stream::{ClientStream, Close, Transport};
+use crate::stream::{Close, Transport};
 
-/// Serves one client connection of listener `listener` (its TLS, when it has any, already
-/// established) until it closes.
-pub async fn serve(
-    shard: Rc<Shard>,
-    stream: ClientStream,
-    peer: std::net::SocketAddr,
-    listener: crate::listener::ListenerId,
-    tls: Option<Rc<TlsInfo>>,
-) {
+/// Serves one client connection (its TLS, when it has any, already established) until it
+/// closes. Each burst of requests runs boxed with fresh buffers; between bursts the connection
+/// waits parked, holding none of them (`park`).
+pub fn serve(shard: Rc<Shard>, conn: Parked) -> impl Future<Output = ()> {
+    serve_parked(shard, Some(conn))
+}
+
+/// `serve` with the parked state in the one slot a burst takes it from and puts it back into
+/// (a future keeps its arguments apart from its other state: one slot, stored once, keeps a
+/// parked connection's task small).
+async fn serve_parked(shard: Rc<Shard>, mut slot: Option<Parked>) {
+    let Some((fd, phase)) = slot.as_ref().map(|p| (p.stream.fd(), p.phase.clone())) else {
+        return;
+    };
+    let registered = shard.register(fd, phase);
+    loop {
+        Box::pin(burst(&shard, &mut slot)).await;
+        let Some(parked) = slot.as_mut() else { break };
+        let keepalive = shard.gateway().settings.keepalive_timeout;
+        if !parked.wait(keepalive.saturating_sub(IDLE_HOLD)).await {
+            // idled out: boxed, so the parked future stays small
+            Box::pin(parked.stream.shutdown(Close::Clean)).await;
+            break;
+        }
+    }
+    shard.unregister(registered);
+}
+
+/// Serves requests on the connection in `slot` until it closes (`slot` left empty) or no
+/// request came for `IDLE_HOLD` (it is parked back into `slot`).
+async fn burst(shard: &Shard, slot: &mut Option<Parked>) {
+    let Some(p) = slot.take() else { return };
     let gw = shard.gateway();
-    let s = &gw.settings;
-    let mut conn = Conn::new(stream, peer, s.client_buffer, s.limits.max_fields);
-    conn.listener = listener;
+    let mut conn = Conn::resume(p, gw.settings.client_buffer, gw.settings.limits.max_fields);
     drop(gw);
-    let slot = shard.register(conn.stream.fd(), conn.idle.clone());
     let mut ex = Exchange {
-        tls,
+        tls: conn.tls.clone(),
         ..Exchange::default()
     };
-    let end = run(&shard, &mut conn, &mut ex).await;
+    let end = run(shard, &mut conn, &mut ex).await;
     let how = match end {
+        End::Idle => {
+            *slot = Some(conn.park());
+            return;
+        }
         End::Abort => Close::Abort,
         End::Linger | End::Quiet => Close::Clean,
     };
@@ -57,7 +83,6 @@ pub async fn serve(
         // connection before it has read our answer.
         drain_input(&mut conn).await;
     }
-    shard.unregister(slot);
 }
 
 /// How a connection's service ended.
@@ -70,18 +95,26 @@ enum End {
     Quiet,
     /// The stream broke or an answer was cut short.
     Abort,
+    /// No request came for `IDLE_HOLD`: the connection parks.
+    Idle,
 }
 
 /// Serves requests until the connection should close.
 async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> End {
     loop {
-        conn.idle.set(conn.buf.is_empty());
+        conn.phase.set(if conn.buf.is_empty() {
+            Phase::Waiting
+        } else {
+            Phase::Busy
+        });
         let read = read_head(&shard.gateway().settings, conn).await;
         // each exchange runs on the config current when its head arrived
         let gw = shard.gateway();
+        conn.ready_out();
         let next = match read {
-            Ok(None) => return End::Quiet,
-            Ok(Some(head_len)) => {
+            Ok(Head::Gone) => return End::Quiet,
+            Ok(Head::Idle) => return End::Idle,
+            Ok(Head::Complete(head_len)) => {
                 conn.served += 1;
                 exchange(shard, &gw, conn, ex, head_len).await
             }
@@ -95,24 +128,34 @@ async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> End {
     }
 }
 
-/// Reads until a complete head is in `conn.buf`. `Ok(None)`: the client left or idled out
-/// between requests (nothing to answer).
-async fn read_head(s: &Settings, conn: &mut Conn) -> Result<Option<usize>, ProxyError> {
+/// What waiting for a head gave.
+enum Head {
+    /// A complete head of this many bytes is at the start of `conn.buf`.
+    Complete(usize),
+    /// Between requests, none came for `IDLE_HOLD` (and nothing was lost): park.
+    Idle,
+    /// The client left or idled out between requests (nothing to answer).
+    Gone,
+}
+
+/// Reads until a complete head is in `conn.buf`.
+async fn read_head(s: &Settings, conn: &mut Conn) -> Result<Head, ProxyError> {
     let mut deadline: Option<Instant> = None;
     let mut parse = true;
     let mut saw_line_end = false;
     loop {
         if parse && !conn.buf.is_empty() {
             match parse_request(&conn.buf, &mut conn.head, &s.limits) {
-                Ok(Status::Complete(n)) => return Ok(Some(n)),
+                Ok(Status::Complete(n)) => return Ok(Head::Complete(n)),
                 Ok(Status::Partial) => {}
                 Err(e) => return Err(ProxyError::ClientMalformed(e)),
             }
         }
         let now = crate::clock::now();
+        let between = conn.buf.is_empty() && conn.served > 0 && deadline.is_none();
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(now),
-            None if !conn.buf.is_empty() || conn.served == 0 => {
+            None if !between => {
                 deadline = Some(now + s.client_head_timeout);
                 s.client_head_timeout
             }
@@ -122,7 +165,15 @@ async fn read_head(s: &Settings, conn: &mut Conn) -> Result<Option<usize>, Proxy
             return Err(ProxyError::ClientHeadTimeout);
         }
         let before = conn.buf.len();
-        match io::read_more(&mut conn.stream, &mut conn.buf, wait).await {
+        // between requests, a short wait first that loses nothing when it ends: then park
+        let hold = between && wait > IDLE_HOLD;
+        let got = if hold {
+            io::read_more_or_cancel(&mut conn.stream, &mut conn.buf, IDLE_HOLD, &mut conn.cancel)
+                .await
+        } else {
+            io::read_more(&mut conn.stream, &mut conn.buf, wait).await
+        };
+        match got {
             Ok(_) => {}
             Err(IoFail::Full) if conn.buf.capacity() < s.client_buffer => {
                 let cap = conn.buf.capacity();
@@ -133,13 +184,14 @@ async fn read_head(s: &Settings, conn: &mut Conn) -> Result<Option<usize>, Proxy
             Err(IoFail::Full) => {
                 return Err(ProxyError::ClientMalformed(proto::ParseError::HeadTooLarge));
             }
+            Err(IoFail::Timeout) if hold => return Ok(Head::Idle),
             // Nothing of a request arrived: close quietly, like a keep-alive idle timeout.
-            Err(IoFail::Timeout) if before == 0 => return Ok(None),
+            Err(IoFail::Timeout) if before == 0 => return Ok(Head::Gone),
             Err(IoFail::Timeout) => return Err(ProxyError::ClientHeadTimeout),
-            Err(_) => return Ok(None),
+            Err(_) => return Ok(Head::Gone),
         }
         // A request has started: drain no longer counts this connection as idle.
-        conn.idle.set(false);
+        conn.phase.set(Phase::Busy);
         // Parsing restarts from the head's first byte, so parse again only when a line may
         // have ended (or the head is still short, so garbage is refused at once, or a limit is
         // crossed): a head trickled a byte at a time costs O(lines × head), not O(bytes × head).

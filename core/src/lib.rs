@@ -24,6 +24,7 @@ pub mod io;
 pub mod listener;
 pub mod log;
 pub mod metrics;
+pub mod park;
 pub mod reload;
 pub mod runtime;
 pub mod shard;

@@ -153,7 +153,7 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
             .map(|c| (format!("shard=\"{}\"", c.shard), f(c)))
             .collect()
     };
-    let plain: [(&str, &str, &str, ShardValue<'_>); 7] = [
+    let plain: [(&str, &str, &str, ShardValue<'_>); 8] = [
         (
             "shardgate_requests_total",
             "counter",
@@ -183,6 +183,12 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
             "gauge",
             "Client connections open.",
             &|c| c.open,
+        ),
+        (
+            "shardgate_connections_parked",
+            "gauge",
+            "Idle keep-alive client connections parked: holding no buffers.",
+            &|c| c.parked,
         ),
         (
             "shardgate_retries_total",

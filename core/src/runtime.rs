@@ -177,6 +177,7 @@ async fn shard_main(
     // the tasks of this config's stages; a config that replaces it starts its own
     shard.start_tasks();
     monoio::spawn(flush_access_log(Rc::downgrade(&shard)));
+    monoio::spawn(sweep_parked(Rc::downgrade(&shard)));
     let id = shard.id;
     policy::letter::set_sender(Box::new(move |l| peers.send(id, l)));
     let _ = ready.send(Ok(if uring { "io_uring" } else { "epoll" }));
@@ -212,6 +213,17 @@ async fn flush_access_log(shard: std::rc::Weak<Shard>) {
             }
         };
         monoio::time::sleep(wait).await;
+    }
+}
+
+/// Closes parked connections whose keep-alive ran out (`park`), and hands the memory that
+/// connections gave back to the system, until the shard is gone.
+async fn sweep_parked(shard: std::rc::Weak<Shard>) {
+    loop {
+        monoio::time::sleep(crate::park::SWEEP_EVERY).await;
+        let Some(s) = shard.upgrade() else { return };
+        s.expire_parked(crate::clock::now());
+        crate::sys::collect_freed_memory();
     }
 }
 

@@ -4,12 +4,14 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::time::Instant;
 
 use policy::task::Wake;
 use policy::{Exchange, Outcome};
 
 use crate::control::ShardCounters;
 use crate::gateway::Gateway;
+use crate::park::Phase;
 use crate::stats::{bump, class_index};
 
 /// Per-shard counters, read by the counters message.
@@ -87,11 +89,11 @@ fn targets(gw: &Gateway) -> Vec<crate::control::TargetCounters> {
         .collect()
 }
 
-/// Open client connections: their fds and whether each is idle between requests, so drain
-/// can close idle ones at once. Updated per connection, read only at drain.
+/// Open client connections: their fds and where each stands, so drain can close idle ones at
+/// once and the sweep the parked ones whose keep-alive ran out.
 #[derive(Default)]
 struct Registry {
-    slots: Vec<Option<(RawFd, Rc<Cell<bool>>)>>,
+    slots: Vec<Option<(RawFd, Rc<Cell<Phase>>)>>,
     free: Vec<usize>,
     open: usize,
 }
@@ -277,18 +279,18 @@ impl Shard {
     }
 
     /// Records an open client connection; returns its slot.
-    pub fn register(&self, fd: RawFd, idle: Rc<Cell<bool>>) -> usize {
+    pub fn register(&self, fd: RawFd, phase: Rc<Cell<Phase>>) -> usize {
         let mut r = self.conns.borrow_mut();
         r.open += 1;
         match r.free.pop() {
             Some(i) => {
                 if let Some(s) = r.slots.get_mut(i) {
-                    *s = Some((fd, idle));
+                    *s = Some((fd, phase));
                 }
                 i
             }
             None => {
-                r.slots.push(Some((fd, idle)));
+                r.slots.push(Some((fd, phase)));
                 r.slots.len() - 1
             }
         }
@@ -315,8 +317,31 @@ impl Shard {
 
     /// Ends the wait of every idle connection (its pending read sees EOF).
     pub fn close_idle(&self) {
-        for (fd, idle) in self.conns.borrow().slots.iter().flatten() {
-            if idle.get() {
+        for (fd, phase) in self.conns.borrow().slots.iter().flatten() {
+            if phase.get().idle() {
+                crate::sys::shutdown_read(*fd);
+            }
+        }
+    }
+
+    /// Idle keep-alive connections parked now (counted on demand: a scrape, not a request,
+    /// pays for it).
+    pub fn parked_connections(&self) -> usize {
+        let r = self.conns.borrow();
+        r.slots
+            .iter()
+            .flatten()
+            .filter(|(_, phase)| matches!(phase.get(), Phase::Parked(_)))
+            .count()
+    }
+
+    /// Wakes the parked connections whose keep-alive ended by `now`, marked so they close.
+    pub fn expire_parked(&self, now: Instant) {
+        for (fd, phase) in self.conns.borrow().slots.iter().flatten() {
+            if let Phase::Parked(deadline) = phase.get()
+                && deadline <= now
+            {
+                phase.set(Phase::Expired);
                 crate::sys::shutdown_read(*fd);
             }
         }
@@ -349,6 +374,7 @@ impl Shard {
             accepted: s.accepted.get(),
             over_limit: s.over_limit.get(),
             open: self.open_connections() as u64,
+            parked: self.parked_connections() as u64,
             requests: s.requests.get(),
             finished: s.finished.get(),
             outcomes: s.outcomes.each_ref().map(Cell::get),

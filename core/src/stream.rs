@@ -12,7 +12,9 @@ use std::task::{Context, Poll};
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 
 pub use crate::sys::Ready;
@@ -40,8 +42,18 @@ pub type UpstreamStream = Stream;
 pub trait Transport {
     /// Reads into `buf`'s uninitialised part (monoio owns the buffer meanwhile).
     fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
+    /// `read` that `cancel` can cancel without losing data: a cancelled read still ends with
+    /// what it read, or with `ECANCELED` when it read nothing.
+    fn read_cancelable<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> impl Future<Output = BufResult<usize, T>>;
     /// Writes all of `buf`.
     fn write_all<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>>;
+    /// Gives back buffers the stream holds for itself while the connection idles (TLS: its
+    /// ciphertext buffers).
+    fn release_buffers(&mut self);
     /// Ends the sending side (TLS: close_notify first when `Clean`).
     fn shutdown(&mut self, how: Close) -> impl Future<Output = ()>;
     /// The socket's fd (drain shuts its read side down).
@@ -97,6 +109,28 @@ impl Transport for Stream {
             Stream::Tls(s) => Either::Tls {
                 f: Box::pin(s.read(buf)),
             },
+        }
+    }
+
+    #[inline]
+    fn read_cancelable<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> impl Future<Output = BufResult<usize, T>> {
+        match self {
+            Stream::Plain(s) => Either::Plain {
+                f: s.cancelable_read(buf, cancel),
+            },
+            Stream::Tls(s) => Either::Tls {
+                f: Box::pin(s.read_cancelable(buf, cancel)),
+            },
+        }
+    }
+
+    fn release_buffers(&mut self) {
+        if let Stream::Tls(s) = self {
+            s.release_buffers();
         }
     }
 

@@ -1,5 +1,6 @@
 //! The few syscalls that neither socket2 nor monoio expose: CPU affinity queries, shutting down
-//! a socket's read side by fd (drain), and a read that does not wait (`recv_ready`).
+//! a socket's read side by fd (drain), a read that does not wait (`recv_ready`), the coarse
+//! clock, and mimalloc's collect.
 #![expect(
     unsafe_code,
     reason = "thin, documented libc wrappers; the only unsafe in shardgate"
@@ -147,4 +148,13 @@ pub fn coarse_monotonic() -> std::time::Duration {
         u64::try_from(ts.tv_sec).unwrap_or(0),
         u32::try_from(ts.tv_nsec).unwrap_or(0),
     )
+}
+
+/// Lets this thread's mimalloc heap return the pages freed since the last call (after its
+/// purge delay) instead of waiting for its next allocation: a shard whose connections went
+/// idle allocates nothing more, and would keep their buffers' memory.
+pub fn collect_freed_memory() {
+    // SAFETY: mi_collect takes no pointers and may be called from any thread at any time;
+    // without mimalloc as the global allocator it only tidies an unused heap.
+    unsafe { libmimalloc_sys::mi_collect(false) }
 }

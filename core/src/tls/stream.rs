@@ -6,7 +6,9 @@ use std::io::{self, BufRead};
 
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 use rustls::Connection;
 
@@ -59,7 +61,7 @@ impl TlsStream {
         while s.tls.is_handshaking() {
             s.flush().await.map_err(HandshakeError::Io)?;
             if s.tls.is_handshaking() && s.tls.wants_read() {
-                match s.fill().await {
+                match s.fill(None).await {
                     Ok(true) => {}
                     Ok(false) => return Err(HandshakeError::Closed),
                     Err(Fill::Tls(e)) => return Err(HandshakeError::Tls(e)),
@@ -130,6 +132,19 @@ impl TlsStream {
         Sent::Took(n)
     }
 
+    /// Gives back the ciphertext buffers while the connection idles (only when they hold
+    /// nothing not yet used; each is allocated again by the next read or write).
+    pub fn release_buffers(&mut self) {
+        if self.rpos >= self.rbuf.len() {
+            self.rbuf = Vec::new();
+            self.rpos = 0;
+        }
+        if self.wpos >= self.wbuf.len() {
+            self.wbuf = Vec::new();
+            self.wpos = 0;
+        }
+    }
+
     /// Ciphertext is waiting for the socket.
     pub fn write_pending(&self) -> bool {
         self.wpos < self.wbuf.len()
@@ -148,8 +163,9 @@ impl TlsStream {
     }
 
     /// Gives rustls the ciphertext not yet handed over, reading the socket first when there is
-    /// none. `Ok(false)`: the peer closed the TCP connection.
-    async fn fill(&mut self) -> Result<bool, Fill> {
+    /// none (a read `cancel` can cancel, when given). `Ok(false)`: the peer closed the TCP
+    /// connection.
+    async fn fill(&mut self, cancel: Option<&CancelHandle>) -> Result<bool, Fill> {
         let mut open = true;
         if self.rpos >= self.rbuf.len() {
             self.rbuf.clear();
@@ -158,7 +174,11 @@ impl TlsStream {
                 // lost to a cancelled read
                 self.rbuf.reserve(RECORD);
             }
-            let (res, buf) = self.tcp.read(std::mem::take(&mut self.rbuf)).await;
+            let rbuf = std::mem::take(&mut self.rbuf);
+            let (res, buf) = match cancel {
+                None => self.tcp.read(rbuf).await,
+                Some(c) => self.tcp.cancelable_read(rbuf, c.clone()).await,
+            };
             self.rbuf = buf;
             if res.map_err(Fill::Io)? == 0 {
                 open = false;
@@ -217,12 +237,30 @@ impl TlsStream {
     }
 
     /// Reads plaintext into `buf`; 0 at the end of the stream.
-    pub async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    pub async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        self.read_with(buf, None).await
+    }
+
+    /// `read` whose socket reads `cancel` can cancel without losing what they read: the
+    /// cancelled read's ciphertext stays buffered for the next read.
+    pub async fn read_cancelable<T: IoBufMut>(
+        &mut self,
+        buf: T,
+        cancel: CancelHandle,
+    ) -> BufResult<usize, T> {
+        self.read_with(buf, Some(&cancel)).await
+    }
+
+    async fn read_with<T: IoBufMut>(
+        &mut self,
+        mut buf: T,
+        cancel: Option<&CancelHandle>,
+    ) -> BufResult<usize, T> {
         loop {
             if let Some(r) = self.take_plaintext(&mut buf) {
                 return (r, buf);
             }
-            match self.fill().await {
+            match self.fill(cancel).await {
                 Ok(_) => {}
                 Err(Fill::Io(e)) => return (Err(e), buf),
                 Err(Fill::Tls(e)) => return (Err(invalid(e)), buf),

@@ -71,6 +71,7 @@ impl InProcess {
         for c in self.counters(Duration::from_secs(5)) {
             t.accepted += c.accepted;
             t.open += c.open;
+            t.parked += c.parked;
             t.over_limit += c.over_limit;
             t.requests += c.requests;
             t.retries += c.retries;
