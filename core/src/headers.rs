@@ -1,11 +1,9 @@
 //! What a proxy changes in the heads it forwards (RFC 9110 §7.6): hop-by-hop fields dropped,
 //! framing re-written, Host chosen, X-Forwarded-* and Via added.
 
-use std::io::Write;
-
 use conf::{ForwardingConf, HostRewrite};
 use proto::framing::named_by_connection;
-use proto::write::{put_content_length, put_field, put_status_line};
+use proto::write::{put_content_length, put_field, put_ip, put_status_line};
 use proto::{Field, FieldKind, Framing, Method, RequestHead, ResponseHead, Target, Version};
 
 use crate::conn::Persist;
@@ -182,9 +180,7 @@ pub fn write_request_head(
     }
     if fwd.x_forwarded_for {
         let ip = client.ip();
-        let add = |o: &mut Vec<u8>| {
-            let _ = write!(o, "{ip}");
-        };
+        let add = |o: &mut Vec<u8>| put_ip(o, ip);
         if xff {
             put_joined(
                 out,

@@ -21,6 +21,31 @@ pub fn put_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(digits.get(i..).unwrap_or_default());
 }
 
+/// Appends `ip` as text (the `Display` form). IPv4 by hand: through `Display` each octet
+/// goes through the formatter, ≈ 460 instructions per address against ≈ 40 (callgrind).
+pub fn put_ip(out: &mut Vec<u8>, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            for (i, n) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if n >= 100 {
+                    out.push(b'0' + n / 100);
+                }
+                if n >= 10 {
+                    out.push(b'0' + n / 10 % 10);
+                }
+                out.push(b'0' + n % 10);
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            use std::io::Write;
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// Appends `name: value\r\n`.
 #[inline]
 pub fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -124,6 +149,26 @@ mod tests {
         let mut empty = Vec::new();
         put_list_field(&mut empty, b"A", b"1");
         assert_eq!(empty, b"A: 1\r\n");
+    }
+
+    #[test]
+    fn addresses_read_as_display_writes_them() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "127.0.0.1",
+            "10.0.100.9",
+            "1.20.3.40",
+            "192.168.99.199",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = b"x ".to_vec();
+            put_ip(&mut out, ip);
+            assert_eq!(out, format!("x {ip}").as_bytes());
+        }
     }
 
     #[test]
