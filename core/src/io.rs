@@ -28,20 +28,11 @@ pub async fn read_more<S: Transport>(
     buf: &mut Vec<u8>,
     limit: Duration,
 ) -> Result<usize, IoFail> {
-    let owned = std::mem::take(buf);
-    let (len, cap) = (owned.len(), owned.capacity());
-    if len >= cap {
-        *buf = owned;
-        return Err(IoFail::Full);
-    }
-    match crate::clock::timeout(limit, s.read(owned.slice_mut(len..cap))).await {
+    let (owned, spare) = take_spare(buf)?;
+    match crate::clock::timeout(limit, s.read(owned.slice_mut(spare))).await {
         Ok((res, slice)) => {
             *buf = slice.into_inner();
-            match res {
-                Ok(0) => Err(IoFail::Eof),
-                Ok(n) => Ok(n),
-                Err(_) => Err(IoFail::Error),
-            }
+            outcome(res)
         }
         Err(_) => Err(IoFail::Timeout),
     }
@@ -56,13 +47,8 @@ pub async fn read_more_or_cancel<S: Transport>(
     limit: Duration,
     cancel: &mut monoio::io::Canceller,
 ) -> Result<usize, IoFail> {
-    let owned = std::mem::take(buf);
-    let (len, cap) = (owned.len(), owned.capacity());
-    if len >= cap {
-        *buf = owned;
-        return Err(IoFail::Full);
-    }
-    let mut read = std::pin::pin!(s.read_cancelable(owned.slice_mut(len..cap), cancel.handle()));
+    let (owned, spare) = take_spare(buf)?;
+    let mut read = std::pin::pin!(s.read_cancelable(owned.slice_mut(spare), cancel.handle()));
     let (res, slice) = match crate::clock::timeout(limit, &mut read).await {
         Ok(done) => done,
         Err(_) => {
@@ -71,6 +57,23 @@ pub async fn read_more_or_cancel<S: Transport>(
         }
     };
     *buf = slice.into_inner();
+    outcome(res)
+}
+
+/// Takes `buf` out for a read into its spare capacity (the range returned); `Full`, with
+/// `buf` left in place, when it has none.
+#[inline]
+fn take_spare(buf: &mut Vec<u8>) -> Result<(Vec<u8>, Range<usize>), IoFail> {
+    let (len, cap) = (buf.len(), buf.capacity());
+    if len >= cap {
+        return Err(IoFail::Full);
+    }
+    Ok((std::mem::take(buf), len..cap))
+}
+
+/// What a finished read means.
+#[inline]
+fn outcome(res: std::io::Result<usize>) -> Result<usize, IoFail> {
     match res {
         Ok(0) => Err(IoFail::Eof),
         Ok(n) => Ok(n),
