@@ -1,6 +1,6 @@
-//! A route's aggregate (`crate::aggregate`) compiled for a shard: each call's upstream, target template (request
-//! placeholders, and fields of the call it depends on), method, deadline and the client
-//! fields it passes on.
+//! A route's aggregate compiled for a shard (the aggregate module runs it): each call's
+//! upstream, target template (request placeholders, and fields of the call it depends on),
+//! method, deadline and the client fields it passes on.
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ use policy::{Exchange, Outcome};
 use proto::{Method, RequestHead};
 use serde_json::Value;
 
-pub use crate::aggregate_plan::Plan;
+use crate::aggregate_plan::Plan;
 use crate::gateway::Gateway;
 use call::CallError;
 
