@@ -18,28 +18,13 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release -q -p shardgate -p loadtest
 BIN=target/release
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source loadtest/scripts/common.sh
 ORIGIN_PORT=$(free_port)
 SG_PORT=$(free_port)
 NG_PORT=$(free_port)
-cat >"$OUT/shardgate.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$SG_PORT"]
-shards = 1
-pin = [0]
-max_connections = 30000
+proxy_toml "$OUT/shardgate.toml" "$SG_PORT" "$ORIGIN_PORT" 'max_connections = 30000
 keepalive_timeout = "120s"
-client_head_timeout = "120s"
-
-[[upstream]]
-name = "origin"
-targets = ["127.0.0.1:$ORIGIN_PORT"]
-keepalive = 1024
-
-[[route]]
-path = "/{*rest}"
-upstream = "origin"
-EOF
+client_head_timeout = "120s"'
 mkdir -p "$OUT/nginx"
 cat >"$OUT/nginx.conf" <<EOF
 worker_processes 1;

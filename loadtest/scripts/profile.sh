@@ -25,24 +25,10 @@ cargo build --release -q -p shardgate -p loadtest
 BIN=target/release
 TICK=$(getconf CLK_TCK)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source loadtest/scripts/common.sh
 ORIGIN_PORT=$(free_port)
 GW_PORT=$(free_port)
-cat >"$OUT/shardgate.toml" <<EOF
-[server]
-listen = ["127.0.0.1:$GW_PORT"]
-shards = 1
-pin = [0]
-
-[[upstream]]
-name = "origin"
-targets = ["127.0.0.1:$ORIGIN_PORT"]
-keepalive = 1024
-
-[[route]]
-path = "/{*rest}"
-upstream = "origin"
-EOF
+proxy_toml "$OUT/shardgate.toml" "$GW_PORT" "$ORIGIN_PORT"
 
 taskset -c 1 "$BIN/loadtest" origin --listen "127.0.0.1:$ORIGIN_PORT" --size 100 >/dev/null 2>&1 &
 ORIGIN=$!
