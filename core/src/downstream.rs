@@ -417,7 +417,7 @@ async fn exchange(
     };
     // a stage must see the body whole: read it (bounded), show it, then forward it
     let limit = limit.min(s.max_body).min(ex.max_body);
-    let body = match crate::body::read_whole(conn, head_len, limit, s).await {
+    let mut body = match crate::body::read_whole(conn, head_len, limit, s).await {
         Ok(b) => b,
         Err(e) => {
             let Some(answer) = Answer::of_error(e) else {
@@ -431,6 +431,9 @@ async fn exchange(
         .on_body(&conn.head, &conn.buf, &body.body, &mut ex);
     if let Some(next) = verdict_answer(shard, s, conn, &mut ex, verdict, close, head_len).await {
         return next;
+    }
+    if let Some(made) = ex.edits.body.take() {
+        body.body = made;
     }
     ex.edits.content_length = Some(body.body.len() as u64);
     crate::forward::proxy(&forwarding, conn, &mut ex, Some(body)).await

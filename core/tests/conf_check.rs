@@ -82,7 +82,7 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, validate"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: ai, api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, validate"), "{err}");
 }
 
 #[test]
@@ -156,6 +156,10 @@ fn good_file_prints_routes() {
             (
                 "example.key",
                 include_str!("../../conf/examples/example.key"),
+            ),
+            (
+                "provider.key",
+                include_str!("../../conf/examples/provider.key"),
             ),
         ],
     );

@@ -143,6 +143,8 @@ pub struct Edits {
     /// The body was read whole (for a stage) and goes upstream with this Content-Length,
     /// whatever its framing was.
     pub content_length: Option<u64>,
+    /// A body a stage made of the one read whole (a translation), sent instead of it.
+    pub body: Option<Vec<u8>>,
 }
 
 /// How an exchange ended.
@@ -182,7 +184,8 @@ pub struct UpstreamRecord {
     pub param_key: Option<u64>,
     /// Attempts that went to another target than the one before (retries).
     pub retries: u8,
-    /// Set by group choice: the index of the upstream group.
+    /// The index of the upstream group: set by a stage (an AI route's provider) or else by
+    /// the route's group choice.
     pub group: Option<usize>,
 }
 
@@ -416,6 +419,7 @@ impl Exchange {
         self.edits.target = None;
         self.edits.host = None;
         self.edits.content_length = None;
+        self.edits.body = None;
         self.response.clear();
         self.max_body = u64::MAX;
         self.permits.clear();

@@ -337,6 +337,7 @@ impl Pipelines {
                     address: &address,
                     params,
                     redis: config.redis.as_ref(),
+                    upstreams: &config.upstreams,
                 };
                 match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
                     Ok(s) => stages.push(s),

@@ -115,6 +115,8 @@ pub struct StageContext<'a> {
     pub params: &'a [String],
     /// `[redis]`, when the config has it (global rate limits lease from it).
     pub redis: Option<&'a conf::redis::RedisConf>,
+    /// The config's upstream groups, in order (a stage that picks one names it).
+    pub upstreams: &'a [conf::model::Upstream],
 }
 
 /// The address of a stage built outside any config (tests, benchmarks).
@@ -133,6 +135,7 @@ impl<'a> StageContext<'a> {
             address: &NOWHERE,
             params: &[],
             redis: None,
+            upstreams: &[],
         }
     }
 }

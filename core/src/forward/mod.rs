@@ -176,7 +176,8 @@ async fn forward(
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
-    let group = route.choice.pick(&conn.head, &conn.buf, ex);
+    // a stage may have picked the group (an AI route, its provider's)
+    let group = (ex.upstream.group).or_else(|| route.choice.pick(&conn.head, &conn.buf, ex));
     ex.upstream.group = group;
     let up = group
         .and_then(|i| gw.upstreams.get(i))

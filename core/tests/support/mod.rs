@@ -5,6 +5,7 @@
 pub mod fleet;
 pub mod inproc;
 pub mod origin;
+pub mod provider;
 pub mod redis;
 pub mod script;
 pub mod tls;

@@ -1,5 +1,6 @@
 //! The stage registry: adding a stage is one file in this folder and one line below.
 
+pub mod ai;
 pub mod api_key;
 pub mod authorize;
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod tap_test;
 pub mod validate;
 
 crate::stages! {
+    ai::Ai,
     api_key::ApiKey,
     authorize::Authorize,
     cache::Cache,

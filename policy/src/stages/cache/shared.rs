@@ -446,6 +446,7 @@ mod tests {
                 address: &address,
                 params: &[],
                 redis: None,
+                upstreams: &[],
             };
             let s = Share::new(&ctx, Duration::from_secs(1));
             (0..64)

@@ -1,0 +1,440 @@
+//! The `ai` stage through a real gateway and fake providers on loopback that speak each
+//! provider's wire format: a Chat Completions request reaches an OpenAI-compatible server,
+//! Anthropic Messages and Gemini translated (byte-checked against the expected JSON, with the
+//! gateway's key and never the client's), and the answers come back in OpenAI's format
+//! (byte-checked); streams arrive event by event (the first read before the provider sent
+//! the last); a provider's error becomes an OpenAI error with its status; a client that
+//! leaves a stream stops the provider's; bad requests are problems.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::disallowed_types,
+    clippy::zombie_processes
+)]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+use support::provider::{Provider, Reply, gated, stream, whole};
+use support::{Gateway, TempDir, request};
+
+struct Setup {
+    gw: Gateway,
+    oai: Provider,
+    claude: Provider,
+    gem: Provider,
+    _keys: TempDir,
+}
+
+fn setup() -> Setup {
+    let (oai, claude, gem) = (Provider::start(), Provider::start(), Provider::start());
+    let keys = TempDir::new();
+    for (name, key) in [("oai", "sk-oai"), ("claude", "sk-ant"), ("gem", "AIza-gem")] {
+        std::fs::write(keys.0.join(name), format!("{key}\n")).unwrap();
+    }
+    let k = |n: &str| keys.0.join(n).display().to_string();
+    let text = format!(
+        r#"
+[[upstream]]
+name = "oai"
+targets = ["{}"]
+[[upstream]]
+name = "claude"
+targets = ["{}"]
+[[upstream]]
+name = "gem"
+targets = ["{}"]
+
+[[route]]
+path = "/v1/chat/completions"
+methods = ["POST"]
+[[route.policy]]
+kind = "ai"
+[[route.policy.provider]]
+name = "oai"
+kind = "openai"
+upstream = "oai"
+key_file = "{}"
+[[route.policy.provider]]
+name = "claude"
+kind = "anthropic"
+upstream = "claude"
+key_file = "{}"
+[[route.policy.provider]]
+name = "gem"
+kind = "gemini"
+upstream = "gem"
+key_file = "{}"
+[[route.policy.model]]
+name = "gpt"
+provider = "oai"
+model = "gpt-4o-mini"
+[[route.policy.model]]
+name = "fast"
+provider = "claude"
+model = "claude-haiku-4-5"
+max_tokens = 256
+[[route.policy.model]]
+name = "flash"
+provider = "gem"
+model = "gemini-2.5-flash"
+"#,
+        oai.addr,
+        claude.addr,
+        gem.addr,
+        k("oai"),
+        k("claude"),
+        k("gem")
+    );
+    let gw = Gateway::start("auto", "shards = 1", &text).expect("gateway starts");
+    Setup {
+        gw,
+        oai,
+        claude,
+        gem,
+        _keys: keys,
+    }
+}
+
+/// `created` is the gateway's clock (checked to be now) or, from an OpenAI-compatible
+/// provider, the provider's (small numbers in these fakes): zeroed for byte comparison.
+fn settle(text: &str) -> String {
+    let mut v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    if let Some(c) = v.get_mut("created")
+        && c.as_u64().is_some_and(|c| c > 1000)
+    {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(c.as_u64().unwrap().abs_diff(now) < 120, "{text}");
+        *c = Value::from(0);
+    } else if let Some(c) = v.get_mut("created") {
+        *c = Value::from(0);
+    }
+    v.to_string()
+}
+
+fn chat(gw: &Gateway, body: &str) -> support::Response {
+    let headers = format!(
+        "Authorization: Bearer client-secret\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    request(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        body.as_bytes(),
+    )
+}
+
+const ASK: &str = r#"{"model":"MODEL","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"max_tokens":20,"temperature":0.5}"#;
+
+#[test]
+fn each_provider_gets_its_own_format_and_the_client_gets_openais() {
+    let s = setup();
+    s.oai.reply(whole(
+        200,
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":5,"model":"gpt-4o-mini-2024","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#,
+    ));
+    s.claude.reply(whole(
+        200,
+        r#"{"id":"msg_01","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hello."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":12,"output_tokens":3}}"#,
+    ));
+    s.gem.reply(whole(
+        200,
+        r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Hel"},{"text":"lo."}]},"finishReason":"MAX_TOKENS","index":0}],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":20,"totalTokenCount":27},"modelVersion":"gemini-2.5-flash","responseId":"resp-9"}"#,
+    ));
+    let cases = [
+        (
+            "gpt",
+            &s.oai,
+            "/v1/chat/completions",
+            ("authorization", "Bearer sk-oai"),
+            r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi?"}],"max_tokens":20,"temperature":0.5}"#,
+            r#"{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"gpt","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#,
+        ),
+        (
+            "fast",
+            &s.claude,
+            "/v1/messages",
+            ("x-api-key", "sk-ant"),
+            r#"{"model":"claude-haiku-4-5","max_tokens":20,"system":"Be brief.","messages":[{"role":"user","content":[{"type":"text","text":"Hi?"}]}],"temperature":0.5}"#,
+            r#"{"id":"msg_01","object":"chat.completion","created":0,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#,
+        ),
+        (
+            "flash",
+            &s.gem,
+            "/v1beta/models/gemini-2.5-flash:generateContent",
+            ("x-goog-api-key", "AIza-gem"),
+            r#"{"contents":[{"role":"user","parts":[{"text":"Hi?"}]}],"systemInstruction":{"parts":[{"text":"Be brief."}]},"generationConfig":{"maxOutputTokens":20,"temperature":0.5}}"#,
+            r#"{"id":"resp-9","object":"chat.completion","created":0,"model":"flash","choices":[{"index":0,"message":{"role":"assistant","content":"Hello."},"finish_reason":"length"}],"usage":{"prompt_tokens":7,"completion_tokens":20,"total_tokens":27}}"#,
+        ),
+    ];
+    for (model, provider, path, (key_name, key), sent, answer) in cases {
+        let r = chat(&s.gw, &ASK.replace("MODEL", model));
+        let body = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, 200, "{model}: {body}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{model}"
+        );
+        assert_eq!(settle(&body), answer, "{model}");
+        let seen = provider.seen();
+        let got = seen.last().unwrap();
+        assert_eq!(
+            (got.method.as_str(), got.target.as_str()),
+            ("POST", path),
+            "{model}"
+        );
+        assert_eq!(got.body, sent, "{model}");
+        assert_eq!(got.header(key_name).as_deref(), Some(key), "{model}");
+        // the client's credential never leaves the gateway
+        assert!(!got.head.contains("client-secret"), "{model}: {}", got.head);
+        if model == "fast" {
+            assert_eq!(
+                got.header("anthropic-version").as_deref(),
+                Some("2023-06-01")
+            );
+        }
+    }
+}
+
+/// Reads from `s` until `pending` holds `n` complete events (`\n\n`-terminated, inside the
+/// chunked body); returns the de-chunked text so far.
+fn read_events(s: &mut TcpStream, pending: &mut Vec<u8>, n: usize) -> String {
+    let mut tmp = [0u8; 8192];
+    loop {
+        let text = dechunk(pending);
+        if text.matches("\n\n").count() >= n {
+            return text;
+        }
+        let got = s.read(&mut tmp).unwrap();
+        assert!(got > 0, "closed early: {text}");
+        pending.extend_from_slice(&tmp[..got]);
+    }
+}
+
+/// The data of a (possibly unfinished) chunked body after the head.
+fn dechunk(raw: &[u8]) -> String {
+    let Some(start) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return String::new();
+    };
+    let mut rest = &raw[start + 4..];
+    let mut out = Vec::new();
+    while let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&rest[..i]).unwrap(), 16).unwrap();
+        if size == 0 || rest.len() < i + 2 + size + 2 {
+            break;
+        }
+        out.extend_from_slice(&rest[i + 2..i + 2 + size]);
+        rest = &rest[i + 2 + size + 2..];
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn open_stream(gw: &Gateway, body: &str) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    (s, Vec::new())
+}
+
+/// Each event's data with `created` settled.
+fn settled_events(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let data = e.strip_prefix("data: ").unwrap_or_else(|| panic!("{e}"));
+            if data == "[DONE]" {
+                data.to_string()
+            } else {
+                settle(data)
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn an_anthropic_stream_arrives_event_by_event_as_openai_chunks() {
+    let s = setup();
+    let (reply, gate) = gated(&[
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_7\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}",
+        "event: ping\ndata: {\"type\":\"ping\"}",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":4}}",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}",
+    ]);
+    s.claude.reply(reply);
+    let body = r#"{"model":"fast","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (mut c, mut pending) = open_stream(&s.gw, body);
+    // the role chunk and both text deltas arrive while the provider holds its last event
+    let first = read_events(&mut c, &mut pending, 3);
+    let head = String::from_utf8_lossy(&pending).to_string();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    assert!(!first.contains("[DONE]"), "{first}");
+    gate.send(()).unwrap();
+    let mut tmp = Vec::new();
+    c.read_to_end(&mut tmp).unwrap();
+    pending.extend_from_slice(&tmp);
+    let all = settled_events(&dechunk(&pending));
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            r#"{{"id":"msg_7","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        )
+    };
+    assert_eq!(
+        all,
+        vec![
+            chunk(r#"{"role":"assistant","content":""}"#, "null"),
+            chunk(r#"{"content":"Hel"}"#, "null"),
+            chunk(r#"{"content":"lo"}"#, "null"),
+            chunk("{}", r#""stop""#),
+            r#"{"id":"msg_7","object":"chat.completion.chunk","created":0,"model":"fast","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":4,"total_tokens":14}}"#.to_string(),
+            "[DONE]".to_string(),
+        ]
+    );
+    let sent: Value = serde_json::from_str(&s.claude.seen()[0].body).unwrap();
+    assert_eq!(sent["stream"], Value::Bool(true));
+    assert_eq!(sent["max_tokens"], Value::from(256));
+}
+
+#[test]
+fn gemini_and_openai_streams_translate_and_relabel() {
+    let s = setup();
+    s.gem.reply(stream(&[
+        r#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"A"}]}}],"responseId":"r1"}"#,
+        r#"data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"f","args":{"x":1}}}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":5},"responseId":"r1"}"#,
+    ]));
+    let body = r#"{"model":"flash","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (mut c, mut pending) = open_stream(&s.gw, body);
+    c.read_to_end(&mut pending).unwrap();
+    let chunk = |delta: &str, finish: &str| {
+        format!(
+            r#"{{"id":"r1","object":"chat.completion.chunk","created":0,"model":"flash","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+        )
+    };
+    assert_eq!(
+        settled_events(&dechunk(&pending)),
+        vec![
+            chunk(r#"{"role":"assistant","content":""}"#, "null"),
+            chunk(r#"{"content":"A"}"#, "null"),
+            chunk(
+                r#"{"tool_calls":[{"index":0,"id":"call_0","type":"function","function":{"name":"f","arguments":""}}]}"#,
+                "null"
+            ),
+            chunk(
+                r#"{"tool_calls":[{"index":0,"function":{"arguments":"{\"x\":1}"}}]}"#,
+                "null"
+            ),
+            chunk("{}", r#""tool_calls""#),
+            "[DONE]".to_string(),
+        ]
+    );
+    assert_eq!(
+        s.gem.seen()[0].target,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    // OpenAI-compatible: chunks pass relabelled; the usage chunk the gateway asked for is
+    // not passed to a client that did not ask
+    s.oai.reply(stream(&[
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Yo"},"finish_reason":null}]}"#,
+        r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#,
+        "data: [DONE]",
+    ]));
+    let body = r#"{"model":"gpt","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (mut c, mut pending) = open_stream(&s.gw, body);
+    c.read_to_end(&mut pending).unwrap();
+    assert_eq!(
+        settled_events(&dechunk(&pending)),
+        vec![
+            r#"{"id":"c1","object":"chat.completion.chunk","created":0,"model":"gpt","choices":[{"index":0,"delta":{"content":"Yo"},"finish_reason":null}]}"#.to_string(),
+            "[DONE]".to_string(),
+        ]
+    );
+    let sent: Value = serde_json::from_str(&s.oai.seen()[0].body).unwrap();
+    assert_eq!(sent["stream_options"]["include_usage"], Value::Bool(true));
+}
+
+#[test]
+fn provider_errors_and_bad_requests_get_precise_answers() {
+    let s = setup();
+    s.claude.reply(whole(
+        429,
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"Number of request tokens has exceeded your per-minute rate limit"}}"#,
+    ));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "fast"));
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"error":{"message":"Number of request tokens has exceeded your per-minute rate limit","type":"rate_limit_error","param":null,"code":null}}"#
+    );
+    s.gem.reply(whole(
+        400,
+        r#"{"error":{"code":400,"message":"API key not valid.","status":"INVALID_ARGUMENT"}}"#,
+    ));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "flash"));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"error":{"message":"API key not valid.","type":"invalid_request_error","param":null,"code":null}}"#
+    );
+    for (body, detail) in [
+        (
+            ASK.replace("MODEL", "gpt-5"),
+            "model `gpt-5` is not offered here; offered: gpt, fast, flash",
+        ),
+        ("{nope".to_string(), "the body is not JSON"),
+        (
+            r#"{"model":"fast","messages":[{"role":"robot","content":"x"}]}"#.to_string(),
+            "messages[0].role: `robot` is not a chat role",
+        ),
+    ] {
+        let r = chat(&s.gw, &body);
+        let text = String::from_utf8_lossy(&r.body).to_string();
+        assert_eq!(r.status, 400, "{text}");
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert!(text.contains(detail), "{text}");
+    }
+    // none of the refused requests reached a provider
+    assert_eq!(
+        s.oai.seen().len() + s.claude.seen().len() + s.gem.seen().len(),
+        2
+    );
+}
+
+#[test]
+fn a_client_that_leaves_a_stream_stops_the_provider_call() {
+    let s = setup();
+    s.oai.reply(Reply::Endless {
+        event: r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"la "},"finish_reason":null}]}"#.to_string(),
+    });
+    let body = r#"{"model":"gpt","stream":true,"messages":[{"role":"user","content":"Sing"}]}"#;
+    let (mut c, mut pending) = open_stream(&s.gw, body);
+    read_events(&mut c, &mut pending, 2);
+    drop(c);
+    assert!(
+        support::eventually(|| s.oai.cut()),
+        "the provider's stream went on"
+    );
+    assert!(s.oai.sent() < 500, "it ran to its end");
+}

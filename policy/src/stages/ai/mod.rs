@@ -1,0 +1,282 @@
+//! The AI gateway stage: one OpenAI-compatible Chat Completions endpoint over many model
+//! providers. The client's request (read whole, up to `max_body`) names one of the route's
+//! models; it goes to that model's provider translated into the provider's API
+//! (`anthropic.rs`, `gemini.rs`, or as it came for OpenAI-compatible servers, `openai.rs`)
+//! with the provider's credential from the config (the client's credentials never leave),
+//! to the provider's upstream group (so its TLS, pool, retries and breakers apply). The
+//! answer comes back in OpenAI's format: whole, or streamed event by event (`flow.rs`).
+//! Put it last in the route's list: the stages before it see the client's request.
+//!
+//! ```toml
+//! [[route.policy]]
+//! kind = "ai"
+//! [[route.policy.provider]]
+//! name = "claude"
+//! kind = "anthropic"
+//! upstream = "anthropic"
+//! key_env = "ANTHROPIC_API_KEY"
+//! [[route.policy.model]]
+//! name = "fast"
+//! provider = "claude"
+//! model = "claude-haiku-4-5"
+//! ```
+
+pub mod answer;
+pub mod anthropic;
+pub mod chat;
+pub mod config;
+pub mod flow;
+pub mod gemini;
+pub mod openai;
+pub mod sse;
+
+use std::cell::Cell;
+
+use proto::{RequestHead, ResponseHead};
+use serde_json::Value;
+
+use crate::cache::entry::values;
+use crate::cache::table::bump;
+use crate::exchange::Exchange;
+use crate::slots::{Slots, counted};
+use crate::stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
+use answer::Ids;
+use chat::Chat;
+use config::{Kind, Model, Provider};
+use flow::{Flow, Mode};
+
+pub use config::Config;
+
+/// Request fields that never go to a provider: the client's credentials (the provider gets
+/// the gateway's), and codings the translation could not read.
+const DROPPED: [&[u8]; 7] = [
+    b"authorization",
+    b"x-api-key",
+    b"api-key",
+    b"x-goog-api-key",
+    b"anthropic-version",
+    b"accept-encoding",
+    b"content-type",
+];
+
+/// The stage.
+pub struct Ai {
+    max_body: u64,
+    max_response: usize,
+    providers: Vec<Provider>,
+    models: Vec<Model>,
+    flows: Slots<Flow>,
+    requests: Cell<u64>,
+    streamed: Cell<u64>,
+    prompt_tokens: Cell<u64>,
+    completion_tokens: Cell<u64>,
+    provider_errors: Cell<u64>,
+}
+
+impl StageBuild for Ai {
+    const KIND: &'static str = "ai";
+    type Config = Config;
+
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<Ai, String> {
+        let (providers, models) = config::check(&c, ctx.upstreams, ctx.dir)?;
+        Ok(Ai {
+            max_body: c.max_body.0,
+            max_response: usize::try_from(c.max_response.0).unwrap_or(usize::MAX),
+            providers,
+            models,
+            flows: Slots::default(),
+            requests: Cell::new(0),
+            streamed: Cell::new(0),
+            prompt_tokens: Cell::new(0),
+            completion_tokens: Cell::new(0),
+            provider_errors: Cell::new(0),
+        })
+    }
+}
+
+fn bad(reason: &'static str, detail: String) -> Verdict<'static> {
+    Verdict::Reject(Rejection::new(400, reason, detail))
+}
+
+impl Ai {
+    /// The provider's request for `chat` (parsed from `v`): its body and target.
+    fn translate(
+        &self,
+        v: &Value,
+        chat: &Chat,
+        m: &Model,
+        p: &Provider,
+    ) -> Result<(Vec<u8>, String), String> {
+        let (body, target) = match p.kind {
+            Kind::OpenAi => (
+                openai::request(v, &m.model, chat.stream),
+                format!("{}/chat/completions", p.base),
+            ),
+            Kind::Anthropic => (
+                anthropic::request(chat, &m.model, m.max_tokens)?,
+                format!("{}/messages", p.base),
+            ),
+            Kind::Gemini => (
+                gemini::request(chat)?,
+                gemini::target(&p.base, &m.model, chat.stream),
+            ),
+        };
+        Ok((serde_json::to_vec(&body).unwrap_or_default(), target))
+    }
+
+    fn offered(&self) -> String {
+        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        names.join(", ")
+    }
+}
+
+/// The id of an answer whose provider gives none.
+fn fallback_id(ex: &Exchange) -> String {
+    let id = String::from_utf8_lossy(ex.request_id.as_bytes());
+    if id.is_empty() {
+        format!("chatcmpl-{}", ex.serial)
+    } else {
+        format!("chatcmpl-{id}")
+    }
+}
+
+impl Stage for Ai {
+    fn wants_body(&self, _head: &RequestHead, _buf: &[u8]) -> Option<u64> {
+        Some(self.max_body)
+    }
+
+    fn on_body(
+        &self,
+        head: &RequestHead,
+        buf: &[u8],
+        body: &[u8],
+        ex: &mut Exchange,
+    ) -> Verdict<'_> {
+        let v: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return bad("ai.not_json", format!("the body is not JSON: {e}")),
+        };
+        let chat = match Chat::read(&v) {
+            Ok(c) => c,
+            Err(d) => return bad("ai.bad_request", d),
+        };
+        let Some(m) = self.models.iter().find(|m| m.name == chat.model) else {
+            let d = format!(
+                "model `{}` is not offered here; offered: {}",
+                chat.model,
+                self.offered()
+            );
+            return bad("ai.unknown_model", d);
+        };
+        let Some(p) = self.providers.get(m.provider) else {
+            return bad("ai.unknown_model", "the model has no provider".into());
+        };
+        let (out, target) = match self.translate(&v, &chat, m, p) {
+            Ok(t) => t,
+            Err(d) => return bad("ai.bad_request", d),
+        };
+        ex.edits.body = Some(out);
+        ex.set_target(target.into_bytes());
+        for name in DROPPED {
+            ex.edits.fields.drop_named(&head.fields, buf, name);
+        }
+        ex.edits.fields.add(b"Content-Type", b"application/json");
+        for (name, value) in &p.auth {
+            ex.edits.fields.add(name.as_bytes(), value.as_bytes());
+        }
+        ex.upstream.group = Some(p.upstream);
+        let created = ex
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        bump(&self.requests, 1);
+        if chat.stream {
+            bump(&self.streamed, 1);
+        }
+        self.flows.put(
+            ex.serial,
+            Flow {
+                provider: m.provider,
+                kind: p.kind,
+                ids: Ids {
+                    id: fallback_id(ex),
+                    created,
+                    model: chat.model,
+                },
+                stream: chat.stream,
+                include_usage: chat.include_usage,
+                usage: None,
+                mode: Mode::Sent,
+                provider_error: false,
+            },
+        );
+        Verdict::Continue
+    }
+
+    fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
+        let encoded = values(&head.fields, buf, b"content-encoding")
+            .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let limit = self.max_response;
+        let streams = self.flows.with(ex.serial, |f| {
+            // an answer in a coding it did not ask for, or an OpenAI error, passes as it came
+            let passes = encoded || f.kind == Kind::OpenAi && !(200..300).contains(&head.status);
+            if passes {
+                f.provider_error = !(200..300).contains(&head.status);
+                return None;
+            }
+            f.answer(head.status, limit);
+            Some(matches!(f.mode, Mode::Stream { .. }))
+        });
+        let Some(Some(stream)) = streams else {
+            return;
+        };
+        let edits = &mut ex.response;
+        edits.drop_named(&head.fields, buf, b"etag");
+        edits.drop_named(&head.fields, buf, b"accept-ranges");
+        if stream {
+            edits.set(&head.fields, buf, b"content-type", b"text/event-stream");
+            edits.set(&head.fields, buf, b"cache-control", b"no-cache");
+        } else {
+            edits.set(&head.fields, buf, b"content-type", b"application/json");
+        }
+    }
+
+    fn response_body(&self, _head: &ResponseHead, _buf: &[u8], ex: &Exchange) -> Option<BodyTap> {
+        self.flows
+            .with(ex.serial, |f| !matches!(f.mode, Mode::Sent))
+            .filter(|&t| t)
+            .map(|_| BodyTap::Rewrite)
+    }
+
+    fn on_response_body(&self, piece: Piece<'_>, ex: &mut Exchange, out: &mut Vec<u8>) {
+        let limit = self.max_response;
+        self.flows.with(ex.serial, |f| match piece {
+            Piece::Data(d) => f.data(d, limit, out),
+            Piece::End => f.end(out),
+            Piece::TooLarge => {}
+        });
+    }
+
+    fn on_finish(&self, ex: &Exchange) {
+        let Some(f) = self.flows.take(ex.serial) else {
+            return;
+        };
+        if let Some(u) = f.usage {
+            bump(&self.prompt_tokens, u.prompt);
+            bump(&self.completion_tokens, u.completion);
+        }
+        if f.provider_error {
+            bump(&self.provider_errors, 1);
+        }
+    }
+
+    fn figures(&self) -> Vec<Figure> {
+        counted(&[
+            ("requests", &self.requests),
+            ("streamed", &self.streamed),
+            ("prompt_tokens", &self.prompt_tokens),
+            ("completion_tokens", &self.completion_tokens),
+            ("provider_errors", &self.provider_errors),
+        ])
+    }
+}
