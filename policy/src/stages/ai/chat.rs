@@ -270,6 +270,29 @@ fn count(o: &Map<String, Value>, key: &str) -> Result<Option<u64>, Bad> {
 }
 
 impl Chat {
+    /// Characters of the prompt's text (system and every message).
+    pub fn chars(&self) -> usize {
+        let msgs: usize = self
+            .messages
+            .iter()
+            .map(|m| match m {
+                Msg::User(parts) => parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Text(t) => t.chars().count(),
+                        Part::Image(_) => 0,
+                    })
+                    .sum(),
+                Msg::Assistant { text, calls } => {
+                    text.as_deref().map_or(0, |t| t.chars().count())
+                        + calls.iter().map(|c| c.arguments.len()).sum::<usize>()
+                }
+                Msg::Tool { content, .. } => content.chars().count(),
+            })
+            .sum();
+        msgs + self.system.iter().map(|s| s.chars().count()).sum::<usize>()
+    }
+
     /// Reads a parsed request body.
     pub fn read(v: &Value) -> Result<Chat, Bad> {
         let o = v.as_object().ok_or("the body is not a JSON object")?;

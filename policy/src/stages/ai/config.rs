@@ -19,6 +19,18 @@ pub struct Config {
     /// Largest answer held whole to translate, and largest streamed event. Default `4MiB`.
     #[serde(default = "default_max_response")]
     pub max_response: conf::values::ByteSize,
+    /// Longest prompt, in characters of all messages' text (413 beyond). Default none.
+    #[serde(default)]
+    pub max_prompt_chars: Option<usize>,
+    /// Regular expressions a prompt must not match (400). Default none.
+    #[serde(default)]
+    pub deny: Vec<String>,
+    /// `[[route.policy.redact]]`: patterns replaced in prompts before they leave.
+    #[serde(default)]
+    pub redact: Vec<super::guard::RedactConf>,
+    /// `[route.policy.tokens]`: token limits per consumer (or other key). Default none.
+    #[serde(default)]
+    pub tokens: Option<super::tokens::TokensConf>,
     /// The providers answering.
     pub provider: Vec<ProviderConf>,
     /// The models clients may name, each served by one provider.

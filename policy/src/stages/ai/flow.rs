@@ -65,6 +65,8 @@ pub struct Flow {
     pub mode: Mode,
     /// The provider answered with an error (non-2xx, or an error event).
     pub provider_error: bool,
+    /// Its key in the token limits, when the route has them.
+    pub token_key: Option<u64>,
 }
 
 impl Flow {

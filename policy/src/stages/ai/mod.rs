@@ -27,8 +27,10 @@ pub mod chat;
 pub mod config;
 pub mod flow;
 pub mod gemini;
+pub mod guard;
 pub mod openai;
 pub mod sse;
+pub mod tokens;
 
 use std::cell::Cell;
 
@@ -65,8 +67,11 @@ pub struct Ai {
     max_response: usize,
     providers: Vec<Provider>,
     models: Vec<Model>,
+    guards: guard::Guards,
+    tokens: Option<tokens::Tokens>,
     flows: Slots<Flow>,
     requests: Cell<u64>,
+    redactions: Cell<u64>,
     streamed: Cell<u64>,
     prompt_tokens: Cell<u64>,
     completion_tokens: Cell<u64>,
@@ -79,7 +84,15 @@ impl StageBuild for Ai {
 
     fn build(c: Config, ctx: &StageContext<'_>) -> Result<Ai, String> {
         let (providers, models) = config::check(&c, ctx.upstreams, ctx.dir)?;
+        let guards = guard::Guards::new(c.max_prompt_chars, &c.deny, &c.redact)?;
+        let tokens = match &c.tokens {
+            Some(t) => Some(tokens::Tokens::new(t, ctx.shards)?),
+            None => None,
+        };
         Ok(Ai {
+            guards,
+            tokens,
+            redactions: Cell::new(0),
             max_body: c.max_body.0,
             max_response: usize::try_from(c.max_response.0).unwrap_or(usize::MAX),
             providers,
@@ -152,10 +165,21 @@ impl Stage for Ai {
         body: &[u8],
         ex: &mut Exchange,
     ) -> Verdict<'_> {
-        let v: Value = match serde_json::from_slice(body) {
+        let mut v: Value = match serde_json::from_slice(body) {
             Ok(v) => v,
             Err(e) => return bad("ai.not_json", format!("the body is not JSON: {e}")),
         };
+        match self.guards.apply(&mut v) {
+            Ok(n) => bump(&self.redactions, n),
+            Err(guard::Refused::TooLong(n)) => {
+                let d = format!("the prompt is {n} characters long, more than this route takes");
+                return Verdict::Reject(Rejection::new(413, "ai.prompt_too_long", d));
+            }
+            Err(guard::Refused::Denied(i)) => {
+                let d = format!("the prompt matches deny pattern {}", i + 1);
+                return bad("ai.denied", d);
+            }
+        }
         let chat = match Chat::read(&v) {
             Ok(c) => c,
             Err(d) => return bad("ai.bad_request", d),
@@ -170,6 +194,22 @@ impl Stage for Ai {
         };
         let Some(p) = self.providers.get(m.provider) else {
             return bad("ai.unknown_model", "the model has no provider".into());
+        };
+        let token_key = match &self.tokens {
+            Some(t) => {
+                let key = t.key(head, buf, ex);
+                if let Err(spent) = t.admit(key, tokens::estimate(chat.chars()), ex) {
+                    let d = format!(
+                        "the token limit per {} is reached; retry after {} s",
+                        spent.window, spent.retry_after
+                    );
+                    let r = Rejection::new(429, "ai.tokens", d)
+                        .with_field("Retry-After", &spent.retry_after.to_string());
+                    return Verdict::Reject(r);
+                }
+                Some(key)
+            }
+            None => None,
         };
         let (out, target) = match self.translate(&v, &chat, m, p) {
             Ok(t) => t,
@@ -208,6 +248,7 @@ impl Stage for Ai {
                 usage: None,
                 mode: Mode::Sent,
                 provider_error: false,
+                token_key,
             },
         );
         Verdict::Continue
@@ -264,6 +305,9 @@ impl Stage for Ai {
         if let Some(u) = f.usage {
             bump(&self.prompt_tokens, u.prompt);
             bump(&self.completion_tokens, u.completion);
+            if let (Some(t), Some(key)) = (&self.tokens, f.token_key) {
+                t.count(key, u.prompt.saturating_add(u.completion), ex);
+            }
         }
         if f.provider_error {
             bump(&self.provider_errors, 1);
@@ -277,6 +321,7 @@ impl Stage for Ai {
             ("prompt_tokens", &self.prompt_tokens),
             ("completion_tokens", &self.completion_tokens),
             ("provider_errors", &self.provider_errors),
+            ("redactions", &self.redactions),
         ])
     }
 }
