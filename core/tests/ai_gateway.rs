@@ -54,6 +54,9 @@ targets = ["{}"]
 [[upstream]]
 name = "gem"
 targets = ["{}"]
+[[upstream]]
+name = "ghost"
+targets = ["{}"]
 
 [[route]]
 path = "/v1/chat/completions"
@@ -94,6 +97,7 @@ model = "gemini-2.5-flash"
         oai.addr,
         claude.addr,
         gem.addr,
+        support::origin::closed_port(),
         k("oai"),
         k("claude"),
         k("gem")
@@ -514,4 +518,110 @@ pattern = "card""#,
     let r = ask("k-ann", &"y".repeat(121));
     assert_eq!(r.status, 413);
     assert_eq!(s.claude.seen().len(), 3);
+}
+
+#[test]
+fn a_failing_provider_falls_back_and_a_split_alternates() {
+    let s = setup_with(
+        "",
+        r#"[[route.policy.provider]]
+name = "ghost"
+kind = "openai"
+upstream = "ghost"
+[[route.policy.model]]
+name = "sturdy"
+provider = "claude"
+model = "claude-x"
+fallback = ["flash"]
+[[route.policy.model]]
+name = "dead"
+provider = "ghost"
+fallback = ["sturdy"]
+[[route.policy.model]]
+name = "duo"
+provider = "oai"
+model = "o-1"
+[[route.policy.model]]
+name = "duo"
+provider = "gem"
+model = "g-1""#,
+    );
+    let gem_ok = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"from gemini"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":2},"responseId":"g"}"#;
+    // a 429 from the first provider: the request goes to the fallback, translated for it
+    s.claude.reply(whole(
+        429,
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
+    ));
+    s.gem.reply(whole(200, gem_ok));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "sturdy"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        settle(&String::from_utf8_lossy(&r.body)),
+        r#"{"id":"g","object":"chat.completion","created":0,"model":"sturdy","choices":[{"index":0,"message":{"role":"assistant","content":"from gemini"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#
+    );
+    assert_eq!(s.claude.seen()[0].target, "/v1/messages");
+    let g = &s.gem.seen()[0];
+    assert_eq!(g.target, "/v1beta/models/gemini-2.5-flash:generateContent");
+    assert_eq!(g.header("x-goog-api-key").as_deref(), Some("AIza-gem"));
+    // the first provider's key did not follow the request
+    assert_eq!(g.header("x-api-key"), None);
+    assert_eq!(g.header("anthropic-version"), None);
+    // no answer at all (nothing listens), then a 503: two fallbacks deep
+    s.claude.reply(whole(
+        503,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+    ));
+    s.gem.reply(whole(200, gem_ok));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "dead"));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(s.claude.seen().len(), 2);
+    assert_eq!(s.gem.seen().len(), 2);
+    // when every fallback fails, the last provider's error is the answer
+    s.claude.reply(whole(
+        429,
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
+    ));
+    s.gem.reply(whole(
+        429,
+        r#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}"#,
+    ));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "sturdy"));
+    assert_eq!(r.status, 429);
+    assert!(String::from_utf8_lossy(&r.body).contains("\"message\":\"quota\""));
+    // the connection stays usable after a fallback: two requests on one, the first rerouted
+    s.claude.reply(whole(
+        429,
+        r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow"}}"#,
+    ));
+    s.gem.reply(whole(200, gem_ok));
+    s.gem.reply(whole(200, gem_ok));
+    let mut c = TcpStream::connect(s.gw.addr).unwrap();
+    c.set_read_timeout(Some(support::DEADLINE)).unwrap();
+    let mut pending = Vec::new();
+    for model in ["sturdy", "flash"] {
+        let body = ASK.replace("MODEL", model);
+        let req = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        let r = support::read_response(&mut c, &mut pending, false);
+        assert_eq!(
+            r.status,
+            200,
+            "{model}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let gem_seen = s.gem.seen().len();
+    // a split: the entries of one name take turns by weight
+    for _ in 0..2 {
+        s.oai.reply(whole(200, r#"{"id":"o","object":"chat.completion","created":1,"model":"o-1","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#));
+        s.gem.reply(whole(200, gem_ok));
+    }
+    for _ in 0..4 {
+        assert_eq!(chat(&s.gw, &ASK.replace("MODEL", "duo")).status, 200);
+    }
+    assert_eq!(s.oai.seen().len(), 2);
+    assert_eq!(s.gem.seen().len(), gem_seen + 2);
 }

@@ -167,6 +167,17 @@ impl Pipeline {
         out
     }
 
+    /// Whether a stage may send a failed request elsewhere (`Stage::reroutes`).
+    pub fn reroutes(&self) -> bool {
+        self.all().any(|s| s.reroutes())
+    }
+
+    /// Asks the stages, in config order, to send a failed request elsewhere; true when one
+    /// set a new request (`Stage::reroute`).
+    pub fn reroute(&self, status: Option<u16>, ex: &mut Exchange) -> bool {
+        self.all().any(|s| s.reroute(status, ex))
+    }
+
     /// Runs `on_response` in reverse order.
     #[inline]
     pub fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {

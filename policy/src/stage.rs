@@ -162,6 +162,19 @@ pub trait Stage {
     ) -> Verdict<'_> {
         Verdict::Continue
     }
+    /// The request (whose body a stage read whole) failed upstream: answered `status` (a
+    /// 429 or 5xx), or, with `None`, no answer came (unreachable, timed out). A stage that
+    /// can send it elsewhere instead (an AI route's fallback provider) sets the new request
+    /// in `ex.edits` (`body`, `target`, `fields`) and `ex.upstream.group`, and returns true;
+    /// the failed answer is then dropped unread. Only called when `reroutes` said so.
+    fn reroute(&self, _status: Option<u16>, _ex: &mut Exchange) -> bool {
+        false
+    }
+    /// Whether `reroute` may ever return true (the connection then keeps a copy of the
+    /// request head).
+    fn reroutes(&self) -> bool {
+        false
+    }
     /// Response head from the upstream, in reverse config order. Change it through
     /// `ex.response` (drop received fields by index, add or replace fields).
     fn on_response(&self, _head: &ResponseHead, _buf: &[u8], _ex: &mut Exchange) {}
@@ -265,6 +278,12 @@ macro_rules! stages {
             #[inline]
             fn wants_body(&self, head: &proto::RequestHead, buf: &[u8]) -> Option<u64> {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.wants_body(head, buf),)* }
+            }
+            fn reroute(&self, status: Option<u16>, ex: &mut $crate::Exchange) -> bool {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.reroute(status, ex),)* }
+            }
+            fn reroutes(&self) -> bool {
+                match self { $($(#[$attr])* AnyStage::$ty(s) => s.reroutes(),)* }
             }
             fn on_body(&self, head: &proto::RequestHead, buf: &[u8], body: &[u8], ex: &mut $crate::Exchange) -> $crate::Verdict<'_> {
                 match self { $($(#[$attr])* AnyStage::$ty(s) => s.on_body(head, buf, body, ex),)* }

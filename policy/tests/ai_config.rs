@@ -53,8 +53,16 @@ fn each_mistake_is_named_at_the_stage() {
             "provider `p`: base_path `v1` is not a path",
         ),
         (
-            PROVIDER.to_string() + MODEL + MODEL,
-            "model `m` is empty or defined twice",
+            PROVIDER.to_string() + MODEL + "weight = 0\n",
+            "model `m`: weight must be at least 1",
+        ),
+        (
+            PROVIDER.to_string() + MODEL + "fallback = [\"m\"]\n",
+            "model `m`: fallback `m` is not another model of this route",
+        ),
+        (
+            PROVIDER.to_string() + MODEL + "fallback = [\"zz\"]\n",
+            "model `m`: fallback `zz` is not another model of this route",
         ),
         (
             PROVIDER.to_string() + "keys = 1\n" + MODEL,

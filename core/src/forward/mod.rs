@@ -167,12 +167,77 @@ async fn failed(
     answer::send(shard, conn, ex, answer, &fields, persist, outcome, timeout).await
 }
 
+/// What one pass of forwarding did.
+enum Sent {
+    /// The answer was relayed (or the tunnel ran): what the connection does next.
+    Done(Next),
+    /// The answer failed and a stage set a new request for another group: send that.
+    Again,
+}
+
+/// The most times stages may send one failed request elsewhere.
+const MAX_REROUTES: usize = 4;
+
+/// Forwards the request, and again elsewhere each time a stage reroutes a failed answer (an
+/// AI route's fallback provider). A request that may be rerouted has its raw body taken
+/// from the buffer first (the stages hold it whole), so each pass finds the client's head
+/// alone at the front and consumes exactly it; it is put back before the next pass, whose
+/// body is the stage's.
 async fn forward(
     f: &Forwarding<'_>,
     conn: &mut Conn,
     ex: &mut Exchange,
     pre: Option<Buffered>,
 ) -> Result<Next, Failure> {
+    let mut pre = pre;
+    let saved = match &mut pre {
+        Some(b) if f.route.pipeline.reroutes() => {
+            let head = conn.buf.get(..f.head_len).map(<[u8]>::to_vec);
+            let raw = f.head_len..(f.head_len + b.raw_len).min(conn.buf.len());
+            ex.bytes_in += raw.len() as u64;
+            conn.buf.drain(raw);
+            b.raw_len = 0;
+            head
+        }
+        _ => None,
+    };
+    for turn in 0..=MAX_REROUTES {
+        let may = saved.is_some() && turn < MAX_REROUTES;
+        let before = conn.buf.len();
+        match forward_once(f, conn, ex, pre.take(), may).await {
+            Ok(Sent::Done(next)) => return Ok(next),
+            Ok(Sent::Again) => {}
+            Err(e)
+                if may
+                    && !e.response_started
+                    && e.error.side() == Side::Upstream
+                    && f.route.pipeline.reroute(None, ex) => {}
+            Err(e) => return Err(e),
+        }
+        // a pass that failed before preparing the request left the head where it was
+        if let Some(head) = saved
+            .as_ref()
+            .filter(|h| conn.buf.len() + h.len() == before)
+        {
+            conn.buf.splice(0..0, head.iter().copied());
+        }
+        let body = ex.edits.body.take().unwrap_or_default();
+        ex.edits.content_length = Some(body.len() as u64);
+        pre = Some(Buffered { body, raw_len: 0 });
+        conn.up_buf.clear();
+    }
+    Err(Failure::before_response(ProxyError::NoUpstream, false))
+}
+
+/// One pass: a group, a target (retried within the group as its policy says), the answer
+/// relayed, or `Again` when `may_reroute` and a stage sent the failed request elsewhere.
+async fn forward_once(
+    f: &Forwarding<'_>,
+    conn: &mut Conn,
+    ex: &mut Exchange,
+    pre: Option<Buffered>,
+    may_reroute: bool,
+) -> Result<Sent, Failure> {
     let (shard, gw, route) = (f.shard, f.gw, f.route);
     let s = &gw.settings;
     let no_upstream = || Failure::before_response(ProxyError::NoUpstream, false);
@@ -183,7 +248,7 @@ async fn forward(
         .and_then(|i| gw.upstreams.get(i))
         .ok_or_else(no_upstream)?;
     if conn.head.method == proto::Method::Connect {
-        return connect::tunnel(f, conn, ex, up).await;
+        return connect::tunnel(f, conn, ex, up).await.map(Sent::Done);
     }
     let sel = &up.select;
     // read while the head is in the buffer: `prepare` consumes it, retries reuse the key
@@ -247,10 +312,17 @@ async fn forward(
                     .flatten()
                     .filter(|_| may_retry(sel, &out, conn, ex, true));
                 let Some(next) = next else {
+                    if may_reroute
+                        && (status == 429 || status >= 500)
+                        && route.pipeline.reroute(Some(status), ex)
+                    {
+                        // the failed answer is dropped unread with its connection
+                        return Ok(Sent::Again);
+                    }
                     let next =
                         relay::relay(shard, s, conn, ex, route, up, target, reply, f.close).await;
                     drop(in_flight);
-                    return next;
+                    return next.map(Sent::Done);
                 };
                 // the answer is dropped unread with its connection
                 next

@@ -73,6 +73,18 @@ pub struct ModelConf {
     /// `max_tokens` sent when the client gives none (Anthropic requires one). Default 4096.
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u64,
+    /// Its share among the entries with the same `name` (a split across providers).
+    /// Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Models (names of entries) tried in turn when its provider answers 429 or 5xx, or
+    /// gives no answer. Default none.
+    #[serde(default)]
+    pub fallback: Vec<String>,
+}
+
+fn default_weight() -> u32 {
+    1
 }
 
 fn default_max_body() -> conf::values::ByteSize {
@@ -124,6 +136,10 @@ pub struct Model {
     pub model: String,
     /// Default `max_tokens`.
     pub max_tokens: u64,
+    /// Its share of its name's requests.
+    pub weight: u32,
+    /// The names tried when it fails, in order.
+    pub fallback: Vec<String>,
 }
 
 fn kind(k: &str) -> Result<Kind, String> {
@@ -222,8 +238,11 @@ pub fn check(
     }
     let mut models: Vec<Model> = Vec::with_capacity(c.model.len());
     for m in &c.model {
-        if m.name.is_empty() || models.iter().any(|n| n.name == m.name) {
-            return Err(format!("model `{}` is empty or defined twice", m.name));
+        if m.name.is_empty() {
+            return Err("a model has an empty name".into());
+        }
+        if m.weight == 0 {
+            return Err(format!("model `{}`: weight must be at least 1", m.name));
         }
         let provider = providers
             .iter()
@@ -243,10 +262,22 @@ pub fn check(
             provider,
             model,
             max_tokens: m.max_tokens.max(1),
+            weight: m.weight,
+            fallback: m.fallback.clone(),
         });
     }
     if models.is_empty() {
         return Err("offers no model: add a [[route.policy.model]]".into());
+    }
+    for m in &models {
+        for f in &m.fallback {
+            if *f == m.name || !models.iter().any(|n| n.name == *f) {
+                return Err(format!(
+                    "model `{}`: fallback `{f}` is not another model of this route",
+                    m.name
+                ));
+            }
+        }
     }
     Ok((providers, models))
 }

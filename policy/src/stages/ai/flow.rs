@@ -6,6 +6,7 @@
 use serde_json::{Value, json};
 
 use super::answer::{self, Delta, Ids, Usage};
+use super::chat::Chat;
 use super::config::Kind;
 use super::sse::{self, Reader};
 use super::{anthropic, gemini, openai};
@@ -67,6 +68,18 @@ pub struct Flow {
     pub provider_error: bool,
     /// Its key in the token limits, when the route has them.
     pub token_key: Option<u64>,
+    /// The model entry it went to last.
+    pub model: usize,
+    /// The client's request (guarded), for the fallbacks' translations.
+    pub request: Value,
+    /// The request read.
+    pub chat: Chat,
+    /// Where this stage's fields start in `ex.edits.fields.add`.
+    pub added: usize,
+    /// The entries it went to.
+    pub tried: Vec<usize>,
+    /// The fallback names still to try.
+    pub rest: Vec<String>,
 }
 
 impl Flow {

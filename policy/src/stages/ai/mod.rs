@@ -29,6 +29,7 @@ pub mod flow;
 pub mod gemini;
 pub mod guard;
 pub mod openai;
+pub mod routing;
 pub mod sse;
 pub mod tokens;
 
@@ -67,6 +68,7 @@ pub struct Ai {
     max_response: usize,
     providers: Vec<Provider>,
     models: Vec<Model>,
+    routing: routing::Routing,
     guards: guard::Guards,
     tokens: Option<tokens::Tokens>,
     flows: Slots<Flow>,
@@ -76,6 +78,7 @@ pub struct Ai {
     prompt_tokens: Cell<u64>,
     completion_tokens: Cell<u64>,
     provider_errors: Cell<u64>,
+    fallbacks: Cell<u64>,
 }
 
 impl StageBuild for Ai {
@@ -90,6 +93,8 @@ impl StageBuild for Ai {
             None => None,
         };
         Ok(Ai {
+            routing: routing::Routing::new(&models),
+            fallbacks: Cell::new(0),
             guards,
             tokens,
             redactions: Cell::new(0),
@@ -137,9 +142,33 @@ impl Ai {
         Ok((serde_json::to_vec(&body).unwrap_or_default(), target))
     }
 
-    fn offered(&self) -> String {
-        let names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
-        names.join(", ")
+    /// Points the request at entry `m`'s provider: body, target, fields from `added` on
+    /// (the ones this stage adds), group; its fallbacks go first in what is left to try.
+    /// `Err` when the request cannot be translated for it.
+    fn aim(&self, f: &mut Flow, m: usize, ex: &mut Exchange) -> Result<(), String> {
+        let m_ = self.models.get(m).ok_or("no such model")?;
+        let p = self
+            .providers
+            .get(m_.provider)
+            .ok_or("the model has no provider")?;
+        let (out, target) = self.translate(&f.request, &f.chat, m_, p)?;
+        ex.edits.body = Some(out);
+        ex.set_target(target.into_bytes());
+        ex.edits.fields.add.truncate(f.added);
+        ex.edits.fields.add(b"Content-Type", b"application/json");
+        for (name, value) in &p.auth {
+            ex.edits.fields.add(name.as_bytes(), value.as_bytes());
+        }
+        ex.upstream.group = Some(p.upstream);
+        f.model = m;
+        f.provider = m_.provider;
+        f.kind = p.kind;
+        // its own fallbacks come first, then what was left of the ones before
+        let mut rest = m_.fallback.clone();
+        rest.extend(f.rest.drain(..).filter(|n| !m_.fallback.contains(n)));
+        f.rest = rest;
+        f.tried.push(m);
+        Ok(())
     }
 }
 
@@ -184,16 +213,13 @@ impl Stage for Ai {
             Ok(c) => c,
             Err(d) => return bad("ai.bad_request", d),
         };
-        let Some(m) = self.models.iter().find(|m| m.name == chat.model) else {
+        let Some(m) = self.routing.pick(&chat.model, &self.models) else {
             let d = format!(
                 "model `{}` is not offered here; offered: {}",
                 chat.model,
-                self.offered()
+                self.routing.offered()
             );
             return bad("ai.unknown_model", d);
-        };
-        let Some(p) = self.providers.get(m.provider) else {
-            return bad("ai.unknown_model", "the model has no provider".into());
         };
         let token_key = match &self.tokens {
             Some(t) => {
@@ -211,47 +237,67 @@ impl Stage for Ai {
             }
             None => None,
         };
-        let (out, target) = match self.translate(&v, &chat, m, p) {
-            Ok(t) => t,
-            Err(d) => return bad("ai.bad_request", d),
-        };
-        ex.edits.body = Some(out);
-        ex.set_target(target.into_bytes());
         for name in DROPPED {
             ex.edits.fields.drop_named(&head.fields, buf, name);
         }
-        ex.edits.fields.add(b"Content-Type", b"application/json");
-        for (name, value) in &p.auth {
-            ex.edits.fields.add(name.as_bytes(), value.as_bytes());
-        }
-        ex.upstream.group = Some(p.upstream);
         let created = ex
             .wall
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let mut f = Flow {
+            provider: 0,
+            kind: Kind::OpenAi,
+            model: m,
+            ids: Ids {
+                id: fallback_id(ex),
+                created,
+                model: chat.model.clone(),
+            },
+            stream: chat.stream,
+            include_usage: chat.include_usage,
+            usage: None,
+            mode: Mode::Sent,
+            provider_error: false,
+            token_key,
+            request: v,
+            chat,
+            added: ex.edits.fields.add.len(),
+            tried: Vec::new(),
+            rest: Vec::new(),
+        };
+        if let Err(d) = self.aim(&mut f, m, ex) {
+            return bad("ai.bad_request", d);
+        }
         bump(&self.requests, 1);
-        if chat.stream {
+        if f.stream {
             bump(&self.streamed, 1);
         }
-        self.flows.put(
-            ex.serial,
-            Flow {
-                provider: m.provider,
-                kind: p.kind,
-                ids: Ids {
-                    id: fallback_id(ex),
-                    created,
-                    model: chat.model,
-                },
-                stream: chat.stream,
-                include_usage: chat.include_usage,
-                usage: None,
-                mode: Mode::Sent,
-                provider_error: false,
-                token_key,
-            },
-        );
+        self.flows.put(ex.serial, f);
         Verdict::Continue
+    }
+
+    fn reroutes(&self) -> bool {
+        self.models.iter().any(|m| !m.fallback.is_empty())
+    }
+
+    fn reroute(&self, _status: Option<u16>, ex: &mut Exchange) -> bool {
+        let Some(mut f) = self.flows.take(ex.serial) else {
+            return false;
+        };
+        let mut sent = false;
+        while !sent && !f.rest.is_empty() {
+            let name = f.rest.remove(0);
+            // a fallback the request was already sent to is not tried again
+            let next = self.routing.pick(&name, &self.models);
+            if let Some(m) = next.filter(|m| !f.tried.contains(m)) {
+                sent = self.aim(&mut f, m, ex).is_ok();
+            }
+        }
+        if sent {
+            bump(&self.fallbacks, 1);
+        }
+        self.flows.put(ex.serial, f);
+        sent
     }
 
     fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
@@ -322,6 +368,7 @@ impl Stage for Ai {
             ("completion_tokens", &self.completion_tokens),
             ("provider_errors", &self.provider_errors),
             ("redactions", &self.redactions),
+            ("fallbacks", &self.fallbacks),
         ])
     }
 }
