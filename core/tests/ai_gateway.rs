@@ -625,3 +625,107 @@ model = "g-1""#,
     assert_eq!(s.oai.seen().len(), 2);
     assert_eq!(s.gem.seen().len(), gem_seen + 2);
 }
+
+#[test]
+fn a_prompt_template_is_a_rest_api() {
+    let (provider, keys) = (Provider::start(), TempDir::new());
+    std::fs::write(keys.0.join("k"), "sk-ant").unwrap();
+    let text = format!(
+        r#"
+[[upstream]]
+name = "claude"
+targets = ["{}"]
+
+[[route]]
+path = "/summarize/{{lang}}"
+methods = ["POST"]
+[[route.policy]]
+kind = "ai"
+[route.policy.prompt]
+model = "fast"
+system = "Answer in JSON."
+template = "Summarise in ${{param.lang}} for ${{query.who}}: ${{body.text}}"
+answer = "json"
+field = "summary"
+max_tokens = 100
+[[route.policy.provider]]
+name = "claude"
+kind = "anthropic"
+upstream = "claude"
+key_file = "{}"
+[[route.policy.model]]
+name = "fast"
+provider = "claude"
+model = "claude-haiku-4-5"
+
+[[route]]
+path = "/haiku"
+[[route.policy]]
+kind = "ai"
+[route.policy.prompt]
+model = "fast"
+template = "A haiku about ${{query.topic}}"
+[[route.policy.provider]]
+name = "claude"
+kind = "anthropic"
+upstream = "claude"
+key_file = "{}"
+[[route.policy.model]]
+name = "fast"
+provider = "claude"
+"#,
+        provider.addr,
+        keys.0.join("k").display(),
+        keys.0.join("k").display()
+    );
+    let gw = Gateway::start("auto", "shards = 1", &text).expect("gateway starts");
+    let answer = |text: &str| {
+        let text = serde_json::to_string(text).unwrap();
+        format!(
+            r#"{{"id":"m","type":"message","role":"assistant","content":[{{"type":"text","text":{text}}}],"stop_reason":"end_turn","usage":{{"input_tokens":5,"output_tokens":5}}}}"#
+        )
+    };
+    provider.reply(whole(
+        200,
+        &answer("```json\n{\"summary\": \"Short.\", \"words\": 1}\n```"),
+    ));
+    let body = r#"{"text":"A long story about a cat."}"#;
+    let headers = format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    let r = request(
+        gw.addr,
+        "POST",
+        "/summarize/French?who=kids+and%20adults",
+        &headers,
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(String::from_utf8_lossy(&r.body), r#""Short.""#);
+    assert_eq!(
+        provider.seen()[0].body,
+        r#"{"model":"claude-haiku-4-5","max_tokens":100,"system":"Answer in JSON.","messages":[{"role":"user","content":[{"type":"text","text":"Summarise in French for kids and adults: A long story about a cat."}]}]}"#
+    );
+    // a text answer, from a GET with no body
+    provider.reply(whole(200, &answer("Old pond, frog jumps in")));
+    let r = request(gw.addr, "GET", "/haiku?topic=ponds", "", b"");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(String::from_utf8_lossy(&r.body), "Old pond, frog jumps in");
+    // what the template needs and the request lacks is a 400 naming it
+    let r = request(gw.addr, "GET", "/haiku", "", b"");
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("the query has no `topic`"));
+    let r = request(
+        gw.addr,
+        "POST",
+        "/summarize/en?who=x",
+        "Content-Length: 2\r\n",
+        b"{}",
+    );
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("the body has no `text`"));
+    assert_eq!(provider.seen().len(), 2);
+}

@@ -30,7 +30,7 @@ fn node(port: u16, ca: &Path, client: Option<(&Path, &Path)>) -> Gateway {
         )
     });
     let text = format!(
-        "[redis]\naddress = \"127.0.0.1:{port}\"\ntls = true\nca_file = \"{}\"\n{client}command_timeout = \"500ms\"\n\n[[route]]\nname = \"q\"\npath = \"/q\"\n[[route.policy]]\nkind = \"quota\"\nlimit = 3\nperiod = \"hour\"\nkey = [\"route\"]\non_redis_down = \"deny\"\n[[route.policy]]\nkind = \"respond\"\n",
+        "[redis]\naddress = \"127.0.0.1:{port}\"\ntls = true\nca_file = \"{}\"\n{client}command_timeout = \"5s\"\nconnect_timeout = \"5s\"\n\n[[route]]\nname = \"q\"\npath = \"/q\"\n[[route.policy]]\nkind = \"quota\"\nlimit = 3\nperiod = \"hour\"\nkey = [\"route\"]\non_redis_down = \"deny\"\n[[route.policy]]\nkind = \"respond\"\n",
         ca.display()
     );
     Gateway::start("auto", "shards = 1", &text).expect("gateway starts")

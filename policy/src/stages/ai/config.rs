@@ -28,6 +28,9 @@ pub struct Config {
     /// `[[route.policy.redact]]`: patterns replaced in prompts before they leave.
     #[serde(default)]
     pub redact: Vec<super::guard::RedactConf>,
+    /// `[route.policy.prompt]`: the route is a prompt template, not a chat endpoint.
+    #[serde(default)]
+    pub prompt: Option<super::prompt::PromptConf>,
     /// `[route.policy.tokens]`: token limits per consumer (or other key). Default none.
     #[serde(default)]
     pub tokens: Option<super::tokens::TokensConf>,

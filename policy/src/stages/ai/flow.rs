@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::answer::{self, Delta, Ids, Usage};
 use super::chat::Chat;
 use super::config::Kind;
+use super::prompt::{self, AnswerAs};
 use super::sse::{self, Reader};
 use super::{anthropic, gemini, openai};
 
@@ -80,6 +81,8 @@ pub struct Flow {
     pub tried: Vec<usize>,
     /// The fallback names still to try.
     pub rest: Vec<String>,
+    /// A prompt route's answer: the model's text or JSON instead of a completion.
+    pub answer_as: Option<AnswerAs>,
 }
 
 impl Flow {
@@ -231,6 +234,11 @@ impl Flow {
         let read = match self.kind {
             Kind::OpenAi => {
                 self.usage = openai::relabel(&mut v, &self.ids.model);
+                if let Some(how) = &self.answer_as {
+                    let text = openai::text(&v).unwrap_or_default();
+                    self.prompt_answer(how.clone(), &text, out);
+                    return;
+                }
                 let _ = serde_json::to_writer(&mut *out, &v);
                 return;
             }
@@ -238,6 +246,11 @@ impl Flow {
             Kind::Gemini => gemini::answer(&v),
         };
         match read {
+            Ok(a) if self.answer_as.is_some() => {
+                self.usage = Some(a.usage);
+                let how = self.answer_as.clone().unwrap_or(AnswerAs::Text);
+                self.prompt_answer(how, a.text.as_deref().unwrap_or_default(), out);
+            }
             Ok(mut a) => {
                 self.usage = Some(a.usage);
                 if a.id.is_empty() {
@@ -245,6 +258,20 @@ impl Flow {
                 }
                 out.extend_from_slice(&answer::completion(&a, &self.ids));
             }
+            Err(msg) => {
+                self.provider_error = true;
+                out.extend_from_slice(&answer::error(502, &msg));
+            }
+        }
+    }
+}
+
+impl Flow {
+    /// A prompt route's answer from the model's text (an error body when it is not the
+    /// JSON asked for: the status already went).
+    fn prompt_answer(&mut self, how: AnswerAs, text: &str, out: &mut Vec<u8>) {
+        match prompt::answer(&how, text) {
+            Ok(body) => out.extend_from_slice(&body),
             Err(msg) => {
                 self.provider_error = true;
                 out.extend_from_slice(&answer::error(502, &msg));

@@ -29,6 +29,7 @@ pub mod flow;
 pub mod gemini;
 pub mod guard;
 pub mod openai;
+pub mod prompt;
 pub mod routing;
 pub mod sse;
 pub mod tokens;
@@ -62,8 +63,8 @@ const DROPPED: [&[u8]; 7] = [
     b"content-type",
 ];
 
-/// The stage.
-pub struct Ai {
+/// What the stage's table made (boxed: the stage registry's enum stays small).
+struct Parts {
     max_body: u64,
     max_response: usize,
     providers: Vec<Provider>,
@@ -71,6 +72,12 @@ pub struct Ai {
     routing: routing::Routing,
     guards: guard::Guards,
     tokens: Option<tokens::Tokens>,
+    prompt: Option<prompt::Prompt>,
+}
+
+/// The stage.
+pub struct Ai {
+    parts: Box<Parts>,
     flows: Slots<Flow>,
     requests: Cell<u64>,
     redactions: Cell<u64>,
@@ -92,18 +99,35 @@ impl StageBuild for Ai {
             Some(t) => Some(tokens::Tokens::new(t, ctx.shards)?),
             None => None,
         };
+        let routing = routing::Routing::new(&models);
+        let prompt = match &c.prompt {
+            Some(p) => {
+                let p = prompt::Prompt::new(p, ctx.params)?;
+                if !routing.has(&p.model) {
+                    return Err(format!(
+                        "prompt: model `{}` is not one of this stage's",
+                        p.model
+                    ));
+                }
+                Some(p)
+            }
+            None => None,
+        };
         Ok(Ai {
-            routing: routing::Routing::new(&models),
-            fallbacks: Cell::new(0),
-            guards,
-            tokens,
-            redactions: Cell::new(0),
-            max_body: c.max_body.0,
-            max_response: usize::try_from(c.max_response.0).unwrap_or(usize::MAX),
-            providers,
-            models,
+            parts: Box::new(Parts {
+                max_body: c.max_body.0,
+                max_response: usize::try_from(c.max_response.0).unwrap_or(usize::MAX),
+                providers,
+                models,
+                routing,
+                guards,
+                tokens,
+                prompt,
+            }),
             flows: Slots::default(),
             requests: Cell::new(0),
+            redactions: Cell::new(0),
+            fallbacks: Cell::new(0),
             streamed: Cell::new(0),
             prompt_tokens: Cell::new(0),
             completion_tokens: Cell::new(0),
@@ -146,8 +170,9 @@ impl Ai {
     /// (the ones this stage adds), group; its fallbacks go first in what is left to try.
     /// `Err` when the request cannot be translated for it.
     fn aim(&self, f: &mut Flow, m: usize, ex: &mut Exchange) -> Result<(), String> {
-        let m_ = self.models.get(m).ok_or("no such model")?;
+        let m_ = self.parts.models.get(m).ok_or("no such model")?;
         let p = self
+            .parts
             .providers
             .get(m_.provider)
             .ok_or("the model has no provider")?;
@@ -184,7 +209,7 @@ fn fallback_id(ex: &Exchange) -> String {
 
 impl Stage for Ai {
     fn wants_body(&self, _head: &RequestHead, _buf: &[u8]) -> Option<u64> {
-        Some(self.max_body)
+        Some(self.parts.max_body)
     }
 
     fn on_body(
@@ -194,11 +219,15 @@ impl Stage for Ai {
         body: &[u8],
         ex: &mut Exchange,
     ) -> Verdict<'_> {
-        let mut v: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
-            Err(e) => return bad("ai.not_json", format!("the body is not JSON: {e}")),
+        let read = match &self.parts.prompt {
+            Some(p) => p.request(head, buf, body, ex),
+            None => serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}")),
         };
-        match self.guards.apply(&mut v) {
+        let mut v: Value = match read {
+            Ok(v) => v,
+            Err(d) => return bad("ai.bad_request", d),
+        };
+        match self.parts.guards.apply(&mut v) {
             Ok(n) => bump(&self.redactions, n),
             Err(guard::Refused::TooLong(n)) => {
                 let d = format!("the prompt is {n} characters long, more than this route takes");
@@ -213,15 +242,15 @@ impl Stage for Ai {
             Ok(c) => c,
             Err(d) => return bad("ai.bad_request", d),
         };
-        let Some(m) = self.routing.pick(&chat.model, &self.models) else {
+        let Some(m) = self.parts.routing.pick(&chat.model, &self.parts.models) else {
             let d = format!(
                 "model `{}` is not offered here; offered: {}",
                 chat.model,
-                self.routing.offered()
+                self.parts.routing.offered()
             );
             return bad("ai.unknown_model", d);
         };
-        let token_key = match &self.tokens {
+        let token_key = match &self.parts.tokens {
             Some(t) => {
                 let key = t.key(head, buf, ex);
                 if let Err(spent) = t.admit(key, tokens::estimate(chat.chars()), ex) {
@@ -264,6 +293,7 @@ impl Stage for Ai {
             added: ex.edits.fields.add.len(),
             tried: Vec::new(),
             rest: Vec::new(),
+            answer_as: self.parts.prompt.as_ref().map(|p| p.answer.clone()),
         };
         if let Err(d) = self.aim(&mut f, m, ex) {
             return bad("ai.bad_request", d);
@@ -277,7 +307,7 @@ impl Stage for Ai {
     }
 
     fn reroutes(&self) -> bool {
-        self.models.iter().any(|m| !m.fallback.is_empty())
+        self.parts.models.iter().any(|m| !m.fallback.is_empty())
     }
 
     fn reroute(&self, _status: Option<u16>, ex: &mut Exchange) -> bool {
@@ -288,7 +318,7 @@ impl Stage for Ai {
         while !sent && !f.rest.is_empty() {
             let name = f.rest.remove(0);
             // a fallback the request was already sent to is not tried again
-            let next = self.routing.pick(&name, &self.models);
+            let next = self.parts.routing.pick(&name, &self.parts.models);
             if let Some(m) = next.filter(|m| !f.tried.contains(m)) {
                 sent = self.aim(&mut f, m, ex).is_ok();
             }
@@ -303,7 +333,8 @@ impl Stage for Ai {
     fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
         let encoded = values(&head.fields, buf, b"content-encoding")
             .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let limit = self.max_response;
+        let limit = self.parts.max_response;
+        let prompt = self.parts.prompt.as_ref().map(|p| &p.answer);
         let streams = self.flows.with(ex.serial, |f| {
             // an answer in a coding it did not ask for, or an OpenAI error, passes as it came
             let passes = encoded || f.kind == Kind::OpenAi && !(200..300).contains(&head.status);
@@ -320,9 +351,17 @@ impl Stage for Ai {
         let edits = &mut ex.response;
         edits.drop_named(&head.fields, buf, b"etag");
         edits.drop_named(&head.fields, buf, b"accept-ranges");
+        let ok = (200..300).contains(&head.status);
         if stream {
             edits.set(&head.fields, buf, b"content-type", b"text/event-stream");
             edits.set(&head.fields, buf, b"cache-control", b"no-cache");
+        } else if let (Some(prompt::AnswerAs::Text), true) = (prompt, ok) {
+            edits.set(
+                &head.fields,
+                buf,
+                b"content-type",
+                b"text/plain; charset=utf-8",
+            );
         } else {
             edits.set(&head.fields, buf, b"content-type", b"application/json");
         }
@@ -336,7 +375,7 @@ impl Stage for Ai {
     }
 
     fn on_response_body(&self, piece: Piece<'_>, ex: &mut Exchange, out: &mut Vec<u8>) {
-        let limit = self.max_response;
+        let limit = self.parts.max_response;
         self.flows.with(ex.serial, |f| match piece {
             Piece::Data(d) => f.data(d, limit, out),
             Piece::End => f.end(out),
@@ -351,7 +390,7 @@ impl Stage for Ai {
         if let Some(u) = f.usage {
             bump(&self.prompt_tokens, u.prompt);
             bump(&self.completion_tokens, u.completion);
-            if let (Some(t), Some(key)) = (&self.tokens, f.token_key) {
+            if let (Some(t), Some(key)) = (&self.parts.tokens, f.token_key) {
                 t.count(key, u.prompt.saturating_add(u.completion), ex);
             }
         }

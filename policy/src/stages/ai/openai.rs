@@ -33,6 +33,12 @@ pub fn relabel(v: &mut Value, alias: &str) -> Option<Usage> {
     Usage::of_openai(v)
 }
 
+/// The text of an answer (its first choice's message), for prompt routes.
+pub fn text(v: &Value) -> Option<String> {
+    let m = v.get("choices")?.get(0)?.get("message")?;
+    Some(m.get("content")?.as_str()?.to_string())
+}
+
 /// Whether a chunk is only the usage (no choices).
 pub fn usage_only(v: &Value) -> bool {
     v.get("choices")

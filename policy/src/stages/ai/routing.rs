@@ -57,6 +57,11 @@ impl Routing {
         n.entries.first().copied()
     }
 
+    /// Whether `name` is offered.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.name == name)
+    }
+
     /// The names offered, for an error.
     pub fn offered(&self) -> String {
         let names: Vec<&str> = self.names.iter().map(|n| n.name.as_str()).collect();
