@@ -82,7 +82,7 @@ impl Default for AccessLogConf {
 }
 
 /// The fields an access-log line can hold, in the order JSON lines write them.
-pub const LOG_FIELDS: [&str; 19] = [
+pub const LOG_FIELDS: [&str; 24] = [
     "time",
     "shard",
     "client_ip",
@@ -102,6 +102,11 @@ pub const LOG_FIELDS: [&str; 19] = [
     "consumer",
     "refusal",
     "tls",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
 ];
 
 /// Checks a share is a number from 0 to 1.

@@ -60,11 +60,16 @@ enum Field {
     Consumer,
     Refusal,
     Tls,
+    Model,
+    Provider,
+    PromptTokens,
+    CompletionTokens,
+    CostUsd,
 }
 
 impl Field {
     /// Every field, in `LOG_FIELDS` order.
-    const ALL: [Field; 19] = [
+    const ALL: [Field; 24] = [
         Field::Time,
         Field::Shard,
         Field::ClientIp,
@@ -84,6 +89,11 @@ impl Field {
         Field::Consumer,
         Field::Refusal,
         Field::Tls,
+        Field::Model,
+        Field::Provider,
+        Field::PromptTokens,
+        Field::CompletionTokens,
+        Field::CostUsd,
     ];
 }
 
@@ -567,6 +577,27 @@ impl Line<'_> {
             },
             Field::Tls => match ex.tls.as_ref() {
                 Some(t) => text(out, t.version.as_bytes()),
+                None => return false,
+            },
+            Field::Model | Field::Provider => match ex.tokens.as_deref() {
+                Some(t) if f == Field::Model => text(out, t.model.as_bytes()),
+                Some(t) => text(out, t.provider.as_bytes()),
+                None => return false,
+            },
+            Field::PromptTokens | Field::CompletionTokens => match ex.tokens.as_deref() {
+                Some(t) if f == Field::PromptTokens => put_uint(out, t.prompt),
+                Some(t) => put_uint(out, t.completion),
+                None => return false,
+            },
+            Field::CostUsd => match ex.tokens.as_deref() {
+                Some(t) => {
+                    let _ = write!(
+                        out,
+                        "{}.{:06}",
+                        t.cost_microusd / 1_000_000,
+                        t.cost_microusd % 1_000_000
+                    );
+                }
                 None => return false,
             },
             Field::RequestId | Field::TraceId => return false,

@@ -268,13 +268,17 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
         let mut v = Vec::new();
         for c in shards {
             for (route, stage, f) in c.stage_figures.iter().filter(|(_, _, f)| f.gauge == gauge) {
-                let labels = format!(
+                let mut labels = format!(
                     "shard=\"{}\",route=\"{}\",stage=\"{}\",name=\"{}\"",
                     c.shard,
                     esc(route),
                     esc(stage),
                     f.name
                 );
+                if !f.labels.is_empty() {
+                    labels.push(',');
+                    labels.push_str(&f.labels);
+                }
                 v.push((labels, f.value));
             }
         }

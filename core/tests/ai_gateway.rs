@@ -32,11 +32,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    setup_with("", "")
+    setup_with("", "", "")
 }
 
-/// `before`: stages ahead of the ai stage; `ai`: more of the ai stage's own lines.
-fn setup_with(before: &str, ai: &str) -> Setup {
+/// `before`: stages ahead of the ai stage; `ai`: more of the ai stage's own lines; `tail`:
+/// more top-level tables.
+fn setup_with(before: &str, ai: &str, tail: &str) -> Setup {
     let (oai, claude, gem) = (Provider::start(), Provider::start(), Provider::start());
     let keys = TempDir::new();
     for (name, key) in [("oai", "sk-oai"), ("claude", "sk-ant"), ("gem", "AIza-gem")] {
@@ -89,10 +90,13 @@ name = "fast"
 provider = "claude"
 model = "claude-haiku-4-5"
 max_tokens = 256
+price_prompt = 3.0
+price_completion = 15.0
 [[route.policy.model]]
 name = "flash"
 provider = "gem"
 model = "gemini-2.5-flash"
+{tail}
 "#,
         oai.addr,
         claude.addr,
@@ -452,6 +456,12 @@ fn a_client_that_leaves_a_stream_stops_the_provider_call() {
 
 #[test]
 fn guards_redact_and_refuse_and_token_limits_count_per_consumer() {
+    let logs = TempDir::new();
+    let log = logs.0.join("access.log");
+    let tail = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[access_log]\nflush = \"5ms\"\npath = \"{}\"\n",
+        log.display()
+    );
     let s = setup_with(
         r#"[[route.policy]]
 kind = "api_key"
@@ -466,6 +476,7 @@ pattern = "email"
 replacement = "[email]"
 [[route.policy.redact]]
 pattern = "card""#,
+        &tail,
     );
     let ask = |key: &str, text: &str| {
         let body =
@@ -518,6 +529,47 @@ pattern = "card""#,
     let r = ask("k-ann", &"y".repeat(121));
     assert_eq!(r.status, 413);
     assert_eq!(s.claude.seen().len(), 3);
+    // usage per consumer, model and provider, with the estimated cost (3 and 15 dollars a
+    // million tokens: ann's 20 + 12 tokens cost 240 millionths of a dollar)
+    let admin = support::admin(&s.gw);
+    let metrics = String::from_utf8(request(admin, "GET", "/metrics", "", b"").body).unwrap();
+    let figure = |name: &str, consumer: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.contains(&format!("name=\"{name}\""))
+                    && l.contains(&format!(
+                        "consumer=\"{consumer}\",model=\"fast\",provider=\"claude\""
+                    ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+    };
+    assert_eq!(figure("usage_prompt_tokens", "ann"), Some(20), "{metrics}");
+    assert_eq!(figure("usage_completion_tokens", "ann"), Some(12));
+    assert_eq!(figure("usage_cost_microusd", "ann"), Some(240));
+    assert_eq!(figure("usage_requests", "bob"), Some(2));
+    assert_eq!(figure("usage_prompt_tokens", "bob"), Some(20));
+    // and in the access log, per exchange
+    assert!(support::eventually(
+        || std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 7)
+    ));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (&first["consumer"], &first["model"], &first["provider"]),
+        (
+            &Value::from("ann"),
+            &Value::from("fast"),
+            &Value::from("claude")
+        )
+    );
+    assert_eq!(
+        (&first["prompt_tokens"], &first["completion_tokens"]),
+        (&Value::from(20), &Value::from(12))
+    );
+    assert_eq!(first["cost_usd"], Value::from(0.00024));
+    let refused: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(refused["model"], Value::Null);
 }
 
 #[test]
@@ -545,6 +597,7 @@ model = "o-1"
 name = "duo"
 provider = "gem"
 model = "g-1""#,
+        "",
     );
     let gem_ok = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"from gemini"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":1,"candidatesTokenCount":2},"responseId":"g"}"#;
     // a 429 from the first provider: the request goes to the fallback, translated for it

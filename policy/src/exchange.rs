@@ -147,6 +147,21 @@ pub struct Edits {
     pub body: Option<Vec<u8>>,
 }
 
+/// Tokens a model provider counted for one exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUsage {
+    /// The model the client named.
+    pub model: Rc<str>,
+    /// The provider that answered.
+    pub provider: Rc<str>,
+    /// Prompt tokens.
+    pub prompt: u64,
+    /// Completion tokens.
+    pub completion: u64,
+    /// The estimated cost, in millionths of a US dollar.
+    pub cost_microusd: u64,
+}
+
 /// How an exchange ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Outcome {
@@ -265,6 +280,9 @@ pub struct Exchange {
     /// Set by a stage in `on_response`: the answer the client gets instead of the
     /// upstream's response (a cache's stored response after a `304`).
     pub substitute: Option<Replacement>,
+    /// Set by the `ai` stage when the answer ended: the model, its provider and the tokens
+    /// it counted (for the access log).
+    pub tokens: Option<Box<TokenUsage>>,
     /// Set by the pipeline when a stage said `Wait`: the stage `on_request` runs from next.
     pub resume: u16,
     /// Counted by the pipeline on each `Wait`: how often the exchange waited (the
@@ -386,6 +404,7 @@ impl Default for Exchange {
             serial: 0,
             fallback: None,
             substitute: None,
+            tokens: None,
             resume: 0,
             waits: 0,
             refresh: None,
@@ -440,6 +459,7 @@ impl Exchange {
         });
         self.fallback = None;
         self.substitute = None;
+        self.tokens = None;
         self.resume = 0;
         self.waits = 0;
         self.refresh = None;

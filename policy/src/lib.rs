@@ -23,7 +23,7 @@ pub mod template;
 
 pub use exchange::{
     ClientCert, Edits, Exchange, FieldEdits, Identity, Outcome, Refresh, Replacement, Tap, TlsInfo,
-    UpstreamRecord,
+    TokenUsage, UpstreamRecord,
 };
 pub use pipeline::{Pipeline, Pipelines};
 pub use reply::LocalReply;

@@ -221,7 +221,7 @@ pub struct Fetched<'a> {
 }
 
 /// One of a stage's own figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Figure {
     /// Its name (`hits`, `bytes_stored`).
     pub name: &'static str,
@@ -229,6 +229,37 @@ pub struct Figure {
     pub value: u64,
     /// A level (entries held now), not a count since start.
     pub gauge: bool,
+    /// More labels, rendered (`model="fast",provider="claude"`); empty for none.
+    pub labels: String,
+}
+
+impl Figure {
+    /// A count with more labels (`name = value` pairs; values escaped here).
+    pub fn labelled(name: &'static str, value: u64, labels: &[(&str, &str)]) -> Figure {
+        let mut out = String::new();
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Figure {
+            name,
+            value,
+            gauge: false,
+            labels: out,
+        }
+    }
 }
 
 /// How a stage is built from its `[[route.policy]]` table.

@@ -236,6 +236,7 @@ impl Table {
             name,
             value: v.get(),
             gauge: false,
+            labels: String::new(),
         };
         let store = self.store.borrow();
         vec![
@@ -253,11 +254,13 @@ impl Table {
                 name: "entries",
                 value: store.len() as u64,
                 gauge: true,
+                labels: String::new(),
             },
             Figure {
                 name: "bytes_stored",
                 value: store.used(),
                 gauge: true,
+                labels: String::new(),
             },
         ]
     }

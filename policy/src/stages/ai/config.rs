@@ -84,6 +84,12 @@ pub struct ModelConf {
     /// gives no answer. Default none.
     #[serde(default)]
     pub fallback: Vec<String>,
+    /// US dollars per million prompt tokens, for the estimated cost. Default 0.
+    #[serde(default)]
+    pub price_prompt: f64,
+    /// US dollars per million completion tokens. Default 0.
+    #[serde(default)]
+    pub price_completion: f64,
 }
 
 fn default_weight() -> u32 {
@@ -143,6 +149,20 @@ pub struct Model {
     pub weight: u32,
     /// The names tried when it fails, in order.
     pub fallback: Vec<String>,
+    /// Millionths of a dollar per prompt token, per completion token.
+    pub price: (f64, f64),
+}
+
+impl Model {
+    /// The estimated cost of `u`, in millionths of a US dollar.
+    pub fn cost(&self, prompt: u64, completion: u64) -> u64 {
+        let c = prompt as f64 * self.price.0 + completion as f64 * self.price.1;
+        if c.is_finite() && c > 0.0 {
+            c.round() as u64
+        } else {
+            0
+        }
+    }
 }
 
 fn kind(k: &str) -> Result<Kind, String> {
@@ -244,6 +264,10 @@ pub fn check(
         if m.name.is_empty() {
             return Err("a model has an empty name".into());
         }
+        let price_ok = |p: f64| p.is_finite() && p >= 0.0;
+        if !price_ok(m.price_prompt) || !price_ok(m.price_completion) {
+            return Err(format!("model `{}`: prices must be 0 or more", m.name));
+        }
         if m.weight == 0 {
             return Err(format!("model `{}`: weight must be at least 1", m.name));
         }
@@ -267,6 +291,7 @@ pub fn check(
             max_tokens: m.max_tokens.max(1),
             weight: m.weight,
             fallback: m.fallback.clone(),
+            price: (m.price_prompt, m.price_completion),
         });
     }
     if models.is_empty() {

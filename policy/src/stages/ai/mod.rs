@@ -33,6 +33,7 @@ pub mod prompt;
 pub mod routing;
 pub mod sse;
 pub mod tokens;
+pub mod usage;
 
 use std::cell::Cell;
 
@@ -41,7 +42,9 @@ use serde_json::Value;
 
 use crate::cache::entry::values;
 use crate::cache::table::bump;
-use crate::exchange::Exchange;
+use std::rc::Rc;
+
+use crate::exchange::{Exchange, TokenUsage};
 use crate::slots::{Slots, counted};
 use crate::stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
 use answer::Ids;
@@ -79,6 +82,7 @@ struct Parts {
 pub struct Ai {
     parts: Box<Parts>,
     flows: Slots<Flow>,
+    usage: usage::Usage,
     requests: Cell<u64>,
     redactions: Cell<u64>,
     streamed: Cell<u64>,
@@ -125,6 +129,7 @@ impl StageBuild for Ai {
                 prompt,
             }),
             flows: Slots::default(),
+            usage: usage::Usage::new(),
             requests: Cell::new(0),
             redactions: Cell::new(0),
             fallbacks: Cell::new(0),
@@ -376,11 +381,29 @@ impl Stage for Ai {
 
     fn on_response_body(&self, piece: Piece<'_>, ex: &mut Exchange, out: &mut Vec<u8>) {
         let limit = self.parts.max_response;
-        self.flows.with(ex.serial, |f| match piece {
-            Piece::Data(d) => f.data(d, limit, out),
-            Piece::End => f.end(out),
-            Piece::TooLarge => {}
+        let ended = self.flows.with(ex.serial, |f| match piece {
+            Piece::Data(d) => {
+                f.data(d, limit, out);
+                None
+            }
+            Piece::End => {
+                f.end(out);
+                f.usage.map(|u| (f.model, f.provider, u))
+            }
+            Piece::TooLarge => None,
         });
+        if let Some(Some((m, p, u))) = ended {
+            let (Some(m), Some(p)) = (self.parts.models.get(m), self.parts.providers.get(p)) else {
+                return;
+            };
+            ex.tokens = Some(Box::new(TokenUsage {
+                model: Rc::from(m.name.as_str()),
+                provider: Rc::from(p.name.as_str()),
+                prompt: u.prompt,
+                completion: u.completion,
+                cost_microusd: m.cost(u.prompt, u.completion),
+            }));
+        }
     }
 
     fn on_finish(&self, ex: &Exchange) {
@@ -397,10 +420,24 @@ impl Stage for Ai {
         if f.provider_error {
             bump(&self.provider_errors, 1);
         }
+        let u = f.usage.unwrap_or_default();
+        let cost = self
+            .parts
+            .models
+            .get(f.model)
+            .map_or(0, |m| m.cost(u.prompt, u.completion));
+        let tally = usage::Tally {
+            requests: 1,
+            prompt: u.prompt,
+            completion: u.completion,
+            cost_microusd: cost,
+        };
+        self.usage
+            .add(ex.consumer().unwrap_or_default(), f.model, tally);
     }
 
     fn figures(&self) -> Vec<Figure> {
-        counted(&[
+        let mut figures = counted(&[
             ("requests", &self.requests),
             ("streamed", &self.streamed),
             ("prompt_tokens", &self.prompt_tokens),
@@ -408,6 +445,16 @@ impl Stage for Ai {
             ("provider_errors", &self.provider_errors),
             ("redactions", &self.redactions),
             ("fallbacks", &self.fallbacks),
-        ])
+        ]);
+        let names = |m: usize| {
+            let model = self.parts.models.get(m);
+            let provider = model.and_then(|m| self.parts.providers.get(m.provider));
+            (
+                model.map(|m| m.name.clone()).unwrap_or_default(),
+                provider.map(|p| p.name.clone()).unwrap_or_default(),
+            )
+        };
+        figures.extend(self.usage.figures(&names));
+        figures
     }
 }

@@ -81,6 +81,7 @@ mod tests {
             max_tokens: 1,
             weight,
             fallback: Vec::new(),
+            price: (0.0, 0.0),
         }
     }
 

@@ -168,11 +168,13 @@ impl Share {
                 name: "asked",
                 value: self.asked.get(),
                 gauge: false,
+                labels: String::new(),
             },
             Figure {
                 name: "answered",
                 value: self.answered.get(),
                 gauge: false,
+                labels: String::new(),
             },
         ]
     }
