@@ -60,7 +60,7 @@ name = "ghost"
 targets = ["{}"]
 
 [[route]]
-path = "/v1/chat/completions"
+path = "/v1/{{*op}}"
 methods = ["POST"]
 {before}
 [[route.policy]]
@@ -781,4 +781,60 @@ provider = "claude"
     assert_eq!(r.status, 400);
     assert!(String::from_utf8_lossy(&r.body).contains("the body has no `text`"));
     assert_eq!(provider.seen().len(), 2);
+}
+
+#[test]
+fn embeddings_pass_to_openai_translate_for_gemini_and_are_refused_for_anthropic() {
+    let s = setup();
+    let post = |body: &str| {
+        let headers = format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        request(
+            s.gw.addr,
+            "POST",
+            "/v1/embeddings",
+            &headers,
+            body.as_bytes(),
+        )
+    };
+    s.gem.reply(whole(
+        200,
+        r#"{"embeddings":[{"values":[0.5,-0.25]},{"values":[1.0,0.0]}]}"#,
+    ));
+    let r = post(r#"{"model":"flash","input":["red","blue car"],"dimensions":2}"#);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.25]},{"object":"embedding","index":1,"embedding":[1.0,0.0]}],"model":"flash","usage":{"prompt_tokens":3,"total_tokens":3}}"#
+    );
+    let g = &s.gem.seen()[0];
+    assert_eq!(
+        g.target,
+        "/v1beta/models/gemini-2.5-flash:batchEmbedContents"
+    );
+    assert_eq!(
+        g.body,
+        r#"{"requests":[{"model":"models/gemini-2.5-flash","content":{"parts":[{"text":"red"}]},"outputDimensionality":2},{"model":"models/gemini-2.5-flash","content":{"parts":[{"text":"blue car"}]},"outputDimensionality":2}]}"#
+    );
+    s.oai.reply(whole(200, r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"gpt-4o-mini","usage":{"prompt_tokens":1,"total_tokens":1}}"#));
+    let r = post(r#"{"model":"gpt","input":"hi","encoding_format":"float"}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1]}],"model":"gpt","usage":{"prompt_tokens":1,"total_tokens":1}}"#
+    );
+    let o = &s.oai.seen()[0];
+    assert_eq!(
+        (o.target.as_str(), o.body.as_str()),
+        (
+            "/v1/embeddings",
+            r#"{"model":"gpt-4o-mini","input":"hi","encoding_format":"float"}"#
+        )
+    );
+    let r = post(r#"{"model":"fast","input":"hi"}"#);
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("(anthropic) has no embeddings"));
+    assert!(s.claude.seen().is_empty());
 }

@@ -269,6 +269,16 @@ fn count(o: &Map<String, Value>, key: &str) -> Result<Option<u64>, Bad> {
     }
 }
 
+/// A request body's object and the `model` it names.
+pub fn object_and_model(v: &Value) -> Result<(&Map<String, Value>, String), Bad> {
+    let o = v.as_object().ok_or("the body is not a JSON object")?;
+    let model = o
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or("`model` is missing")?;
+    Ok((o, model.to_string()))
+}
+
 impl Chat {
     /// Characters of the prompt's text (system and every message).
     pub fn chars(&self) -> usize {
@@ -295,12 +305,7 @@ impl Chat {
 
     /// Reads a parsed request body.
     pub fn read(v: &Value) -> Result<Chat, Bad> {
-        let o = v.as_object().ok_or("the body is not a JSON object")?;
-        let model = o
-            .get("model")
-            .and_then(Value::as_str)
-            .ok_or("`model` is missing")?
-            .to_string();
+        let (o, model) = object_and_model(v)?;
         let Some(Value::Array(list)) = o.get("messages") else {
             return Err("`messages` is missing or not a list".into());
         };

@@ -6,9 +6,9 @@
 use serde_json::{Value, json};
 
 use super::answer::{self, Delta, Ids, Usage};
-use super::chat::Chat;
 use super::config::Kind;
 use super::prompt::{self, AnswerAs};
+use super::send::Asked;
 use super::sse::{self, Reader};
 use super::{anthropic, gemini, openai};
 
@@ -74,7 +74,7 @@ pub struct Flow {
     /// The client's request (guarded), for the fallbacks' translations.
     pub request: Value,
     /// The request read.
-    pub chat: Chat,
+    pub asked: Asked,
     /// Where this stage's fields start in `ex.edits.fields.add`.
     pub added: usize,
     /// The entries it went to.
@@ -240,6 +240,20 @@ impl Flow {
                     return;
                 }
                 let _ = serde_json::to_writer(&mut *out, &v);
+                return;
+            }
+            Kind::Gemini if matches!(self.asked, Asked::Embed(_)) => {
+                let chars = self.asked.chars();
+                match super::embeddings::gemini_answer(&v, &self.ids.model, chars) {
+                    Ok((body, usage)) => {
+                        self.usage = Some(usage);
+                        out.extend_from_slice(&body);
+                    }
+                    Err(msg) => {
+                        self.provider_error = true;
+                        out.extend_from_slice(&answer::error(502, &msg));
+                    }
+                }
                 return;
             }
             Kind::Anthropic => anthropic::answer(&v),

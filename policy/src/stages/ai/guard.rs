@@ -76,10 +76,30 @@ fn luhn(s: &str) -> bool {
     digits.len() >= 13 && sum.is_multiple_of(10)
 }
 
-/// The text places of a request: each message's `content` string, or its parts' `text`.
+/// The text places of a request: each message's `content` string, or its parts' `text`;
+/// an embeddings request's `input` strings.
 fn texts(v: &mut Value) -> Vec<&mut String> {
     let mut out = Vec::new();
-    let Some(Value::Array(messages)) = v.get_mut("messages") else {
+    let Some(o) = v.as_object_mut() else {
+        return out;
+    };
+    let (mut messages, mut input) = (None, None);
+    for (k, v) in o.iter_mut() {
+        match k.as_str() {
+            "messages" => messages = Some(v),
+            "input" => input = Some(v),
+            _ => {}
+        }
+    }
+    match input {
+        Some(Value::String(s)) => out.push(s),
+        Some(Value::Array(list)) => out.extend(list.iter_mut().filter_map(|s| match s {
+            Value::String(s) => Some(s),
+            _ => None,
+        })),
+        _ => {}
+    }
+    let Some(Value::Array(messages)) = messages else {
         return out;
     };
     for m in messages {

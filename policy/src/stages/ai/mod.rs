@@ -25,12 +25,14 @@ pub mod answer;
 pub mod anthropic;
 pub mod chat;
 pub mod config;
+pub mod embeddings;
 pub mod flow;
 pub mod gemini;
 pub mod guard;
 pub mod openai;
 pub mod prompt;
 pub mod routing;
+pub mod send;
 pub mod sse;
 pub mod tokens;
 pub mod usage;
@@ -48,7 +50,6 @@ use crate::exchange::{Exchange, TokenUsage};
 use crate::slots::{Slots, counted};
 use crate::stage::{BodyTap, Figure, Piece, Rejection, Stage, StageBuild, StageContext, Verdict};
 use answer::Ids;
-use chat::Chat;
 use config::{Kind, Model, Provider};
 use flow::{Flow, Mode};
 
@@ -146,31 +147,6 @@ fn bad(reason: &'static str, detail: String) -> Verdict<'static> {
 }
 
 impl Ai {
-    /// The provider's request for `chat` (parsed from `v`): its body and target.
-    fn translate(
-        &self,
-        v: &Value,
-        chat: &Chat,
-        m: &Model,
-        p: &Provider,
-    ) -> Result<(Vec<u8>, String), String> {
-        let (body, target) = match p.kind {
-            Kind::OpenAi => (
-                openai::request(v, &m.model, chat.stream),
-                format!("{}/chat/completions", p.base),
-            ),
-            Kind::Anthropic => (
-                anthropic::request(chat, &m.model, m.max_tokens)?,
-                format!("{}/messages", p.base),
-            ),
-            Kind::Gemini => (
-                gemini::request(chat)?,
-                gemini::target(&p.base, &m.model, chat.stream),
-            ),
-        };
-        Ok((serde_json::to_vec(&body).unwrap_or_default(), target))
-    }
-
     /// Points the request at entry `m`'s provider: body, target, fields from `added` on
     /// (the ones this stage adds), group; its fallbacks go first in what is left to try.
     /// `Err` when the request cannot be translated for it.
@@ -181,7 +157,7 @@ impl Ai {
             .providers
             .get(m_.provider)
             .ok_or("the model has no provider")?;
-        let (out, target) = self.translate(&f.request, &f.chat, m_, p)?;
+        let (out, target) = send::translate(&f.request, &f.asked, m_, p)?;
         ex.edits.body = Some(out);
         ex.set_target(target.into_bytes());
         ex.edits.fields.add.truncate(f.added);
@@ -243,14 +219,14 @@ impl Stage for Ai {
                 return bad("ai.denied", d);
             }
         }
-        let chat = match Chat::read(&v) {
-            Ok(c) => c,
+        let asked = match send::Asked::read(&v, head.path(buf)) {
+            Ok(a) => a,
             Err(d) => return bad("ai.bad_request", d),
         };
-        let Some(m) = self.parts.routing.pick(&chat.model, &self.parts.models) else {
+        let Some(m) = self.parts.routing.pick(asked.model(), &self.parts.models) else {
             let d = format!(
                 "model `{}` is not offered here; offered: {}",
-                chat.model,
+                asked.model(),
                 self.parts.routing.offered()
             );
             return bad("ai.unknown_model", d);
@@ -258,7 +234,7 @@ impl Stage for Ai {
         let token_key = match &self.parts.tokens {
             Some(t) => {
                 let key = t.key(head, buf, ex);
-                if let Err(spent) = t.admit(key, tokens::estimate(chat.chars()), ex) {
+                if let Err(spent) = t.admit(key, tokens::estimate(asked.chars()), ex) {
                     let d = format!(
                         "the token limit per {} is reached; retry after {} s",
                         spent.window, spent.retry_after
@@ -285,16 +261,16 @@ impl Stage for Ai {
             ids: Ids {
                 id: fallback_id(ex),
                 created,
-                model: chat.model.clone(),
+                model: asked.model().to_string(),
             },
-            stream: chat.stream,
-            include_usage: chat.include_usage,
+            stream: asked.stream(),
+            include_usage: asked.include_usage(),
             usage: None,
             mode: Mode::Sent,
             provider_error: false,
             token_key,
             request: v,
-            chat,
+            asked,
             added: ex.edits.fields.add.len(),
             tried: Vec::new(),
             rest: Vec::new(),
