@@ -36,6 +36,10 @@ pub struct Args {
     /// real API payloads do) instead of a repeating alphabet.
     #[arg(long)]
     pub json: bool,
+    /// Answer an Anthropic Messages stream (server-sent events) whose text is `--size`
+    /// bytes in deltas of 16, as a model provider streams a completion.
+    #[arg(long)]
+    pub anthropic_stream: bool,
 }
 
 /// A listener with a deep accept queue (std's is 128: a proxy opening hundreds of upstream
@@ -52,16 +56,35 @@ fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// An Anthropic Messages event stream whose text deltas add up to `n` bytes.
+fn anthropic_stream(n: usize) -> Vec<u8> {
+    let mut s = String::from(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_lt\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n\
+         event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    );
+    let text: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+    for piece in text.chunks(16) {
+        let piece = String::from_utf8_lossy(piece);
+        s += &format!(
+            "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{piece}\"}}}}\n\n"
+        );
+    }
+    s += "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+          event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":64}}\n\n\
+          event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    s.into_bytes()
+}
+
 fn response(a: &Args) -> Vec<u8> {
-    let body = if a.json {
-        json(a.size)
+    let (kind, body) = if a.anthropic_stream {
+        ("text/event-stream", anthropic_stream(a.size))
+    } else if a.json {
+        ("application/json", json(a.size))
     } else {
-        (0..a.size).map(|i| b'a' + (i % 26) as u8).collect()
-    };
-    let kind = if a.json {
-        "application/json"
-    } else {
-        "text/plain"
+        (
+            "text/plain",
+            (0..a.size).map(|i| b'a' + (i % 26) as u8).collect(),
+        )
     };
     let mut r = format!(
         "HTTP/1.1 {} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",

@@ -17,6 +17,7 @@ pub const FEATURES: &[(&str, bool)] = &[
     ("quota", true),
     ("cache", true),
     ("tls", true),
+    ("ai", true),
 ];
 
 /// The built-in scenarios: (name, TOML text).
@@ -52,6 +53,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("aggregate", include_str!("../scenarios/aggregate.toml")),
     ("rate-global", include_str!("../scenarios/rate-global.toml")),
     ("quota", include_str!("../scenarios/quota.toml")),
+    ("ai-stream", include_str!("../scenarios/ai-stream.toml")),
     ("smoke", include_str!("../scenarios/smoke.toml")),
 ];
 
@@ -166,6 +168,9 @@ pub struct OriginConf {
     pub count: usize,
     /// JSON bodies (`application/json`, varied records) instead of a repeating alphabet.
     pub json: bool,
+    /// Answer as an Anthropic Messages stream (server-sent events) whose text is `size`
+    /// bytes, in deltas of 16.
+    pub anthropic_stream: bool,
 }
 
 impl Default for OriginConf {
@@ -176,6 +181,7 @@ impl Default for OriginConf {
             latency_ms: 0,
             count: 1,
             json: false,
+            anthropic_stream: false,
         }
     }
 }
@@ -231,6 +237,8 @@ pub struct RequestConf {
     pub headers: BTreeMap<String, String>,
     /// Body size in bytes (filled with a repeating pattern).
     pub body_size: usize,
+    /// The body, as it is (instead of `body_size`). Default none.
+    pub body: Option<String>,
     /// Relative weight in the mix.
     pub weight: u32,
 }
@@ -242,6 +250,7 @@ impl Default for RequestConf {
             path: "/".into(),
             headers: BTreeMap::new(),
             body_size: 0,
+            body: None,
             weight: 1,
         }
     }
@@ -340,7 +349,10 @@ impl Scenario {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.replace("{jwt}", &token)))
                     .collect(),
-                body: (0..r.body_size).map(|i| b'a' + (i % 26) as u8).collect(),
+                body: match &r.body {
+                    Some(b) => b.as_bytes().to_vec(),
+                    None => (0..r.body_size).map(|i| b'a' + (i % 26) as u8).collect(),
+                },
                 weight: r.weight,
             })
             .collect()

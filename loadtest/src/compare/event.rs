@@ -73,6 +73,9 @@ impl Origins {
         if self.conf.json {
             args.push("--json".into());
         }
+        if self.conf.anthropic_stream {
+            args.push("--anthropic-stream".into());
+        }
         let mut child = procs::spawn(
             &name,
             &self.program,

@@ -168,6 +168,31 @@ pub fn event(out: &mut Vec<u8>, v: &Value) {
 /// The stream's end marker.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// The bytes of every chunk event of a stream up to its delta (`data: {"id":…,"delta":`),
+/// made once per stream: text chunks are then written without building a JSON value.
+pub fn chunk_prefix(ids: &Ids) -> Vec<u8> {
+    let head = json!({
+        "id": ids.id,
+        "object": "chat.completion.chunk",
+        "created": ids.created,
+        "model": ids.model,
+    });
+    let mut out = b"data: ".to_vec();
+    let _ = serde_json::to_writer(&mut out, &head);
+    // the object without its closing brace, then the choices up to the delta
+    out.pop();
+    out.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+    out
+}
+
+/// A text chunk event, after `prefix` (`chunk_prefix`): the same bytes `chunk` would give.
+pub fn text_chunk(prefix: &[u8], text: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(b"{\"content\":");
+    let _ = serde_json::to_writer(&mut *out, text);
+    out.extend_from_slice(b"},\"finish_reason\":null}]}\n\n");
+}
+
 /// A `chat.completion.chunk` with one choice whose `delta` is `delta`.
 pub fn chunk(ids: &Ids, delta: Value, finish: Option<Finish>) -> Value {
     json!({
@@ -264,6 +289,21 @@ mod tests {
             String::from_utf8_lossy(&completion(&a, &ids())),
             r#"{"id":"msg_1","object":"chat.completion","created":1700000000,"model":"fast","choices":[{"index":0,"message":{"role":"assistant","content":"hi","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
         );
+    }
+
+    #[test]
+    fn text_chunks_written_directly_match_built_ones() {
+        let prefix = chunk_prefix(&ids());
+        for text in ["a", "quote \" and \\ and \n and é", ""] {
+            let (mut direct, mut built) = (Vec::new(), Vec::new());
+            text_chunk(&prefix, text, &mut direct);
+            let (d, f) = delta_json(&Delta::Text(text.into())).unwrap_or_default();
+            event(&mut built, &chunk(&ids(), d, f));
+            assert_eq!(
+                String::from_utf8_lossy(&direct),
+                String::from_utf8_lossy(&built)
+            );
+        }
     }
 
     #[test]

@@ -208,6 +208,30 @@ pub fn error_message(v: &Value) -> Option<String> {
     Some(e.get("message").and_then(Value::as_str)?.to_string())
 }
 
+/// The text of a `content_block_delta` event's `text_delta`, read without building a JSON
+/// value (the event most of a stream is made of); `None` for any other event.
+pub fn text_delta<'a>(name: &str, data: &'a str) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(borrow)]
+        delta: Option<Body<'a>>,
+    }
+    if name != "content_block_delta" {
+        return None;
+    }
+    let e: Event<'a> = serde_json::from_str(data).ok()?;
+    let d = e.delta?;
+    if d.kind == "text_delta" { d.text } else { None }
+}
+
 /// A streamed answer's state: content block index → tool call ordinal, prompt tokens.
 #[derive(Debug, Default)]
 pub struct Stream {

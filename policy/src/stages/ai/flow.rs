@@ -83,6 +83,8 @@ pub struct Flow {
     pub rest: Vec<String>,
     /// A prompt route's answer: the model's text or JSON instead of a completion.
     pub answer_as: Option<AnswerAs>,
+    /// The bytes each chunk starts with, once the stream started (`answer::chunk_prefix`).
+    pub prefix: Vec<u8>,
 }
 
 impl Flow {
@@ -147,6 +149,13 @@ impl Flow {
         if *failed || e.data == "[DONE]" {
             return;
         }
+        if let StreamState::Anthropic(_) = state
+            && !self.prefix.is_empty()
+            && let Some(text) = anthropic::text_delta(&e.name, &e.data)
+        {
+            answer::text_chunk(&self.prefix, &text, out);
+            return;
+        }
         let Ok(mut v) = serde_json::from_str::<Value>(&e.data) else {
             // not JSON: nothing a client could read either
             return;
@@ -171,7 +180,9 @@ impl Flow {
                 Delta::Usage(u) => self.usage = Some(*u),
                 Delta::Start { id: Some(id) } if !id.is_empty() => {
                     self.ids.id.clone_from(id);
+                    self.prefix = answer::chunk_prefix(&self.ids);
                 }
+                Delta::Start { .. } => self.prefix = answer::chunk_prefix(&self.ids),
                 _ => {}
             }
             if let Some((delta, finish)) = answer::delta_json(d) {

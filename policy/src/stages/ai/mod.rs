@@ -275,6 +275,7 @@ impl Stage for Ai {
             tried: Vec::new(),
             rest: Vec::new(),
             answer_as: self.parts.prompt.as_ref().map(|p| p.answer.clone()),
+            prefix: Vec::new(),
         };
         if let Err(d) = self.aim(&mut f, m, ex) {
             return bad("ai.bad_request", d);

@@ -52,6 +52,11 @@ impl Reader {
             if self.line.len() + part.len() + self.event.data.len() > self.limit {
                 return Err(TooLong);
             }
+            if ended && self.line.is_empty() {
+                // the whole line is in this piece: read it where it is
+                self.take_line(part.strip_suffix(b"\r").unwrap_or(part), out);
+                continue;
+            }
             self.line.extend_from_slice(part);
             if ended {
                 let line = std::mem::take(&mut self.line);
@@ -83,7 +88,11 @@ impl Reader {
             None => (line, &b""[..]),
         };
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        let value = String::from_utf8_lossy(value);
+        // valid UTF-8 is checked fast; only broken text takes the lossy path
+        let value = match std::str::from_utf8(value) {
+            Ok(v) => std::borrow::Cow::Borrowed(v),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"event" => self.event.name = value.into_owned(),
             b"data" => {
