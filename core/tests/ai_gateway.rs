@@ -413,6 +413,29 @@ fn provider_errors_and_bad_requests_get_precise_answers() {
         String::from_utf8_lossy(&r.body),
         r#"{"error":{"message":"API key not valid.","type":"invalid_request_error","param":null,"code":null}}"#
     );
+    // an OpenAI-compatible provider's error is already in OpenAI's shape: it passes as it came
+    let oai_err = r#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+    s.oai.reply(whole(401, oai_err));
+    let r = chat(&s.gw, &ASK.replace("MODEL", "gpt"));
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).to_string()),
+        (401, oai_err.to_string())
+    );
+    // a streamed request the provider refuses gets the error as JSON, not as an event stream
+    s.claude.reply(whole(
+        529,
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+    ));
+    let r = chat(
+        &s.gw,
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+    );
+    assert_eq!(r.status, 529);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{"error":{"message":"Overloaded","type":"api_error","param":null,"code":null}}"#
+    );
     for (body, detail) in [
         (
             ASK.replace("MODEL", "gpt-5"),
@@ -433,7 +456,7 @@ fn provider_errors_and_bad_requests_get_precise_answers() {
     // none of the refused requests reached a provider
     assert_eq!(
         s.oai.seen().len() + s.claude.seen().len() + s.gem.seen().len(),
-        2
+        4
     );
 }
 
