@@ -124,7 +124,8 @@ impl FieldEdits {
         self.drop.is_empty() && self.add.is_empty()
     }
 
-    fn clear(&mut self) {
+    /// Forgets every edit.
+    pub fn clear(&mut self) {
         self.drop.clear();
         self.add.clear();
     }

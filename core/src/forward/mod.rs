@@ -193,7 +193,8 @@ async fn forward(
     let saved = match &mut pre {
         Some(b) if f.route.pipeline.reroutes() => {
             let head = conn.buf.get(..f.head_len).map(<[u8]>::to_vec);
-            let raw = f.head_len..(f.head_len + b.raw_len).min(conn.buf.len());
+            let len = conn.buf.len();
+            let raw = f.head_len.min(len)..(f.head_len + b.raw_len).min(len);
             ex.bytes_in += raw.len() as u64;
             conn.buf.drain(raw);
             b.raw_len = 0;
@@ -207,13 +208,22 @@ async fn forward(
         match forward_once(f, conn, ex, pre.take(), may).await {
             Ok(Sent::Done(next)) => return Ok(next),
             Ok(Sent::Again) => {}
+            // no answer (unreachable, timed out, every circuit open), and none begun: the
+            // response head was not taken in (`ex.status` is set when it is)
             Err(e)
                 if may
                     && !e.response_started
+                    && ex.status == 0
                     && e.error.side() == Side::Upstream
                     && f.route.pipeline.reroute(None, ex) => {}
             Err(e) => return Err(e),
         }
+        // nothing of the failed pass carries over: its response edits, taps, retries
+        ex.response.clear();
+        ex.taps.clear();
+        ex.substitute = None;
+        ex.status = 0;
+        ex.upstream.retries = 0;
         // a pass that failed before preparing the request left the head where it was
         if let Some(head) = saved
             .as_ref()

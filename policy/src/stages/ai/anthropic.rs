@@ -80,6 +80,8 @@ fn messages(chat: &Chat) -> Result<Vec<Value>, Bad> {
                     .collect();
                 json!({"role": "user", "content": blocks})
             }
+            // an empty turn is refused by the API: it says nothing anyway
+            Msg::Assistant { text: None, calls } if calls.is_empty() => continue,
             Msg::Assistant { text, calls } => assistant(text, calls, i)?,
             Msg::Tool { .. } => continue,
         });
@@ -150,7 +152,7 @@ pub fn request(chat: &Chat, model: &str, max_tokens: u64) -> Result<Value, Bad> 
 
 fn finish(reason: Option<&str>) -> Finish {
     match reason {
-        Some("max_tokens") => Finish::Length,
+        Some("max_tokens" | "model_context_window_exceeded") => Finish::Length,
         Some("tool_use") => Finish::ToolCalls,
         Some("refusal") => Finish::ContentFilter,
         _ => Finish::Stop,
@@ -249,6 +251,11 @@ impl Stream {
                 self.prompt = prompt_tokens(m.get("usage").unwrap_or(&Value::Null));
                 let id = m.get("id").and_then(Value::as_str).map(Into::into);
                 out.push(Delta::Start { id });
+                // counted at once: a stream cut short still has its prompt counted
+                out.push(Delta::Usage(Usage {
+                    prompt: self.prompt,
+                    completion: 0,
+                }));
             }
             "content_block_start" => {
                 let b = v.get("content_block").unwrap_or(&Value::Null);
@@ -387,6 +394,10 @@ mod tests {
                 Delta::Start {
                     id: Some("msg_2".into())
                 },
+                Delta::Usage(Usage {
+                    prompt: 4,
+                    completion: 0
+                }),
                 Delta::Text("hi".into()),
                 Delta::CallStart {
                     index: 0,

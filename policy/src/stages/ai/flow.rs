@@ -85,9 +85,24 @@ pub struct Flow {
     pub answer_as: Option<AnswerAs>,
     /// The bytes each chunk starts with, once the stream started (`answer::chunk_prefix`).
     pub prefix: Vec<u8>,
+    /// Characters of the request's text (for estimated usage).
+    pub chars: usize,
 }
 
 impl Flow {
+    /// Drops what only a fallback's translation needs (the client's request, its messages).
+    pub fn lighten(&mut self) {
+        self.request = Value::Null;
+        match &mut self.asked {
+            Asked::Chat(c) => {
+                c.messages = Vec::new();
+                c.system = Vec::new();
+                c.tools = Vec::new();
+            }
+            Asked::Embed(e) => e.input = Vec::new(),
+        }
+    }
+
     /// Starts reading an answer with `status` (`stream`: a 2xx answer to a streamed request).
     pub fn answer(&mut self, status: u16, limit: usize) {
         self.provider_error = !(200..300).contains(&status);
@@ -254,7 +269,7 @@ impl Flow {
                 return;
             }
             Kind::Gemini if matches!(self.asked, Asked::Embed(_)) => {
-                let chars = self.asked.chars();
+                let chars = self.chars;
                 match super::embeddings::gemini_answer(&v, &self.ids.model, chars) {
                     Ok((body, usage)) => {
                         self.usage = Some(usage);

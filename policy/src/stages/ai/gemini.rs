@@ -90,6 +90,8 @@ fn contents(chat: &Chat) -> Result<Vec<Value>, Bad> {
             Msg::User(parts) => {
                 json!({"role": "user", "parts": parts.iter().map(part).collect::<Vec<_>>()})
             }
+            // an empty turn is refused by the API: it says nothing anyway
+            Msg::Assistant { text: None, calls } if calls.is_empty() => continue,
             Msg::Assistant { text, calls } => model_turn(text, calls, i)?,
             Msg::Tool { .. } => continue,
         });

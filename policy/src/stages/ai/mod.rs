@@ -276,9 +276,15 @@ impl Stage for Ai {
             rest: Vec::new(),
             answer_as: self.parts.prompt.as_ref().map(|p| p.answer.clone()),
             prefix: Vec::new(),
+            chars: 0,
         };
+        f.chars = f.asked.chars();
         if let Err(d) = self.aim(&mut f, m, ex) {
             return bad("ai.bad_request", d);
+        }
+        if f.rest.is_empty() {
+            // nothing to translate again: the request need not be held while it streams
+            f.lighten();
         }
         bump(&self.requests, 1);
         if f.stream {
@@ -300,8 +306,11 @@ impl Stage for Ai {
         while !sent && !f.rest.is_empty() {
             let name = f.rest.remove(0);
             // a fallback the request was already sent to is not tried again
-            let next = self.parts.routing.pick(&name, &self.parts.models);
-            if let Some(m) = next.filter(|m| !f.tried.contains(m)) {
+            let next = self
+                .parts
+                .routing
+                .untried(&name, &self.parts.models, &f.tried);
+            if let Some(m) = next {
                 sent = self.aim(&mut f, m, ex).is_ok();
             }
         }

@@ -57,6 +57,16 @@ impl Routing {
         n.entries.first().copied()
     }
 
+    /// An entry of `name` not in `tried` (a fallback): the heaviest such one.
+    pub fn untried(&self, name: &str, models: &[Model], tried: &[usize]) -> Option<usize> {
+        let n = self.names.iter().find(|n| n.name == name)?;
+        n.entries
+            .iter()
+            .copied()
+            .filter(|i| !tried.contains(i))
+            .max_by_key(|&i| models.get(i).map_or(0, |m| m.weight))
+    }
+
     /// Whether `name` is offered.
     pub fn has(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.name == name)
@@ -94,5 +104,8 @@ mod tests {
         assert_eq!(r.pick("b", &models), Some(1));
         assert_eq!(r.pick("c", &models), None);
         assert_eq!(r.offered(), "a, b");
+        // a fallback takes an entry not tried yet, whatever the turn
+        assert_eq!(r.untried("a", &models, &[0]), Some(2));
+        assert_eq!(r.untried("a", &models, &[0, 2]), None);
     }
 }

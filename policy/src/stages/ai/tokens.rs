@@ -113,9 +113,8 @@ impl Tokens {
     pub fn admit(&self, key: u64, estimate: u64, ex: &Exchange) -> Result<(), Spent> {
         let now = seconds(ex);
         let mut table = self.table.borrow_mut();
-        let Some(used) = table.get(key) else {
-            return Ok(());
-        };
+        let mut fresh = Used::default();
+        let used = table.get(key).unwrap_or(&mut fresh);
         for &(window, limit, name) in &self.limits {
             let (start, n) = *used.slot(window);
             let current = now / window * window;
@@ -188,8 +187,12 @@ mod tests {
             window: "minute",
         };
         assert_eq!(t.admit(1, 6, &ex_at(t0)), Err(spent));
-        // another key is untouched
+        // another key is untouched, but a prompt larger than the limit never fits
         assert_eq!(t.admit(2, 6, &ex_at(t0)), Ok(()));
+        assert_eq!(
+            t.admit(3, 101, &ex_at(t0)).map_err(|s| s.window),
+            Err("minute")
+        );
         // the next minute has room, until the day's 150 are spent
         assert_eq!(t.admit(1, 6, &ex_at(t0 + 20)), Ok(()));
         t.count(1, 60, &ex_at(t0 + 20));
