@@ -421,6 +421,18 @@ fn provider_errors_and_bad_requests_get_precise_answers() {
         (r.status, String::from_utf8_lossy(&r.body).to_string()),
         (401, oai_err.to_string())
     );
+    // a streamed request a provider answers whole (not as events) gets the whole completion
+    s.claude.reply(whole(
+        200,
+        r#"{"id":"msg_w","type":"message","role":"assistant","content":[{"type":"text","text":"all at once"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":3}}"#,
+    ));
+    let r = chat(
+        &s.gw,
+        r#"{"model":"fast","stream":true,"messages":[{"role":"user","content":"x"}]}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(String::from_utf8_lossy(&r.body).contains(r#""content":"all at once""#));
     // a streamed request the provider refuses gets the error as JSON, not as an event stream
     s.claude.reply(whole(
         529,
@@ -456,7 +468,7 @@ fn provider_errors_and_bad_requests_get_precise_answers() {
     // none of the refused requests reached a provider
     assert_eq!(
         s.oai.seen().len() + s.claude.seen().len() + s.gem.seen().len(),
-        4
+        5
     );
 }
 

@@ -105,6 +105,10 @@ pub fn request(chat: &Chat, model: &str, max_tokens: u64) -> Result<Value, Bad> 
     }
     o.insert("messages".into(), Value::Array(messages(chat)?));
     if let Some(t) = chat.temperature {
+        // OpenAI takes 0 to 2, Anthropic 0 to 1: refused here rather than by the provider
+        if !(0.0..=1.0).contains(&t) {
+            return Err(format!("temperature {t}: Anthropic models take 0 to 1"));
+        }
         o.insert("temperature".into(), json!(t));
     }
     if let Some(p) = chat.top_p {
@@ -343,6 +347,16 @@ mod tests {
             r#"{"model":"claude-x","max_tokens":512,"system":"a\n\nb","messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAA="}}]},{"role":"assistant","content":[{"type":"text","text":"ok"},{"type":"tool_use","id":"t1","name":"f","input":{"q":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"r1"},{"type":"tool_result","tool_use_id":"t1","content":"r2"}]}],"temperature":0.2,"stop_sequences":["X"],"tools":[{"name":"f","description":"d","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"stream":true}"#
         );
         Ok(())
+    }
+
+    #[test]
+    fn refuses_a_temperature_anthropic_cannot_take() {
+        let c =
+            chat(r#"{"model":"m","temperature":1.5,"messages":[{"role":"user","content":"x"}]}"#);
+        assert_eq!(
+            request(&c, "m", 1).err().as_deref(),
+            Some("temperature 1.5: Anthropic models take 0 to 1")
+        );
     }
 
     #[test]

@@ -103,10 +103,12 @@ impl Flow {
         }
     }
 
-    /// Starts reading an answer with `status` (`stream`: a 2xx answer to a streamed request).
-    pub fn answer(&mut self, status: u16, limit: usize) {
+    /// Starts reading an answer with `status`; `sse`: it is an event stream. Streamed when a
+    /// streamed request gets a 2xx event stream; held whole otherwise (a provider may answer
+    /// a streamed request whole).
+    pub fn answer(&mut self, status: u16, sse: bool, limit: usize) {
         self.provider_error = !(200..300).contains(&status);
-        self.mode = if self.stream && !self.provider_error {
+        self.mode = if self.stream && sse && !self.provider_error {
             let state = match self.kind {
                 Kind::OpenAi => StreamState::OpenAi,
                 Kind::Anthropic => StreamState::Anthropic(anthropic::Stream::default()),

@@ -67,13 +67,15 @@ fn model_turn(text: &Option<String>, calls: &[Call], i: usize) -> Result<Value, 
 fn contents(chat: &Chat) -> Result<Vec<Value>, Bad> {
     let mut out: Vec<Value> = Vec::with_capacity(chat.messages.len());
     let mut results: Vec<Value> = Vec::new();
+    // the function name of each call made so far, by id (a result names only its call's id)
+    let mut names: ahash::AHashMap<&str, &str> = ahash::AHashMap::new();
     for (i, m) in chat.messages.iter().enumerate() {
+        if let Msg::Assistant { calls, .. } = m {
+            names.extend(calls.iter().map(|c| (c.id.as_str(), c.name.as_str())));
+        }
         if let Msg::Tool { call_id, content } = m {
-            let name = chat.messages.iter().find_map(|m| match m {
-                Msg::Assistant { calls, .. } => calls.iter().find(|c| c.id == *call_id),
-                _ => None,
-            });
-            let name = name.map(|c| c.name.clone()).ok_or_else(|| {
+            let name = names.get(call_id.as_str()).map(|n| n.to_string());
+            let name = name.ok_or_else(|| {
                 format!("messages[{i}]: tool_call_id `{call_id}` answers no earlier tool call")
             })?;
             let response = match serde_json::from_str::<Value>(content) {

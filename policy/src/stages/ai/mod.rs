@@ -324,6 +324,12 @@ impl Stage for Ai {
     fn on_response(&self, head: &ResponseHead, buf: &[u8], ex: &mut Exchange) {
         let encoded = values(&head.fields, buf, b"content-encoding")
             .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let sse = values(&head.fields, buf, b"content-type").any(|v| {
+            let media = v.split(|&c| c == b';').next().unwrap_or_default();
+            media
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"text/event-stream")
+        });
         let limit = self.parts.max_response;
         let prompt = self.parts.prompt.as_ref().map(|p| &p.answer);
         let streams = self.flows.with(ex.serial, |f| {
@@ -333,7 +339,7 @@ impl Stage for Ai {
                 f.provider_error = !(200..300).contains(&head.status);
                 return None;
             }
-            f.answer(head.status, limit);
+            f.answer(head.status, sse, limit);
             Some(matches!(f.mode, Mode::Stream { .. }))
         });
         let Some(Some(stream)) = streams else {
