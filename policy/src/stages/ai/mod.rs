@@ -21,6 +21,7 @@
 //! model = "claude-haiku-4-5"
 //! ```
 
+pub mod aim;
 pub mod answer;
 pub mod anthropic;
 pub mod chat;
@@ -146,48 +147,6 @@ fn bad(reason: &'static str, detail: String) -> Verdict<'static> {
     Verdict::Reject(Rejection::new(400, reason, detail))
 }
 
-impl Ai {
-    /// Points the request at entry `m`'s provider: body, target, fields from `added` on
-    /// (the ones this stage adds), group; its fallbacks go first in what is left to try.
-    /// `Err` when the request cannot be translated for it.
-    fn aim(&self, f: &mut Flow, m: usize, ex: &mut Exchange) -> Result<(), String> {
-        let m_ = self.parts.models.get(m).ok_or("no such model")?;
-        let p = self
-            .parts
-            .providers
-            .get(m_.provider)
-            .ok_or("the model has no provider")?;
-        let (out, target) = send::translate(&f.request, &f.asked, m_, p)?;
-        ex.edits.body = Some(out);
-        ex.set_target(target.into_bytes());
-        ex.edits.fields.add.truncate(f.added);
-        ex.edits.fields.add(b"Content-Type", b"application/json");
-        for (name, value) in &p.auth {
-            ex.edits.fields.add(name.as_bytes(), value.as_bytes());
-        }
-        ex.upstream.group = Some(p.upstream);
-        f.model = m;
-        f.provider = m_.provider;
-        f.kind = p.kind;
-        // its own fallbacks come first, then what was left of the ones before
-        let mut rest = m_.fallback.clone();
-        rest.extend(f.rest.drain(..).filter(|n| !m_.fallback.contains(n)));
-        f.rest = rest;
-        f.tried.push(m);
-        Ok(())
-    }
-}
-
-/// The id of an answer whose provider gives none.
-fn fallback_id(ex: &Exchange) -> String {
-    let id = String::from_utf8_lossy(ex.request_id.as_bytes());
-    if id.is_empty() {
-        format!("chatcmpl-{}", ex.serial)
-    } else {
-        format!("chatcmpl-{id}")
-    }
-}
-
 impl Stage for Ai {
     fn wants_body(&self, _head: &RequestHead, _buf: &[u8]) -> Option<u64> {
         Some(self.parts.max_body)
@@ -259,7 +218,7 @@ impl Stage for Ai {
             kind: Kind::OpenAi,
             model: m,
             ids: Ids {
-                id: fallback_id(ex),
+                id: aim::fallback_id(ex),
                 created,
                 model: asked.model().to_string(),
             },
@@ -279,7 +238,7 @@ impl Stage for Ai {
             chars: 0,
         };
         f.chars = f.asked.chars();
-        if let Err(d) = self.aim(&mut f, m, ex) {
+        if let Err(d) = aim::aim(&self.parts.models, &self.parts.providers, &mut f, m, ex) {
             return bad("ai.bad_request", d);
         }
         if f.rest.is_empty() {
@@ -311,7 +270,7 @@ impl Stage for Ai {
                 .routing
                 .untried(&name, &self.parts.models, &f.tried);
             if let Some(m) = next {
-                sent = self.aim(&mut f, m, ex).is_ok();
+                sent = aim::aim(&self.parts.models, &self.parts.providers, &mut f, m, ex).is_ok();
             }
         }
         if sent {
