@@ -579,13 +579,19 @@ impl Line<'_> {
                 Some(t) => text(out, t.version.as_bytes()),
                 None => return false,
             },
-            Field::Model | Field::Provider => match ex.tokens.as_deref() {
-                Some(t) if f == Field::Model => text(out, t.model.as_bytes()),
+            Field::Model => match ex.tokens.as_deref() {
+                Some(t) => text(out, t.model.as_bytes()),
+                None => return false,
+            },
+            Field::Provider => match ex.tokens.as_deref() {
                 Some(t) => text(out, t.provider.as_bytes()),
                 None => return false,
             },
-            Field::PromptTokens | Field::CompletionTokens => match ex.tokens.as_deref() {
-                Some(t) if f == Field::PromptTokens => put_uint(out, t.prompt),
+            Field::PromptTokens => match ex.tokens.as_deref() {
+                Some(t) => put_uint(out, t.prompt),
+                None => return false,
+            },
+            Field::CompletionTokens => match ex.tokens.as_deref() {
                 Some(t) => put_uint(out, t.completion),
                 None => return false,
             },

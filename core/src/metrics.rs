@@ -275,9 +275,8 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
                     esc(stage),
                     f.name
                 );
-                if !f.labels.is_empty() {
-                    labels.push(',');
-                    labels.push_str(&f.labels);
+                for (k, v) in &f.labels {
+                    let _ = write!(labels, ",{k}=\"{}\"", esc(v));
                 }
                 v.push((labels, f.value));
             }
@@ -452,6 +451,28 @@ fn target_families(out: &mut Out, shards: &[ShardCounters]) {
             "shardgate_upstream_connect_seconds_count",
             &l,
             t.traffic.connects,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_figure_s_own_labels_are_escaped() {
+        let c = ShardCounters {
+            stage_figures: vec![(
+                "r".to_string(),
+                "ai",
+                policy::Figure::labelled("usage_requests", 2, &[("consumer", "b\"ob\\\n")]),
+            )],
+            ..ShardCounters::default()
+        };
+        let t = text(&[c]);
+        assert!(
+            t.contains(r#"name="usage_requests",consumer="b\"ob\\\n"} 2"#),
+            "{t}"
         );
     }
 }

@@ -28,6 +28,8 @@ pub struct Pipeline {
     global: Rc<[AnyStage]>,
     stages: Rc<[AnyStage]>,
     refusals: Rc<RefCell<Vec<(&'static str, u64)>>>,
+    /// A stage may reroute a failed request (asked once, when built).
+    reroutes: bool,
 }
 
 /// Every pipeline of a config: the global stages alone (for requests never routed: parse
@@ -53,10 +55,12 @@ impl Pipeline {
     }
 
     fn with_global(global: Rc<[AnyStage]>, stages: Rc<[AnyStage]>) -> Pipeline {
+        let reroutes = global.iter().chain(stages.iter()).any(|s| s.reroutes());
         Pipeline {
             global,
             stages,
             refusals: Rc::default(),
+            reroutes,
         }
     }
 
@@ -168,8 +172,9 @@ impl Pipeline {
     }
 
     /// Whether a stage may send a failed request elsewhere (`Stage::reroutes`).
+    #[inline]
     pub fn reroutes(&self) -> bool {
-        self.all().any(|s| s.reroutes())
+        self.reroutes
     }
 
     /// Asks the stages, in config order, to send a failed request elsewhere; true when one
@@ -390,9 +395,8 @@ impl Pipelines {
             });
             let pipeline = match old {
                 Some(o) => Pipeline {
-                    global: global.stages.clone(),
-                    stages: o.stages.clone(),
                     refusals: o.refusals.clone(),
+                    ..Pipeline::with_global(global.stages.clone(), o.stages.clone())
                 },
                 None => {
                     let what = format!("route `{}` [[route.policy]]", r.name);

@@ -54,7 +54,7 @@ pub fn counted(counts: &[(&'static str, &std::cell::Cell<u64>)]) -> Vec<crate::s
             name,
             value: v.get(),
             gauge: false,
-            labels: String::new(),
+            labels: Vec::new(),
         })
         .collect()
 }

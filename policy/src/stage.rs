@@ -229,35 +229,18 @@ pub struct Figure {
     pub value: u64,
     /// A level (entries held now), not a count since start.
     pub gauge: bool,
-    /// More labels, rendered (`model="fast",provider="claude"`); empty for none.
-    pub labels: String,
+    /// More labels (`model` = `fast`, …), as written: the exposition escapes them.
+    pub labels: Vec<(&'static str, String)>,
 }
 
 impl Figure {
-    /// A count with more labels (`name = value` pairs; values escaped here).
-    pub fn labelled(name: &'static str, value: u64, labels: &[(&str, &str)]) -> Figure {
-        let mut out = String::new();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            for c in v.chars() {
-                match c {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
+    /// A count with more labels.
+    pub fn labelled(name: &'static str, value: u64, labels: &[(&'static str, &str)]) -> Figure {
         Figure {
             name,
             value,
             gauge: false,
-            labels: out,
+            labels: labels.iter().map(|&(k, v)| (k, v.to_string())).collect(),
         }
     }
 }

@@ -236,7 +236,7 @@ impl Table {
             name,
             value: v.get(),
             gauge: false,
-            labels: String::new(),
+            labels: Vec::new(),
         };
         let store = self.store.borrow();
         vec![
@@ -254,13 +254,13 @@ impl Table {
                 name: "entries",
                 value: store.len() as u64,
                 gauge: true,
-                labels: String::new(),
+                labels: Vec::new(),
             },
             Figure {
                 name: "bytes_stored",
                 value: store.used(),
                 gauge: true,
-                labels: String::new(),
+                labels: Vec::new(),
             },
         ]
     }

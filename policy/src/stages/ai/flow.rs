@@ -219,11 +219,11 @@ impl Flow {
             Mode::Sent => {}
             Mode::Whole { status, body, over } => {
                 if over {
-                    self.provider_error = true;
-                    out.extend_from_slice(&answer::error(
+                    self.fail(
                         502,
-                        "the provider's answer is larger than max_response",
-                    ));
+                        "the provider\'s answer is larger than max_response",
+                        out,
+                    );
                     return;
                 }
                 self.whole(status, &body, out);
@@ -240,9 +240,8 @@ impl Flow {
     /// A whole answer, translated.
     fn whole(&mut self, status: u16, body: &[u8], out: &mut Vec<u8>) {
         let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
-            self.provider_error = true;
             let msg = format!("the provider answered {status} with a body that is not JSON");
-            out.extend_from_slice(&answer::error(status.max(500), &msg));
+            self.fail(status.max(500), &msg, out);
             return;
         };
         if self.provider_error {
@@ -278,8 +277,7 @@ impl Flow {
                         out.extend_from_slice(&body);
                     }
                     Err(msg) => {
-                        self.provider_error = true;
-                        out.extend_from_slice(&answer::error(502, &msg));
+                        self.fail(502, &msg, out);
                     }
                 }
                 return;
@@ -301,22 +299,26 @@ impl Flow {
                 out.extend_from_slice(&answer::completion(&a, &self.ids));
             }
             Err(msg) => {
-                self.provider_error = true;
-                out.extend_from_slice(&answer::error(502, &msg));
+                self.fail(502, &msg, out);
             }
         }
     }
 }
 
 impl Flow {
+    /// The provider failed: an OpenAI error body with `status` and `message` is the answer.
+    fn fail(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
+        self.provider_error = true;
+        out.extend_from_slice(&answer::error(status, message));
+    }
+
     /// A prompt route's answer from the model's text (an error body when it is not the
     /// JSON asked for: the status already went).
     fn prompt_answer(&mut self, how: AnswerAs, text: &str, out: &mut Vec<u8>) {
         match prompt::answer(&how, text) {
             Ok(body) => out.extend_from_slice(&body),
             Err(msg) => {
-                self.provider_error = true;
-                out.extend_from_slice(&answer::error(502, &msg));
+                self.fail(502, &msg, out);
             }
         }
     }

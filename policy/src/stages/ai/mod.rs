@@ -190,10 +190,11 @@ impl Stage for Ai {
             );
             return bad("ai.unknown_model", d);
         };
+        let chars = asked.chars();
         let token_key = match &self.parts.tokens {
             Some(t) => {
                 let key = t.key(head, buf, ex);
-                if let Err(spent) = t.admit(key, tokens::estimate(asked.chars()), ex) {
+                if let Err(spent) = t.admit(key, tokens::estimate(chars), ex) {
                     let d = format!(
                         "the token limit per {} is reached; retry after {} s",
                         spent.window, spent.retry_after
@@ -235,9 +236,8 @@ impl Stage for Ai {
             rest: Vec::new(),
             answer_as: self.parts.prompt.as_ref().map(|p| p.answer.clone()),
             prefix: Vec::new(),
-            chars: 0,
+            chars,
         };
-        f.chars = f.asked.chars();
         if let Err(d) = aim::aim(&self.parts.models, &self.parts.providers, &mut f, m, ex) {
             return bad("ai.bad_request", d);
         }

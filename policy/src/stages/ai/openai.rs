@@ -4,23 +4,57 @@
 //! include_usage` (asked always, so usage is counted; the usage chunk is passed on only when
 //! the client asked for it). Answers come back with `model` set to the name the client used.
 
-use serde_json::{Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value, json};
 
 use super::answer::Usage;
 
-/// The request: the client's, with `model` and usage reporting set.
-pub fn request(client: &Value, model: &str, stream: bool) -> Value {
-    let mut v = client.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.insert("model".into(), json!(model));
-        if stream {
-            let opts = o.entry("stream_options").or_insert_with(|| json!({}));
-            if let Some(opts) = opts.as_object_mut() {
-                opts.insert("include_usage".into(), json!(true));
+/// The client's request object written with `model` and usage reporting set, without
+/// copying it first.
+struct Edited<'a> {
+    client: &'a Map<String, Value>,
+    model: &'a str,
+    stream: bool,
+}
+
+impl Serialize for Edited<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut options = false;
+        for (k, v) in self.client {
+            match (k.as_str(), v) {
+                ("model", _) => m.serialize_entry(k, self.model)?,
+                ("stream_options", Value::Object(o)) if self.stream => {
+                    options = true;
+                    let mut o = o.clone();
+                    o.insert("include_usage".into(), json!(true));
+                    m.serialize_entry(k, &o)?;
+                }
+                ("stream_options", _) if self.stream => {
+                    options = true;
+                    m.serialize_entry(k, v)?;
+                }
+                _ => m.serialize_entry(k, v)?,
             }
         }
+        if self.stream && !options {
+            m.serialize_entry("stream_options", &json!({"include_usage": true}))?;
+        }
+        m.end()
     }
-    v
+}
+
+/// The request: the client's, with `model` and usage reporting set.
+pub fn request(client: &Value, model: &str, stream: bool) -> Vec<u8> {
+    let written = match client {
+        Value::Object(o) => serde_json::to_vec(&Edited {
+            client: o,
+            model,
+            stream,
+        }),
+        other => serde_json::to_vec(other),
+    };
+    written.unwrap_or_default()
 }
 
 /// An answer or chunk with `model` renamed to `alias`; its usage, when it tells one.
@@ -55,7 +89,7 @@ mod tests {
     fn sets_the_model_and_asks_for_usage_when_streamed() {
         let c = json!({"model": "fast", "messages": [], "seed": 7, "stream": true});
         assert_eq!(
-            request(&c, "gpt-x", true).to_string(),
+            String::from_utf8_lossy(&request(&c, "gpt-x", true)),
             r#"{"model":"gpt-x","messages":[],"seed":7,"stream":true,"stream_options":{"include_usage":true}}"#
         );
         let mut a = json!({"model": "gpt-x", "choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 1}});

@@ -173,11 +173,8 @@ impl Prompt {
                     let value = value.ok_or_else(|| {
                         format!("the query has no `{}`", String::from_utf8_lossy(name))
                     })?;
-                    let plus: Vec<u8> = value
-                        .iter()
-                        .map(|&b| if b == b'+' { b' ' } else { b })
-                        .collect();
-                    text.extend_from_slice(&crate::query::percent_decode(&plus));
+                    // `+` is a space there too
+                    text.extend_from_slice(&crate::query::percent_decode(value));
                 }
             }
         }

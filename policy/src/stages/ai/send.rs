@@ -64,17 +64,18 @@ pub fn translate(
     m: &Model,
     p: &Provider,
 ) -> Result<(Vec<u8>, String), Bad> {
+    let json = |v: Value| serde_json::to_vec(&v).unwrap_or_default();
     let (body, target) = match (asked, p.kind) {
         (Asked::Chat(c), Kind::OpenAi) => (
             openai::request(v, &m.model, c.stream),
             format!("{}/chat/completions", p.base),
         ),
         (Asked::Chat(c), Kind::Anthropic) => (
-            anthropic::request(c, &m.model, m.max_tokens)?,
+            json(anthropic::request(c, &m.model, m.max_tokens)?),
             format!("{}/messages", p.base),
         ),
         (Asked::Chat(c), Kind::Gemini) => (
-            gemini::request(c)?,
+            json(gemini::request(c)?),
             gemini::target(&p.base, &m.model, c.stream),
         ),
         (Asked::Embed(_), Kind::OpenAi) => (
@@ -82,7 +83,7 @@ pub fn translate(
             format!("{}/embeddings", p.base),
         ),
         (Asked::Embed(e), Kind::Gemini) => (
-            embeddings::gemini_request(e, &m.model)?,
+            json(embeddings::gemini_request(e, &m.model)?),
             embeddings::gemini_target(&p.base, &m.model),
         ),
         (Asked::Embed(_), Kind::Anthropic) => {
@@ -92,5 +93,5 @@ pub fn translate(
             ));
         }
     };
-    Ok((serde_json::to_vec(&body).unwrap_or_default(), target))
+    Ok((body, target))
 }

@@ -168,13 +168,13 @@ impl Share {
                 name: "asked",
                 value: self.asked.get(),
                 gauge: false,
-                labels: String::new(),
+                labels: Vec::new(),
             },
             Figure {
                 name: "answered",
                 value: self.answered.get(),
                 gauge: false,
-                labels: String::new(),
+                labels: Vec::new(),
             },
         ]
     }
