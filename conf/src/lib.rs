@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod discovery;
 pub mod error;
 pub mod introspect;
+pub mod management;
 pub mod model;
 pub mod observe;
 pub mod redis;

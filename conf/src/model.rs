@@ -50,6 +50,10 @@ pub struct FileModel {
     /// `[redis]`: the store global rate limits lease from (none when absent).
     #[serde(default)]
     pub redis: Option<Spanned<crate::redis::RedisConf>>,
+    /// `[management]`: the catalogue of tenants, APIs, consumers and subscriptions (none
+    /// when absent).
+    #[serde(default)]
+    pub management: Option<Spanned<crate::management::ManagementConf>>,
 }
 
 /// `[server]`
@@ -426,6 +430,8 @@ pub struct Config {
     pub access_log: Option<crate::observe::AccessLogConf>,
     /// `[redis]` as written, when present.
     pub redis: Option<crate::redis::RedisConf>,
+    /// `[management]` as written, when present.
+    pub management: Option<crate::management::ManagementConf>,
 }
 
 impl Config {

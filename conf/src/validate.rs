@@ -351,9 +351,15 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             errs.push(err(if span.is_empty() { r.span() } else { span }, msg));
         }
     }
+    if let Some(m) = &file.management {
+        for (span, msg) in crate::management::check(m.get_ref()) {
+            errs.push(err(if span.is_empty() { m.span() } else { span }, msg));
+        }
+    }
     if errs.is_empty() {
         Ok(Config {
             admin,
+            management: file.management.map(|m| m.into_inner()),
             request_id: file.request_id,
             tracing: file.tracing,
             access_log: file.access_log,

@@ -112,9 +112,10 @@ impl Duration {
             "s" => n.checked_mul(1_000),
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
             u => {
                 return Err(format!(
-                    "unknown duration unit `{u}` in `{s}`: expected ms, s, m or h"
+                    "unknown duration unit `{u}` in `{s}`: expected ms, s, m, h or d"
                 ));
             }
         };
@@ -171,7 +172,7 @@ mod tests {
         assert_eq!(Duration::parse("1h"), Ok(Duration::secs(3600)));
         assert_eq!(
             Duration::parse("10"),
-            Err("unknown duration unit `` in `10`: expected ms, s, m or h".into())
+            Err("unknown duration unit `` in `10`: expected ms, s, m, h or d".into())
         );
         assert_eq!(Duration::secs(10).to_string(), "10s");
     }

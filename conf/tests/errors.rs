@@ -58,7 +58,8 @@ fn bad_values_say_what_is_expected() {
     assert_eq!(
         e,
         vec![
-            "test.toml:2:23: unknown duration unit `` in `10`: expected ms, s, m or h".to_string()
+            "test.toml:2:23: unknown duration unit `` in `10`: expected ms, s, m, h or d"
+                .to_string()
         ]
     );
     let e = errors("[server]\nmax_head = \"64KiB\"\nclient_buffer = \"16KiB\"\n");

@@ -67,6 +67,7 @@ fn every_field_is_documented_in_shardgate_toml() {
         field_names::<conf::aggregate::AggregateConf>(),
         field_names::<conf::aggregate::CallConf>(),
         field_names::<conf::redis::RedisConf>(),
+        field_names::<conf::management::ManagementConf>(),
     ];
     for fields in all {
         assert!(!fields.is_empty());

@@ -2,7 +2,8 @@
 //! channel plus a wake-up socket its runtime waits on), and `Control` sends to every inbox.
 //!
 //! Messages: drain now, report counters, a health verdict from the prober, a group's new
-//! targets from discovery, a reloaded config, listeners, purges, and letters between the
+//! targets from discovery, a reloaded config, listeners, purges, a management catalogue,
+//! and letters between the
 //! copies of a stage on different shards (`Peers`). A shard handles its inbox between
 //! requests, so nothing here touches the request path; the control side never blocks on a
 //! shard (replies come back on channels it reads with a deadline).
@@ -37,6 +38,12 @@ pub enum Message {
     ReopenLog,
     /// Drop cached responses that match; reply with how many were dropped.
     Purge(Purge, Sender<u64>),
+    /// A new version of the management catalogue; the shard says it has it (with the
+    /// version) on the channel, when there is one.
+    Catalogue(Arc<policy::catalogue::Catalogue>, Option<Sender<u64>>),
+    /// Hand the call figures counted since the last time over on this channel (with how
+    /// many exchanges were dropped past the bound).
+    Calls(Sender<(Vec<crate::calls::CallRow>, u64)>),
     /// A letter a stage on shard `from` posted to its copy on this shard.
     Letter {
         /// The shard that posted it.

@@ -51,6 +51,12 @@ impl Drop for Finish<'_> {
         self.shard.stats.finish(self.ex);
         let took = std::time::Instant::now().saturating_duration_since(self.ex.now);
         self.gateway.route_stats(route).finish(self.ex, took);
+        if let Some(t) = &self.shard.calls {
+            let key = route
+                .and_then(|r| self.gateway.routes.get(r))
+                .map(|r| &r.key);
+            t.record(key, self.ex, took);
+        }
         if let Some(f) = &self.gateway.access_log {
             let (gw, s) = (self.gateway, self.shard);
             let names = crate::access_log::Names {

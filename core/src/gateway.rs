@@ -23,6 +23,8 @@ use crate::upstream::select::{SelectConf, Selector};
 pub struct RouteRt {
     /// Name (messages).
     pub name: String,
+    /// The name again, shared (call analytics count under it without copying it).
+    pub key: Rc<str>,
     /// Stages in config order (global ones first).
     pub pipeline: Pipeline,
     /// Index into `Gateway::upstreams`.
@@ -324,6 +326,7 @@ impl Gateway {
             .map(|(i, ((r, pipeline), aggregate))| RouteRt {
                 aggregate,
                 name: r.name.clone(),
+                key: r.name.as_str().into(),
                 pipeline: pipeline.clone(),
                 upstream: r.upstream,
                 hash_param: hash_param(config, &router, i),

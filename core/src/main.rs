@@ -223,7 +223,12 @@ fn serve(config: conf::Config, path: Option<PathBuf>) -> ExitCode {
     if let Some(a) = admin {
         log!(
             Info,
-            "admin on http://{a} (status page /, /healthz, /readyz, /metrics, /stats, /config, POST /reload, POST /cache/purge)"
+            "admin on http://{a} (status page /, /healthz, /readyz, /metrics, /stats, /config, POST /reload, POST /cache/purge{})",
+            if config.management.is_some() {
+                ", /tenants, /audit"
+            } else {
+                ""
+            }
         );
     }
     if embedded {

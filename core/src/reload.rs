@@ -7,7 +7,8 @@
 //! Listeners added are bound here (every shard's socket, before anything is switched) and
 //! handed to the shards after the config that has them; a listener removed stops accepting
 //! and its connections finish. Not reloaded (logged when they differ; they take a restart):
-//! the shard layout, the admin listener, and the prober's and discovery's own settings.
+//! the shard layout, the admin listener, `[management]` (adding it is refused), and the
+//! prober's and discovery's own settings.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -31,8 +32,14 @@ pub fn reload(
     let added: Vec<ListenerId> = now.iter().filter(|a| !then.contains(a)).copied().collect();
     let removed: Vec<ListenerId> = then.iter().filter(|a| !now.contains(a)).copied().collect();
     let added_addrs: Vec<SocketAddr> = added.iter().map(|a| a.addr).collect();
+    if running.management.is_none() && new.management.is_some() {
+        return Err(
+            "[management] was added: it takes a restart (the store is opened at start)".into(),
+        );
+    }
     let restart_only = [
         ("[admin]", new.admin != running.admin),
+        ("[management]", new.management != running.management),
         (
             "[server] shards",
             new.server.shards != running.server.shards,

@@ -33,6 +33,8 @@ pub struct ShardSpec {
     pub peers: crate::control::Peers,
     /// The session-ticket secret every shard shares.
     pub secret: Arc<TicketSecret>,
+    /// The management catalogue it starts with (`[management]`).
+    pub catalogue: Option<Arc<policy::catalogue::Catalogue>>,
 }
 
 /// Starts a shard thread; it reports `Ok(driver name)` or `Err(message)` on `ready` once its
@@ -47,6 +49,9 @@ pub fn spawn(
 }
 
 fn run(spec: ShardSpec, ready: Sender<Result<&'static str, String>>) {
+    if let Some(c) = &spec.catalogue {
+        policy::catalogue::install(c);
+    }
     if let Some(cpu) = spec.cpu
         && let Err(e) = monoio::utils::bind_to_cpu_set([cpu])
     {
@@ -294,6 +299,16 @@ fn handle(shard: &Rc<Shard>, message: Message, draining: bool) -> bool {
         Message::Purge(what, reply) => {
             let _ = reply.send(shard.purge(&what));
         }
+        Message::Catalogue(c, reply) => {
+            policy::catalogue::install(&c);
+            if let Some(r) = reply {
+                let _ = r.send(c.version);
+            }
+        }
+        Message::Calls(reply) => {
+            let taken = shard.calls.as_ref().map(crate::calls::Tally::take);
+            let _ = reply.send(taken.unwrap_or_default());
+        }
         Message::Letter { from, letter } => shard.gateway().deliver(from, letter),
     }
     true
@@ -399,6 +414,11 @@ pub fn start_all_with(
         control.set_broker(broker);
     }
     let secret = TicketSecret::generate()?;
+    let managed = match &config.management {
+        Some(m) => Some((m.clone(), crate::manage::open(m, config.dir())?)),
+        None => None,
+    };
+    let catalogue = managed.as_ref().map(|(_, (_, c))| Arc::new(c.clone()));
     let (tx, rx) = std::sync::mpsc::channel();
     let mut handles = Vec::with_capacity(cpus.len());
     for ((id, cpu), inbox) in cpus.iter().enumerate().zip(inboxes) {
@@ -412,6 +432,7 @@ pub fn start_all_with(
             inbox,
             peers: control.peers(),
             secret: secret.clone(),
+            catalogue: catalogue.clone(),
         };
         match spawn(spec, tx.clone()) {
             Ok(h) => handles.push(h),
@@ -458,6 +479,17 @@ pub fn start_all_with(
         control.request_drain();
         return Err(format!("cannot start discovery: {e}"));
     }
+    let manage = match managed {
+        None => None,
+        Some((m, (store, c))) => match crate::manage::start(&m, store, c, Arc::downgrade(&control))
+        {
+            Ok(m) => Some(m),
+            Err(e) => {
+                control.request_drain();
+                return Err(format!("cannot start the management thread: {e}"));
+            }
+        },
+    };
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (asks_tx, asks) = std::sync::mpsc::channel();
     let admin = match &config.admin {
@@ -468,6 +500,7 @@ pub fn start_all_with(
                 control: Arc::downgrade(&control),
                 draining: draining.clone(),
                 asks: asks_tx,
+                manage,
             };
             match crate::admin::start(*addr, a) {
                 Ok(a) => Some(a),

@@ -126,6 +126,8 @@ pub struct Shard {
     pub log: crate::access_log::Sink,
     /// The listeners it accepts on.
     pub listening: RefCell<Vec<crate::listener::Listening>>,
+    /// Call analytics since the management thread last took them (`[management]`).
+    pub calls: Option<crate::calls::Tally>,
 }
 
 /// What a shard's gateway is built from.
@@ -156,6 +158,8 @@ const SPARE_BUFFERS: usize = 256;
 impl Shard {
     /// Shard `id` serving `gateway`, built from `source`.
     pub fn new(id: usize, gateway: Gateway, source: Source) -> Shard {
+        let managed = source.config.borrow().management.is_some();
+        let calls = managed.then(crate::calls::Tally::default);
         Shard {
             source,
             tasks: RefCell::default(),
@@ -170,6 +174,7 @@ impl Shard {
             rng: policy::balance::Rng::new(os_seed() ^ id as u64),
             log: crate::access_log::Sink::default(),
             listening: RefCell::default(),
+            calls,
         }
     }
 

@@ -15,6 +15,7 @@ mod support;
 
 use std::net::SocketAddr;
 
+use support::browser::{chromium, headless, screenshot};
 use support::origin::Origin;
 use support::{Gateway, admin, request};
 
@@ -167,40 +168,6 @@ fn the_token_guards_every_resource_and_browsers_can_send_it() {
     assert!(!String::from_utf8_lossy(&r.body).contains("\"routes\""));
 }
 
-/// The Chromium binary, if installed.
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-}
-
-/// Runs headless Chromium on `url` with `args`; its stdout.
-fn headless(bin: &str, profile: &std::path::Path, args: &[String], url: &str) -> String {
-    let out = std::process::Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_status_page_renders_the_figures_in_headless_chromium() {
     let Some(bin) = chromium() else {
@@ -242,24 +209,6 @@ fn the_status_page_renders_the_figures_in_headless_chromium() {
     assert_eq!(cell(&g.addr.to_string(), "scheme"), "http");
     assert!(dom.contains("<b id=\"requests\">17</b>"), "{dom}");
     // the screenshot, kept as the test's artifact
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    let shot = dir.join("status-page.png");
-    let _ = std::fs::remove_file(&shot);
-    headless(
-        bin,
-        &profile.0,
-        &[
-            format!("--screenshot={}", shot.display()),
-            "--window-size=1280,1000".into(),
-        ],
-        &url,
-    );
-    let png = std::fs::read(&shot).unwrap();
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "{} bytes",
-        png.len()
-    );
+    let shot = screenshot(bin, &profile.0, &url, "status-page.png", "1280,1000");
     println!("status page screenshot: {}", shot.display());
 }

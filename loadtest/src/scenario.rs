@@ -54,6 +54,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("rate-global", include_str!("../scenarios/rate-global.toml")),
     ("quota", include_str!("../scenarios/quota.toml")),
     ("ai-stream", include_str!("../scenarios/ai-stream.toml")),
+    ("analytics", include_str!("../scenarios/analytics.toml")),
     ("smoke", include_str!("../scenarios/smoke.toml")),
 ];
 

@@ -6,6 +6,7 @@
 
 pub mod balance;
 pub mod cache;
+pub mod catalogue;
 pub mod cidr;
 pub mod exchange;
 pub mod gate;

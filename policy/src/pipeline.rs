@@ -354,6 +354,7 @@ impl Pipelines {
                     params,
                     redis: config.redis.as_ref(),
                     upstreams: &config.upstreams,
+                    management: config.management.is_some(),
                 };
                 match crate::stages::build_stage(t.get_ref().clone(), &ctx) {
                     Ok(s) => stages.push(s),

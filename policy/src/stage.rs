@@ -117,6 +117,8 @@ pub struct StageContext<'a> {
     pub redis: Option<&'a conf::redis::RedisConf>,
     /// The config's upstream groups, in order (a stage that picks one names it).
     pub upstreams: &'a [conf::model::Upstream],
+    /// The config has `[management]` (its catalogue reaches every shard).
+    pub management: bool,
 }
 
 /// The address of a stage built outside any config (tests, benchmarks).
@@ -136,6 +138,7 @@ impl<'a> StageContext<'a> {
             params: &[],
             redis: None,
             upstreams: &[],
+            management: false,
         }
     }
 }

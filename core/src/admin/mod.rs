@@ -11,6 +11,7 @@
 //! | `GET /config` | the running config file, secrets redacted |
 //! | `POST /reload` | reload (as SIGHUP); 422 with the error when refused |
 //! | `POST /cache/purge?key=…` (or `prefix=`, `tag=`) | purge on every shard |
+//! | `/tenants…`, `/audit`, `/analytics`, `/trends` | the management catalogue and call analytics (`[management]`, see `manage::api`) |
 //!
 //! Counters come from the shards by message (they copy them between requests); reloads and
 //! the running config come from the main thread by message (`Ask`): nothing is locked.
@@ -34,6 +35,9 @@ use crate::control::{Control, Message, Purge};
 
 /// Largest admin request head read.
 const MAX_HEAD: usize = 8 * 1024;
+
+/// Largest admin request body read (a management entry as JSON).
+const MAX_BODY: usize = 64 * 1024;
 
 /// How long a shard may take to send its counters for a scrape.
 const SCRAPE_WAIT: Duration = Duration::from_secs(2);
@@ -60,6 +64,8 @@ pub struct Admin {
     pub draining: Arc<AtomicBool>,
     /// The main thread's side.
     pub asks: Sender<Ask>,
+    /// The management thread, with `[management]`.
+    pub manage: Option<Sender<(crate::manage::Call, Sender<crate::manage::Reply>)>>,
 }
 
 /// Most admin connections served at once; more wait in the listen queue.
@@ -111,6 +117,8 @@ struct Request {
     path: String,
     query: String,
     authorization: Option<Vec<u8>>,
+    api_key: Option<Vec<u8>>,
+    body: Vec<u8>,
 }
 
 /// Reads one request head from `s`; `None` after answering a malformed one.
@@ -119,9 +127,9 @@ fn read_request(s: &mut TcpStream) -> Option<Request> {
     let mut head = proto::RequestHead::with_capacity(64);
     let limits = proto::Limits::default();
     let mut chunk = [0u8; 1024];
-    loop {
+    let at = loop {
         match proto::parse_request(&buf, &mut head, &limits) {
-            Ok(proto::Status::Complete(_)) => break,
+            Ok(proto::Status::Complete(n)) => break n,
             Ok(proto::Status::Partial) if buf.len() < MAX_HEAD => {}
             _ => {
                 problem(s, 400, "bad request", "");
@@ -132,7 +140,8 @@ fn read_request(s: &mut TcpStream) -> Option<Request> {
             Ok(0) | Err(_) => return None,
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
-    }
+    };
+    let body = read_body(s, &head, &buf, at)?;
     let target = String::from_utf8_lossy(head.path(&buf)).into_owned();
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -143,7 +152,51 @@ fn read_request(s: &mut TcpStream) -> Option<Request> {
         path,
         query,
         authorization: head.value_of(&buf, b"authorization").map(<[u8]>::to_vec),
+        api_key: head.value_of(&buf, b"x-api-key").map(<[u8]>::to_vec),
+        body,
     })
+}
+
+/// Reads the body `head` announces with `Content-Length` (what of it came with the head is
+/// in `buf` from `at`); `None` after answering one that is too large or not framed so.
+fn read_body(
+    s: &mut TcpStream,
+    head: &proto::RequestHead,
+    buf: &[u8],
+    at: usize,
+) -> Option<Vec<u8>> {
+    if head.value_of(buf, b"transfer-encoding").is_some() {
+        problem(s, 411, "send the body with Content-Length", "");
+        return None;
+    }
+    let len = match head
+        .value_of(buf, b"content-length")
+        .map(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
+    {
+        None => 0,
+        Some(Some(n)) if n <= MAX_BODY => n,
+        Some(Some(_)) => {
+            problem(s, 413, "an admin request body is 64 KiB at most", "");
+            return None;
+        }
+        Some(None) => {
+            problem(s, 400, "bad Content-Length", "");
+            return None;
+        }
+    };
+    let mut body = buf.get(at..).unwrap_or_default().to_vec();
+    body.truncate(len);
+    let mut chunk = [0u8; 4096];
+    while body.len() < len {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                let want = (len - body.len()).min(n);
+                body.extend_from_slice(chunk.get(..want).unwrap_or_default());
+            }
+        }
+    }
+    Some(body)
 }
 
 /// True when `auth` carries `token` as a bearer token or as a Basic password.
@@ -182,6 +235,13 @@ fn serve(mut s: TcpStream, admin: &Admin, rates: &Mutex<stats::Rates>) {
     let Some(req) = read_request(&mut s) else {
         return;
     };
+    let managed = matches!(
+        req.path.as_str(),
+        "/audit" | "/tenants" | "/analytics" | "/trends"
+    ) || req.path.starts_with("/tenants/");
+    if managed {
+        return manage(&mut s, admin, req);
+    }
     if !authorized(&admin.token, req.authorization.as_deref()) {
         let realm = "WWW-Authenticate: Basic realm=\"shardgate admin\"\r\n";
         return problem(&mut s, 401, "admin token required", realm);
@@ -220,7 +280,7 @@ fn serve(mut s: TcpStream, admin: &Admin, rates: &Mutex<stats::Rates>) {
                 &mut s,
                 200,
                 "text/html; charset=utf-8",
-                &page::render(&v, draining),
+                &page::render(&v, draining, admin.manage.is_some()),
             );
         }
         (Get, "/config") => match ask(admin, Ask::Config) {
@@ -265,6 +325,45 @@ fn ask<T>(admin: &Admin, make: impl FnOnce(Sender<T>) -> Ask) -> Option<T> {
     let (tx, rx) = mpsc::channel();
     admin.asks.send(make(tx)).ok()?;
     rx.recv_timeout(ASK_WAIT).ok()
+}
+
+/// Hands a management request to the management thread and writes its answer.
+fn manage(s: &mut TcpStream, admin: &Admin, req: Request) {
+    let Some(to) = &admin.manage else {
+        return problem(
+            s,
+            404,
+            "management is off: the config has no [management]",
+            "",
+        );
+    };
+    let root = authorized(&admin.token, req.authorization.as_deref());
+    let bearer = req
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix(b"Bearer "))
+        .map(<[u8]>::to_vec);
+    let call = crate::manage::Call {
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        body: req.body,
+        root,
+        bearer: bearer.filter(|_| !root),
+        api_key: req.api_key,
+    };
+    let (tx, rx) = mpsc::channel();
+    if to.send((call, tx)).is_err() {
+        return problem(s, 503, "the management thread has stopped", "");
+    }
+    match rx.recv_timeout(ASK_WAIT) {
+        Ok(crate::manage::Reply::Done(status, body)) => {
+            answer(s, status, "application/json", &body)
+        }
+        Ok(crate::manage::Reply::Problem(status, why)) => problem(s, status, &why, ""),
+        Ok(crate::manage::Reply::Page(html)) => answer(s, 200, "text/html; charset=utf-8", &html),
+        Err(_) => problem(s, 503, "the management thread did not answer", ""),
+    }
 }
 
 /// `POST /cache/purge?key=K` (or `prefix=P`, `tag=T`): every shard purges what matches and

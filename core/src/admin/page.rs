@@ -100,7 +100,7 @@ fn list<'v>(stats: &'v Value, key: &str) -> &'v [Value] {
 }
 
 /// The page for the `/stats` document `stats`.
-pub fn render(stats: &Value, draining: bool) -> String {
+pub fn render(stats: &Value, draining: bool, trends: bool) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
         out,
@@ -117,6 +117,9 @@ pub fn render(stats: &Value, draining: bool) -> String {
         f(stats, "rate"),
         f(stats, "open")
     );
+    if trends {
+        out.push_str("<p><a href=\"/trends\">Trends: requests, errors and p99 per API and consumer over the last hour, day, week</a></p>");
+    }
     let listeners = Table {
         title: "Listeners",
         heads: &["address", "scheme", "connections", "per second"],
@@ -279,12 +282,14 @@ mod tests {
             "targets": [{ "upstream": "a", "target": "127.0.0.1:1", "up": false,
                           "ejected": false, "circuit": "open" }],
         });
-        let page = render(&stats, true);
+        let page = render(&stats, true, true);
         assert!(!page.contains("<script>"));
         assert!(page.contains("data-row=\"&lt;script&gt;\" data-col=\"requests\">7</td>"));
         assert!(page.contains("data-col=\"p50\">0.25</td>"));
         assert!(page.contains("data-col=\"rate\">–</td>"));
         assert!(page.contains("class=\"bad\" data-row=\"a 127.0.0.1:1\" data-col=\"health\">down"));
         assert!(page.contains(">draining<"));
+        assert!(page.contains("href=\"/trends\""));
+        assert!(!render(&stats, true, false).contains("href=\"/trends\""));
     }
 }

@@ -2,6 +2,7 @@
 //! a real test origin on 127.0.0.1, and speaks raw bytes with a deadline on every read.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod fleet;
 pub mod inproc;
 pub mod origin;

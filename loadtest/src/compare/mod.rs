@@ -30,7 +30,7 @@ use systems::{Running, Setup, System};
 pub struct Args {
     /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache,
     /// cache-shared, compress, compress-cost, aggregate, rate-global, quota, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
-    /// access-log, scrape, ids-off, ai-stream, smoke) or a scenario TOML file; repeat for several.
+    /// access-log, scrape, ids-off, ai-stream, analytics, smoke) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
     /// Proxies to run, in round order.

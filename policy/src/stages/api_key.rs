@@ -43,7 +43,12 @@ pub struct Config {
     /// Allow `key = "…"` in plain text. Default false.
     #[serde(default)]
     pub insecure_plaintext: bool,
-    /// The consumers.
+    /// Also accept the keys of the `[management]` catalogue's consumers (as `tenant/name`,
+    /// looked up by the key's digest). Default false.
+    #[serde(default)]
+    pub catalogue: bool,
+    /// The consumers (may be empty with `catalogue = true`).
+    #[serde(default)]
     pub consumers: Vec<ConsumerConf>,
 }
 
@@ -77,13 +82,14 @@ pub struct ApiKey {
     query: Option<Box<[u8]>>,
     consumer_header: Box<[u8]>,
     consumers: Vec<([u8; 32], Rc<Identity>)>,
+    catalogue: bool,
 }
 
 impl StageBuild for ApiKey {
     const KIND: &'static str = "api_key";
     type Config = Config;
 
-    fn build(c: Config, _ctx: &StageContext<'_>) -> Result<ApiKey, String> {
+    fn build(c: Config, ctx: &StageContext<'_>) -> Result<ApiKey, String> {
         // the consumer header may be "" (none sent); the key's header may not
         let bad = [(&c.header, false), (&c.consumer_header, true)]
             .into_iter()
@@ -93,8 +99,13 @@ impl StageBuild for ApiKey {
         if let Some((h, _)) = bad {
             return Err(format!("`{h}` is not a valid header name"));
         }
-        if c.consumers.is_empty() {
-            return Err("at least one [[route.policy.consumers]] is needed".into());
+        if c.catalogue && !ctx.management {
+            return Err("catalogue = true needs [management]".into());
+        }
+        if c.consumers.is_empty() && !c.catalogue {
+            return Err(
+                "at least one [[route.policy.consumers]] is needed (or catalogue = true)".into(),
+            );
         }
         let mut consumers = Vec::with_capacity(c.consumers.len());
         for k in &c.consumers {
@@ -139,22 +150,13 @@ impl StageBuild for ApiKey {
             query: c.query.map(|q| q.into_bytes().into_boxed_slice()),
             consumer_header: c.consumer_header.as_bytes().into(),
             consumers,
+            catalogue: c.catalogue,
         })
     }
 }
 
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let b = s.as_bytes();
-    if b.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        let hi = (*pair.first()? as char).to_digit(16)?;
-        let lo = (*pair.get(1)? as char).to_digit(16)?;
-        *o = (hi * 16 + lo) as u8;
-    }
-    Some(out)
+    crate::catalogue::parse_sha256(s)
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -199,11 +201,17 @@ impl Stage for ApiKey {
         };
         let digest: [u8; 32] = Sha256::digest(&key).into();
         // every consumer is compared, so the time does not tell which (or whether one) matched
-        let mut found: Option<&Rc<Identity>> = None;
+        let mut found: Option<Rc<Identity>> = None;
         for (d, id) in &self.consumers {
             if ct_eq(d, &digest) {
-                found = Some(id);
+                found = Some(id.clone());
             }
+        }
+        // the catalogue's keys are found by their digest (a hash lookup: its time depends on
+        // the digest, which tells nothing of the key)
+        if found.is_none() && self.catalogue {
+            found = crate::catalogue::current()
+                .and_then(|v| v.by_key(&digest).map(|(_, m)| m.identity.clone()));
         }
         let Some(id) = found else {
             return Verdict::Reject(
@@ -216,7 +224,7 @@ impl Stage for ApiKey {
                 .fields
                 .add(&self.consumer_header, id.consumer.as_bytes());
         }
-        ex.identity = Some(id.clone());
+        ex.identity = Some(id);
         Verdict::Continue
     }
 }

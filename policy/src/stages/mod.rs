@@ -17,6 +17,7 @@ pub mod rate_limit;
 pub mod redirect;
 pub mod respond;
 pub mod rewrite;
+pub mod subscription;
 #[cfg(test)]
 pub mod tap_test;
 pub mod validate;
@@ -39,6 +40,7 @@ crate::stages! {
     redirect::Redirect,
     respond::Respond,
     rewrite::Rewrite,
+    subscription::Subscription,
     validate::Validate,
     #[cfg(test)]
     tap_test::TapTest,

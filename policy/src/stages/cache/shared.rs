@@ -449,6 +449,7 @@ mod tests {
                 params: &[],
                 redis: None,
                 upstreams: &[],
+                management: false,
             };
             let s = Share::new(&ctx, Duration::from_secs(1));
             (0..64)

@@ -1,0 +1,59 @@
+//! `[management]`: the catalogue of tenants, APIs, plans, consumers and subscriptions, kept
+//! in an embedded database the control side owns and changed through the admin API.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::values::Duration;
+
+/// `[management]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConf {
+    /// The SQLite database file, relative to the config file (made on first start, its
+    /// schema migrated on later ones). Default "shardgate.db".
+    #[serde(default = "default_path")]
+    pub path: Spanned<String>,
+    /// How often the call figures are collected from the shards and written (each shard
+    /// counts on its own meanwhile, and never waits for the store). Default "10s".
+    #[serde(default = "default_flush")]
+    pub flush: Duration,
+    /// How long minute figures are kept before they are rolled up into hours. Default "1d".
+    #[serde(default = "default_minutes")]
+    pub keep_minutes: Duration,
+    /// How long hour figures are kept before they are rolled up into days. Default "30d".
+    #[serde(default = "default_hours")]
+    pub keep_hours: Duration,
+    /// How long day figures are kept. Default "365d".
+    #[serde(default = "default_days")]
+    pub keep_days: Duration,
+}
+
+fn default_flush() -> Duration {
+    Duration::millis(10_000)
+}
+fn default_minutes() -> Duration {
+    Duration::millis(86_400_000)
+}
+fn default_hours() -> Duration {
+    Duration::millis(30 * 86_400_000)
+}
+fn default_days() -> Duration {
+    Duration::millis(365 * 86_400_000)
+}
+
+fn default_path() -> Spanned<String> {
+    Spanned::new(0..0, "shardgate.db".into())
+}
+
+/// What is wrong with it: (where, why).
+pub fn check(m: &ManagementConf) -> Vec<(std::ops::Range<usize>, String)> {
+    let mut errs = Vec::new();
+    if m.path.get_ref().trim().is_empty() {
+        errs.push((
+            m.path.span(),
+            "[management] path must name a file".to_string(),
+        ));
+    }
+    errs
+}
