@@ -10,6 +10,18 @@ use crate::values::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManagementConf {
+    /// Where the catalogue and call figures live: "sqlite" (the file `path`) or "postgres"
+    /// (the server `postgres` names, which the nodes of a fleet share). Default "sqlite".
+    #[serde(default = "default_store")]
+    pub store: Spanned<String>,
+    /// With store = "postgres": the server, as `host=… port=… user=… dbname=…` or a
+    /// `postgresql://` URL, without the password. Default none.
+    #[serde(default)]
+    pub postgres: Option<Spanned<String>>,
+    /// With store = "postgres": a file holding the password, relative to the config file.
+    /// Default none.
+    #[serde(default)]
+    pub password_file: Option<Spanned<String>>,
     /// The SQLite database file, relative to the config file (made on first start, its
     /// schema migrated on later ones). Default "shardgate.db".
     #[serde(default = "default_path")]
@@ -29,6 +41,9 @@ pub struct ManagementConf {
     pub keep_days: Duration,
 }
 
+fn default_store() -> Spanned<String> {
+    Spanned::new(0..0, "sqlite".into())
+}
 fn default_flush() -> Duration {
     Duration::millis(10_000)
 }

@@ -2,7 +2,7 @@
 //! refused until its subscription is approved through the admin API, then admitted on every
 //! shard as soon as the approval is answered, and refused again the moment it is revoked;
 //! tenants' administrators reach their own tenant only; every change is in the audit trail
-//! and the catalogue outlives a restart.
+//! and the catalogue outlives a restart. Each test runs on SQLite, then on PostgreSQL.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 use support::origin::Origin;
+use support::pg::PgDb;
 use support::{Gateway, TempDir, admin, request};
 
 const ROOT: &str = "Authorization: Bearer r00t-admin-token\r\n";
@@ -25,7 +26,31 @@ const ACME: &str = "acme-admin-token-0001";
 const GLOBEX: &str = "globex-admin-token-01";
 const SHOP_KEY: &str = "shop-key-0123456789";
 
-fn config(origin: SocketAddr, db: &std::path::Path) -> String {
+/// Where a test's catalogue lives: a SQLite file, or a PostgreSQL database of its own.
+enum Backend {
+    Sqlite(TempDir),
+    Postgres(PgDb),
+}
+
+impl Backend {
+    /// Its `[management]` lines.
+    fn management(&self) -> String {
+        match self {
+            Backend::Sqlite(d) => format!("path = \"{}\"\n", d.0.join("c.db").display()),
+            Backend::Postgres(p) => p.management(),
+        }
+    }
+}
+
+/// The stores each test runs on: SQLite, and PostgreSQL when there is a server (else the
+/// run says it skipped).
+fn backends(tag: &str) -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite(TempDir::new())];
+    all.extend(PgDb::create(tag).map(Backend::Postgres));
+    all
+}
+
+fn config(origin: SocketAddr, store: &Backend) -> String {
     format!(
         "[[upstream]]\nname = \"origin\"\ntargets = [\"{origin}\"]\n\n\
          [[route]]\nname = \"orders\"\npath = \"/orders/{{*rest}}\"\nupstream = \"origin\"\n\
@@ -35,8 +60,8 @@ fn config(origin: SocketAddr, db: &std::path::Path) -> String {
          [[route.policy]]\nkind = \"api_key\"\ncatalogue = true\n\
          [[route.policy]]\nkind = \"subscription\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"r00t-admin-token\"\n\n\
-         [management]\npath = \"{}\"\n",
-        db.display()
+         [management]\n{}",
+        store.management()
     )
 }
 
@@ -134,24 +159,24 @@ fn catalogue(a: SocketAddr) {
 
 /// A gateway of 2 shards with its store and acme's catalogue (`catalogue`); the origin and
 /// the store's directory live as long as it.
-fn started() -> (Origin, TempDir, Gateway, SocketAddr) {
+fn started(store: &Backend) -> (Origin, Gateway, SocketAddr) {
     let origin = Origin::start();
-    let db = TempDir::new();
-    let config = config(origin.addr, &db.0.join("c.db"));
+    let config = config(origin.addr, store);
     let g = Gateway::start("auto", "shards = 2", &config).unwrap();
     let a = admin(&g);
     catalogue(a);
-    (origin, db, g, a)
+    (origin, g, a)
 }
 
 #[test]
 fn calls_wait_for_approval_and_stop_at_revocation_on_every_shard() {
-    let origin = Origin::start();
-    let db = TempDir::new();
-    let path = db.0.join("catalogue.db");
-    let g = Gateway::start("auto", "shards = 2", &config(origin.addr, &path)).unwrap();
-    let a = admin(&g);
-    catalogue(a);
+    for store in backends("approval") {
+        approval(&store);
+    }
+}
+
+fn approval(store: &Backend) {
+    let (origin, g, a) = started(store);
     // no subscription yet; a wrong key is not a consumer at all
     let before = calls(&g, "/orders/1", 4);
     assert!(
@@ -205,6 +230,7 @@ fn calls_wait_for_approval_and_stop_at_revocation_on_every_shard() {
     // the tenant's administrator approves: every shard admits at once
     let (st, v) = call(a, "POST", &approve, &bearer(ACME), None);
     assert_eq!((st, v["shards"].as_u64()), (200, Some(2)), "{v}");
+
     let seen = per_shard(a);
     let after = calls(&g, "/orders/1", 16);
     assert!(after.iter().all(|(s, _)| *s == 200), "{after:?}");
@@ -241,7 +267,7 @@ fn calls_wait_for_approval_and_stop_at_revocation_on_every_shard() {
     );
     // the audit trail has each change: who, what, before and after
     let (st, v) = call(a, "GET", "/tenants/acme/audit", &bearer(ACME), None);
-    assert_eq!(st, 200);
+    assert_eq!(st, 200, "{v}");
     let actions: Vec<(&str, &str)> = v["audit"]
         .as_array()
         .unwrap()
@@ -270,7 +296,7 @@ fn calls_wait_for_approval_and_stop_at_revocation_on_every_shard() {
     );
     drop(g);
     // the catalogue outlives the gateway: a new one starts with it, and approving again works
-    let g = Gateway::start("auto", "shards = 2", &config(origin.addr, &path)).unwrap();
+    let g = Gateway::start("auto", "shards = 2", &config(origin.addr, store)).unwrap();
     let a = admin(&g);
     assert!(
         calls(&g, "/orders/1", 4)
@@ -282,11 +308,33 @@ fn calls_wait_for_approval_and_stop_at_revocation_on_every_shard() {
     let (_, v) = call(a, "GET", "/audit?limit=2", ROOT, None);
     assert_eq!(v["audit"][0]["action"], "subscription.approve");
     assert_eq!(v["audit"][0]["id"], 7);
+    // on PostgreSQL, the rows are in the server's own tables
+    if let Backend::Postgres(p) = store {
+        let mut c = p.client();
+        let n: i64 = c
+            .query_one("SELECT COUNT(*) FROM audit", &[])
+            .unwrap()
+            .get(0);
+        let state: String = c
+            .query_one(
+                "SELECT state FROM subscriptions WHERE consumer = 'shop'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!((n, state.as_str()), (7, "approved"));
+    }
 }
 
 #[test]
 fn a_tenants_administrator_reaches_that_tenant_only() {
-    let (_origin, _db, g, a) = started();
+    for store in backends("tenants") {
+        isolation(&store);
+    }
+}
+
+fn isolation(store: &Backend) {
+    let (_origin, g, a) = started(store);
     let body = json!({"name": "globex", "admin_token": GLOBEX});
     assert_eq!(call(a, "POST", "/tenants", ROOT, Some(body)).0, 201);
     let globex = bearer(GLOBEX);
@@ -417,7 +465,13 @@ fn a_tenants_administrator_reaches_that_tenant_only() {
 
 #[test]
 fn bad_management_requests_get_precise_problems() {
-    let (_origin, _db, g, a) = started();
+    for store in backends("problems") {
+        problems(&store);
+    }
+}
+
+fn problems(store: &Backend) {
+    let (_origin, g, a) = started(store);
     let acme = bearer(ACME);
     let raw = |body: &str| {
         let h = format!("{ROOT}Content-Length: {}\r\n", body.len());
@@ -543,4 +597,58 @@ fn bad_management_requests_get_precise_problems() {
         401,
         "the deleted consumer's key is gone"
     );
+}
+
+#[test]
+fn two_nodes_on_one_postgres_share_the_catalogue_and_add_up_their_figures() {
+    let Some(pg) = PgDb::create("fleet") else {
+        return;
+    };
+    let store = Backend::Postgres(pg);
+    let origin = Origin::start();
+    let text = config(origin.addr, &store) + "flush = \"200ms\"\n";
+    let one = Gateway::start("auto", "shards = 2", &text).unwrap();
+    let two = Gateway::start("auto", "shards = 2", &text).unwrap();
+    let (a1, a2) = (admin(&one), admin(&two));
+    // the catalogue is made and the subscription approved through node one only
+    catalogue(a1);
+    let me = format!("X-Api-Key: {SHOP_KEY}\r\n");
+    let (_, v) = call(
+        a1,
+        "POST",
+        "/tenants/acme/subscriptions",
+        &me,
+        Some(json!({"api": "orders"})),
+    );
+    let id = v["subscription"]["id"].as_u64().unwrap();
+    let approve = format!("/tenants/acme/subscriptions/{id}/approve");
+    assert_eq!(call(a1, "POST", &approve, &bearer(ACME), None).0, 200);
+    // node two takes it from the store at its next flush (each 200 the test saw is counted)
+    let seen = std::cell::Cell::new(0u64);
+    let get = |g: &Gateway| {
+        let st = calls(g, "/orders/1", 1)[0].0;
+        seen.set(seen.get() + u64::from(st == 200));
+        st
+    };
+    assert!(support::eventually(|| get(&two) == 200));
+    for g in [&one, &two, &one, &two] {
+        assert_eq!(get(g), 200);
+    }
+    // a change made on node two reaches node one the same way
+    let revoke = format!("/tenants/acme/subscriptions/{id}/revoke");
+    assert_eq!(call(a2, "POST", &revoke, &bearer(ACME), None).0, 200);
+    assert!(support::eventually(|| get(&one) == 403));
+    // each node adds its own figures to the shared table (node two's query writes its
+    // own first): node one's query sees both
+    let q = "/tenants/acme/analytics?last=1h&by=class";
+    let _ = call(a2, "GET", q, &bearer(ACME), None);
+    let (_, v) = call(a1, "GET", q, &bearer(ACME), None);
+    let ok: u64 = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["class"] == 2)
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(ok, seen.get(), "{v}");
 }

@@ -6,7 +6,7 @@ const REDACTED: &str = "<redacted>";
 
 /// True for a key whose value is a secret.
 fn secret(key: &str) -> bool {
-    matches!(key, "token" | "key" | "key_sha256")
+    matches!(key, "token" | "key" | "key_sha256" | "postgres")
         || key.contains("secret")
         || key.contains("password")
 }

@@ -315,10 +315,11 @@ impl Query {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn row(start_ms: u64, consumer: &str, class: u8, count: u64) -> Stored {
+    /// A minute row of acme's API and route orders, with these sums.
+    pub(crate) fn sample(start_ms: u64, consumer: &str, class: u8, sums: Sums) -> Stored {
         Stored {
             period: Period::Minute,
             start_ms,
@@ -327,11 +328,16 @@ mod tests {
             route: "orders".into(),
             consumer: consumer.into(),
             class,
-            sums: Sums {
-                count,
-                ..Sums::default()
-            },
+            sums,
         }
+    }
+
+    fn row(start_ms: u64, consumer: &str, class: u8, count: u64) -> Stored {
+        let sums = Sums {
+            count,
+            ..Sums::default()
+        };
+        sample(start_ms, consumer, class, sums)
     }
 
     #[test]

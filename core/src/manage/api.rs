@@ -159,6 +159,7 @@ pub(super) fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 impl Manager {
     /// Answers one management request.
     pub(super) fn call(&mut self, call: Call) -> Reply {
+        self.refresh();
         let answer = match actor(&self.catalogue, &call) {
             None => refuse(
                 401,

@@ -13,9 +13,10 @@
 pub mod analytics;
 mod api;
 mod entries;
+pub mod pg;
 mod report;
+pub mod sql;
 pub mod sqlite;
-mod sqlite_calls;
 pub mod store;
 mod subscriptions;
 mod trends;
@@ -50,10 +51,24 @@ pub fn open(
     conf: &conf::management::ManagementConf,
     dir: &std::path::Path,
 ) -> Result<(Box<dyn Store>, Catalogue), String> {
-    let path = dir.join(conf.path.get_ref());
-    let mut store = sqlite::Sqlite::open(&path).map_err(|e| format!("[management]: {e}"))?;
+    let opened: Result<Box<dyn Store>, store::StoreError> = match &conf.postgres {
+        Some(conninfo) => {
+            let password = match &conf.password_file {
+                None => None,
+                Some(f) => {
+                    let p = dir.join(f.get_ref());
+                    let text = std::fs::read_to_string(&p)
+                        .map_err(|e| format!("[management] password_file {}: {e}", p.display()))?;
+                    Some(text.trim_end_matches(['\r', '\n']).to_string())
+                }
+            };
+            pg::open(conninfo.get_ref(), password.as_deref()).map(|s| Box::new(s) as Box<dyn Store>)
+        }
+        None => sqlite::open(&dir.join(conf.path.get_ref())).map(|s| Box::new(s) as Box<dyn Store>),
+    };
+    let mut store = opened.map_err(|e| format!("[management]: {e}"))?;
     let catalogue = store.load().map_err(|e| format!("[management]: {e}"))?;
-    Ok((Box::new(store), catalogue))
+    Ok((store, catalogue))
 }
 
 /// The management thread's state.
@@ -124,6 +139,7 @@ fn serve(m: &mut Manager, rx: &Receiver<(Call, Sender<Reply>)>) {
             if m.control.strong_count() == 0 {
                 return;
             }
+            m.refresh();
             m.collect();
             next = Instant::now() + m.flush;
         }
@@ -131,6 +147,27 @@ fn serve(m: &mut Manager, rx: &Receiver<(Call, Sender<Reply>)>) {
 }
 
 impl Manager {
+    /// Reloads the catalogue when the store's version moved on (another node sharing the
+    /// store changed it), and sends it to every shard.
+    fn refresh(&mut self) {
+        match self.store.version() {
+            Ok(v) if v == self.catalogue.version => {}
+            Ok(_) => match self.store.load() {
+                Ok(c) => {
+                    crate::log!(
+                        Info,
+                        "management: catalogue version {} from the store",
+                        c.version
+                    );
+                    self.catalogue = c;
+                    self.publish();
+                }
+                Err(e) => crate::log!(Warn, "management: cannot reload the catalogue: {e}"),
+            },
+            Err(_) => {}
+        }
+    }
+
     /// Takes the shards' call figures, writes what waits (rolling old rows up), and keeps
     /// what the store would not take.
     fn collect(&mut self) {
@@ -160,12 +197,9 @@ impl Manager {
             let lost: u64 = self.pending.drain(..over).map(|r| r.sums.count).sum();
             self.dropped += lost;
         }
-        let written = self
-            .store
-            .add_calls(&self.pending)
-            .and_then(|()| analytics::roll_up(&mut *self.store, now_ms(), &self.retention));
-        match written {
+        match self.store.add_calls(&self.pending) {
             Ok(()) => {
+                // written: never again, whatever the roll-up does
                 self.pending.clear();
                 if std::mem::take(&mut self.failing) {
                     crate::log!(Info, "management: the store takes call figures again");
@@ -181,6 +215,14 @@ impl Manager {
             }
             Err(_) => {}
         }
+        if !self.failing
+            && let Err(e) = analytics::roll_up(&mut *self.store, now_ms(), &self.retention)
+        {
+            crate::log!(
+                Warn,
+                "management: cannot roll call figures up ({e}); next time"
+            );
+        }
     }
 
     /// Writes one change: to the store (with `audit`), then in memory, then to every
@@ -189,9 +231,11 @@ impl Manager {
     fn change(&mut self, ops: &[Op], mut audit: AuditEntry) -> Result<(u64, usize), String> {
         audit.id = self.catalogue.version + 1;
         audit.at_ms = now_ms();
-        self.store
-            .commit(ops, &audit)
-            .map_err(|e| format!("the store failed, nothing changed: {e}"))?;
+        if let Err(e) = self.store.commit(ops, &audit) {
+            // another node may have changed the catalogue first: take its version
+            self.refresh();
+            return Err(format!("the store failed, nothing changed: {e}"));
+        }
         for op in ops {
             store::apply(&mut self.catalogue, op);
         }

@@ -69,6 +69,9 @@ impl std::fmt::Display for StoreError {
 
 /// A backend that keeps the catalogue.
 pub trait Store: Send {
+    /// The catalogue's version in it: the last audit entry's number (another node sharing
+    /// the store may have moved it on).
+    fn version(&mut self) -> Result<u64, StoreError>;
     /// Everything in it (the version is the last audit entry's number).
     fn load(&mut self) -> Result<Catalogue, StoreError>;
     /// Writes `ops` and `audit` in one transaction: all of them, or none.

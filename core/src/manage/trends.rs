@@ -163,20 +163,16 @@ mod tests {
 
     #[test]
     fn series_add_up_and_names_are_escaped() {
-        let row = |start_ms, consumer: &str, count| Stored {
-            period: Period::Minute,
-            start_ms,
-            tenant: "acme".into(),
-            api: "orders".into(),
-            route: "orders".into(),
-            consumer: consumer.into(),
-            class: 2,
-            sums: Sums {
+        let row = |start_ms, consumer: &str, count| {
+            let mut latency = [0; crate::calls::BUCKETS];
+            latency[1] = count;
+            let sums = Sums {
                 count,
                 errors: 1,
-                latency: [0, count, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                latency,
                 ..Sums::default()
-            },
+            };
+            super::super::analytics::tests::sample(start_ms, consumer, 2, sums)
         };
         let now = 10 * 3_600_000;
         let rows = [

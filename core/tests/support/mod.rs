@@ -6,6 +6,7 @@ pub mod browser;
 pub mod fleet;
 pub mod inproc;
 pub mod origin;
+pub mod pg;
 pub mod provider;
 pub mod redis;
 pub mod script;

@@ -8,7 +8,7 @@ CREATE TABLE calls (
     api TEXT NOT NULL,
     route TEXT NOT NULL,
     consumer TEXT NOT NULL,
-    class INTEGER NOT NULL,
+    class BIGINT NOT NULL,
     count BIGINT NOT NULL,
     errors BIGINT NOT NULL,
     bytes_in BIGINT NOT NULL,
