@@ -23,7 +23,7 @@ pub async fn run(shard: usize, task: Weak<dyn Task>) {
                 match task.done(result, Instant::now()) {
                     Ok(what) => {
                         // said once per recovery, and by one shard in steady state
-                        if !last_error.is_empty() || shard == 0 {
+                        if !what.is_empty() && (!last_error.is_empty() || shard == 0) {
                             crate::log!(Info, "shard {shard}: {name}: {what}");
                         }
                         last_error.clear();
@@ -67,22 +67,55 @@ async fn perform(job: &Job) -> Result<Vec<u8>, String> {
                 fields: b"Accept: application/json\r\n",
                 body: b"",
             };
-            // a config per fetch (rare: every jwks_interval), so a rotated CA file is read again
-            let tls = match tls {
-                true => Some(https(ca.as_deref(), host, *addr)?),
-                false => None,
+            fetch(*addr, &req, (*tls, ca.as_deref()), *max_bytes, *timeout).await
+        }
+        Job::HttpPost {
+            addr,
+            host,
+            tls,
+            ca,
+            path,
+            fields,
+            body,
+            max_bytes,
+            timeout,
+        } => {
+            let req = Request {
+                method: "POST",
+                target: path,
+                host,
+                fields,
+                body,
             };
-            let tls = tls.as_ref().map(|(t, name)| (t, name));
-            let resp = client::send(*addr, &req, *max_bytes, *timeout, tls)
-                .await
-                .map_err(|e| format!("{addr}: {e}"))?;
-            if resp.status != 200 {
-                return Err(format!("status {}", resp.status));
-            }
-            Ok(resp.body)
+            fetch(*addr, &req, (*tls, ca.as_deref()), *max_bytes, *timeout).await
         }
         Job::ReadFile { path, max_bytes } => read_file(path, *max_bytes).await,
     }
+}
+
+/// Sends `req` to `addr` (over TLS when `tls.0`, verified against `tls.1` or the web roots);
+/// the body of a 200 answer.
+async fn fetch(
+    addr: std::net::SocketAddr,
+    req: &Request<'_>,
+    tls: (bool, Option<&std::path::PathBuf>),
+    max_bytes: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    // a config per fetch (rare: every jwks_interval, or once per new token), so a rotated CA
+    // file is read again
+    let tls = match tls.0 {
+        true => Some(https(tls.1, req.host, addr)?),
+        false => None,
+    };
+    let tls = tls.as_ref().map(|(t, name)| (t, name));
+    let resp = client::send(addr, req, max_bytes, timeout, tls)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    if resp.status != 200 {
+        return Err(format!("status {}", resp.status));
+    }
+    Ok(resp.body)
 }
 
 /// TLS for a fetch from `host` (its port left out of the name), verified against `ca` or the

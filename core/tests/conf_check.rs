@@ -82,7 +82,7 @@ fn bad_stage_and_conflicting_routes() {
         err.contains("gw.toml:12:8: route `b` conflicts with route `a` (at 7:8)"),
         "{err}"
     );
-    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: ai, api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, subscription, validate"), "{err}");
+    assert!(err.contains("gw.toml:18:1: route `c` [[route.policy]] unknown kind `respnd`, expected one of: ai, api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, introspect, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, subscription, validate"), "{err}");
 }
 
 #[test]
@@ -160,6 +160,10 @@ fn good_file_prints_routes() {
             (
                 "provider.key",
                 include_str!("../../conf/examples/provider.key"),
+            ),
+            (
+                "introspect.secret",
+                include_str!("../../conf/examples/introspect.secret"),
             ),
         ],
     );

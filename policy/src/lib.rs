@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod cidr;
 pub mod exchange;
 pub mod gate;
+pub mod http_url;
 pub mod letter;
 pub mod lru;
 pub mod pipeline;

@@ -1,5 +1,4 @@
-//! Background work a stage asks its shard to run (JWKS refreshes today; probes and cache
-//! revalidation later): the stage says what and when, the shard does the IO, sans-IO here.
+//! Background work a stage asks its shard to run (JWKS refreshes, token introspections): the stage says what and when, the shard does the IO, sans-IO here.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -31,6 +30,28 @@ pub enum Job {
         /// Connect plus whole-answer deadline.
         timeout: Duration,
     },
+    /// `POST path` with a form body (an RFC 7662 introspection) to `addr`; the body of a
+    /// 200 answer.
+    HttpPost {
+        /// Where to connect.
+        addr: SocketAddr,
+        /// Host field value (and, over TLS, the name verified).
+        host: Rc<str>,
+        /// Over TLS (see `HttpGet`).
+        tls: bool,
+        /// See `HttpGet`.
+        ca: Option<Rc<PathBuf>>,
+        /// Request path (origin-form).
+        path: Rc<str>,
+        /// More field lines (`Name: value\r\n`): the client's credentials, the body's type.
+        fields: Rc<[u8]>,
+        /// The body.
+        body: Vec<u8>,
+        /// Longest answer body accepted.
+        max_bytes: usize,
+        /// Connect plus whole-answer deadline.
+        timeout: Duration,
+    },
     /// Read a local file whole.
     ReadFile {
         /// The file.
@@ -55,8 +76,8 @@ pub trait Task {
     fn describe(&self) -> String;
     /// What to do at `now`.
     fn next(&self, now: Instant) -> Next;
-    /// The job's result (the bytes read, or why not); returns a line to log, `Err` for a
-    /// failure.
+    /// The job's result (the bytes read, or why not); returns a line to log (empty: none),
+    /// `Err` for a failure.
     fn done(&self, result: Result<Vec<u8>, String>, now: Instant) -> Result<String, String>;
     /// Raised by the stage when it wants `next` asked before the time it gave.
     fn wake(&self) -> &Wake;

@@ -424,7 +424,7 @@ impl StageBuild for Jwt {
             keys = read_jwks(&path)?;
             origin = Some(Origin::File(Rc::new(path)));
         } else if let Some(url) = &c.jwks_url {
-            let (addr, host, path, https) = parse_http_url(url)?;
+            let (addr, host, path, https) = crate::http_url::parse("jwks_url", url)?;
             let ca = c.jwks_ca.as_deref().filter(|p| !p.is_empty());
             if ca.is_some() && !https {
                 return Err("jwks_ca is for an https jwks_url".into());
@@ -560,39 +560,6 @@ fn with_validations(
             })
         })
         .collect()
-}
-
-/// `http(s)://host[:port]/path` → address (resolved now), Host value, path, https.
-fn parse_http_url(url: &str) -> Result<(std::net::SocketAddr, String, String, bool), String> {
-    use std::net::ToSocketAddrs;
-    let (rest, https) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-        (Some(r), _) => (r, true),
-        (None, Some(r)) => (r, false),
-        (None, None) => {
-            return Err(format!(
-                "jwks_url `{url}`: expected an http:// or https:// URL"
-            ));
-        }
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let path = if path.is_empty() { "/" } else { path };
-    if authority.is_empty() || !path.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("jwks_url `{url}` is not a valid URL"));
-    }
-    let with_port = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:{}", if https { 443 } else { 80 })
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("jwks_url `{url}`: cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("jwks_url `{url}`: {authority} has no address"))?;
-    Ok((addr, authority.to_string(), path.to_string(), https))
 }
 
 /// RFC 7515 §4.1.11: `crit` lists header parameters the recipient must understand, and this

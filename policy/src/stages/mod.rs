@@ -9,6 +9,7 @@ pub mod compress;
 pub mod concurrency;
 pub mod cors;
 pub mod headers;
+pub mod introspect;
 pub mod ip;
 pub mod json_fields;
 pub mod jwt;
@@ -32,6 +33,7 @@ crate::stages! {
     concurrency::Concurrency,
     cors::Cors,
     headers::Headers,
+    introspect::Introspect,
     ip::Ip,
     json_fields::JsonFields,
     jwt::Jwt,

@@ -131,7 +131,7 @@ mod tests {
         );
         assert_eq!(
             error("kind = \"respnd\""),
-            "unknown kind `respnd`, expected one of: ai, api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, subscription, validate, tap_test"
+            "unknown kind `respnd`, expected one of: ai, api_key, authorize, cache, client_cert, compress, concurrency, cors, headers, introspect, ip, json_fields, jwt, quota, rate_limit, redirect, respond, rewrite, subscription, validate, tap_test"
         );
     }
 }
