@@ -70,5 +70,39 @@ pub fn check(m: &ManagementConf) -> Vec<(std::ops::Range<usize>, String)> {
             "[management] path must name a file".to_string(),
         ));
     }
+    match (m.store.get_ref().as_str(), &m.postgres) {
+        ("sqlite", None) | ("postgres", Some(_)) => {}
+        ("sqlite", Some(p)) => errs.push((
+            p.span(),
+            "[management] postgres needs store = \"postgres\"".into(),
+        )),
+        ("postgres", None) => errs.push((
+            m.store.span(),
+            "[management] store = \"postgres\" needs postgres = \"host=… dbname=…\"".into(),
+        )),
+        (other, _) => errs.push((
+            m.store.span(),
+            format!("[management] store = {other:?}: use \"sqlite\" or \"postgres\""),
+        )),
+    }
+    if m.password_file.is_some() && m.postgres.is_none() {
+        errs.push((
+            0..0,
+            "[management] password_file is for store = \"postgres\"".into(),
+        ));
+    }
+    let at_least = |d: crate::values::Duration, s: u64| d.0 >= std::time::Duration::from_secs(s);
+    if m.flush.0 < std::time::Duration::from_millis(100) {
+        errs.push((0..0, "[management] flush: at least 100ms".into()));
+    }
+    if !at_least(m.keep_minutes, 3600)
+        || !at_least(m.keep_hours, 86_400)
+        || m.keep_days.0 < m.keep_hours.0
+    {
+        errs.push((
+            0..0,
+            "[management] keep_minutes at least 1h, keep_hours at least 1d, keep_days at least keep_hours".into(),
+        ));
+    }
     errs
 }

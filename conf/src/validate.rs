@@ -352,6 +352,14 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
         }
     }
     if let Some(m) = &file.management {
+        // tenants' administrators are told apart from the admin by the admin's token: without
+        // one, anybody would be the admin
+        if file.admin.as_ref().is_none_or(|a| a.token.is_empty()) {
+            errs.push(err(
+                m.span(),
+                "[management] needs [admin] with a token: the admin is told apart from tenants' administrators by it".to_string(),
+            ));
+        }
         for (span, msg) in crate::management::check(m.get_ref()) {
             errs.push(err(if span.is_empty() { m.span() } else { span }, msg));
         }

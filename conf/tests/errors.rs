@@ -238,3 +238,39 @@ fn bad_observability_settings_are_located() {
         "unknown field `what`",
     );
 }
+
+#[test]
+fn bad_management_settings_are_located() {
+    let admin = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"t0ken-t0ken\"\n";
+    assert_eq!(
+        errors(&format!("{admin}[management]\n")),
+        Vec::<String>::new()
+    );
+    let e = errors("[admin]\nlisten = \"127.0.0.1:0\"\n[management]\n");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("test.toml:3:1: [management] needs [admin] with a token"),
+        "{e:?}"
+    );
+    let cases = [
+        (
+            "store = \"mysql\"",
+            "test.toml:5:9: [management] store = \"mysql\": use \"sqlite\" or \"postgres\"",
+        ),
+        (
+            "store = \"postgres\"",
+            "test.toml:5:9: [management] store = \"postgres\" needs postgres",
+        ),
+        (
+            "postgres = \"host=x\"",
+            "test.toml:5:12: [management] postgres needs store = \"postgres\"",
+        ),
+        ("flush = \"10ms\"", "[management] flush: at least 100ms"),
+        ("keep_minutes = \"1m\"", "keep_minutes at least 1h"),
+    ];
+    for (line, want) in cases {
+        let e = errors(&format!("{admin}[management]\n{line}\n"));
+        assert_eq!(e.len(), 1, "{line}: {e:?}");
+        assert!(e[0].contains(want), "{line}: {e:?}");
+    }
+}

@@ -147,6 +147,24 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// Takes back what `take` handed over when nobody received it (the management thread
+    /// stopped waiting): counted again at the next hand-over, nothing lost.
+    pub fn put_back(&self, rows: Vec<CallRow>, dropped: u64) {
+        let mut open = self.open.borrow_mut();
+        for r in rows {
+            let key = (
+                r.minute_ms,
+                Rc::from(r.route.as_str()),
+                Rc::from(r.consumer.as_str()),
+                r.class,
+            );
+            open.entry(key).or_default().add(&r.sums);
+        }
+        self.dropped.set(self.dropped.get() + dropped);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +242,15 @@ mod tests {
             "past the last bound"
         );
         assert!(t.take().0.is_empty(), "handed over once");
+        // put back when nobody took them: the next hand-over has them, added to what came since
+        t.put_back(rows.clone(), 2);
+        t.record(Some(&r), &ex(200, Some("a"), 60), Duration::from_millis(3));
+        let (mut again, dropped) = t.take();
+        again.sort_by_key(|r| (r.minute_ms, r.route.clone(), r.consumer.clone(), r.class));
+        assert_eq!(
+            (again.len(), again[2].sums.count, dropped),
+            (rows.len(), 3, 2)
+        );
     }
 
     #[test]

@@ -306,8 +306,12 @@ fn handle(shard: &Rc<Shard>, message: Message, draining: bool) -> bool {
             }
         }
         Message::Calls(reply) => {
-            let taken = shard.calls.as_ref().map(crate::calls::Tally::take);
-            let _ = reply.send(taken.unwrap_or_default());
+            if let Some(t) = &shard.calls
+                && let Err(back) = reply.send(t.take())
+            {
+                let (rows, dropped) = back.0;
+                t.put_back(rows, dropped);
+            }
         }
         Message::Letter { from, letter } => shard.gateway().deliver(from, letter),
     }

@@ -129,7 +129,7 @@ fn config(origin: SocketAddr, auth: SocketAddr, dir: &TempDir, client_id: &str) 
          [[route]]\nname = \"api\"\npath = \"/api/{{*rest}}\"\nupstream = \"origin\"\n{stage}\n\
          [[route]]\nname = \"orders\"\npath = \"/orders\"\nupstream = \"origin\"\n{stage}\
          [[route.policy]]\nkind = \"subscription\"\n\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"r00t-admin-token\"\n\n\
          [management]\npath = \"{}\"\n",
         dir.0.join("c.db").display()
     )
@@ -248,40 +248,30 @@ fn an_introspected_client_id_is_a_catalogue_consumer() {
     .unwrap();
     let a = admin(&g);
     let post = |path: &str, body: &str| {
-        let h = format!("Content-Length: {}\r\n", body.len());
-        request(a, "POST", path, &h, body.as_bytes()).status
+        let h = format!(
+            "Authorization: Bearer r00t-admin-token\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        let r = request(a, "POST", path, &h, body.as_bytes());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        (r.status, v["subscription"]["id"].as_u64().unwrap_or(0))
     };
-    assert_eq!(
-        post(
-            "/tenants",
-            r#"{"name": "acme", "admin_token": "acme-admin-token-0001"}"#
-        ),
-        201
-    );
-    assert_eq!(
-        post(
-            "/tenants/acme/apis",
-            r#"{"name": "orders", "routes": ["orders"]}"#
-        ),
-        201
-    );
-    assert_eq!(
-        post(
-            "/tenants/acme/consumers",
-            r#"{"name": "shop", "client_ids": ["app"]}"#
-        ),
-        201
-    );
+    let tenant =
+        r#"{"name": "acme", "admin_token": "acme-admin-token-0001", "routes": ["orders"]}"#;
+    assert_eq!(post("/tenants", tenant).0, 201);
+    let api = r#"{"name": "orders", "routes": ["orders"]}"#;
+    assert_eq!(post("/tenants/acme/apis", api).0, 201);
+    let shop = r#"{"name": "shop", "client_ids": ["app"]}"#;
+    assert_eq!(post("/tenants/acme/consumers", shop).0, 201);
     let r = get(&g, "/orders", "good-7");
     assert_eq!(r.status, 403);
     assert!(String::from_utf8_lossy(&r.body).contains("`acme/shop` has no subscription"));
+    let ask = r#"{"consumer": "shop", "api": "orders"}"#;
+    let (st, id) = post("/tenants/acme/subscriptions", ask);
+    assert_eq!(st, 201);
     assert_eq!(
-        post(
-            "/tenants/acme/subscriptions",
-            r#"{"consumer": "shop", "api": "orders"}"#
-        ),
-        201
+        post(&format!("/tenants/acme/subscriptions/{id}/approve"), "").0,
+        200
     );
-    assert_eq!(post("/tenants/acme/subscriptions/1/approve", ""), 200);
     assert_eq!(get(&g, "/orders", "good-7").status, 200);
 }

@@ -120,14 +120,14 @@ fn per_shard(a: SocketAddr) -> Vec<u64> {
         .collect()
 }
 
-/// Makes tenant acme with API `orders` (route orders), consumer shop with its key.
+/// Makes tenant acme (route orders is its) with API `orders`, consumer shop with its key.
 fn catalogue(a: SocketAddr) {
     let (st, v) = call(
         a,
         "POST",
         "/tenants",
         ROOT,
-        Some(json!({"name": "acme", "admin_token": ACME})),
+        Some(json!({"name": "acme", "admin_token": ACME, "routes": ["orders"]})),
     );
     assert_eq!(st, 201, "{v}");
     let acme = bearer(ACME);
@@ -249,7 +249,11 @@ fn approval(store: &Backend) {
         Some("acme/shop")
     );
     // a route of no API is refused even with an approved key
-    assert_eq!(calls(&g, "/stock", 1)[0].0, 403);
+    let stock = calls(&g, "/stock", 1);
+    assert_eq!(
+        stock[0],
+        (403, "this route is not part of a published API".to_string())
+    );
     // revoked: refused on every shard the moment the answer came
     let revoke = format!("/tenants/acme/subscriptions/{id}/revoke");
     assert_eq!(call(a, "POST", &revoke, &bearer(ACME), None).0, 200);
@@ -335,7 +339,12 @@ fn a_tenants_administrator_reaches_that_tenant_only() {
 
 fn isolation(store: &Backend) {
     let (_origin, g, a) = started(store);
-    let body = json!({"name": "globex", "admin_token": GLOBEX});
+    // the admin assigns routes: one tenant's each, and an admin token is one tenant's
+    let taken = json!({"name": "globex", "admin_token": GLOBEX, "routes": ["orders"]});
+    assert_eq!(call(a, "POST", "/tenants", ROOT, Some(taken)).0, 409);
+    let same = json!({"name": "globex", "admin_token": ACME, "routes": ["stock"]});
+    assert_eq!(call(a, "POST", "/tenants", ROOT, Some(same)).0, 409);
+    let body = json!({"name": "globex", "admin_token": GLOBEX, "routes": ["stock"]});
     assert_eq!(call(a, "POST", "/tenants", ROOT, Some(body)).0, 201);
     let globex = bearer(GLOBEX);
     // its own tenant only: listing, reading, changing and deciding in acme are refused
@@ -348,7 +357,14 @@ fn isolation(store: &Backend) {
         ("DELETE", "/tenants/acme/consumers/shop"),
         ("GET", "/tenants/acme/audit"),
         ("GET", "/tenants/acme/subscriptions"),
+        ("GET", "/tenants/acme/subscriptions/1"),
         ("POST", "/tenants/acme/subscriptions/1/approve"),
+        ("PUT", "/tenants/acme/consumers/shop"),
+        ("PUT", "/tenants/acme"),
+        ("GET", "/tenants/acme/analytics"),
+        ("GET", "/tenants/acme/trends"),
+        ("GET", "/analytics"),
+        ("GET", "/trends"),
         ("GET", "/audit"),
         ("POST", "/tenants"),
         ("DELETE", "/tenants/globex"),
@@ -370,7 +386,7 @@ fn isolation(store: &Backend) {
         Some(json!({"name": "x", "routes": ["stock"]})),
     );
     assert_eq!(st, 403);
-    // acme's consumer is untouched, and a route stays in one API
+    // acme's consumer is untouched, and a tenant publishes its own routes only
     let (st, v) = call(
         a,
         "GET",
@@ -386,9 +402,30 @@ fn isolation(store: &Backend) {
         &globex,
         Some(json!({"name": "o", "routes": ["orders"]})),
     );
-    assert_eq!(st, 409, "{v}");
+    assert_eq!(st, 403, "acme's route is not globex's to publish: {v}");
+    let (st, v) = call(
+        a,
+        "POST",
+        "/tenants/acme/apis",
+        &bearer(ACME),
+        Some(json!({"name": "s", "routes": ["stock"]})),
+    );
+    assert_eq!(st, 403, "{v}");
+    let (st, v) = call(
+        a,
+        "POST",
+        "/tenants/acme/apis",
+        &bearer(ACME),
+        Some(json!({"name": "again", "routes": ["orders"]})),
+    );
+    assert_eq!(st, 409, "a route is in one API: {v}");
     // no credentials, a wrong token
     assert_eq!(call(a, "GET", "/tenants", "", None).0, 401);
+    let r = request(a, "GET", "/tenants", "", b"");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"shardgate management\"")
+    );
     assert_eq!(
         call(
             a,
@@ -461,6 +498,32 @@ fn isolation(store: &Backend) {
         Some(json!({"api": "orders"})),
     );
     assert_eq!(st, 403);
+    // a tenant removed and made again under its name inherits none of its history
+    let (_, v) = call(a, "GET", "/tenants/globex/analytics?by=consumer", &g2, None);
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(call(a, "DELETE", "/tenants/globex", ROOT, None).0, 200);
+    let again =
+        json!({"name": "globex", "admin_token": "globex-admin-token-02", "routes": ["stock"]});
+    assert_eq!(call(a, "POST", "/tenants", ROOT, Some(again)).0, 201);
+    let g3 = bearer("globex-admin-token-02");
+    let (_, v) = call(a, "GET", "/tenants/globex/audit", &g3, None);
+    let actions: Vec<&str> = v["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.create"], "{v}");
+    let (_, v) = call(a, "GET", "/tenants/globex/analytics?by=consumer", &g3, None);
+    assert_eq!(v["rows"], json!([]), "{v}");
+    assert_eq!(
+        call(a, "GET", "/tenants", &g2, None).0,
+        401,
+        "the old token is gone"
+    );
+    // the admin's trail keeps the removal
+    let (_, v) = call(a, "GET", "/audit?limit=3", ROOT, None);
+    assert_eq!(v["audit"][1]["action"], "tenant.delete");
 }
 
 #[test]
@@ -477,7 +540,7 @@ fn problems(store: &Backend) {
         let h = format!("{ROOT}Content-Length: {}\r\n", body.len());
         request(a, "POST", "/tenants", &h, body.as_bytes()).status
     };
-    assert_eq!(raw("{not json"), 422);
+    assert_eq!(raw("{not json"), 400);
     assert_eq!(
         raw(r#"{"name": "t", "admin_token": "0123456789abcdef", "colour": 1}"#),
         422

@@ -360,6 +360,11 @@ fn manage(s: &mut TcpStream, admin: &Admin, req: Request) {
         Ok(crate::manage::Reply::Done(status, body)) => {
             answer(s, status, "application/json", &body)
         }
+        Ok(crate::manage::Reply::Problem(401, why)) => {
+            // Bearer for programs; Basic (the token as password) for browsers on the trend pages
+            let challenge = "WWW-Authenticate: Bearer realm=\"shardgate management\"\r\nWWW-Authenticate: Basic realm=\"shardgate admin\"\r\n";
+            problem(s, 401, &why, challenge)
+        }
         Ok(crate::manage::Reply::Problem(status, why)) => problem(s, status, &why, ""),
         Ok(crate::manage::Reply::Page(html)) => answer(s, 200, "text/html; charset=utf-8", &html),
         Err(_) => problem(s, 503, "the management thread did not answer", ""),

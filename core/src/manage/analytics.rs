@@ -102,6 +102,7 @@ pub fn merge(rows: Vec<Stored>) -> Vec<Stored> {
 
 /// The shards' rows as minute rows, each route's tenant and API from the catalogue.
 pub fn resolve(c: &Catalogue, rows: Vec<CallRow>) -> Vec<Stored> {
+    let tenants: ahash::AHashSet<&str> = c.tenants.iter().map(|t| t.name.as_str()).collect();
     let mut api_of: AHashMap<&str, (&str, &str)> = AHashMap::new();
     for a in &c.apis {
         for r in &a.routes {
@@ -110,13 +111,23 @@ pub fn resolve(c: &Catalogue, rows: Vec<CallRow>) -> Vec<Stored> {
     }
     let rows = rows.into_iter().map(|r| {
         let (tenant, api) = api_of.get(r.route.as_str()).copied().unwrap_or(("", ""));
+        // another tenant's consumer calling this one's API is not named to it
+        let theirs = r
+            .consumer
+            .split_once('/')
+            .is_some_and(|(t, _)| t != tenant && tenants.contains(t));
+        let consumer = if theirs {
+            "(another tenant)".to_string()
+        } else {
+            r.consumer
+        };
         Stored {
             period: Period::Minute,
             start_ms: r.minute_ms,
             tenant: tenant.into(),
             api: api.into(),
             route: r.route,
-            consumer: r.consumer,
+            consumer,
             class: r.class,
             sums: r.sums,
         }
@@ -136,26 +147,15 @@ pub struct Retention {
 }
 
 /// Rolls rows past their retention up into the next period (whole periods only), and
-/// forgets day rows past theirs.
+/// forgets day rows past theirs; each step one transaction in the store.
 pub fn roll_up(store: &mut dyn Store, now_ms: u64, r: &Retention) -> Result<(), StoreError> {
     for (from, into, keep) in [
         (Period::Minute, Period::Hour, r.minutes_ms),
         (Period::Hour, Period::Day, r.hours_ms),
     ] {
-        let before = into.floor(now_ms.saturating_sub(keep));
-        let old = store.calls(None, 0, before, Some(from))?;
-        if old.is_empty() {
-            continue;
-        }
-        let coarse = old.into_iter().map(|mut s| {
-            s.period = into;
-            s.start_ms = into.floor(s.start_ms);
-            s
-        });
-        store.move_calls(from, before, &merge(coarse.collect()))?;
+        store.roll_calls(from, Some(into), into.floor(now_ms.saturating_sub(keep)))?;
     }
-    let before = now_ms.saturating_sub(r.days_ms);
-    store.move_calls(Period::Day, before, &[])
+    store.roll_calls(Period::Day, None, now_ms.saturating_sub(r.days_ms))
 }
 
 /// What a query groups by.

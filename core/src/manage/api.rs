@@ -142,9 +142,13 @@ fn trend_scope(call: &Call) -> Option<Option<&str>> {
     }
 }
 
-/// The body as JSON of type `T` (422 with serde's words when it is not).
+/// The body as JSON of type `T`: 400 for a body that is not JSON, 422 for JSON that is not
+/// such an entry (serde's words either way).
 pub(super) fn body<T: serde::de::DeserializeOwned>(call: &Call) -> Result<T, Refusal> {
-    serde_json::from_slice(&call.body).or_else(|e| refuse(422, format!("the body: {e}")))
+    serde_json::from_slice(&call.body).or_else(|e| {
+        let status = if e.is_data() { 422 } else { 400 };
+        refuse(status, format!("the body: {e}"))
+    })
 }
 
 /// A query parameter's value.
@@ -159,7 +163,11 @@ pub(super) fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
 impl Manager {
     /// Answers one management request.
     pub(super) fn call(&mut self, call: Call) -> Reply {
-        self.refresh();
+        // another node's changes first (at most every REFRESH_EVERY: a flood of requests
+        // costs the store nothing more)
+        if self.refreshed.elapsed() >= super::REFRESH_EVERY {
+            self.refresh();
+        }
         let answer = match actor(&self.catalogue, &call) {
             None => refuse(
                 401,
@@ -212,7 +220,7 @@ impl Manager {
                 "all tenants' figures are the admin's; a tenant reads /tenants/{name}/analytics",
             ),
             (Get, ["analytics"]) => self.analytics(None, call),
-            (Post, ["tenants"]) if *who == Actor::Root => self.create_tenant(who, call),
+            (Post, ["tenants"]) if *who == Actor::Root => self.put_tenant(who, None, call),
             (Post, ["tenants"]) => refuse(403, "only the admin makes tenants"),
             (_, ["tenants", t, rest @ ..]) => {
                 if !who.administers(t) && !matches!(who, Actor::Consumer(mine, _) if mine == t) {
@@ -223,7 +231,9 @@ impl Manager {
                 }
                 self.tenant_route(who, m, t, rest, call)
             }
-            (_, ["audit" | "tenants"]) => refuse(405, "method not allowed"),
+            (_, ["audit" | "tenants" | "analytics" | "trends"]) => {
+                refuse(405, "method not allowed")
+            }
             _ => refuse(404, "no such management resource"),
         }
     }
@@ -242,6 +252,8 @@ impl Manager {
             (Get, []) if admin => Ok((200, self.overview(t))),
             (Delete, []) if *who == Actor::Root => self.delete_tenant(who, t),
             (Delete, []) => refuse(403, "only the admin removes tenants"),
+            (Put, []) if *who == Actor::Root => self.put_tenant(who, Some(t), call),
+            (Put, []) => refuse(403, "only the admin changes tenants"),
             (Get, ["audit"]) if admin => self.audit(Some(t), call),
             (Get, ["analytics"]) if admin => self.analytics(Some(t), call),
             (Get, ["subscriptions"]) => Ok((200, self.subscriptions(who, t, &call.query))),

@@ -12,11 +12,15 @@ use super::Manager;
 use super::api::{Actor, Answer, Call, Refusal, body, refuse};
 use super::store::{AuditEntry, Op};
 
-/// `POST /tenants`
+/// `POST /tenants`, `PUT /tenants/{t}`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TenantIn {
+    #[serde(default)]
     name: String,
+    /// The routes its APIs may use.
+    #[serde(default)]
+    routes: Vec<String>,
     /// The tenant administrators' token (hashed here, never stored).
     #[serde(default)]
     admin_token: Option<String>,
@@ -90,46 +94,83 @@ impl Manager {
         doc: Value,
     ) -> Answer {
         match self.change(ops, entry) {
-            Ok((version, shards)) => Ok((
+            Ok((version, shards, of)) => Ok((
                 status,
-                json!({ key: doc, "version": version, "shards": shards }),
+                json!({ key: doc, "version": version, "shards": shards, "of": of }),
             )),
             Err(why) => refuse(503, why),
         }
     }
 
-    pub(super) fn create_tenant(&mut self, who: &Actor, call: &Call) -> Answer {
-        let t: TenantIn = body(call)?;
+    /// `POST /tenants` (make one) or `PUT /tenants/{t}` (replace its routes, and its token
+    /// when one is given).
+    pub(super) fn put_tenant(
+        &mut self,
+        who: &Actor,
+        path_name: Option<&str>,
+        call: &Call,
+    ) -> Answer {
+        let mut t: TenantIn = body(call)?;
+        named(&mut t.name, path_name)?;
         name_ok(&t.name, "tenant")?;
-        let digest = match (t.admin_token, t.admin_token_sha256) {
-            (Some(plain), None) if plain.len() >= 16 => hex(&Sha256::digest(plain.as_bytes())),
-            (Some(_), None) => return refuse(422, "admin_token: at least 16 characters"),
-            (None, Some(h)) if parse_sha256(&h).is_some() => h.to_ascii_lowercase(),
-            (None, Some(_)) => return refuse(422, "admin_token_sha256 must be 64 hex digits"),
+        let c = &self.catalogue;
+        let before = c.tenants.iter().find(|x| x.name == t.name).cloned();
+        if path_name.is_none() && before.is_some() {
+            return refuse(409, format!("tenant `{}` exists; PUT replaces it", t.name));
+        }
+        let digest = match (t.admin_token, t.admin_token_sha256, &before) {
+            (Some(plain), None, _) if plain.len() >= 16 => hex(&Sha256::digest(plain.as_bytes())),
+            (Some(_), None, _) => return refuse(422, "admin_token: at least 16 characters"),
+            (None, Some(h), _) if parse_sha256(&h).is_some() => h.to_ascii_lowercase(),
+            (None, Some(_), _) => return refuse(422, "admin_token_sha256 must be 64 hex digits"),
+            (None, None, Some(b)) => b.admin_token_sha256.clone(),
             _ => return refuse(422, "give one of admin_token or admin_token_sha256"),
         };
-        if self.catalogue.tenants.iter().any(|x| x.name == t.name) {
-            return refuse(409, format!("tenant `{}` exists", t.name));
+        let others = || c.tenants.iter().filter(|x| x.name != t.name);
+        if others().any(|x| x.admin_token_sha256 == digest) {
+            return refuse(409, "choose another admin token");
+        }
+        if let Some(r) = t.routes.iter().find(|r| r.is_empty()) {
+            return refuse(422, format!("routes: `{r}` is not a route name"));
+        }
+        if let Some((r, o)) = others().find_map(|o| {
+            t.routes
+                .iter()
+                .find(|r| o.routes.contains(r))
+                .map(|r| (r, o))
+        }) {
+            return refuse(409, format!("route `{r}` is tenant `{}`'s", o.name));
+        }
+        let in_use = c.apis.iter().filter(|a| a.tenant == t.name);
+        if let Some((a, r)) = in_use
+            .flat_map(|a| a.routes.iter().map(move |r| (a, r)))
+            .find(|(_, r)| !t.routes.contains(r))
+        {
+            return refuse(
+                409,
+                format!("route `{r}` is in API `{}`; change the API first", a.name),
+            );
         }
         let tenant = Tenant {
             name: t.name.clone(),
             admin_token_sha256: digest,
+            routes: t.routes,
         };
-        let doc = json!({ "name": t.name });
-        let entry = audit(
-            who,
-            Some(&t.name),
-            "tenant.create",
-            &t.name,
-            None,
-            Some(doc.clone()),
-        );
-        self.commit(&[Op::PutTenant(tenant)], entry, 201, "tenant", doc)
+        let doc = json!({ "name": tenant.name, "routes": tenant.routes });
+        let (action, status) = if before.is_some() {
+            ("tenant.replace", 200)
+        } else {
+            ("tenant.create", 201)
+        };
+        let was = before.map(|b| json!({ "name": b.name, "routes": b.routes }));
+        let entry = audit(who, Some(&t.name), action, &t.name, was, Some(doc.clone()));
+        self.commit(&[Op::PutTenant(tenant)], entry, status, "tenant", doc)
     }
 
     pub(super) fn delete_tenant(&mut self, who: &Actor, t: &str) -> Answer {
         let before = self.overview(t);
-        let entry = audit(who, Some(t), "tenant.delete", t, Some(before), None);
+        // the admin's trail only: the entry holds the tenant's consumers
+        let entry = audit(who, None, "tenant.delete", t, Some(before), None);
         self.commit(
             &[Op::DeleteTenant(t.into())],
             entry,
@@ -289,6 +330,16 @@ impl Manager {
         if a.routes.is_empty() || a.routes.iter().any(String::is_empty) {
             return refuse(422, "routes: name one route or more");
         }
+        let mine = self.catalogue.tenants.iter().find(|x| x.name == t);
+        let assigned = mine.map(|x| x.routes.as_slice()).unwrap_or_default();
+        if let Some(r) = a.routes.iter().find(|r| !assigned.contains(r)) {
+            return refuse(
+                403,
+                format!(
+                    "route `{r}` is not one of tenant `{t}`'s routes (the admin assigns them: PUT /tenants/{t})"
+                ),
+            );
+        }
         for other in self
             .catalogue
             .apis
@@ -296,12 +347,10 @@ impl Manager {
             .filter(|o| !(o.tenant == t && o.name == a.name))
         {
             if let Some(r) = a.routes.iter().find(|r| other.routes.contains(r)) {
+                // the tenant's own routes only: the other API is its own
                 return refuse(
                     409,
-                    format!(
-                        "route `{r}` is in API `{}/{}` already",
-                        other.tenant, other.name
-                    ),
+                    format!("route `{r}` is in API `{}` already", other.name),
                 );
             }
         }
@@ -393,13 +442,11 @@ impl Manager {
                 .iter()
                 .any(|k| other.keys_sha256.contains(k))
             {
-                return refuse(409, "one of the keys is another consumer's");
+                // said without naming whose: another tenant's consumers are not for telling
+                return refuse(409, "one of the keys cannot be used; choose another");
             }
             if let Some(p) = principals(other).iter().find(|p| mine.contains(p)) {
-                return refuse(
-                    409,
-                    format!("`{p}` names consumer `{}` already", other.identity()),
-                );
+                return refuse(409, format!("`{p}` names another consumer already"));
             }
         }
         Ok(())

@@ -86,7 +86,12 @@ struct Manager {
     dropped: u64,
     /// The store failed at the last write (logged once per failure run).
     failing: bool,
+    /// When the store's version was last compared with ours.
+    refreshed: Instant,
 }
+
+/// Least time between two looks at the store's version on behalf of admin requests.
+const REFRESH_EVERY: Duration = Duration::from_millis(250);
 
 fn ms(d: conf::Duration) -> u64 {
     u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX)
@@ -114,6 +119,7 @@ pub fn start(
         pending: Vec::new(),
         dropped: 0,
         failing: false,
+        refreshed: Instant::now(),
     };
     std::thread::Builder::new()
         .name("sg-manage".into())
@@ -150,6 +156,7 @@ impl Manager {
     /// Reloads the catalogue when the store's version moved on (another node sharing the
     /// store changed it), and sends it to every shard.
     fn refresh(&mut self) {
+        self.refreshed = Instant::now();
         match self.store.version() {
             Ok(v) if v == self.catalogue.version => {}
             Ok(_) => match self.store.load() {
@@ -228,7 +235,7 @@ impl Manager {
     /// Writes one change: to the store (with `audit`), then in memory, then to every
     /// shard; the catalogue's new version and how many shards have it, or the store's
     /// failure (nothing changed then).
-    fn change(&mut self, ops: &[Op], mut audit: AuditEntry) -> Result<(u64, usize), String> {
+    fn change(&mut self, ops: &[Op], mut audit: AuditEntry) -> Result<(u64, usize, usize), String> {
         audit.id = self.catalogue.version + 1;
         audit.at_ms = now_ms();
         if let Err(e) = self.store.commit(ops, &audit) {
@@ -240,14 +247,15 @@ impl Manager {
             store::apply(&mut self.catalogue, op);
         }
         self.catalogue.version = audit.id;
-        Ok((audit.id, self.publish()))
+        let (have, of) = self.publish();
+        Ok((audit.id, have, of))
     }
 
     /// Sends the catalogue to every shard and waits (a while) until each has it; how many
-    /// said so.
-    fn publish(&self) -> usize {
+    /// said so, of how many (one that did not in time takes it from its inbox later).
+    fn publish(&self) -> (usize, usize) {
         let Some(control) = self.control.upgrade() else {
-            return 0;
+            return (0, 0);
         };
         let c = Arc::new(self.catalogue.clone());
         let (tx, rx) = mpsc::channel();
@@ -263,6 +271,6 @@ impl Manager {
                 Err(_) => break,
             }
         }
-        have
+        (have, control.shards())
     }
 }

@@ -89,10 +89,24 @@ fn read(r: &Row, i: usize) -> V {
     }
 }
 
+/// Advisory lock keys (any two numbers of our own): writes, and migrations.
+const WRITE_LOCK: i64 = 0x5367_0001;
+
 impl Db for Postgres {
+    fn session_lock(&self) -> Option<(&'static str, &'static str)> {
+        Some((
+            "SELECT pg_advisory_lock(1399259138)",
+            "SELECT pg_advisory_unlock(1399259138)",
+        ))
+    }
+
     fn transact(&mut self, stmts: &[Stmt]) -> Result<(), StoreError> {
         let c = self.client()?;
         let mut tx = c.transaction().map_err(fail("cannot begin"))?;
+        // every node's writes one after the other: a roll-up never races another node's
+        // roll-up or its added figures, nor two catalogue changes each other
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])
+            .map_err(fail("cannot take the write lock"))?;
         for (sql, params) in stmts {
             let bound: Vec<Box<dyn ToSql + Sync>> = params.iter().map(bind).collect();
             let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(AsRef::as_ref).collect();

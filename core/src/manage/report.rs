@@ -36,7 +36,8 @@ impl Manager {
                 "from_ms": q.from_ms,
                 "to_ms": q.to_ms,
                 "rows": q.answer(&rows),
-                "dropped": self.dropped,
+                // a gateway-wide figure: the admin's only
+                "dropped": if tenant.is_none() { Some(self.dropped) } else { None },
             }),
         ))
     }

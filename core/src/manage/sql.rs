@@ -30,6 +30,11 @@ pub trait Db: Send {
     fn transact(&mut self, stmts: &[Stmt]) -> Result<(), StoreError>;
     /// The rows one query gives.
     fn query(&mut self, sql: &str, params: &[V]) -> Result<Vec<Vec<V>>, StoreError>;
+    /// Queries that take and give back a lock held across transactions, when other
+    /// processes may use the store at once (the schema migrations take it).
+    fn session_lock(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
 
 /// A store kept in `D`.
@@ -100,6 +105,20 @@ fn statements(sql: &str) -> Vec<Stmt> {
 impl<D: Db> SqlStore<D> {
     /// The store in `db`, its schema brought up to date first.
     pub fn open(mut db: D) -> Result<SqlStore<D>, StoreError> {
+        // nodes starting at once on one server migrate one after the other
+        let lock = db.session_lock();
+        if let Some((take, _)) = lock {
+            db.query(take, &[])?;
+        }
+        let migrated = Self::migrate(&mut db);
+        if let Some((_, give)) = lock {
+            db.query(give, &[])?;
+        }
+        migrated?;
+        Ok(SqlStore { db })
+    }
+
+    fn migrate(db: &mut D) -> Result<(), StoreError> {
         let make = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)";
         db.transact(&[(make.into(), Vec::new())])?;
         let have = db.query(
@@ -121,7 +140,7 @@ impl<D: Db> SqlStore<D> {
             db.transact(&stmts)
                 .map_err(|e| StoreError(format!("migration {}: {e}", i + 1)))?;
         }
-        Ok(SqlStore { db })
+        Ok(())
     }
 
     /// The backend (tests).
@@ -161,15 +180,18 @@ fn write(op: &Op) -> Vec<Stmt> {
             delete("tenants", &[("name", &t.name)]),
             insert(
                 "tenants",
-                "name, admin_token_sha256",
-                vec![text(&t.name), text(&t.admin_token_sha256)],
+                "name, admin_token_sha256, routes",
+                vec![text(&t.name), text(&t.admin_token_sha256), list(&t.routes)],
             ),
         ],
         Op::DeleteTenant(t) => {
             let mut s = vec![delete("tenants", &[("name", t)])];
-            for table in ["apis", "plans", "consumers", "subscriptions"] {
+            for table in ["apis", "plans", "consumers", "subscriptions", "calls"] {
                 s.push(delete(table, &[("tenant", t)]));
             }
+            // its audit trail stays the admin's only: a new tenant of the name reads none of it
+            let orphan = "UPDATE audit SET tenant = NULL WHERE tenant = $1".to_string();
+            s.push((orphan, vec![text(t)]));
             s
         }
         Op::PutApi(a) => {
@@ -325,10 +347,14 @@ impl<D: Db> Store for SqlStore<D> {
     fn load(&mut self) -> Result<Catalogue, StoreError> {
         Ok(Catalogue {
             version: self.version()?,
-            tenants: self.rows("SELECT name, admin_token_sha256 FROM tenants ORDER BY name", |c| Tenant {
-                name: c.s(0),
-                admin_token_sha256: c.s(1),
-            })?,
+            tenants: self.rows(
+                "SELECT name, admin_token_sha256, routes FROM tenants ORDER BY name",
+                |c| Tenant {
+                    name: c.s(0),
+                    admin_token_sha256: c.s(1),
+                    routes: c.list(2),
+                },
+            )?,
             apis: self.rows("SELECT tenant, name, routes, visibility FROM apis ORDER BY tenant, name", |c| Api {
                 tenant: c.s(0),
                 name: c.s(1),
@@ -441,15 +467,37 @@ impl<D: Db> Store for SqlStore<D> {
             .collect())
     }
 
-    fn move_calls(
+    fn roll_calls(
         &mut self,
         period: Period,
+        into: Option<Period>,
         before_ms: u64,
-        into: &[Stored],
     ) -> Result<(), StoreError> {
         let del = "DELETE FROM calls WHERE period = $1 AND start_ms < $2".to_string();
-        let mut stmts = vec![(del, vec![text(period.name()), int(before_ms)])];
-        stmts.extend(into.iter().map(add_call));
+        let mut stmts = Vec::new();
+        if let Some(into) = into {
+            let cols = call_columns();
+            let sums: Vec<String> = cols.iter().map(|c| format!("SUM({c})")).collect();
+            let sets: Vec<String> = cols
+                .iter()
+                .map(|c| format!("{c} = calls.{c} + excluded.{c}"))
+                .collect();
+            // (the WHERE clause also keeps SQLite from reading ON CONFLICT as a join)
+            let sql = format!(
+                "INSERT INTO calls ({CALL_KEY}, {}) SELECT CAST($1 AS TEXT), start_ms - (start_ms % CAST($2 AS BIGINT)), tenant, api, route, consumer, class, {} FROM calls WHERE period = $3 AND start_ms < $4 GROUP BY 2, 3, 4, 5, 6, 7 ON CONFLICT ({CALL_KEY}) DO UPDATE SET {}",
+                cols.join(", "),
+                sums.join(", "),
+                sets.join(", ")
+            );
+            let params = vec![
+                text(into.name()),
+                int(into.ms()),
+                text(period.name()),
+                int(before_ms),
+            ];
+            stmts.push((sql, params));
+        }
+        stmts.push((del, vec![text(period.name()), int(before_ms)]));
         self.db.transact(&stmts)
     }
 }

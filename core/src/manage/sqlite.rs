@@ -117,6 +117,7 @@ mod tests {
             Op::PutTenant(Tenant {
                 name: "acme".into(),
                 admin_token_sha256: "ab".repeat(32),
+                routes: vec!["r1".into()],
             }),
             Op::PutApi(Api {
                 tenant: "acme".into(),

@@ -11,6 +11,7 @@ use super::analytics::{Period, Stored};
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_catalogue.sql"),
     include_str!("migrations/0002_calls.sql"),
+    include_str!("migrations/0003_tenant_routes.sql"),
 ];
 
 /// One change to the catalogue.
@@ -89,13 +90,14 @@ pub trait Store: Send {
         to_ms: u64,
         period: Option<Period>,
     ) -> Result<Vec<Stored>, StoreError>;
-    /// In one transaction: removes the rows of `period` starting before `before_ms`, and
-    /// adds `into` (their roll-up into the next period; none to forget them).
-    fn move_calls(
+    /// In one transaction, serialized with the store's other users: adds the rows of
+    /// `period` starting before `before_ms` into rows of `into` (none: forgets them), then
+    /// removes them.
+    fn roll_calls(
         &mut self,
         period: Period,
+        into: Option<Period>,
         before_ms: u64,
-        into: &[Stored],
     ) -> Result<(), StoreError>;
 }
 

@@ -91,7 +91,9 @@ impl Manager {
                 format!("subscription {} is {} already", s.id, s.state.name()),
             );
         }
-        let next = c.subscriptions.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+        // the catalogue version this change makes: never given to another subscription, even
+        // after deletes, so the audit trail's numbers stay unambiguous
+        let next = c.version + 1;
         let sub = Subscription {
             id: existing.map_or(next, |s| s.id),
             tenant: t.into(),

@@ -35,6 +35,10 @@ pub struct Tenant {
     /// Hex SHA-256 of the bearer token its administrators use on the admin API.
     #[serde(default, skip_serializing)]
     pub admin_token_sha256: String,
+    /// The `[[route]]` names its APIs may be made of (assigned by the admin; a route is one
+    /// tenant's at most).
+    #[serde(default)]
+    pub routes: Vec<String>,
 }
 
 /// Who may ask to subscribe to an API.

@@ -198,6 +198,7 @@ pub(crate) mod tests {
         let tenant = |n: &str| Tenant {
             name: n.into(),
             admin_token_sha256: String::new(),
+            routes: Vec::new(),
         };
         Catalogue {
             version: 7,

@@ -37,13 +37,18 @@ fn default_unlisted() -> String {
     "deny".into()
 }
 
+thread_local! {
+    /// This minute's requests per consumer on this shard, over every route of every plan
+    /// (a plan's rate is the consumer's, whichever routes it calls); cleared when the minute
+    /// turns.
+    static MINUTE: RefCell<(u64, AHashMap<Box<str>, u64>)> = RefCell::new((0, AHashMap::new()));
+}
+
 /// The stage.
 pub struct Subscription {
     route: Box<str>,
     allow_unlisted: bool,
     shards: u64,
-    /// This minute's requests per consumer on this shard (cleared when the minute turns).
-    minute: RefCell<(u64, AHashMap<Box<str>, u64>)>,
 }
 
 impl StageBuild for Subscription {
@@ -66,7 +71,6 @@ impl StageBuild for Subscription {
             route: (**route).into(),
             allow_unlisted,
             shards: ctx.shards.max(1) as u64,
-            minute: RefCell::new((0, AHashMap::new())),
         })
     }
 }
@@ -87,21 +91,24 @@ impl Subscription {
             .wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let (minute, counts) = &mut *self.minute.borrow_mut();
-        if *minute != secs / 60 {
-            *minute = secs / 60;
-            counts.clear();
-        }
-        let share = limit.div_ceil(self.shards);
-        let n = match counts.get_mut(consumer) {
-            Some(n) => n,
-            None => counts.entry(consumer.into()).or_insert(0),
-        };
-        if *n >= share {
-            return Some(60 - secs % 60);
-        }
-        *n += 1;
-        None
+        // the shard's share, rounded down (at least one): the shards together never pass it
+        let share = (limit / self.shards).max(1);
+        MINUTE.with(|m| {
+            let (minute, counts) = &mut *m.borrow_mut();
+            if *minute != secs / 60 {
+                *minute = secs / 60;
+                counts.clear();
+            }
+            let n = match counts.get_mut(consumer) {
+                Some(n) => n,
+                None => counts.entry(consumer.into()).or_insert(0),
+            };
+            if *n >= share {
+                return Some(60 - secs % 60);
+            }
+            *n += 1;
+            None
+        })
     }
 
     fn check(&self, view: &View, ex: &Exchange) -> Result<(), Verdict<'static>> {
@@ -337,11 +344,20 @@ mod tests {
 
     #[test]
     fn the_plans_rate_is_shared_out_between_shards_per_minute() -> Result<(), String> {
-        let v = View::new(&sample());
-        // 60 a minute over 2 shards: 30 here
+        let mut c = sample();
+        c.plans[0].routes.push("order".into());
+        let v = View::new(&c);
+        // 60 a minute over 2 shards: 30 here, over both routes of the plan
         let s = stage("orders", "deny", 2)?;
+        let other = stage("order", "deny", 2)?;
+        for _ in 0..10 {
+            assert_eq!(
+                reason(&other, &v, &ex(Some("user-1"), &[], 1_700_000_050)),
+                "ok"
+            );
+        }
         let t0 = 1_700_000_040; // 0 s into a minute (1_700_000_040 = 28_333_334 × 60)
-        for _ in 0..30 {
+        for _ in 0..20 {
             assert_eq!(reason(&s, &v, &ex(Some("user-1"), &[], t0 + 10)), "ok");
         }
         let Err(Verdict::Reject(r)) = s.check(&v, &ex(Some("user-1"), &[], t0 + 10)) else {
