@@ -614,3 +614,78 @@ fn a_jwks_url_over_https_is_fetched_with_its_ca() {
         }
     }
 }
+
+/// An OIDC issuer on 127.0.0.1: its metadata and JWKS by path, the metadata counted.
+fn oidc_server(
+    rsa: &EncodingKey,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let issuer = format!("http://{addr}/realms/main");
+    let meta = format!(r#"{{"issuer": "{issuer}", "jwks_uri": "{issuer}/protocol/certs"}}"#);
+    let jwks = rsa_jwks(rsa, &["k1"]);
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let a = asked.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = Vec::new();
+            let _ = support::read_head_end(&mut s, &mut buf);
+            let head = String::from_utf8_lossy(&buf).to_string();
+            let body = if head.starts_with("GET /realms/main/.well-known/openid-configuration ") {
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                meta.clone()
+            } else if head.starts_with("GET /realms/main/protocol/certs ") {
+                jwks.clone()
+            } else {
+                String::new()
+            };
+            let status = if body.is_empty() { "404 No" } else { "200 OK" };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes());
+        }
+    });
+    (addr, asked)
+}
+
+#[test]
+fn an_oidc_issuers_metadata_names_the_jwks_and_its_issuer_is_required() {
+    let origin = Origin::start();
+    let rsa = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let (addr, asked) = oidc_server(&rsa);
+    let issuer = format!("http://{addr}/realms/main");
+    let stage =
+        format!("algorithms = [\"RS256\"]\noidc_issuer = \"{issuer}\"\njwks_refresh = \"0s\"\n");
+    let (g, _dir) = start(&origin, &stage, &[], "");
+    let mut ours = claims();
+    ours["iss"] = Value::String(issuer.clone());
+    let good = token(Algorithm::RS256, &rsa, &ours, Some("k1"));
+    assert!(
+        eventually(|| bearer(&g, &good).status == 200),
+        "metadata, then the JWKS it names"
+    );
+    assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(
+        g.log_lines()
+            .iter()
+            .any(|l| l.contains("oidc_issuer http://"))
+    );
+    // a token of another issuer (or none), signed with the same key, is refused
+    let mut theirs = claims();
+    theirs["iss"] = Value::String("http://elsewhere/realm".into());
+    assert_eq!(
+        bearer(&g, &token(Algorithm::RS256, &rsa, &theirs, Some("k1"))).status,
+        401
+    );
+    assert_eq!(
+        bearer(&g, &token(Algorithm::RS256, &rsa, &claims(), Some("k1"))).status,
+        401
+    );
+}

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod http_url;
 pub mod letter;
 pub mod lru;
+pub mod oidc;
 pub mod pipeline;
 pub mod query;
 pub mod reply;

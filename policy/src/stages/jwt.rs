@@ -65,6 +65,11 @@ pub struct Config {
     /// a token names an unknown `kid`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// An OpenID Connect issuer (`https://host[:port]/path`, resolved once at start): its
+    /// metadata (`/.well-known/openid-configuration` under it) names the JWKS, fetched then as
+    /// a `jwks_url` is; `issuer` defaults to it. The JWKS must be on the issuer's own host.
+    #[serde(default)]
+    pub oidc_issuer: Option<String>,
     /// CA bundle (PEM, relative to the config file) an `https` jwks_url is verified against.
     /// Default: the public web PKI roots.
     #[serde(default)]
@@ -204,6 +209,19 @@ pub struct JwksSource {
     /// When the next scheduled fetch is due (`None` before the first).
     due: Cell<Option<Instant>>,
     wake: Wake,
+    /// `oidc_issuer`: the URL's path is the issuer's, its metadata names the JWKS's path.
+    discovery: Option<Discovery>,
+}
+
+/// What OIDC discovery found for a `JwksSource`.
+#[derive(Debug)]
+struct Discovery {
+    /// The issuer, as configured (the metadata must name it).
+    issuer: String,
+    /// The JWKS's path, once the metadata named it (forgotten when a JWKS fetch fails).
+    jwks: RefCell<Option<Rc<str>>>,
+    /// The job out now is the metadata's.
+    asking: Cell<bool>,
 }
 
 impl JwksSource {
@@ -233,7 +251,7 @@ impl JwksSource {
                 host: host.clone(),
                 tls: tls.is_some(),
                 ca: tls.clone().flatten(),
-                path: path.clone(),
+                path: self.path(path),
                 max_bytes: MAX_JWKS_BYTES,
                 timeout: FETCH_TIMEOUT,
             },
@@ -245,6 +263,42 @@ impl JwksSource {
     }
 }
 
+impl JwksSource {
+    /// The path to fetch: the JWKS's (`jwks_url`'s, or the one discovery found), else the
+    /// issuer's metadata (marked as asked).
+    fn path(&self, configured: &Rc<str>) -> Rc<str> {
+        let Some(d) = &self.discovery else {
+            return configured.clone();
+        };
+        if let Some(p) = d.jwks.borrow().as_ref() {
+            return p.clone();
+        }
+        d.asking.set(true);
+        Rc::from(crate::oidc::well_known(configured))
+    }
+
+    /// Takes the metadata's answer: the JWKS's path, fetched at once.
+    fn discovered(
+        &self,
+        d: &Discovery,
+        result: Result<Vec<u8>, String>,
+        now: Instant,
+    ) -> Result<String, String> {
+        match result.and_then(|body| crate::oidc::endpoint_path(&body, &d.issuer, "jwks_uri")) {
+            Ok(p) => {
+                let said = format!("OIDC metadata names jwks_uri path {p}");
+                *d.jwks.borrow_mut() = Some(Rc::from(p));
+                self.due.set(Some(now));
+                Ok(said)
+            }
+            Err(e) => {
+                self.due.set(Some(now + RETRY_AFTER_FAILURE));
+                Err(e)
+            }
+        }
+    }
+}
+
 impl Task for JwksSource {
     fn describe(&self) -> String {
         match &self.origin {
@@ -252,7 +306,12 @@ impl Task for JwksSource {
                 host, path, tls, ..
             } => {
                 let scheme = if tls.is_some() { "https" } else { "http" };
-                format!("jwks_url {scheme}://{host}{path}")
+                let what = if self.discovery.is_some() {
+                    "oidc_issuer"
+                } else {
+                    "jwks_url"
+                };
+                format!("{what} {scheme}://{host}{path}")
             }
             Origin::File(p) => format!("jwks_file {}", p.display()),
         }
@@ -272,10 +331,19 @@ impl Task for JwksSource {
     }
 
     fn done(&self, result: Result<Vec<u8>, String>, now: Instant) -> Result<String, String> {
+        if let Some(d) = &self.discovery
+            && d.asking.replace(false)
+        {
+            return self.discovered(d, result, now);
+        }
         self.fetched_at.set(Some(now));
         let keys = match result.and_then(|body| parse_jwks(&body)) {
             Ok(k) => k,
             Err(e) => {
+                // the issuer may have moved its keys: look at its metadata again
+                if let Some(d) = &self.discovery {
+                    *d.jwks.borrow_mut() = None;
+                }
                 // a failed fetch is tried again soon (the last good keys stay meanwhile)
                 if let Origin::Url { interval, .. } = &self.origin {
                     self.due
@@ -326,12 +394,19 @@ impl StageBuild for Jwt {
             &mut c.public_key_file,
             &mut c.jwks_file,
             &mut c.jwks_url,
+            &mut c.oidc_issuer,
             &mut c.jwks_ca,
             &mut c.kid,
         ] {
             if s.as_deref() == Some("") {
                 *s = None;
             }
+        }
+        // tokens of an OIDC issuer name it (OIDC Core §2)
+        if let Some(i) = &c.oidc_issuer
+            && c.issuer.is_empty()
+        {
+            c.issuer = vec![i.clone()];
         }
         let mut algorithms = Vec::new();
         for a in &c.algorithms {
@@ -386,13 +461,14 @@ impl StageBuild for Jwt {
             c.public_key_file.is_some(),
             c.jwks_file.is_some(),
             c.jwks_url.is_some(),
+            c.oidc_issuer.is_some(),
         ]
         .iter()
         .filter(|x| **x)
         .count();
         if sources_given != 1 {
             return Err(
-                "give exactly one of secret, secret_base64, public_key_file, jwks_file, jwks_url"
+                "give exactly one of secret, secret_base64, public_key_file, jwks_file, jwks_url, oidc_issuer"
                     .into(),
             );
         }
@@ -423,8 +499,13 @@ impl StageBuild for Jwt {
             let path = ctx.dir.join(f);
             keys = read_jwks(&path)?;
             origin = Some(Origin::File(Rc::new(path)));
-        } else if let Some(url) = &c.jwks_url {
-            let (addr, host, path, https) = crate::http_url::parse("jwks_url", url)?;
+        } else if let Some(url) = c.jwks_url.as_ref().or(c.oidc_issuer.as_ref()) {
+            let what = if c.jwks_url.is_some() {
+                "jwks_url"
+            } else {
+                "oidc_issuer"
+            };
+            let (addr, host, path, https) = crate::http_url::parse(what, url)?;
             let ca = c.jwks_ca.as_deref().filter(|p| !p.is_empty());
             if ca.is_some() && !https {
                 return Err("jwks_ca is for an https jwks_url".into());
@@ -439,7 +520,7 @@ impl StageBuild for Jwt {
             });
         }
         let keys = with_validations(keys, &validations);
-        if keys.is_empty() && c.jwks_url.is_none() {
+        if keys.is_empty() && c.jwks_url.is_none() && c.oidc_issuer.is_none() {
             return Err("no key matches the accepted algorithms".into());
         }
         let one_key = origin.is_none();
@@ -455,6 +536,11 @@ impl StageBuild for Jwt {
                 wanted: Cell::new(false),
                 due: Cell::new(None),
                 wake: Wake::default(),
+                discovery: c.oidc_issuer.as_ref().map(|issuer| Discovery {
+                    issuer: issuer.clone(),
+                    jwks: RefCell::new(None),
+                    asking: Cell::new(false),
+                }),
             })
         });
         let mut sources = Vec::new();
