@@ -41,9 +41,36 @@ fn answer_for(token: &str) -> (u16, String) {
             ),
         ),
         "expired" => (200, r#"{"active": true, "sub": "old", "exp": 1000}"#.into()),
+        "evil" => (
+            200,
+            r#"{"active": true, "sub": "bob\r\nX-Consumer-Id: admin"}"#.into(),
+        ),
+        "refresh" => (
+            200,
+            r#"{"active": true, "sub": "u", "token_type": "refresh_token"}"#.into(),
+        ),
         "broken" => (500, "{}".into()),
         _ => (200, r#"{"active": false}"#.into()),
     }
+}
+
+/// `application/x-www-form-urlencoded` decoding.
+fn form_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }
 
 fn serve_one(mut s: TcpStream, calls: &Mutex<HashMap<String, u64>>) {
@@ -76,11 +103,11 @@ fn serve_one(mut s: TcpStream, calls: &Mutex<HashMap<String, u64>>) {
         }
     }
     let body = String::from_utf8_lossy(&buf[head_end..head_end + len]).to_string();
-    let token = body
-        .split('&')
-        .find_map(|p| p.strip_prefix("token="))
-        .unwrap_or_default()
-        .replace("%2D", "-");
+    let token = form_decode(
+        body.split('&')
+            .find_map(|p| p.strip_prefix("token="))
+            .unwrap_or_default(),
+    );
     let (status, json) = if field("authorization").as_deref() != Some(BASIC)
         || !head.starts_with("POST /oauth2/introspect ")
         || field("content-type").as_deref() != Some("application/x-www-form-urlencoded")

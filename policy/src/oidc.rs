@@ -34,7 +34,14 @@ pub fn endpoint_path(body: &[u8], issuer: &str, field: &str) -> Result<String, S
     };
     let ours = origin(issuer).unwrap_or_default();
     match url.strip_prefix(ours) {
-        Some(path) if !ours.is_empty() && path.starts_with('/') => Ok(path.to_string()),
+        // the path goes into a request line as it is: visible ASCII only
+        Some(path)
+            if !ours.is_empty()
+                && path.starts_with('/')
+                && path.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(path.to_string())
+        }
         _ => Err(format!(
             "{field} `{url}` is not on the issuer's own host ({ours}): not followed"
         )),

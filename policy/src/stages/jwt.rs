@@ -506,6 +506,10 @@ impl StageBuild for Jwt {
                 "oidc_issuer"
             };
             let (addr, host, path, https) = crate::http_url::parse(what, url)?;
+            // OIDC Discovery §4: the metadata comes over TLS (plain HTTP on loopback only)
+            if c.oidc_issuer.is_some() && !https && !addr.ip().is_loopback() {
+                return Err("oidc_issuer must be https:// (plain http only on loopback)".into());
+            }
             let ca = c.jwks_ca.as_deref().filter(|p| !p.is_empty());
             if ca.is_some() && !https {
                 return Err("jwks_ca is for an https jwks_url".into());

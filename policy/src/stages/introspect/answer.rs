@@ -44,9 +44,15 @@ pub enum ConsumerField {
 /// The claims kept from an answer (as `${jwt.<claim>}` and the subscription stage read them).
 const KEPT: [&str; 6] = ["sub", "client_id", "username", "iss", "token_type", "scope"];
 
-/// Reads an answer body: `Ok(Some(identity, exp))` for an active token, `Ok(None)` for an
-/// inactive one, `Err` for a body that is not an introspection answer.
-pub fn parse(body: &[u8], field: ConsumerField) -> Result<Option<(Identity, Option<u64>)>, String> {
+/// Reads an answer body: `Ok(Some(identity, exp))` for an active access token that names a
+/// usable consumer (of `audience`, when given), `Ok(None)` for any other token (inactive, a
+/// refresh token, another audience's, naming nobody or a name no header can carry), `Err`
+/// for a body that is not an introspection answer.
+pub fn parse(
+    body: &[u8],
+    field: ConsumerField,
+    audience: &[String],
+) -> Result<Option<(Identity, Option<u64>)>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
     let Some(obj) = v.as_object() else {
@@ -63,10 +69,30 @@ pub fn parse(body: &[u8], field: ConsumerField) -> Result<Option<(Identity, Opti
         ConsumerField::ClientId => text("client_id"),
         ConsumerField::Username => text("username"),
     };
-    let Some(consumer) = consumer.filter(|c| !c.is_empty()) else {
-        // an active token naming nobody cannot be anybody's identity
-        return Err("the active answer names no consumer".into());
+    // an active token naming nobody (or a name with control characters) is nobody's identity
+    let Some(consumer) =
+        consumer.filter(|c| !c.is_empty() && c.bytes().all(proto::chars::is_field_value))
+    else {
+        return Ok(None);
     };
+    // RFC 7662 §2.2: token_type is a hint, but a refresh token is never a bearer of requests
+    if text("token_type").is_some_and(|t| t.eq_ignore_ascii_case("refresh_token")) {
+        return Ok(None);
+    }
+    if !audience.is_empty() {
+        let aud = obj.get("aud");
+        let names = |a: &str| audience.iter().any(|w| w == a);
+        let ours = match aud {
+            Some(serde_json::Value::String(a)) => names(a),
+            Some(serde_json::Value::Array(list)) => {
+                list.iter().filter_map(|a| a.as_str()).any(names)
+            }
+            _ => false,
+        };
+        if !ours {
+            return Ok(None);
+        }
+    }
     let scopes: Vec<Box<str>> = text("scope")
         .unwrap_or_default()
         .split(' ')
@@ -77,7 +103,14 @@ pub fn parse(body: &[u8], field: ConsumerField) -> Result<Option<(Identity, Opti
         .iter()
         .filter_map(|k| text(k).map(|v| ((*k).into(), v.into())))
         .collect();
-    let exp = obj.get("exp").and_then(serde_json::Value::as_u64);
+    // NumericDate: seconds, possibly with a fraction (RFC 7519 §2)
+    let exp = match obj.get("exp") {
+        None => None,
+        Some(e) => match e.as_f64() {
+            Some(f) if f >= 0.0 => Some(f as u64),
+            _ => return Err("the answer's exp is not a number of seconds".into()),
+        },
+    };
     let identity = Identity {
         consumer: consumer.into(),
         scopes: scopes.into(),
@@ -106,33 +139,67 @@ pub fn form(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn sub(body: &[u8], audience: &[String]) -> Result<Option<String>, String> {
+        Ok(parse(body, ConsumerField::Sub, audience)?.map(|(i, _)| i.consumer.to_string()))
+    }
+
     #[test]
     fn answers_are_read_as_rfc_7662_says() -> Result<(), String> {
         let body = br#"{"active": true, "sub": "u1", "client_id": "app", "scope": "read  write", "exp": 1900000000, "aud": ["x"]}"#;
-        let Some((id, exp)) = parse(body, ConsumerField::Sub)? else {
+        let Some((id, exp)) = parse(body, ConsumerField::Sub, &[])? else {
             return Err("not active".into());
         };
         assert_eq!((&*id.consumer, exp), ("u1", Some(1_900_000_000)));
         assert_eq!(&*id.scopes, &["read".into(), "write".into()] as &[Box<str>]);
         assert_eq!(id.claim("client_id"), Some("app"));
-        let by_client = parse(body, ConsumerField::ClientId)?.map(|(i, _)| i.consumer);
+        let by_client = parse(body, ConsumerField::ClientId, &[])?.map(|(i, _)| i.consumer);
         assert_eq!(by_client.as_deref(), Some("app"));
-        // no sub: the client is the consumer
+        // no sub: the client is the consumer; a fractional exp is its seconds
         let app = parse(
-            br#"{"active": true, "client_id": "svc"}"#,
+            br#"{"active": true, "client_id": "svc", "exp": 17.5}"#,
             ConsumerField::Sub,
+            &[],
         )?;
-        assert_eq!(app.map(|(i, _)| i.consumer).as_deref(), Some("svc"));
-        assert!(parse(br#"{"active": false, "sub": "u1"}"#, ConsumerField::Sub)?.is_none());
+        assert_eq!(
+            app.map(|(i, e)| (i.consumer.to_string(), e)),
+            Some(("svc".into(), Some(17)))
+        );
+        // refused: inactive, naming nobody, a name no header carries, a refresh token
+        for no in [
+            &br#"{"active": false, "sub": "u1"}"#[..],
+            br#"{"active": true}"#,
+            b"{\"active\": true, \"sub\": \"bob\\r\\nX-Consumer-Id: admin\"}",
+            br#"{"active": true, "sub": "u1", "token_type": "refresh_token"}"#,
+        ] {
+            assert_eq!(sub(no, &[])?, None, "{}", String::from_utf8_lossy(no));
+        }
+        // an audience asked for: the token must name it
+        let aud = ["api".to_string()];
+        assert_eq!(
+            sub(br#"{"active": true, "sub": "u", "aud": "api"}"#, &aud)?,
+            Some("u".into())
+        );
+        assert_eq!(
+            sub(
+                br#"{"active": true, "sub": "u", "aud": ["x", "api"]}"#,
+                &aud
+            )?,
+            Some("u".into())
+        );
+        assert_eq!(
+            sub(br#"{"active": true, "sub": "u", "aud": ["other"]}"#, &aud)?,
+            None
+        );
+        assert_eq!(sub(br#"{"active": true, "sub": "u"}"#, &aud)?, None);
         for bad in [
             &b"{"[..],
             b"[]",
             br#"{"active": "yes"}"#,
             br#"{"sub": "u"}"#,
-            br#"{"active": true}"#,
+            br#"{"active": true, "sub": "u", "exp": "soon"}"#,
         ] {
             assert!(
-                parse(bad, ConsumerField::Sub).is_err(),
+                parse(bad, ConsumerField::Sub, &[]).is_err(),
                 "{}",
                 String::from_utf8_lossy(bad)
             );

@@ -8,7 +8,8 @@
 //! `subscription`, `authorize` and `headers` stages read.
 //!
 //! 401 with `WWW-Authenticate: Bearer` without a token, with `error="invalid_token"` for an
-//! inactive or expired one; 503 + `Retry-After` when the server does not answer usably.
+//! inactive or expired one, a refresh token, another `audience`'s, or one naming no consumer
+//! a header can carry; 503 + `Retry-After` when the server does not answer usably.
 //!
 //! ```toml
 //! [[route.policy]]
@@ -53,6 +54,10 @@ pub struct Config {
     /// "client_id" or "username". Default "sub".
     #[serde(default = "default_consumer")]
     pub consumer: String,
+    /// Audiences a token must be for (the answer's `aud`, a string or a list, names one);
+    /// empty: any. Default [].
+    #[serde(default)]
+    pub audience: Vec<String>,
     /// Header that carries the consumer upstream (incoming copies are dropped first).
     /// Default "X-Consumer-Id"; "" for none.
     #[serde(default = "default_consumer_header")]
@@ -147,6 +152,9 @@ impl StageBuild for Introspect {
                 c.consumer_header
             ));
         }
+        if c.max_ttl.0 < Duration::from_secs(1) || c.timeout.0 < Duration::from_millis(10) {
+            return Err("max_ttl is at least 1s, timeout at least 10ms".into());
+        }
         let shared = Rc::new(Shared::new(c.cache_size));
         let task = Rc::new(Introspector {
             shared: shared.clone(),
@@ -158,6 +166,7 @@ impl StageBuild for Introspect {
             },
             fields: fields.into_bytes().into(),
             field,
+            audience: c.audience,
             negative_ttl: c.negative_ttl.0,
             timeout: c.timeout.0,
         });

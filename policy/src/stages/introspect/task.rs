@@ -117,6 +117,8 @@ pub struct Introspector {
     pub fields: Rc<[u8]>,
     /// Which answer field is the consumer.
     pub field: ConsumerField,
+    /// Audiences a token must be for (empty: any).
+    pub audience: Vec<String>,
     /// How long an inactive answer is kept.
     pub negative_ttl: Duration,
     /// Time allowed for one introspection.
@@ -160,7 +162,7 @@ impl Task for Introspector {
         let Some((digest, gate)) = self.shared.current.borrow_mut().take() else {
             return Ok(String::new());
         };
-        let parsed = result.and_then(|body| parse(&body, self.field));
+        let parsed = result.and_then(|body| parse(&body, self.field, &self.audience));
         let (entry, outcome) = match parsed {
             Ok(Some((identity, exp))) => {
                 let identity = Rc::new(identity);
