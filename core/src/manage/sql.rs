@@ -214,11 +214,10 @@ fn write(op: &Op) -> Vec<Stmt> {
         Op::PutPlan(p) => {
             let key = [("tenant", p.tenant.as_str()), ("name", p.name.as_str())];
             let rate = p.rate_per_minute.map_or(V::NullInt, int);
-            let values = vec![text(&p.tenant), text(&p.name), rate, list(&p.routes)];
-            vec![
-                delete("plans", &key),
-                insert("plans", "tenant, name, rate_per_minute, routes", values),
-            ]
+            let quota = p.quota_per_day.map_or(V::NullInt, int);
+            let values = vec![text(&p.tenant), text(&p.name), rate, list(&p.routes), quota];
+            let cols = "tenant, name, rate_per_minute, routes, quota_per_day";
+            vec![delete("plans", &key), insert("plans", cols, values)]
         }
         Op::DeletePlan(t, n) => vec![delete("plans", &[("tenant", t), ("name", n)])],
         Op::PutConsumer(m) => {
@@ -361,12 +360,16 @@ impl<D: Db> Store for SqlStore<D> {
                 routes: c.list(2),
                 visibility: if c.s(3) == "private" { Visibility::Private } else { Visibility::Public },
             })?,
-            plans: self.rows("SELECT tenant, name, rate_per_minute, routes FROM plans ORDER BY tenant, name", |c| Plan {
-                tenant: c.s(0),
-                name: c.s(1),
-                rate_per_minute: c.opt_u(2),
-                routes: c.list(3),
-            })?,
+            plans: self.rows(
+                "SELECT tenant, name, rate_per_minute, routes, quota_per_day FROM plans ORDER BY tenant, name",
+                |c| Plan {
+                    tenant: c.s(0),
+                    name: c.s(1),
+                    rate_per_minute: c.opt_u(2),
+                    routes: c.list(3),
+                    quota_per_day: c.opt_u(4),
+                },
+            )?,
             consumers: self.rows(
                 "SELECT tenant, name, plan, groups_, keys_sha256, jwt_subjects, client_ids FROM consumers ORDER BY tenant, name",
                 |c| Consumer {

@@ -129,6 +129,7 @@ mod tests {
                 tenant: "acme".into(),
                 name: "gold".into(),
                 rate_per_minute: Some(5),
+                quota_per_day: Some(1000),
                 routes: vec![],
             }),
             Op::PutConsumer(Consumer {

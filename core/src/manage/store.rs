@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_catalogue.sql"),
     include_str!("migrations/0002_calls.sql"),
     include_str!("migrations/0003_tenant_routes.sql"),
+    include_str!("migrations/0004_plan_quota.sql"),
 ];
 
 /// One change to the catalogue.

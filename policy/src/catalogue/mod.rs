@@ -82,6 +82,10 @@ pub struct Plan {
     /// Requests per minute per consumer (shared out between the shards); none: no limit.
     #[serde(default)]
     pub rate_per_minute: Option<u64>,
+    /// Requests per day (UTC) per consumer (shared out between the shards, counted on this
+    /// node); none: no quota.
+    #[serde(default)]
+    pub quota_per_day: Option<u64>,
     /// The routes it allows (empty: every route of the APIs subscribed to).
     #[serde(default)]
     pub routes: Vec<String>,

@@ -27,6 +27,8 @@ pub struct PlanView {
     pub name: Box<str>,
     /// Requests per minute per consumer, fleet-wide.
     pub rate_per_minute: Option<u64>,
+    /// Requests per day per consumer.
+    pub quota_per_day: Option<u64>,
     /// The routes it allows (empty: all).
     pub routes: Box<[Box<str>]>,
 }
@@ -81,6 +83,7 @@ impl View {
             v.plans.push(PlanView {
                 name: format!("{}/{}", p.tenant, p.name).into(),
                 rate_per_minute: p.rate_per_minute,
+                quota_per_day: p.quota_per_day,
                 routes: p.routes.iter().map(|r| r.as_str().into()).collect(),
             });
         }
@@ -213,6 +216,7 @@ pub(crate) mod tests {
                 tenant: "acme".into(),
                 name: "gold".into(),
                 rate_per_minute: Some(60),
+                quota_per_day: Some(100),
                 routes: vec!["orders".into()],
             }],
             consumers: vec![Consumer {

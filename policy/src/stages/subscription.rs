@@ -1,7 +1,7 @@
 //! Subscriptions (`[management]`): a route that belongs to an API of the management
 //! catalogue admits a consumer only while it holds an approved subscription to that API,
-//! and within its plan (the routes the plan allows, its requests per minute, shared out
-//! between the shards). It goes after the authentication stage (`api_key` with
+//! and within its plan (the routes the plan allows, its requests per minute and per day,
+//! shared out between the shards and counted on this node). It goes after the authentication stage (`api_key` with
 //! `catalogue = true`, or `jwt` whose subjects or client ids the catalogue lists): it checks
 //! the identity they set. Refusals: 401 without one; 403 for a consumer the catalogue does
 //! not know, for a missing, pending, rejected or revoked subscription (the detail names the
@@ -20,6 +20,7 @@ use ahash::AHashMap;
 use proto::RequestHead;
 use serde::Deserialize;
 
+use crate::catalogue::view::PlanView;
 use crate::catalogue::{self, State, View};
 use crate::exchange::Exchange;
 use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
@@ -37,11 +38,23 @@ fn default_unlisted() -> String {
     "deny".into()
 }
 
+/// Takes back one request of `consumer` counted in `counts`.
+fn give_back(counts: &Counts, consumer: &str) {
+    if let Some(n) = counts.borrow_mut().1.get_mut(consumer) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// One window's requests per consumer: the window's number, the counts.
+type Counts = RefCell<(u64, AHashMap<Box<str>, u64>)>;
+
 thread_local! {
     /// This minute's requests per consumer on this shard, over every route of every plan
     /// (a plan's rate is the consumer's, whichever routes it calls); cleared when the minute
     /// turns.
-    static MINUTE: RefCell<(u64, AHashMap<Box<str>, u64>)> = RefCell::new((0, AHashMap::new()));
+    static MINUTE: Counts = RefCell::new((0, AHashMap::new()));
+    /// Today's (UTC), likewise, for plans' quotas.
+    static DAY: Counts = RefCell::new((0, AHashMap::new()));
 }
 
 /// The stage.
@@ -84,31 +97,37 @@ fn refuse(
 }
 
 impl Subscription {
-    /// Counts a request of `consumer` in this minute; the seconds until the next one when
-    /// this shard's share of `limit` is spent.
-    fn over_rate(&self, consumer: &str, limit: u64, ex: &Exchange) -> Option<u64> {
+    /// Counts a request of `consumer` in the current window of `span` seconds (counts in
+    /// `counts`); the seconds until the next window when this shard's share of `limit` is
+    /// spent.
+    fn spend(
+        &self,
+        counts: &Counts,
+        span: u64,
+        consumer: &str,
+        limit: u64,
+        ex: &Exchange,
+    ) -> Option<u64> {
         let secs = ex
             .wall
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         // the shard's share, rounded down (at least one): the shards together never pass it
         let share = (limit / self.shards).max(1);
-        MINUTE.with(|m| {
-            let (minute, counts) = &mut *m.borrow_mut();
-            if *minute != secs / 60 {
-                *minute = secs / 60;
-                counts.clear();
-            }
-            let n = match counts.get_mut(consumer) {
-                Some(n) => n,
-                None => counts.entry(consumer.into()).or_insert(0),
-            };
-            if *n >= share {
-                return Some(60 - secs % 60);
-            }
-            *n += 1;
-            None
-        })
+        let (window, counts) = &mut *counts.borrow_mut();
+        if *window != secs / span {
+            *window = secs / span;
+            counts.clear();
+        }
+        let n = match counts.get_mut(consumer) {
+            Some(n) => n,
+            None => counts.entry(consumer.into()).or_insert(0),
+        };
+        if *n >= share {
+            return Some(span - secs % span);
+        }
+        *n += 1;
+        None
     }
 
     fn check(&self, view: &View, ex: &Exchange) -> Result<(), Verdict<'static>> {
@@ -162,9 +181,14 @@ impl Subscription {
         if !reason.is_empty() {
             return Err(refuse(403, reason, detail));
         }
-        let Some(plan) = view.plan(member) else {
-            return Ok(());
-        };
+        match view.plan(member) {
+            Some(plan) => self.within(plan, who, ex),
+            None => Ok(()),
+        }
+    }
+
+    /// The plan's routes, rate and quota, for a request of `who`.
+    fn within(&self, plan: &PlanView, who: &str, ex: &Exchange) -> Result<(), Verdict<'static>> {
         if !plan.allows(&self.route) {
             let detail = format!(
                 "plan `{}` does not include route `{}`",
@@ -172,16 +196,29 @@ impl Subscription {
             );
             return Err(refuse(403, "subscription.plan_route", detail));
         }
-        if let Some(after) = plan
-            .rate_per_minute
-            .and_then(|l| self.over_rate(who, l, ex))
-        {
+        let rate = plan.rate_per_minute;
+        if let Some(after) = rate.and_then(|l| MINUTE.with(|m| self.spend(m, 60, who, l, ex))) {
             let detail = format!(
                 "plan `{}` allows {} requests per minute",
                 plan.name,
                 plan.rate_per_minute.unwrap_or(0)
             );
             let r = Rejection::new(429, "subscription.rate", detail)
+                .with_field("Retry-After", &after.to_string());
+            return Err(Verdict::Reject(r));
+        }
+        let daily = plan.quota_per_day;
+        if let Some(after) = daily.and_then(|l| DAY.with(|d| self.spend(d, 86_400, who, l, ex))) {
+            // refused: the minute's count gives the request back
+            if rate.is_some() {
+                MINUTE.with(|m| give_back(m, who));
+            }
+            let detail = format!(
+                "plan `{}` allows {} requests per day",
+                plan.name,
+                daily.unwrap_or(0)
+            );
+            let r = Rejection::new(429, "subscription.quota", detail)
                 .with_field("Retry-After", &after.to_string());
             return Err(Verdict::Reject(r));
         }
@@ -367,6 +404,18 @@ mod tests {
         assert!(String::from_utf8_lossy(&r.fields).contains("Retry-After: 50"));
         // the next minute starts afresh
         assert_eq!(reason(&s, &v, &ex(Some("user-1"), &[], t0 + 60)), "ok");
+        // 31 of the day's 50 here (100 over 2 shards; the refused one not counted) so far
+        for m in 2..=20 {
+            assert_eq!(
+                reason(&s, &v, &ex(Some("user-1"), &[], t0 + 60 * m)),
+                "ok",
+                "minute {m}"
+            );
+        }
+        let Err(Verdict::Reject(r)) = s.check(&v, &ex(Some("user-1"), &[], t0 + 60 * 21)) else {
+            return Err("past the day's share".into());
+        };
+        assert_eq!((r.status, r.reason), (429, "subscription.quota"));
         Ok(())
     }
 }
