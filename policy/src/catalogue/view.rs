@@ -47,6 +47,8 @@ pub struct ApiView {
     pub tenant: Box<str>,
     /// Its name.
     pub name: Box<str>,
+    /// `tenant/name`, as refusals name it.
+    pub full: Box<str>,
 }
 
 /// One catalogue version, compiled for lookups.
@@ -97,6 +99,7 @@ impl View {
             v.apis.push(ApiView {
                 tenant: a.tenant.as_str().into(),
                 name: a.name.as_str().into(),
+                full: format!("{}/{}", a.tenant, a.name).into(),
             });
         }
         let mut member_at = AHashMap::new();
@@ -243,24 +246,26 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_consumer_is_found_by_key_principal_and_its_subscription_by_route() {
+    fn a_consumer_is_found_by_key_principal_and_its_subscription_by_route()
+    -> Result<(), &'static str> {
         let v = View::new(&sample());
         assert_eq!(v.version, 7);
-        let (i, m) = v.by_key(&[0xab; 32]).expect("by key");
+        let (i, m) = v.by_key(&[0xab; 32]).ok_or("by key")?;
         assert_eq!(&*m.identity.consumer, "acme/shop");
         assert_eq!(&*m.identity.roles, &["buyers".into()] as &[Box<str>]);
         for p in ["acme/shop", "user-1", "shop-app"] {
             assert_eq!(v.by_principal(p).map(|f| f.0), Some(i), "{p}");
         }
         assert!(v.by_principal("shop").is_none() && v.by_key(&[0; 32]).is_none());
-        let (a, api) = v.api_of("order").expect("route in an API");
+        let (a, api) = v.api_of("order").ok_or("route in an API")?;
         assert_eq!((&*api.tenant, &*api.name), ("acme", "orders"));
         assert!(v.api_of("other").is_none());
         assert_eq!(v.subscription(i, a), Some((State::Approved, 3)));
         assert_eq!(v.tenant_of(i), Some("acme"));
-        let plan = v.plan(m).expect("plan");
+        let plan = v.plan(m).ok_or("plan")?;
         assert!(plan.allows("orders") && !plan.allows("order"));
         assert_eq!(plan.rate_per_minute, Some(60));
+        Ok(())
     }
 
     #[test]

@@ -152,33 +152,33 @@ impl Subscription {
         let found = view
             .by_principal(&id.consumer)
             .or_else(|| client().and_then(|c| view.by_principal(c)));
-        let api_name = format!("{}/{}", api.tenant, api.name);
+        let api_name = &api.full;
         let Some((m, member)) = found.filter(|(m, _)| view.tenant_of(*m) == Some(&*api.tenant))
         else {
             let detail = format!("`{}` is not a consumer of API `{api_name}`", id.consumer);
             return Err(refuse(403, "subscription.unknown_consumer", detail));
         };
         let who = &member.identity.consumer;
-        let (reason, detail) = match view.subscription(m, a) {
-            Some((State::Approved, _)) => ("", String::new()),
-            Some((State::Pending, n)) => (
+        let refusal = match view.subscription(m, a) {
+            Some((State::Approved, _)) => None,
+            Some((State::Pending, n)) => Some((
                 "subscription.pending",
                 format!("subscription {n} of `{who}` to API `{api_name}` is pending approval"),
-            ),
-            Some((State::Rejected, n)) => (
+            )),
+            Some((State::Rejected, n)) => Some((
                 "subscription.rejected",
                 format!("subscription {n} of `{who}` to API `{api_name}` was rejected"),
-            ),
-            Some((State::Revoked, n)) => (
+            )),
+            Some((State::Revoked, n)) => Some((
                 "subscription.revoked",
                 format!("subscription {n} of `{who}` to API `{api_name}` was revoked"),
-            ),
-            None => (
+            )),
+            None => Some((
                 "subscription.missing",
                 format!("`{who}` has no subscription to API `{api_name}`; ask for one"),
-            ),
+            )),
         };
-        if !reason.is_empty() {
+        if let Some((reason, detail)) = refusal {
             return Err(refuse(403, reason, detail));
         }
         match view.plan(member) {
