@@ -21,7 +21,7 @@
 #![allow(clippy::disallowed_types)]
 
 mod config;
-mod page;
+pub mod page;
 mod stats;
 
 use std::io::{Read, Write};
@@ -207,7 +207,7 @@ fn authorized(token: &str, auth: Option<&[u8]>) -> bool {
     }
     let Some(auth) = auth else { return false };
     if let Some(t) = auth.strip_prefix(b"Bearer ") {
-        return constant_eq(t, token.as_bytes());
+        return policy::catalogue::ct_eq(t, token.as_bytes());
     }
     let Some(b) = auth.strip_prefix(b"Basic ") else {
         return false;
@@ -220,12 +220,7 @@ fn authorized(token: &str, auth: Option<&[u8]>) -> bool {
         .position(|&c| c == b':')
         .and_then(|i| pair.get(i + 1..))
         .unwrap_or_default();
-    constant_eq(password, token.as_bytes())
-}
-
-/// Compares without stopping at the first difference.
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    policy::catalogue::ct_eq(password, token.as_bytes())
 }
 
 /// Answers one request on `s`, then closes it.

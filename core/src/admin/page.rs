@@ -10,7 +10,8 @@ use serde_json::Value;
 /// Seconds between refreshes.
 const REFRESH: u32 = 2;
 
-fn esc(s: &str) -> String {
+/// `s` as HTML text or attribute value.
+pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

@@ -13,7 +13,7 @@
 //! | `GET /analytics`, `GET /trends` | admin |
 //! | `GET /tenants/{t}/analytics`, `GET /tenants/{t}/trends` | admin, tenant |
 
-use policy::catalogue::{Catalogue, parse_sha256};
+use policy::catalogue::{Catalogue, ct_eq, parse_sha256};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -90,11 +90,6 @@ pub(super) fn refuse<T>(status: u16, detail: impl Into<String>) -> Result<T, Ref
     Err((status, detail.into()))
 }
 
-/// Compares without stopping at the first difference.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Who `call` is from, by its credentials.
 fn actor(c: &Catalogue, call: &Call) -> Option<Actor> {
     if call.root {
@@ -105,7 +100,7 @@ fn actor(c: &Catalogue, call: &Call) -> Option<Actor> {
         // every tenant is compared, so the time does not tell which matched
         let mut found = None;
         for t in &c.tenants {
-            if parse_sha256(&t.admin_token_sha256).is_some_and(|h| same(&h, &d)) {
+            if parse_sha256(&t.admin_token_sha256).is_some_and(|h| ct_eq(&h, &d)) {
                 found = Some(Actor::Tenant(t.name.clone()));
             }
         }
@@ -118,7 +113,7 @@ fn actor(c: &Catalogue, call: &Call) -> Option<Actor> {
         .find(|m| {
             m.keys_sha256
                 .iter()
-                .any(|k| parse_sha256(k).is_some_and(|h| same(&h, &d)))
+                .any(|k| parse_sha256(k).is_some_and(|h| ct_eq(&h, &d)))
         })
         .map(|m| Actor::Consumer(m.tenant.clone(), m.name.clone()))
 }

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use ahash::AHashMap;
 
 use super::analytics::{Period, Stored};
+use crate::admin::page::esc;
 use crate::calls::Sums;
 
 /// A window of the page: its name, length and step.
@@ -45,13 +46,6 @@ pub fn window(s: Option<&str>) -> Option<Window> {
         None => WINDOWS.first().copied(),
         Some(s) => WINDOWS.iter().find(|w| w.name == s).copied(),
     }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// An SVG line of `points` (scaled to its largest), `w`×`h` pixels.

@@ -192,6 +192,13 @@ pub fn valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Equality whose time does not depend on where the inputs differ (only on their lengths):
+/// for keys, tokens and their digests.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    a.len() == b.len() && std::hint::black_box(diff) == 0
+}
+
 /// The 32 bytes of a hex SHA-256 digest (upper or lower case).
 pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
     let b = s.as_bytes();

@@ -23,6 +23,7 @@ use proto::RequestHead;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::catalogue::{ct_eq, parse_sha256};
 use crate::exchange::{Exchange, Identity};
 use crate::stage::{Rejection, Stage, StageBuild, StageContext, Verdict};
 
@@ -110,7 +111,7 @@ impl StageBuild for ApiKey {
         let mut consumers = Vec::with_capacity(c.consumers.len());
         for k in &c.consumers {
             let digest = match (&k.key_sha256, &k.key) {
-                (Some(hex), None) => parse_hex32(hex).ok_or_else(|| {
+                (Some(hex), None) => parse_sha256(hex).ok_or_else(|| {
                     format!("consumer `{}`: key_sha256 must be 64 hex digits", k.name)
                 })?,
                 (None, Some(plain)) if c.insecure_plaintext => {
@@ -153,16 +154,6 @@ impl StageBuild for ApiKey {
             catalogue: c.catalogue,
         })
     }
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    crate::catalogue::parse_sha256(s)
-}
-
-/// Equality whose time does not depend on where the inputs differ.
-fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
 }
 
 impl Stage for ApiKey {
@@ -237,11 +228,11 @@ mod tests {
     fn hex_and_constant_time_compare() {
         let d: [u8; 32] = Sha256::digest(b"test").into();
         assert_eq!(
-            parse_hex32("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+            parse_sha256("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
             Some(d)
         );
-        assert_eq!(parse_hex32("9f86"), None);
-        assert_eq!(parse_hex32(&"zz".repeat(32)), None);
+        assert_eq!(parse_sha256("9f86"), None);
+        assert_eq!(parse_sha256(&"zz".repeat(32)), None);
         let mut e = d;
         assert!(ct_eq(&d, &e));
         e[31] ^= 1;
