@@ -308,12 +308,13 @@ impl Control {
         }
     }
 
-    /// Asks every shard for its counters and waits for the answers until `limit` passed;
-    /// shards that did not answer in time are missing from the result.
-    pub fn counters(&self, limit: Duration) -> Vec<ShardCounters> {
+    /// Sends every shard the message `make` builds around a reply channel, and gathers the
+    /// replies that come before `limit` passed (shards that did not answer in time are
+    /// missing).
+    pub fn gather<T>(&self, make: impl Fn(Sender<T>) -> Message, limit: Duration) -> Vec<T> {
         let (tx, rx) = mpsc::channel();
         let asked = (0..self.shards())
-            .filter(|&i| self.send(i, Message::Counters(tx.clone())))
+            .filter(|&i| self.send(i, make(tx.clone())))
             .count();
         drop(tx);
         let end = Instant::now() + limit;
@@ -324,6 +325,13 @@ impl Control {
                 Err(_) => break,
             }
         }
+        all
+    }
+
+    /// Asks every shard for its counters and waits for the answers until `limit` passed;
+    /// shards that did not answer in time are missing from the result.
+    pub fn counters(&self, limit: Duration) -> Vec<ShardCounters> {
+        let mut all = self.gather(Message::Counters, limit);
         all.sort_by_key(|c| c.shard);
         all
     }

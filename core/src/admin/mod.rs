@@ -389,22 +389,8 @@ fn purge(s: &mut TcpStream, admin: &Admin, query: &str) {
     let Some(control) = admin.control.upgrade() else {
         return problem(s, 503, "stopping", "");
     };
-    let (tx, rx) = mpsc::channel();
-    let asked = (0..control.shards())
-        .filter(|&i| control.send(i, Message::Purge(what.clone(), tx.clone())))
-        .count();
-    drop(tx);
-    let end = Instant::now() + SCRAPE_WAIT;
-    let (mut shards, mut purged) = (0usize, 0u64);
-    while shards < asked {
-        match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-            Ok(n) => {
-                shards += 1;
-                purged += n;
-            }
-            Err(_) => break,
-        }
-    }
+    let counts = control.gather(|tx| Message::Purge(what.clone(), tx), SCRAPE_WAIT);
+    let (shards, purged) = (counts.len(), counts.iter().sum::<u64>());
     let body = serde_json::json!({ "purged": purged, "shards": shards }).to_string();
     answer(s, 200, "application/json", &body);
 }

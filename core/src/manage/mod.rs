@@ -181,21 +181,11 @@ impl Manager {
         let Some(control) = self.control.upgrade() else {
             return;
         };
-        let (tx, rx) = mpsc::channel();
-        let asked = (0..control.shards())
-            .filter(|&i| control.send(i, Message::Calls(tx.clone())))
-            .count();
-        drop(tx);
-        let end = Instant::now() + SHARD_WAIT;
+        let replies = control.gather(Message::Calls, SHARD_WAIT);
         let mut rows = Vec::new();
-        for _ in 0..asked {
-            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok((r, dropped)) => {
-                    rows.extend(r);
-                    self.dropped += dropped;
-                }
-                Err(_) => break,
-            }
+        for (r, dropped) in replies {
+            rows.extend(r);
+            self.dropped += dropped;
         }
         self.pending
             .extend(analytics::resolve(&self.catalogue, rows));
@@ -258,19 +248,7 @@ impl Manager {
             return (0, 0);
         };
         let c = Arc::new(self.catalogue.clone());
-        let (tx, rx) = mpsc::channel();
-        let asked = (0..control.shards())
-            .filter(|&i| control.send(i, Message::Catalogue(c.clone(), Some(tx.clone()))))
-            .count();
-        drop(tx);
-        let end = Instant::now() + SHARD_WAIT;
-        let mut have = 0;
-        while have < asked {
-            match rx.recv_timeout(end.saturating_duration_since(Instant::now())) {
-                Ok(_) => have += 1,
-                Err(_) => break,
-            }
-        }
-        (have, control.shards())
+        let have = control.gather(|tx| Message::Catalogue(c.clone(), Some(tx)), SHARD_WAIT);
+        (have.len(), control.shards())
     }
 }
