@@ -3,6 +3,9 @@
 //! days, and the oldest forgotten, as `[management]`'s retention says; and the time-range
 //! queries the admin API answers (sums grouped by API, route, consumer, class, time step).
 
+use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
+
 use ahash::AHashMap;
 use policy::catalogue::Catalogue;
 use serde_json::{Value, json};
@@ -90,10 +93,10 @@ fn key(s: &Stored) -> Key {
 pub fn merge(rows: Vec<Stored>) -> Vec<Stored> {
     let mut by: AHashMap<Key, Stored> = AHashMap::with_capacity(rows.len());
     for r in rows {
-        match by.get_mut(&key(&r)) {
-            Some(have) => have.sums.add(&r.sums),
-            None => {
-                by.insert(key(&r), r);
+        match by.entry(key(&r)) {
+            Entry::Occupied(mut have) => have.get_mut().sums.add(&r.sums),
+            Entry::Vacant(v) => {
+                v.insert(r);
             }
         }
     }
@@ -206,6 +209,9 @@ impl Dim {
     }
 }
 
+/// A query group's place in the answer: its step's start, then its dimensions as text.
+type GroupKey = (Option<u64>, Vec<String>);
+
 /// A time-range query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
@@ -271,30 +277,23 @@ impl Query {
 
     /// The groups of `rows` (those in the range), each with its sums, ordered by group.
     pub fn answer(&self, rows: &[Stored]) -> Vec<Value> {
-        let mut groups: Vec<(Vec<Value>, Option<u64>, Sums)> = Vec::new();
-        let mut at: AHashMap<String, usize> = AHashMap::new();
+        // ordered by step, then by the dimensions' values
+        let mut groups: BTreeMap<GroupKey, (Vec<Value>, Sums)> = BTreeMap::new();
         for r in rows
             .iter()
             .filter(|r| r.start_ms >= self.from_ms && r.start_ms < self.to_ms)
         {
             let dims: Vec<Value> = self.by.iter().map(|d| d.of(r)).collect();
             let step = self.step.map(|p| p.floor(r.start_ms));
-            let name = format!("{dims:?}{step:?}");
-            let i = *at.entry(name).or_insert_with(|| {
-                groups.push((dims, step, Sums::default()));
-                groups.len() - 1
-            });
-            if let Some(g) = groups.get_mut(i) {
-                g.2.add(&r.sums);
-            }
+            let names = dims.iter().map(Value::to_string).collect();
+            let (_, sums) = groups
+                .entry((step, names))
+                .or_insert_with(|| (dims, Sums::default()));
+            sums.add(&r.sums);
         }
-        groups.sort_by(|a, b| {
-            (a.1, a.0.iter().map(Value::to_string).collect::<Vec<_>>())
-                .cmp(&(b.1, b.0.iter().map(Value::to_string).collect::<Vec<_>>()))
-        });
         groups
             .into_iter()
-            .map(|(dims, step, s)| {
+            .map(|((step, _), (dims, s))| {
                 let mut o = serde_json::Map::new();
                 for (d, v) in self.by.iter().zip(dims) {
                     o.insert(d.name().into(), v);
