@@ -162,6 +162,15 @@ fn config(origin: SocketAddr, auth: SocketAddr, dir: &TempDir, client_id: &str) 
     )
 }
 
+/// An origin, the authorization server, and a gateway (`server`: its `[server]` lines)
+/// whose stage authenticates as `client_id`; the directory holds its files.
+fn started(server: &str, client_id: &str) -> (Origin, AuthServer, TempDir, Gateway) {
+    let (origin, auth, dir) = (Origin::start(), AuthServer::start(), TempDir::new());
+    let config = config(origin.addr, auth.addr, &dir, client_id);
+    let g = Gateway::start("auto", server, &config).unwrap();
+    (origin, auth, dir, g)
+}
+
 fn get(g: &Gateway, path: &str, token: &str) -> support::Response {
     request(
         g.addr,
@@ -174,13 +183,7 @@ fn get(g: &Gateway, path: &str, token: &str) -> support::Response {
 
 #[test]
 fn a_busy_token_costs_one_introspection_per_shard() {
-    let (origin, auth, dir) = (Origin::start(), AuthServer::start(), TempDir::new());
-    let g = Gateway::start(
-        "auto",
-        "shards = 2",
-        &config(origin.addr, auth.addr, &dir, "gateway"),
-    )
-    .unwrap();
+    let (origin, auth, _dir, g) = started("shards = 2", "gateway");
     // 8 clients at once, 25 requests each, every one on a new connection (both shards)
     let at = g.addr;
     let one = move || {
@@ -213,13 +216,7 @@ fn a_busy_token_costs_one_introspection_per_shard() {
 
 #[test]
 fn inactive_expired_and_unanswered_tokens_are_refused() {
-    let (origin, auth, dir) = (Origin::start(), AuthServer::start(), TempDir::new());
-    let g = Gateway::start(
-        "auto",
-        "shards = 1",
-        &config(origin.addr, auth.addr, &dir, "gateway"),
-    )
-    .unwrap();
+    let (origin, auth, _dir, g) = started("shards = 1", "gateway");
     for _ in 0..5 {
         let r = get(&g, "/api/x", "revoked-token");
         assert_eq!(r.status, 401);
@@ -253,26 +250,14 @@ fn inactive_expired_and_unanswered_tokens_are_refused() {
 
 #[test]
 fn wrong_client_credentials_are_a_503_not_a_pass() {
-    let (origin, auth, dir) = (Origin::start(), AuthServer::start(), TempDir::new());
-    let g = Gateway::start(
-        "auto",
-        "shards = 1",
-        &config(origin.addr, auth.addr, &dir, "intruder"),
-    )
-    .unwrap();
+    let (origin, _auth, _dir, g) = started("shards = 1", "intruder");
     assert_eq!(get(&g, "/api/x", "good-1").status, 503);
     assert!(origin.records().is_empty());
 }
 
 #[test]
 fn an_introspected_client_id_is_a_catalogue_consumer() {
-    let (origin, auth, dir) = (Origin::start(), AuthServer::start(), TempDir::new());
-    let g = Gateway::start(
-        "auto",
-        "shards = 2",
-        &config(origin.addr, auth.addr, &dir, "gateway"),
-    )
-    .unwrap();
+    let (_origin, _auth, _dir, g) = started("shards = 2", "gateway");
     let a = admin(&g);
     let post = |path: &str, body: &str| {
         let h = format!(
