@@ -7,6 +7,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod discovery;
 pub mod error;
+pub mod http2;
 pub mod introspect;
 pub mod management;
 pub mod model;
@@ -20,6 +21,7 @@ pub mod validate;
 pub mod values;
 
 pub use error::{ConfError, ConfErrors};
+pub use http2::Http2Conf;
 pub use model::{
     Config, Driver, ForwardingConf, HostRewrite, Listener, Pin, RouteConf, ServerConf, Shards,
     UpstreamConf,

@@ -105,6 +105,8 @@ pub struct ServerConf {
     pub tunnel_idle_timeout: Duration,
     /// Request headers the gateway adds.
     pub forwarding: ForwardingConf,
+    /// HTTP/2 with clients: settings and attack bounds.
+    pub http2: crate::http2::Http2Conf,
 }
 
 impl Default for ServerConf {
@@ -131,6 +133,7 @@ impl Default for ServerConf {
             drain_timeout: Duration::secs(30),
             tunnel_idle_timeout: Duration::secs(300),
             forwarding: ForwardingConf::default(),
+            http2: crate::http2::Http2Conf::default(),
         }
     }
 }
@@ -454,6 +457,8 @@ pub struct Listener {
     pub tls: Option<Spanned<TlsConf>>,
     /// Answer every request with a redirect to `https` on this port.
     pub redirect_https: Option<u16>,
+    /// Accept HTTP/2 with prior knowledge (h2c) besides HTTP/1.1 (plain listeners).
+    pub h2c: bool,
     /// Where it is written.
     pub span: Range<usize>,
 }

@@ -23,6 +23,10 @@ pub struct ListenerConf {
     /// The HTTPS port the redirect names (left out of the URL when 443).
     #[serde(default = "default_https_port")]
     pub https_port: u16,
+    /// Accept HTTP/2 with prior knowledge (h2c) besides HTTP/1.1 on this plain listener (a
+    /// TLS listener offers HTTP/2 by putting `"h2"` in its `alpn`).
+    #[serde(default)]
+    pub h2c: bool,
 }
 
 fn default_https_port() -> u16 {

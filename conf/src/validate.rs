@@ -55,6 +55,7 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                 addr,
                 tls: None,
                 redirect_https: None,
+                h2c: false,
                 span: l.span(),
             });
         }
@@ -72,10 +73,17 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                 "a TLS listener cannot redirect to https: set redirect_https on a plain one".into(),
             ));
         }
+        if l.h2c && (l.tls.is_some() || l.redirect_https) {
+            errs.push(err(
+                l.address.span(),
+                "h2c is for plain listeners: a TLS listener offers HTTP/2 with alpn = [\"h2\", \"http/1.1\"]".into(),
+            ));
+        }
         listeners.push(Listener {
             addr,
             tls: l.tls.clone(),
             redirect_https: l.redirect_https.then_some(l.https_port),
+            h2c: l.h2c,
             span: l.address.span(),
         });
     }
@@ -124,6 +132,9 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
             at("max_headers"),
             "[server] max_headers must be at least 1".into(),
         ));
+    }
+    for (key, msg) in s.http2.problems() {
+        errs.push(err(key_span(text, "server.http2", key), msg));
     }
 
     let mut upstreams: Vec<Upstream> = Vec::new();

@@ -150,7 +150,16 @@ async fn tls_serve(
         Ok((stream, info)) => {
             shard.stats.tls_handshake(&info);
             let stream = ClientStream::Tls(Box::new(stream));
-            let conn = Parked::new(stream, peer, addr, Some(Rc::new(info)));
+            let info = Rc::new(info);
+            if info.alpn.as_deref() == Some(b"h2") {
+                let from = crate::h2::Origin {
+                    peer,
+                    listener: addr,
+                    tls: Some(info),
+                };
+                return crate::h2::serve(shard, stream, Vec::new(), from).await;
+            }
+            let conn = Parked::new(stream, peer, addr, Some(info));
             crate::downstream::serve(shard, conn).await;
         }
         Err(why) => {

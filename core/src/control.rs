@@ -109,6 +109,8 @@ pub struct ShardCounters {
     pub accepted: u64,
     /// Connections answered 503 over `max_connections`.
     pub over_limit: u64,
+    /// HTTP/2 connections: established, refused at the handshake, ended for a flood.
+    pub h2: [u64; 3],
     /// Client connections open now.
     pub open: u64,
     /// Of those, idle keep-alive connections parked (holding no buffers).

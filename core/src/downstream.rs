@@ -45,7 +45,16 @@ async fn serve_parked(shard: Rc<Shard>, mut slot: Option<Parked>) {
     };
     let registered = shard.register(fd, phase);
     loop {
-        Box::pin(burst(&shard, &mut slot)).await;
+        if let Some(h2) = Box::pin(burst(&shard, &mut slot)).await {
+            // the client spoke HTTP/2 (h2c): its connection is served and registered there
+            shard.unregister(registered);
+            let from = crate::h2::Origin {
+                peer: h2.peer,
+                listener: h2.listener,
+                tls: None,
+            };
+            return crate::h2::serve(shard, h2.stream, h2.early, from).await;
+        }
         let Some(parked) = slot.as_mut() else { break };
         let keepalive = shard.gateway().settings.keepalive_timeout;
         if !parked.wait(keepalive.saturating_sub(IDLE_HOLD)).await {
@@ -57,10 +66,28 @@ async fn serve_parked(shard: Rc<Shard>, mut slot: Option<Parked>) {
     shard.unregister(registered);
 }
 
-/// Serves requests on the connection in `slot` until it closes (`slot` left empty) or no
-/// request came for `IDLE_HOLD` (it is parked back into `slot`).
-async fn burst(shard: &Shard, slot: &mut Option<Parked>) {
-    let Some(p) = slot.take() else { return };
+/// Serves one stream of an HTTP/2 connection (`h2::pipe`) as one exchange. Its connection is
+/// registered and drained as a whole; the stream is neither registered nor parked.
+pub async fn serve_stream(shard: &Shard, stream: Parked) {
+    let mut slot = Some(stream);
+    // a stream's read ends once its exchange is over: the burst serves one request
+    let _ = Box::pin(burst(shard, &mut slot)).await;
+}
+
+/// A plain connection whose client began with the HTTP/2 preface, on an `h2c` listener.
+struct H2Handover {
+    stream: crate::stream::ClientStream,
+    /// What was read of it.
+    early: Vec<u8>,
+    peer: std::net::SocketAddr,
+    listener: crate::listener::ListenerId,
+}
+
+/// Serves requests on the connection in `slot` until it closes (`slot` left empty), no
+/// request came for `IDLE_HOLD` (it is parked back into `slot`), or it turned out to speak
+/// HTTP/2 (handed over).
+async fn burst(shard: &Shard, slot: &mut Option<Parked>) -> Option<H2Handover> {
+    let p = slot.take()?;
     let gw = shard.gateway();
     let mut conn = Conn::resume(p, gw.settings.client_buffer, gw.settings.limits.max_fields);
     drop(gw);
@@ -72,7 +99,15 @@ async fn burst(shard: &Shard, slot: &mut Option<Parked>) {
     let how = match end {
         End::Idle => {
             *slot = Some(conn.park());
-            return;
+            return None;
+        }
+        End::H2 => {
+            return Some(H2Handover {
+                stream: conn.stream,
+                early: conn.buf,
+                peer: conn.peer,
+                listener: conn.listener,
+            });
         }
         End::Abort => Close::Abort,
         End::Linger | End::Quiet => Close::Clean,
@@ -83,6 +118,7 @@ async fn burst(shard: &Shard, slot: &mut Option<Parked>) {
         // connection before it has read our answer.
         drain_input(&mut conn).await;
     }
+    None
 }
 
 /// How a connection's service ended.
@@ -97,6 +133,8 @@ enum End {
     Abort,
     /// No request came for `IDLE_HOLD`: the connection parks.
     Idle,
+    /// The client began with the HTTP/2 preface on an `h2c` listener: hand it over.
+    H2,
 }
 
 /// Serves requests until the connection should close.
@@ -118,6 +156,7 @@ async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> End {
                 conn.served += 1;
                 exchange(shard, &gw, conn, ex, head_len).await
             }
+            Err(_) if conn.served == 0 && h2c(&gw, conn) => return End::H2,
             Err(e) => bad_head(shard, &gw, conn, ex, e).await,
         };
         match next {
@@ -126,6 +165,12 @@ async fn run(shard: &Shard, conn: &mut Conn, ex: &mut Exchange) -> End {
             Next::Abort => return End::Abort,
         }
     }
+}
+
+/// Whether the first bytes of `conn`, which did not parse as HTTP/1.1, are the HTTP/2
+/// preface on a listener that takes it.
+fn h2c(gw: &Gateway, conn: &Conn) -> bool {
+    gw.listener(conn.listener).is_some_and(|l| l.h2c) && crate::h2::is_preface(&conn.buf)
 }
 
 /// What waiting for a head gave.

@@ -97,6 +97,8 @@ pub struct ListenerRt {
     pub id: crate::listener::ListenerId,
     /// What it does.
     pub kind: ListenerKind,
+    /// A plain listener that also takes HTTP/2 with prior knowledge.
+    pub h2c: bool,
 }
 
 impl ListenerRt {
@@ -198,6 +200,8 @@ pub struct Settings {
     pub normalize_path: bool,
     /// Idle limit of an upgraded connection.
     pub tunnel_idle_timeout: Duration,
+    /// HTTP/2 with clients.
+    pub http2: conf::Http2Conf,
 }
 
 /// Everything a shard needs to serve, built from a `Config` once per shard.
@@ -260,7 +264,11 @@ impl Gateway {
             let Some(&id) = ids.get(i) else {
                 continue;
             };
-            listeners.push(ListenerRt { id, kind });
+            listeners.push(ListenerRt {
+                id,
+                kind,
+                h2c: l.h2c,
+            });
         }
         let stamp = crate::trace::Stamp::build(config).unwrap_or_else(|(span, msg)| {
             all.push(conf::ConfError::at(&config.source, &config.text, span, msg));
@@ -638,6 +646,7 @@ fn settings(config: &Config) -> Settings {
         forwarding: s.forwarding.clone(),
         normalize_path: s.normalize_path,
         tunnel_idle_timeout: s.tunnel_idle_timeout.0,
+        http2: s.http2.clone(),
     }
 }
 

@@ -153,7 +153,7 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
             .map(|c| (format!("shard=\"{}\"", c.shard), f(c)))
             .collect()
     };
-    let plain: [(&str, &str, &str, ShardValue<'_>); 8] = [
+    let plain: [(&str, &str, &str, ShardValue<'_>); 11] = [
         (
             "shardgate_requests_total",
             "counter",
@@ -177,6 +177,24 @@ fn shard_families(out: &mut Out, shards: &[ShardCounters]) {
             "counter",
             "Connections refused over max_connections.",
             &|c| c.over_limit,
+        ),
+        (
+            "shardgate_h2_connections_total",
+            "counter",
+            "HTTP/2 client connections established (preface and SETTINGS done).",
+            &|c| c.h2[0],
+        ),
+        (
+            "shardgate_h2_handshake_failures_total",
+            "counter",
+            "HTTP/2 client connections whose preface or SETTINGS failed or came too late.",
+            &|c| c.h2[1],
+        ),
+        (
+            "shardgate_h2_floods_total",
+            "counter",
+            "HTTP/2 client connections ended with ENHANCE_YOUR_CALM for a control-frame flood.",
+            &|c| c.h2[2],
         ),
         (
             "shardgate_connections_open",

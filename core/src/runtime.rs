@@ -323,6 +323,7 @@ fn handle(shard: &Rc<Shard>, message: Message, draining: bool) -> bool {
 /// the others to finish the exchange they are in.
 async fn drain(shard: &Shard, limit: Duration) {
     shard.draining.set(true);
+    shard.wake_drain_waiters();
     crate::accept::stop_all(shard).await;
     let deadline = Instant::now() + limit;
     loop {

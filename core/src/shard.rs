@@ -37,6 +37,12 @@ pub struct Stats {
     pub retries: Cell<u64>,
     /// Upgraded connections (tunnels) that ended.
     pub tunnels: Cell<u64>,
+    /// HTTP/2 connections that completed their preface and SETTINGS.
+    pub h2_connections: Cell<u64>,
+    /// HTTP/2 connections whose preface or SETTINGS failed or came too late.
+    pub h2_refused: Cell<u64>,
+    /// HTTP/2 connections ended with ENHANCE_YOUR_CALM for a flood of control frames.
+    pub h2_floods: Cell<u64>,
 }
 
 impl Stats {
@@ -109,6 +115,9 @@ pub struct Shard {
     conns: RefCell<Registry>,
     /// Raised when the last connection closes during drain.
     pub drained: Wake,
+    /// HTTP/2 connections waiting to hear that drain began (to send GOAWAY), by registry
+    /// slot.
+    on_drain: RefCell<ahash::AHashMap<usize, std::task::Waker>>,
     /// Upstream read buffers not in use: an exchange borrows one, so idle client
     /// connections hold none.
     buffers: RefCell<Vec<Vec<u8>>>,
@@ -168,6 +177,7 @@ impl Shard {
             draining: Cell::new(false),
             conns: RefCell::default(),
             drained: Wake::default(),
+            on_drain: RefCell::default(),
             buffers: RefCell::default(),
             stats: Stats::default(),
             date: proto::date::DateCache::default(),
@@ -315,6 +325,36 @@ impl Shard {
         }
     }
 
+    /// Whether drain began; if not, `waker` (of the connection in registry `slot`) is woken
+    /// when it does.
+    pub fn draining_or_wake(&self, slot: usize, waker: &std::task::Waker) -> bool {
+        if self.draining.get() {
+            return true;
+        }
+        let mut w = self.on_drain.borrow_mut();
+        match w.get_mut(&slot) {
+            Some(old) if old.will_wake(waker) => {}
+            Some(old) => old.clone_from(waker),
+            None => {
+                w.insert(slot, waker.clone());
+            }
+        }
+        false
+    }
+
+    /// Forgets the waker of the connection in registry `slot` (it closed).
+    pub fn forget_drain_waker(&self, slot: usize) {
+        self.on_drain.borrow_mut().remove(&slot);
+    }
+
+    /// Wakes every connection waiting for drain (it began).
+    pub fn wake_drain_waiters(&self) {
+        let all = std::mem::take(&mut *self.on_drain.borrow_mut());
+        for (_, w) in all {
+            w.wake();
+        }
+    }
+
     /// Open client connections.
     pub fn open_connections(&self) -> usize {
         self.conns.borrow().open
@@ -378,6 +418,11 @@ impl Shard {
             shard: self.id,
             accepted: s.accepted.get(),
             over_limit: s.over_limit.get(),
+            h2: [
+                s.h2_connections.get(),
+                s.h2_refused.get(),
+                s.h2_floods.get(),
+            ],
             open: self.open_connections() as u64,
             parked: self.parked_connections() as u64,
             requests: s.requests.get(),

@@ -30,6 +30,8 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS over TCP (boxed: a rustls connection is large, a plain stream small).
     Tls(Box<TlsStream>),
+    /// One stream of an HTTP/2 connection, read and written as HTTP/1.1 (`h2::pipe`).
+    H2(Box<crate::h2::pipe::Pipe>),
 }
 
 /// A client connection (the name says which side; the type is shared).
@@ -80,15 +82,19 @@ pin_project_lite::pin_project! {
     /// instructions per plain 16 KiB response.
     #[project = EitherProj]
     #[expect(missing_docs, reason = "pin-project-lite takes no docs on variant fields: `f` is the operation")]
-    pub enum Either<P, T> {
+    pub enum Either<P, T, H> {
         /// A plain stream's operation.
         Plain { #[pin] f: P },
         /// A TLS stream's operation.
         Tls { #[pin] f: T },
+        /// An HTTP/2 stream's operation (boxed too).
+        H2 { #[pin] f: H },
     }
 }
 
-impl<O, P: Future<Output = O>, T: Future<Output = O>> Future for Either<P, T> {
+impl<O, P: Future<Output = O>, T: Future<Output = O>, H: Future<Output = O>> Future
+    for Either<P, T, H>
+{
     type Output = O;
 
     #[inline]
@@ -96,6 +102,7 @@ impl<O, P: Future<Output = O>, T: Future<Output = O>> Future for Either<P, T> {
         match self.project() {
             EitherProj::Plain { f } => f.poll(cx),
             EitherProj::Tls { f } => f.poll(cx),
+            EitherProj::H2 { f } => f.poll(cx),
         }
     }
 }
@@ -107,6 +114,9 @@ impl Transport for Stream {
             Stream::Plain(s) => Either::Plain { f: s.read(buf) },
             // boxed, so the plain future (and everything that holds one) stays small
             Stream::Tls(s) => Either::Tls {
+                f: Box::pin(s.read(buf)),
+            },
+            Stream::H2(s) => Either::H2 {
                 f: Box::pin(s.read(buf)),
             },
         }
@@ -124,6 +134,11 @@ impl Transport for Stream {
             },
             Stream::Tls(s) => Either::Tls {
                 f: Box::pin(s.read_cancelable(buf, cancel)),
+            },
+            // an HTTP/2 stream is read this way only between exchanges, when its read ends
+            // at once (the request is over)
+            Stream::H2(s) => Either::H2 {
+                f: Box::pin(s.read(buf)),
             },
         }
     }
@@ -143,6 +158,9 @@ impl Transport for Stream {
             Stream::Tls(s) => Either::Tls {
                 f: Box::pin(s.write_all(buf)),
             },
+            Stream::H2(s) => Either::H2 {
+                f: Box::pin(s.write_all(buf)),
+            },
         }
     }
 
@@ -152,6 +170,7 @@ impl Transport for Stream {
                 let _ = AsyncWriteRent::shutdown(s).await;
             }
             Stream::Tls(s) => s.shutdown(how).await,
+            Stream::H2(s) => s.shutdown(how).await,
         }
     }
 
@@ -160,6 +179,8 @@ impl Transport for Stream {
         match self {
             Stream::Plain(s) => s.as_raw_fd(),
             Stream::Tls(s) => s.tcp().as_raw_fd(),
+            // no socket of its own: its connection is registered and drained as a whole
+            Stream::H2(_) => -1,
         }
     }
 
@@ -167,38 +188,46 @@ impl Transport for Stream {
         match self {
             Stream::Plain(s) => crate::sys::recv_ready(s.as_raw_fd(), buf),
             Stream::Tls(s) => s.read_ready(buf),
+            // never tunnelled (no upgrade over HTTP/2)
+            Stream::H2(_) => Ready::Eof,
         }
     }
 
     async fn readable(&self) {
-        let _ = self.tcp().readable(false).await;
+        if let Some(tcp) = self.tcp() {
+            let _ = tcp.readable(false).await;
+        }
     }
 
     fn write_ready(&mut self, data: &[u8]) -> crate::sys::Sent {
         match self {
             Stream::Plain(s) => crate::sys::send_ready(s.as_raw_fd(), data),
             Stream::Tls(s) => s.write_ready(data),
+            Stream::H2(_) => crate::sys::Sent::Error,
         }
     }
 
     fn write_pending(&self) -> bool {
         match self {
-            Stream::Plain(_) => false,
+            Stream::Plain(_) | Stream::H2(_) => false,
             Stream::Tls(s) => s.write_pending(),
         }
     }
 
     async fn writable(&self) {
-        let _ = self.tcp().writable(false).await;
+        if let Some(tcp) = self.tcp() {
+            let _ = tcp.writable(false).await;
+        }
     }
 }
 
 impl Stream {
-    /// The socket under it.
-    fn tcp(&self) -> &TcpStream {
+    /// The socket under it (none under an HTTP/2 stream).
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.tcp(),
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => Some(s.tcp()),
+            Stream::H2(_) => None,
         }
     }
 

@@ -158,3 +158,31 @@ pub fn collect_freed_memory() {
     // without mimalloc as the global allocator it only tidies an unused heap.
     unsafe { libmimalloc_sys::mi_collect(false) }
 }
+
+/// Copies what of `data` fits into `buf`'s writable part and marks it filled, as a read of
+/// that many bytes would (an in-memory stream's read: `h2::pipe`); how many it copied.
+pub fn fill<T: monoio::buf::IoBufMut>(buf: &mut T, data: &[u8]) -> usize {
+    let n = data.len().min(buf.bytes_total());
+    // SAFETY: `write_ptr` is valid for `bytes_total` bytes of writes (the IoBufMut contract)
+    // and `n` is at most that; `data` is another allocation (an IoBufMut owns its memory).
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.write_ptr(), n) };
+    // SAFETY: the first `n` bytes from `write_ptr` were just written.
+    unsafe { buf.set_init(n) };
+    n
+}
+
+/// The `n` bytes a finished read put at the start of `buf`'s writable part (`n` as the read
+/// returned it; clamped to the buffer).
+pub fn filled<T: monoio::buf::IoBufMut>(buf: &mut T, n: usize) -> &[u8] {
+    let n = n.min(buf.bytes_total());
+    // SAFETY: a read that returned `n` initialised the first `n` bytes at `write_ptr`, which
+    // is valid for `bytes_total` bytes; the slice borrows `buf`, so nothing writes meanwhile.
+    unsafe { std::slice::from_raw_parts(buf.write_ptr(), n) }
+}
+
+/// The initialised bytes of `buf`: what a write of it sends.
+pub fn written<T: monoio::buf::IoBuf>(buf: &T) -> &[u8] {
+    // SAFETY: `read_ptr` is valid for `bytes_init` initialised bytes (the IoBuf contract); the
+    // slice borrows `buf`.
+    unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) }
+}

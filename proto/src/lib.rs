@@ -1,5 +1,5 @@
 //! HTTP/1.1 wire format (RFC 9112): zero-copy head parsing into spans, framing, chunked coding,
-//! serialization helpers. Pure: no IO, no allocation per request (bench: `proto_parse`).
+//! serialization helpers; and HTTP/2 frame boundaries (`h2frame`), for metering. Pure: no IO, no allocation per request (bench: `proto_parse`).
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
@@ -8,6 +8,7 @@ pub mod chunked;
 pub mod date;
 pub mod error;
 pub mod framing;
+pub mod h2frame;
 pub mod head;
 pub mod parse;
 pub mod path;

@@ -58,6 +58,7 @@ impl Rates {
                     "open": c.open,
                     "accepted": c.accepted,
                     "over_limit": c.over_limit,
+                    "h2": { "connections": c.h2[0], "refused": c.h2[1], "floods": c.h2[2] },
                     "responses": classes(&c.classes),
                 })
             })

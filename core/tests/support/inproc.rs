@@ -84,6 +84,9 @@ impl InProcess {
                 *a += b;
             }
             t.refusals.extend(c.refusals);
+            for (a, b) in t.h2.iter_mut().zip(c.h2) {
+                *a += b;
+            }
             for (a, b) in t.tls_handshakes.iter_mut().zip(c.tls_handshakes) {
                 *a += b;
             }

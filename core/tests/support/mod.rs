@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod fleet;
+pub mod h2;
 pub mod inproc;
 pub mod origin;
 pub mod pg;
