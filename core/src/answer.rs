@@ -1,6 +1,7 @@
 //! The one writer of every answer the gateway makes itself: parse errors, 404/405, stage
 //! refusals and answers (rendered at load, held by a stage, or bodyless), gateway errors
-//! (502, 504, …), the `100 Continue` interim, and the 503 of a connection over the limit.
+//! (502, 504, …), the `100 Continue` interim, and the 503 of a connection over the limit. A
+//! gRPC client's refusals are rendered by `grpc`.
 
 use std::time::Duration;
 
@@ -141,14 +142,22 @@ pub async fn send(
     timeout: Duration,
 ) -> Next {
     let date = shard.date_field();
-    render(
-        &mut conn.out,
-        &answer,
-        &date,
-        [fields, &ex.response.add],
-        persist,
-        ex.method == Method::Head,
-    );
+    match answer {
+        // a gRPC client gets a gRPC status (the exchange still records the HTTP one)
+        Answer::Problem { status, detail } if conn.grpc != crate::grpc::Flavor::None => {
+            let extra = [&date[..], fields, &ex.response.add];
+            let out = &mut conn.out;
+            crate::grpc::render_refusal(out, conn.grpc, status, detail, &extra, persist.header());
+        }
+        _ => render(
+            &mut conn.out,
+            &answer,
+            &date,
+            [fields, &ex.response.add],
+            persist,
+            ex.method == Method::Head,
+        ),
+    }
     ex.status = answer.status();
     match io::write_all(&mut conn.stream, &mut conn.out, timeout).await {
         Ok(()) => {

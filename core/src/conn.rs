@@ -44,6 +44,9 @@ pub struct Conn {
     pub tls: Option<Rc<TlsInfo>>,
     /// Cancels the read that waits for the next request without losing what it read.
     pub cancel: Canceller,
+    /// Whether the current request is a gRPC call (the gateway's refusals are then gRPC
+    /// statuses, not problem+json).
+    pub grpc: crate::grpc::Flavor,
 }
 
 /// Initial read buffer of a client connection.
@@ -74,6 +77,7 @@ impl Conn {
             listener: p.listener,
             tls: p.tls,
             cancel: Canceller::new(),
+            grpc: crate::grpc::Flavor::None,
         }
     }
 

@@ -266,6 +266,7 @@ async fn bad_head(
     // a precise start (latency figures); the wall time from the shard clock
     ex.begin(conn.peer, Instant::now(), crate::clock::wall());
     ex.bytes_in = conn.buf.len() as u64;
+    conn.grpc = crate::grpc::Flavor::None;
     let mut fin = Finish::new(shard, gw, ex);
     gw.stamp.fresh(&shard.rng, &mut fin);
     let Some(answer) = Answer::of_error(e) else {
@@ -368,6 +369,7 @@ async fn exchange(
     ex.begin(conn.peer, Instant::now(), crate::clock::wall());
     ex.method = conn.head.method;
     ex.bytes_in = head_len as u64;
+    conn.grpc = crate::grpc::Flavor::of(&conn.head, &conn.buf);
     let mut ex = Finish::new(shard, gw, ex);
     gw.stamp.apply(&shard.rng, &conn.head, &conn.buf, &mut ex);
     if gw.access_log.is_some() {

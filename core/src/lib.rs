@@ -20,6 +20,7 @@ pub mod error;
 pub mod finish;
 pub mod forward;
 pub mod gateway;
+pub mod grpc;
 pub mod h2;
 pub mod headers;
 pub mod io;

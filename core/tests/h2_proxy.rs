@@ -231,3 +231,89 @@ fn a_tls_listener_speaks_h2_when_alpn_picks_it() {
         assert_eq!(g.total().h2, [1, 0, 0], "{driver}");
     }
 }
+
+#[test]
+fn a_grpc_client_is_refused_with_grpc_statuses() {
+    let origin = Origin::start();
+    let rest = format!(
+        r#"
+[[listener]]
+address = "127.0.0.1:0"
+h2c = true
+
+[[upstream]]
+name = "origin"
+targets = ["{}"]
+
+[[route]]
+path = "/svc.Auth/{{m}}"
+upstream = "origin"
+[[route.policy]]
+kind = "api_key"
+consumers = [{{ name = "a", key_sha256 = "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0" }}]
+
+[[route]]
+path = "/svc.Denied/{{m}}"
+upstream = "origin"
+[[route.policy]]
+kind = "ip"
+deny = ["127.0.0.0/8"]
+
+[[route]]
+path = "/svc.Limited/{{m}}"
+upstream = "origin"
+[[route.policy]]
+kind = "rate_limit"
+rate = 1
+per = "1h"
+burst = 1
+"#,
+        origin.addr
+    );
+    for driver in DRIVERS {
+        let Some(g) = InProcess::start(driver, "shards = 1", &rest) else {
+            continue;
+        };
+        let addr = g.addrs[1];
+        let rt = h2::runtime();
+        rt.block_on(async {
+            let client = h2::connect(addr).await;
+            let grpc = |path: &str| {
+                http::Request::post(format!("http://svc.test{path}"))
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(())
+                    .unwrap()
+            };
+            let cases = [
+                ("/svc.Auth/Get", "16"),
+                ("/svc.Denied/Get", "7"),
+                ("/svc.Limited/Get", ""),
+                ("/svc.Limited/Get", "8"),
+                ("/svc.Missing/Get", "12"),
+            ];
+            for (path, code) in cases {
+                let frame = vec![0, 0, 0, 0, 2, 8, 1];
+                let a = call(&client, grpc(path), Some(frame)).await.unwrap();
+                if code.is_empty() {
+                    // the one call the limit admits reaches the origin
+                    assert_eq!(a.status, 200, "{driver} {path}");
+                    assert!(a.header("grpc-status").is_none(), "{driver} {path}");
+                    continue;
+                }
+                assert_eq!(a.status, 200, "{driver} {path}: gRPC refusals are HTTP 200");
+                assert_eq!(a.header("grpc-status"), Some(code), "{driver} {path}");
+                assert_eq!(a.header("content-type"), Some("application/grpc"));
+                assert!(a.header("grpc-message").is_some_and(|m| !m.is_empty()));
+                assert!(a.body.is_empty(), "{driver} {path}: Trailers-Only");
+            }
+            // the same refusal to a plain HTTP client stays problem+json
+            let plain = http::Request::get("http://svc.test/svc.Auth/Get")
+                .body(())
+                .unwrap();
+            let a = call(&client, plain, None).await.unwrap();
+            assert_eq!(a.status, 401, "{driver}");
+            assert_eq!(a.header("content-type"), Some("application/problem+json"));
+        });
+    }
+}
