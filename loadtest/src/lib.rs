@@ -5,6 +5,7 @@
 pub mod client;
 pub mod compare;
 pub mod generator;
+pub mod h2load;
 pub mod origin;
 pub mod out;
 pub mod report;

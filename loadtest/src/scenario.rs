@@ -18,6 +18,7 @@ pub const FEATURES: &[(&str, bool)] = &[
     ("cache", true),
     ("tls", true),
     ("ai", true),
+    ("h2", true),
 ];
 
 /// The built-in scenarios: (name, TOML text).
@@ -56,6 +57,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
     ("ai-stream", include_str!("../scenarios/ai-stream.toml")),
     ("analytics", include_str!("../scenarios/analytics.toml")),
     ("smoke", include_str!("../scenarios/smoke.toml")),
+    ("h2", include_str!("../scenarios/h2.toml")),
 ];
 
 /// One scenario file.
@@ -209,6 +211,10 @@ pub struct LoadConf {
     /// With `tls`: resume sessions (tickets) on new connections; off, every connection is a
     /// full handshake.
     pub resume: bool,
+    /// HTTP/2 from the clients (h2load; h2c, or ALPN `h2` with `tls`); HTTP/1.1 to the origin.
+    pub h2: bool,
+    /// With `h2`: requests in flight per connection.
+    pub streams: usize,
 }
 
 impl Default for LoadConf {
@@ -222,6 +228,8 @@ impl Default for LoadConf {
             timeout_s: 10.0,
             tls: false,
             resume: true,
+            h2: false,
+            streams: 8,
         }
     }
 }

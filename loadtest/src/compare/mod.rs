@@ -30,7 +30,7 @@ use systems::{Running, Setup, System};
 pub struct Args {
     /// Built-in scenario name (tiny, 16k, upload-1m, c1000, churn, policy, cache,
     /// cache-shared, compress, compress-cost, aggregate, rate-global, quota, tls, tls-handshake, tls-resume, kill-target, stop-target, balance,
-    /// access-log, scrape, ids-off, ai-stream, analytics, smoke) or a scenario TOML file; repeat for several.
+    /// access-log, scrape, ids-off, ai-stream, analytics, h2, smoke) or a scenario TOML file; repeat for several.
     #[arg(long, short, default_value = "tiny")]
     pub scenario: Vec<String>,
     /// Proxies to run, in round order.
@@ -406,6 +406,7 @@ fn run_scenario(
         tls: cert.as_ref(),
         nginx_cache: scenario.gateway.nginx_cache,
         nginx_gzip: scenario.gateway.nginx_gzip,
+        h2: scenario.load.h2,
     };
     let mut running: Vec<Running> = Vec::new();
     let against_bare = scenario.gateway.against_bare;
@@ -419,6 +420,10 @@ fn run_scenario(
         }
         if scenario.gateway.nginx_cache && system == System::Haproxy {
             crate::outln!("skipped haproxy: this scenario compares response caches");
+            continue;
+        }
+        if scenario.load.h2 && system == System::Haproxy {
+            crate::outln!("skipped haproxy: this scenario compares HTTP/2 against nginx's");
             continue;
         }
         if scenario.gateway.nginx_gzip.is_some() && system == System::Haproxy {
@@ -494,7 +499,7 @@ fn run_scenario(
             .iter()
             .find(|r| r.system == System::Nginx)
             .context("--at-fraction-of-nginx needs nginx among the systems")?;
-        let probe = generator::run(&plan_for(nginx.addr, None, warmup, duration))?;
+        let probe = load(&plan_for(nginx.addr, None, warmup, duration), scenario)?;
         let rate = probe.rps() * fraction;
         crate::outln!(
             "nginx saturates at {:.0} req/s closed-loop; open loop at {:.0}% of it: {rate:.0} req/s",
@@ -506,7 +511,10 @@ fn run_scenario(
 
     // one unmeasured warm-up per system (fills pools, faults in memory)
     for r in &running {
-        generator::run(&plan_for(r.addr, result.rate, 0.0, warmup.max(1.0)))?;
+        load(
+            &plan_for(r.addr, result.rate, 0.0, warmup.max(1.0)),
+            scenario,
+        )?;
     }
 
     let mut rounds: Vec<Vec<(Round, Report)>> = running.iter().map(|_| Vec::new()).collect();
@@ -598,9 +606,9 @@ fn measure(
     let mut report = None;
     match &scenario.event {
         Some(e) => origins.stage(e, window_start, || {
-            report = Some(generator::run_at(plan, start))
+            report = Some(load_at(plan, scenario, start))
         })?,
-        None => report = Some(generator::run_at(plan, start)),
+        None => report = Some(load_at(plan, scenario, start)),
     }
     let report = report.ok_or_else(|| anyhow::anyhow!("no report"))??;
     let (proxy_ticks, origin_ticks, own_ticks) = sampler
@@ -618,6 +626,19 @@ fn measure(
         },
         report,
     ))
+}
+
+/// Runs `plan` from `start` with the scenario's client: the generator, or h2load for HTTP/2.
+fn load_at(plan: &Plan, scenario: &Scenario, start: Instant) -> anyhow::Result<Report> {
+    match scenario.load.h2 {
+        true => crate::h2load::run_at(plan, scenario.load.streams, start),
+        false => generator::run_at(plan, start),
+    }
+}
+
+/// `load_at` starting now.
+fn load(plan: &Plan, scenario: &Scenario) -> anyhow::Result<Report> {
+    load_at(plan, scenario, Instant::now() + Duration::from_millis(50))
 }
 
 /// The label of shardgate without the scenario's policy.

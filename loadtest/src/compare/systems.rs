@@ -57,6 +57,8 @@ pub struct Setup<'a> {
     pub nginx_cache: bool,
     /// nginx compresses (`gzip on` at this level).
     pub nginx_gzip: Option<u32>,
+    /// Clients speak HTTP/2 (h2c, or ALPN `h2` with TLS).
+    pub h2: bool,
 }
 
 /// A started system.
@@ -166,15 +168,21 @@ fn shardgate_conf(s: &Setup<'_>, port: u16) -> String {
     } else {
         format!("[{pin}]")
     };
-    let listen = match s.tls {
-        None => format!("listen = [\"127.0.0.1:{port}\"]\n"),
-        Some(_) => String::new(),
+    let listen = match (s.tls, s.h2) {
+        (None, false) => format!("listen = [\"127.0.0.1:{port}\"]\n"),
+        _ => String::new(),
+    };
+    let alpn = if s.h2 {
+        "alpn = [\"h2\", \"http/1.1\"]\n"
+    } else {
+        ""
     };
     let tls = match s.tls {
+        None if s.h2 => format!("\n[[listener]]\naddress = \"127.0.0.1:{port}\"\nh2c = true\n"),
         None => String::new(),
         Some(c) => format!(
             "\n[[listener]]\naddress = \"127.0.0.1:{port}\"\n[listener.tls]\n\
-             certificates = [{{ cert = \"{}\", key = \"{}\" }}]\n",
+             certificates = [{{ cert = \"{}\", key = \"{}\" }}]\n{alpn}",
             c.cert.display(),
             c.key.display()
         ),
@@ -270,7 +278,7 @@ http {{
   {cache_path}
   {gzip}
   server {{
-    listen 127.0.0.1:{port} reuseport{ssl};
+    listen 127.0.0.1:{port} reuseport{http2}{ssl};
     location / {{
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -282,6 +290,7 @@ http {{
 }}
 "#,
         workers = s.workers,
+        http2 = if s.h2 { " http2" } else { "" },
         servers = s
             .origins
             .iter()
