@@ -18,19 +18,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::h2::{self as raw, Raw, Seen};
-use support::inproc::InProcess;
-use support::origin::Origin;
 use support::pattern;
-
-fn start(driver: &str, http2: &str) -> Option<(InProcess, Origin)> {
-    let origin = Origin::start();
-    let rest = format!(
-        "[server.http2]\n{http2}\n[[listener]]\naddress = \"127.0.0.1:0\"\nh2c = true\n{}",
-        support::route_all(origin.addr, "")
-    );
-    let g = InProcess::start(driver, "shards = 1", &rest)?;
-    Some((g, origin))
-}
 
 /// A fresh client on the same (one) shard is served: the attack hurt nobody else.
 fn still_serves(addr: SocketAddr, driver: &str) {
@@ -46,7 +34,7 @@ fn still_serves(addr: SocketAddr, driver: &str) {
 
 fn each_driver(http2: &str, attack: impl Fn(SocketAddr, &str)) {
     for driver in support::DRIVERS {
-        let Some((g, _origin)) = start(driver, http2) else {
+        let Some((g, _origin)) = raw::h2c_gateway(driver, "", http2) else {
             continue;
         };
         attack(g.addrs[1], driver);

@@ -11,6 +11,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::client::SendRequest;
 
+use super::inproc::InProcess;
+use super::origin::Origin;
+
+/// One shard with an h2c listener (`addrs[1]`) routing everything to a new origin;
+/// `server`: more `[server]` lines, `http2`: `[server.http2]` lines.
+pub fn h2c_gateway(driver: &str, server: &str, http2: &str) -> Option<(InProcess, Origin)> {
+    let origin = Origin::start();
+    let rest = format!(
+        "[server.http2]\n{http2}\n[[listener]]\naddress = \"127.0.0.1:0\"\nh2c = true\n{}",
+        super::route_all(origin.addr, "")
+    );
+    let g = InProcess::start(driver, &format!("shards = 1\n{server}"), &rest)?;
+    Some((g, origin))
+}
+
 /// A one-thread tokio runtime for a test's client side.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -53,6 +53,13 @@ impl InProcess {
         })
     }
 
+    /// Starts the drain (as SIGTERM would) without waiting for it.
+    pub fn begin_drain(&self) {
+        if let Some(s) = &self.started {
+            s.control.request_drain();
+        }
+    }
+
     /// Every shard's counters (asserting each answered within `limit`).
     pub fn counters(&self, limit: Duration) -> Vec<ShardCounters> {
         let s = self.started.as_ref().unwrap();
