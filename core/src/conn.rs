@@ -47,6 +47,9 @@ pub struct Conn {
     /// Whether the current request is a gRPC call (the gateway's refusals are then gRPC
     /// statuses, not problem+json).
     pub grpc: crate::grpc::Flavor,
+    /// Whether the current request takes trailers (`TE: trailers`; read while its head is
+    /// in `buf`).
+    pub takes_trailers: bool,
 }
 
 /// Initial read buffer of a client connection.
@@ -78,6 +81,7 @@ impl Conn {
             tls: p.tls,
             cancel: Canceller::new(),
             grpc: crate::grpc::Flavor::None,
+            takes_trailers: false,
         }
     }
 

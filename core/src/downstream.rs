@@ -370,6 +370,7 @@ async fn exchange(
     ex.method = conn.head.method;
     ex.bytes_in = head_len as u64;
     conn.grpc = crate::grpc::Flavor::of(&conn.head, &conn.buf);
+    conn.takes_trailers = crate::headers::accepts_trailers(&conn.head, &conn.buf);
     let mut ex = Finish::new(shard, gw, ex);
     gw.stamp.apply(&shard.rng, &conn.head, &conn.buf, &mut ex);
     if gw.access_log.is_some() {

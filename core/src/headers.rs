@@ -71,6 +71,18 @@ pub fn is_upgrade(head: &RequestHead, buf: &[u8]) -> bool {
             .any(|f| f.name.get(buf).eq_ignore_ascii_case(b"sec-websocket-key"))
 }
 
+/// True when the client takes trailers (`TE: trailers`, RFC 9110 §10.1.4): a chunked
+/// response's trailer section is then passed on to it (gRPC's status travels there).
+pub fn accepts_trailers(head: &RequestHead, buf: &[u8]) -> bool {
+    head.fields.iter().any(|f| {
+        f.kind == proto::FieldKind::Te
+            && f.value
+                .get(buf)
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    })
+}
+
 /// True when an `Upgrade` field names `websocket` (the field is a list of protocols).
 pub fn names_websocket(fields: &[Field], buf: &[u8]) -> bool {
     fields

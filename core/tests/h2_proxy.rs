@@ -103,6 +103,19 @@ fn streams_over_h2c_reach_an_http1_origin_through_the_same_routes() {
                 .await
                 .unwrap();
             assert_eq!(a.body, pattern(50_000), "{driver}");
+            assert!(
+                a.trailers.is_none(),
+                "{driver}: trailers only when asked for"
+            );
+            // with `te: trailers`, the origin's trailer section arrives as HTTP/2 trailers
+            let req = http::Request::get(format!("http://{authority}/chunked/3000"))
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let a = call(&client, req, None).await.unwrap();
+            assert_eq!(a.body, pattern(3000), "{driver}");
+            let t = a.trailers.expect("trailers");
+            assert_eq!(t.get("x-trailer").map(|v| v.as_bytes()), Some(&b"t"[..]));
             // a stage's refusal and a local answer are problem+json, as over HTTP/1.1
             let a = call(&client, get(&authority, "/refused"), None)
                 .await
@@ -162,14 +175,14 @@ fn streams_over_h2c_reach_an_http1_origin_through_the_same_routes() {
         );
         // the listener still speaks HTTP/1.1 to HTTP/1.1 clients
         assert_eq!(request(addr, "GET", "/size/3", "", b"").status, 200);
-        // 47 streams and one HTTP/1.1 request: each finished exactly once
+        // 48 streams and one HTTP/1.1 request: each finished exactly once
         assert!(
-            eventually(|| g.total().finished == 48),
+            eventually(|| g.total().finished == 49),
             "{driver}: {:?}",
             g.total()
         );
         let t = g.total();
-        assert_eq!(t.requests, 48, "{driver}");
+        assert_eq!(t.requests, 49, "{driver}");
         assert_eq!(
             t.h2,
             [1, 0, 0],

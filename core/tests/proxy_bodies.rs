@@ -198,3 +198,27 @@ fn expect_100_continue_is_answered_by_the_gateway() {
         );
     }
 }
+
+/// A chunked response's trailer section reaches a client that said `TE: trailers` (gRPC's
+/// status travels there), and no other.
+#[test]
+fn trailers_pass_on_to_a_client_that_takes_them() {
+    let origin = Origin::start();
+    for d in DRIVERS {
+        let Some(g) = Gateway::start(d, "shards = 1", &route_all(origin.addr, "")) else {
+            continue;
+        };
+        let ask = |te: &str| {
+            let req =
+                format!("GET /chunked/10 HTTP/1.1\r\nHost: a\r\n{te}Connection: close\r\n\r\n");
+            String::from_utf8_lossy(&support::raw(g.addr, req.as_bytes())).into_owned()
+        };
+        let with = ask("TE: trailers\r\nConnection: TE\r\n");
+        assert!(
+            with.ends_with("\r\n0\r\nX-Trailer: t\r\n\r\n"),
+            "{d}: {with}"
+        );
+        let without = ask("");
+        assert!(without.ends_with("\r\n0\r\n\r\n"), "{d}: {without}");
+    }
+}

@@ -94,6 +94,8 @@ pub struct ChunkedDecoder {
     limit: u64,
     /// Data bytes the chunk-size lines announced so far.
     announced: u64,
+    /// The trailer section's field lines, when kept (`keeping_trailers`).
+    trailers: Option<Vec<u8>>,
 }
 
 impl Default for ChunkedDecoder {
@@ -120,7 +122,21 @@ impl ChunkedDecoder {
             last: false,
             limit,
             announced: 0,
+            trailers: None,
         }
+    }
+
+    /// This decoder, keeping the trailer section (at most `MAX_TRAILER_BYTES`): `Emit::Chunked`
+    /// then passes it on in the last chunk, and `trailers` gives it. Without it, trailers are
+    /// read and dropped, and nothing is allocated.
+    pub fn keeping_trailers(mut self) -> ChunkedDecoder {
+        self.trailers = Some(Vec::new());
+        self
+    }
+
+    /// The trailer field lines read so far (each ending in CRLF), when kept.
+    pub fn trailers(&self) -> &[u8] {
+        self.trailers.as_deref().unwrap_or_default()
     }
 
     /// True once the last chunk and the trailer section have been read.
@@ -172,6 +188,12 @@ impl ChunkedDecoder {
 
     fn byte(&mut self, b: u8) -> Result<(), ParseError> {
         use State::*;
+        if let Some(kept) = &mut self.trailers {
+            let in_field = matches!(self.state, TrailerName | TrailerValue | TrailerLf);
+            if in_field || (self.state == TrailerStart && b != b'\r') {
+                kept.push(b);
+            }
+        }
         self.state = match self.state {
             SizeStart | Size => match hex(b) {
                 Some(d) => {
@@ -415,8 +437,14 @@ impl ChunkedDecoder {
                     });
                 }
                 Step::Done { consumed } => {
-                    if emit == Emit::Chunked {
-                        out.extend_from_slice(LAST_CHUNK);
+                    match (emit, self.trailers()) {
+                        (Emit::Data, _) => {}
+                        (Emit::Chunked, []) => out.extend_from_slice(LAST_CHUNK),
+                        (Emit::Chunked, kept) => {
+                            out.extend_from_slice(b"0\r\n");
+                            out.extend_from_slice(kept);
+                            out.extend_from_slice(CHUNK_END);
+                        }
                     }
                     return Ok(Decoded {
                         consumed: pos + consumed,
@@ -476,6 +504,31 @@ mod tests {
             }
         }
         Err(ParseError::ChunkData)
+    }
+
+    #[test]
+    fn kept_trailers_pass_on_at_every_split_and_others_drop() {
+        let body = b"3\r\nabc\r\n0\r\nX-T: 1\r\nY:2\r\n\r\n";
+        for split in 0..=body.len() {
+            let (a, b) = body.split_at(split);
+            let mut dec = ChunkedDecoder::new().keeping_trailers();
+            let mut out = Vec::new();
+            let first = dec.decode(a, &mut out, Emit::Chunked).unwrap();
+            assert_eq!(first.consumed, a.len());
+            let second = dec.decode(b, &mut out, Emit::Chunked).unwrap();
+            assert!(second.done || first.done, "split {split}");
+            // re-framed in pieces as they came; the last chunk carries the trailers
+            assert!(
+                out.ends_with(b"\r\n0\r\nX-T: 1\r\nY:2\r\n\r\n"),
+                "split {split}"
+            );
+            assert_eq!(dec.trailers(), b"X-T: 1\r\nY:2\r\n", "split {split}");
+        }
+        let mut dec = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        dec.decode(body, &mut out, Emit::Chunked).unwrap();
+        assert_eq!(out, b"3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(dec.trailers(), b"");
     }
 
     #[test]

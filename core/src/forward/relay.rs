@@ -89,6 +89,9 @@ pub(super) async fn relay(
     let to_chunked = framing == ClientFraming::Chunked;
     let mut body = match upstream_framing {
         Framing::Length(n) => Body::Length(n),
+        Framing::Chunked if to_chunked && conn.takes_trailers => {
+            Body::Chunked(ChunkedDecoder::new().keeping_trailers())
+        }
         Framing::Chunked => Body::Chunked(ChunkedDecoder::new()),
         Framing::UntilClose => Body::UntilClose,
     };

@@ -84,6 +84,7 @@ impl Reply {
                 }
                 State::Body(send, left) => {
                     let p = &self.pending;
+                    let mut trailers = None;
                     let (data, end, used) = match left {
                         Left::Length(rem) => {
                             let take = usize::try_from(*rem).unwrap_or(usize::MAX).min(p.len());
@@ -96,12 +97,19 @@ impl Reply {
                             let d = dec
                                 .decode(p, &mut out, Emit::Data)
                                 .map_err(|_| broken("malformed chunked response"))?;
+                            if d.done {
+                                trailers = fields(dec.trailers());
+                            }
                             (Bytes::from(out), d.done, d.consumed)
                         }
                         Left::UntilClose => (Bytes::copy_from_slice(p), false, p.len()),
                     };
                     self.pending.drain(..used.min(self.pending.len()));
-                    let sent = send_all(send, data, end, self.send_timeout).await;
+                    let last = end && trailers.is_none();
+                    let mut sent = send_all(send, data, last, self.send_timeout).await;
+                    if let (Ok(()), Some(t)) = (&sent, trailers) {
+                        sent = send.send_trailers(t).map_err(|_| broken("stream closed"));
+                    }
                     if let Err(e) = sent {
                         self.state = State::Broken;
                         return Err(e);
@@ -149,7 +157,7 @@ impl Reply {
         let left = match framing {
             Framing::Length(0) => None,
             Framing::Length(n) => Some(Left::Length(n)),
-            Framing::Chunked => Some(Left::Chunked(ChunkedDecoder::new())),
+            Framing::Chunked => Some(Left::Chunked(ChunkedDecoder::new().keeping_trailers())),
             Framing::UntilClose => Some(Left::UntilClose),
         };
         self.state = match respond.send_response(response, left.is_none()) {
@@ -222,6 +230,31 @@ impl Reply {
         })
         .await
     }
+}
+
+/// Trailer field lines (`name: value` CRLF each) as HTTP/2 trailers; `None` when there are
+/// none (a field HTTP/2 cannot carry is left out).
+fn fields(lines: &[u8]) -> Option<http::HeaderMap> {
+    let mut map = http::HeaderMap::new();
+    for line in lines.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or_default().trim_ascii();
+        let kind = proto::FieldKind::of(name);
+        if kind.is_hop_by_hop() {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            map.append(n, v);
+        }
+    }
+    (!map.is_empty()).then_some(map)
 }
 
 /// Sends `data` on `send` as the window opens (`end`: the last of the body), waiting at most

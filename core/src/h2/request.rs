@@ -39,8 +39,9 @@ pub fn write_head(parts: &Parts, ended: bool, out: &mut Vec<u8>) -> Body {
         match name.as_str() {
             // :authority wins over a Host field (RFC 9113 §8.3.1)
             "host" if authority.is_some() => continue,
-            // HTTP/2 allows only "trailers" here; it means nothing to an HTTP/1.1 hop
-            "te" => continue,
+            // HTTP/2 allows only "te: trailers": passed on, it lets trailers through the relay
+            // (it goes no further: TE is hop-by-hop)
+            "te" if value.as_bytes() != b"trailers" => continue,
             "cookie" => {
                 cookies.push(value.as_bytes());
                 continue;
@@ -109,7 +110,7 @@ mod tests {
         assert_eq!(write_head(&p, false, &mut out), Body::Chunked);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /v1/items?x=1 HTTP/1.1\r\nhost: api.example:8080\r\nx-id: 7\r\n\
+            "POST /v1/items?x=1 HTTP/1.1\r\nhost: api.example:8080\r\nte: trailers\r\nx-id: 7\r\n\
              cookie: a=1; b=2\r\ntransfer-encoding: chunked\r\n\r\n"
         );
     }

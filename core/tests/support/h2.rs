@@ -72,6 +72,7 @@ pub struct Answer {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl Answer {
@@ -98,10 +99,12 @@ pub async fn call(
         let _ = recv.flow_control().release_capacity(chunk.len());
         out.extend_from_slice(&chunk);
     }
+    let trailers = recv.trailers().await?;
     Ok(Answer {
         status: parts.status.as_u16(),
         headers: parts.headers,
         body: out,
+        trailers,
     })
 }
 
