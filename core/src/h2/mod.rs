@@ -10,12 +10,14 @@
 //! | the byte stream, control-frame budget | `io` |
 //! | request head as HTTP/1.1 | `request` |
 //! | a stream as a byte stream | `pipe` |
-//! | response as frames, flow control | `reply` |
+//! | response as frames | `reply` |
+//! | bodies as DATA and trailers, flow control | `unframe` |
 
 pub mod io;
 pub mod pipe;
 pub mod reply;
 pub mod request;
+pub mod unframe;
 
 use std::cell::Cell;
 use std::net::SocketAddr;

@@ -11,7 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
-use proto::{ChunkedDecoder, Emit, Framing, Limits, Method, ResponseHead, Status};
+use proto::{Framing, Limits, Method, ResponseHead, Status};
+
+use super::unframe::{Unframe, broken, send_all, send_piece};
 
 use crate::stream::Close;
 
@@ -20,18 +22,11 @@ enum State {
     /// Waiting for the response head.
     Head(SendResponse<Bytes>),
     /// Sending the body.
-    Body(SendStream<Bytes>, Left),
+    Body(SendStream<Bytes>, Unframe),
     /// Sent whole.
     Done,
     /// Reset, or the client went away.
     Broken,
-}
-
-/// What is left of the body.
-enum Left {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    UntilClose,
 }
 
 /// The sending side of a stream, fed HTTP/1.1 response bytes.
@@ -43,10 +38,6 @@ pub struct Reply {
     method: Method,
     limits: Limits,
     send_timeout: Duration,
-}
-
-fn broken(what: &'static str) -> io::Error {
-    io::Error::new(io::ErrorKind::BrokenPipe, what)
 }
 
 impl Reply {
@@ -83,34 +74,10 @@ impl Reply {
                     }
                 }
                 State::Body(send, left) => {
-                    let p = &self.pending;
-                    let mut trailers = None;
-                    let (data, end, used) = match left {
-                        Left::Length(rem) => {
-                            let take = usize::try_from(*rem).unwrap_or(usize::MAX).min(p.len());
-                            *rem -= take as u64;
-                            let piece = p.get(..take).unwrap_or_default();
-                            (Bytes::copy_from_slice(piece), *rem == 0, take)
-                        }
-                        Left::Chunked(dec) => {
-                            let mut out = Vec::with_capacity(p.len());
-                            let d = dec
-                                .decode(p, &mut out, Emit::Data)
-                                .map_err(|_| broken("malformed chunked response"))?;
-                            if d.done {
-                                trailers = fields(dec.trailers());
-                            }
-                            (Bytes::from(out), d.done, d.consumed)
-                        }
-                        Left::UntilClose => (Bytes::copy_from_slice(p), false, p.len()),
-                    };
+                    let piece = left.take(&self.pending)?;
+                    let (end, used) = (piece.end, piece.used);
                     self.pending.drain(..used.min(self.pending.len()));
-                    let last = end && trailers.is_none();
-                    let mut sent = send_all(send, data, last, self.send_timeout).await;
-                    if let (Ok(()), Some(t)) = (&sent, trailers) {
-                        sent = send.send_trailers(t).map_err(|_| broken("stream closed"));
-                    }
-                    if let Err(e) = sent {
+                    if let Err(e) = send_piece(send, piece, self.send_timeout).await {
                         self.state = State::Broken;
                         return Err(e);
                     }
@@ -154,12 +121,7 @@ impl Reply {
             let _ = respond.send_informational(response);
             return Ok(true);
         }
-        let left = match framing {
-            Framing::Length(0) => None,
-            Framing::Length(n) => Some(Left::Length(n)),
-            Framing::Chunked => Some(Left::Chunked(ChunkedDecoder::new().keeping_trailers())),
-            Framing::UntilClose => Some(Left::UntilClose),
-        };
+        let left = Unframe::of(framing);
         self.state = match respond.send_response(response, left.is_none()) {
             Ok(send) => match left {
                 Some(left) => State::Body(send, left),
@@ -204,7 +166,7 @@ impl Reply {
     /// the stream.
     pub async fn end(&mut self, how: Close) {
         match (&mut self.state, how) {
-            (State::Body(send, Left::UntilClose), Close::Clean) => {
+            (State::Body(send, Unframe::UntilClose), Close::Clean) => {
                 let _ = send_all(send, Bytes::new(), true, self.send_timeout).await;
                 self.state = State::Done;
             }
@@ -230,69 +192,4 @@ impl Reply {
         })
         .await
     }
-}
-
-/// Trailer field lines (`name: value` CRLF each) as HTTP/2 trailers; `None` when there are
-/// none (a field HTTP/2 cannot carry is left out).
-fn fields(lines: &[u8]) -> Option<http::HeaderMap> {
-    let mut map = http::HeaderMap::new();
-    for line in lines.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (name, value) = line.split_at(colon);
-        let value = value.get(1..).unwrap_or_default().trim_ascii();
-        let kind = proto::FieldKind::of(name);
-        if kind.is_hop_by_hop() {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(name),
-            http::HeaderValue::from_bytes(value),
-        ) {
-            map.append(n, v);
-        }
-    }
-    (!map.is_empty()).then_some(map)
-}
-
-/// Sends `data` on `send` as the window opens (`end`: the last of the body), waiting at most
-/// `limit` for each opening.
-async fn send_all(
-    send: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    limit: Duration,
-) -> io::Result<()> {
-    if data.is_empty() {
-        return match end {
-            true => send
-                .send_data(data, true)
-                .map_err(|_| broken("stream closed")),
-            false => Ok(()),
-        };
-    }
-    while !data.is_empty() {
-        send.reserve_capacity(data.len());
-        let room = std::future::poll_fn(|cx| send.poll_capacity(cx));
-        let n = match crate::clock::timeout(limit, room).await {
-            Ok(Some(Ok(n))) => n,
-            Ok(Some(Err(_)) | None) => return Err(broken("stream closed")),
-            Err(_) => {
-                send.send_reset(Reason::CANCEL);
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "the client's window stayed shut",
-                ));
-            }
-        };
-        if n == 0 {
-            continue;
-        }
-        let piece = data.split_to(n.min(data.len()));
-        send.send_data(piece, end && data.is_empty())
-            .map_err(|_| broken("stream closed"))?;
-    }
-    Ok(())
 }
