@@ -24,7 +24,7 @@ pub use error::{ConfError, ConfErrors};
 pub use http2::Http2Conf;
 pub use model::{
     Config, Driver, ForwardingConf, HostRewrite, Listener, Pin, RouteConf, ServerConf, Shards,
-    UpstreamConf,
+    UpstreamConf, UpstreamProtocol,
 };
 pub use tls::{ClientAuth, ListenerConf, TlsConf, TlsVersion, UnknownSni, UpstreamTlsConf};
 pub use traffic::{

@@ -204,6 +204,17 @@ pub struct UpstreamConf {
     /// `[upstream.tls]`: connect to the targets over TLS.
     #[serde(default)]
     pub tls: Option<UpstreamTlsConf>,
+    /// What the targets speak: `"http1"`, `"h2c"` (HTTP/2 in the clear, prior knowledge) or
+    /// `"h2"` (HTTP/2 over `[upstream.tls]`, ALPN `h2`).
+    #[serde(default)]
+    pub protocol: Option<Spanned<UpstreamProtocol>>,
+    /// With HTTP/2: most connections per target per shard; streams go on the least busy.
+    #[serde(default = "defaults::h2_connections")]
+    pub h2_connections: u32,
+    /// With HTTP/2: most streams in flight on one connection (the target's own limit also
+    /// holds).
+    #[serde(default = "defaults::h2_streams")]
+    pub h2_streams: u32,
     /// `[upstream.health]`: active health checks (none when absent).
     #[serde(default)]
     pub health: Option<Spanned<HealthConf>>,
@@ -221,8 +232,37 @@ pub struct UpstreamConf {
     pub discovery: Option<Spanned<crate::discovery::DiscoveryConf>>,
 }
 
+impl UpstreamConf {
+    /// What the targets speak (`http1` when not written).
+    pub fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or_default()
+    }
+}
+
+/// What an upstream's targets speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, connections pooled for keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2 over plain TCP (prior knowledge), streams multiplexed.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`), streams multiplexed.
+    H2,
+}
+
 mod defaults {
     use crate::values::Duration;
+    pub fn h2_connections() -> u32 {
+        2
+    }
+    pub fn h2_streams() -> u32 {
+        100
+    }
     pub fn keepalive() -> u32 {
         64
     }

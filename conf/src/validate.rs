@@ -193,6 +193,29 @@ pub fn validate(name: &str, text: &str, file: FileModel) -> Result<Config, ConfE
                 )),
             }
         }
+        let protocol = u.protocol();
+        let proto_problem = match (protocol, u.tls.is_some()) {
+            (crate::model::UpstreamProtocol::H2, false) => {
+                Some("protocol = \"h2\" needs [upstream.tls] (use \"h2c\" for HTTP/2 in the clear)")
+            }
+            (crate::model::UpstreamProtocol::H2c, true) => {
+                Some("protocol = \"h2c\" is HTTP/2 in the clear: with [upstream.tls] use \"h2\"")
+            }
+            _ => None,
+        };
+        if let Some(msg) = proto_problem {
+            let at = u
+                .protocol
+                .as_ref()
+                .map_or(u.name.span(), toml::Spanned::span);
+            errs.push(err(at, format!("upstream `{uname}`: {msg}")));
+        }
+        if u.h2_connections == 0 || u.h2_streams == 0 {
+            errs.push(err(
+                u.name.span(),
+                format!("upstream `{uname}`: h2_connections and h2_streams must be at least 1"),
+            ));
+        }
         crate::traffic_check::check(u, &mut errs, &err);
         upstreams.push(Upstream {
             name: uname,

@@ -167,6 +167,8 @@ pub struct UpstreamRt {
     pub select: Rc<Selector>,
     /// TLS to the targets (`None`: plain TCP).
     pub tls: Option<UpstreamTls>,
+    /// HTTP/2 connections to the targets (`protocol = "h2c"` or `"h2"`; `None`: HTTP/1.1).
+    pub mux: Option<Rc<crate::upstream::mux::Mux>>,
     key: SelectKey,
 }
 
@@ -176,6 +178,9 @@ pub struct Settings {
     pub limits: proto::Limits,
     /// Parser limits for responses.
     pub response_limits: proto::Limits,
+    /// Parser limits for the heads the gateway itself writes (twice the others: it adds
+    /// fields), read back to turn them into HTTP/2.
+    pub outbound_limits: proto::Limits,
     /// Client read buffer capacity.
     pub client_buffer: usize,
     /// Upstream read buffer capacity.
@@ -521,6 +526,16 @@ fn upstream(
         Some(t) => Some(crate::tls::upstream(t, dir, u.conf.name.span())?),
         None => None,
     };
+    let h2 = u.conf.protocol() != conf::UpstreamProtocol::Http1;
+    let tls = tls.map(|t| if h2 { t.offering(b"h2") } else { t });
+    let mux = h2.then(|| {
+        let (conns, streams) = (u.conf.h2_connections, u.conf.h2_streams);
+        Rc::new(crate::upstream::mux::Mux::new(
+            u.targets.len(),
+            conns,
+            streams,
+        ))
+    });
     let written = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
     let key = PoolKey {
         tls: u.conf.tls.as_ref().map(|t| {
@@ -613,6 +628,7 @@ fn upstream(
         response_timeout: u.conf.response_timeout.0,
         pool,
         select,
+        mux,
         tls,
         key,
     })
@@ -632,6 +648,15 @@ fn settings(config: &Config) -> Settings {
             max_request_line: s.upstream_buffer.as_usize(),
             max_head: s.upstream_buffer.as_usize(),
             max_fields: 256,
+            allow_connect: false,
+        },
+        outbound_limits: proto::Limits {
+            max_request_line: 2 * s
+                .upstream_buffer
+                .as_usize()
+                .max(s.max_request_line.as_usize()),
+            max_head: 2 * s.upstream_buffer.as_usize().max(s.max_head.as_usize()),
+            max_fields: 2 * (s.max_headers as usize).max(256),
             allow_connect: false,
         },
         client_buffer: s.client_buffer.as_usize(),

@@ -32,6 +32,8 @@ pub enum Stream {
     Tls(Box<TlsStream>),
     /// One stream of an HTTP/2 connection, read and written as HTTP/1.1 (`h2::pipe`).
     H2(Box<crate::h2::pipe::Pipe>),
+    /// A request to an HTTP/2 upstream, written and read as HTTP/1.1 (`h2::outbound`).
+    H2Up(Box<crate::h2::outbound::Outbound>),
 }
 
 /// A client connection (the name says which side; the type is shared).
@@ -82,18 +84,24 @@ pin_project_lite::pin_project! {
     /// instructions per plain 16 KiB response.
     #[project = EitherProj]
     #[expect(missing_docs, reason = "pin-project-lite takes no docs on variant fields: `f` is the operation")]
-    pub enum Either<P, T, H> {
+    pub enum Either<P, T, H, U> {
         /// A plain stream's operation.
         Plain { #[pin] f: P },
         /// A TLS stream's operation.
         Tls { #[pin] f: T },
-        /// An HTTP/2 stream's operation (boxed too).
+        /// An HTTP/2 client stream's operation (boxed too).
         H2 { #[pin] f: H },
+        /// An HTTP/2 upstream stream's operation (boxed too).
+        H2Up { #[pin] f: U },
     }
 }
 
-impl<O, P: Future<Output = O>, T: Future<Output = O>, H: Future<Output = O>> Future
-    for Either<P, T, H>
+impl<O, P, T, H, U> Future for Either<P, T, H, U>
+where
+    P: Future<Output = O>,
+    T: Future<Output = O>,
+    H: Future<Output = O>,
+    U: Future<Output = O>,
 {
     type Output = O;
 
@@ -103,6 +111,7 @@ impl<O, P: Future<Output = O>, T: Future<Output = O>, H: Future<Output = O>> Fut
             EitherProj::Plain { f } => f.poll(cx),
             EitherProj::Tls { f } => f.poll(cx),
             EitherProj::H2 { f } => f.poll(cx),
+            EitherProj::H2Up { f } => f.poll(cx),
         }
     }
 }
@@ -117,6 +126,9 @@ impl Transport for Stream {
                 f: Box::pin(s.read(buf)),
             },
             Stream::H2(s) => Either::H2 {
+                f: Box::pin(s.read(buf)),
+            },
+            Stream::H2Up(s) => Either::H2Up {
                 f: Box::pin(s.read(buf)),
             },
         }
@@ -140,6 +152,10 @@ impl Transport for Stream {
             Stream::H2(s) => Either::H2 {
                 f: Box::pin(s.read(buf)),
             },
+            // read only while its answer comes, never to wait between requests
+            Stream::H2Up(s) => Either::H2Up {
+                f: Box::pin(s.read(buf)),
+            },
         }
     }
 
@@ -161,6 +177,9 @@ impl Transport for Stream {
             Stream::H2(s) => Either::H2 {
                 f: Box::pin(s.write_all(buf)),
             },
+            Stream::H2Up(s) => Either::H2Up {
+                f: Box::pin(s.write_all(buf)),
+            },
         }
     }
 
@@ -171,6 +190,7 @@ impl Transport for Stream {
             }
             Stream::Tls(s) => s.shutdown(how).await,
             Stream::H2(s) => s.shutdown(how).await,
+            Stream::H2Up(s) => s.shutdown(how),
         }
     }
 
@@ -180,7 +200,7 @@ impl Transport for Stream {
             Stream::Plain(s) => s.as_raw_fd(),
             Stream::Tls(s) => s.tcp().as_raw_fd(),
             // no socket of its own: its connection is registered and drained as a whole
-            Stream::H2(_) => -1,
+            Stream::H2(_) | Stream::H2Up(_) => -1,
         }
     }
 
@@ -190,6 +210,8 @@ impl Transport for Stream {
             Stream::Tls(s) => s.read_ready(buf),
             // never tunnelled (no upgrade over HTTP/2)
             Stream::H2(_) => Ready::Eof,
+            // an upstream stream answers through `read` only (no early answer is seen)
+            Stream::H2Up(_) => Ready::Nothing,
         }
     }
 
@@ -203,13 +225,13 @@ impl Transport for Stream {
         match self {
             Stream::Plain(s) => crate::sys::send_ready(s.as_raw_fd(), data),
             Stream::Tls(s) => s.write_ready(data),
-            Stream::H2(_) => crate::sys::Sent::Error,
+            Stream::H2(_) | Stream::H2Up(_) => crate::sys::Sent::Error,
         }
     }
 
     fn write_pending(&self) -> bool {
         match self {
-            Stream::Plain(_) | Stream::H2(_) => false,
+            Stream::Plain(_) | Stream::H2(_) | Stream::H2Up(_) => false,
             Stream::Tls(s) => s.write_pending(),
         }
     }
@@ -227,14 +249,23 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(s) => Some(s.tcp()),
-            Stream::H2(_) => None,
+            Stream::H2(_) | Stream::H2Up(_) => None,
         }
+    }
+
+    /// A stream of a shared HTTP/2 upstream connection: one request only, never pooled (its
+    /// connection is the mux's).
+    pub fn is_multiplexed(&self) -> bool {
+        matches!(self, Stream::H2Up(_))
     }
 
     /// True when an idle pooled connection can no longer carry a request: the peer closed or
     /// reset it, or sent bytes nobody asked for (a stray `408`, say). Such bytes are read
     /// into `scratch` and dropped with the connection.
     pub fn is_unusable(&mut self, scratch: &mut Vec<u8>) -> bool {
+        if self.is_multiplexed() {
+            return true;
+        }
         scratch.clear();
         if scratch.capacity() == 0 {
             scratch.reserve(64);

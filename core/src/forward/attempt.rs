@@ -65,7 +65,7 @@ pub(super) async fn attempt(
     };
     let addr = t.addr;
     let tls = up.tls.as_ref().zip(t.tls_name.as_ref());
-    let pooled = if fresh {
+    let pooled = if fresh || up.mux.is_some() {
         None
     } else {
         up.pool
@@ -79,9 +79,22 @@ pub(super) async fn attempt(
     if let Some(t) = traffic {
         t.attempt(reused);
     }
-    let mut stream = match pooled {
-        Some(st) => st,
-        None => {
+    let mut stream = match (pooled, &up.mux) {
+        (Some(st), _) => st,
+        (None, Some(mux)) => {
+            let open = crate::upstream::mux::Open {
+                addr,
+                tls,
+                limit: out.timeouts.connect,
+                nodelay: s.tcp_nodelay,
+                limits: s.outbound_limits,
+                send_timeout: out.timeouts.idle,
+            };
+            mux.open(target, open)
+                .await
+                .map_err(|e| AttemptError::fatal(Failure::before_response(e, false)))?
+        }
+        (None, None) => {
             let began = Instant::now();
             let st =
                 crate::upstream::connect::connect(addr, out.timeouts.connect, s.tcp_nodelay, tls)

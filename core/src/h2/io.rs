@@ -49,14 +49,20 @@ impl Budget {
     }
 }
 
-/// The client stream as the HTTP/2 connection reads and writes it.
+/// What a client sends, metered.
+struct Meter {
+    scan: FrameScan,
+    budget: Budget,
+    flood: Rc<Flood>,
+}
+
+/// A stream as an HTTP/2 connection reads and writes it.
 pub struct H2Io {
     stream: ClientStream,
     /// Bytes read before the hand-over (h2c: the preface the HTTP/1.1 reader saw), given first.
     early: Vec<u8>,
-    scan: FrameScan,
-    budget: Budget,
-    flood: Rc<Flood>,
+    /// The client's control frames against their budget (none on upstream connections).
+    meter: Option<Meter>,
 }
 
 impl H2Io {
@@ -69,9 +75,7 @@ impl H2Io {
         burst: u32,
         flood: Rc<Flood>,
     ) -> H2Io {
-        H2Io {
-            stream,
-            early,
+        let meter = Meter {
             scan: FrameScan::new(),
             budget: Budget {
                 tokens: f64::from(burst),
@@ -80,25 +84,44 @@ impl H2Io {
                 at: crate::clock::now(),
             },
             flood,
+        };
+        H2Io {
+            stream,
+            early,
+            meter: Some(meter),
         }
     }
 
-    /// Meters `bytes` the client sent; false once it flooded.
-    fn meter(&mut self, bytes: &[u8]) -> bool {
+    /// An upstream connection's stream: nothing metered.
+    pub fn upstream(stream: crate::stream::UpstreamStream) -> H2Io {
+        H2Io {
+            stream,
+            early: Vec::new(),
+            meter: None,
+        }
+    }
+
+    /// Whether the client flooded.
+    fn flooded(&self) -> bool {
+        self.meter.as_ref().is_some_and(|m| m.flood.tripped.get())
+    }
+
+    /// Meters `bytes` the client sent.
+    fn meter(&mut self, bytes: &[u8]) {
+        let Some(m) = &mut self.meter else { return };
         let now = crate::clock::now();
-        let (budget, flood) = (&mut self.budget, &self.flood);
-        self.scan.feed(bytes, |h| {
+        let (budget, flood) = (&mut m.budget, &m.flood);
+        m.scan.feed(bytes, |h| {
             if h.is_control() && !budget.take(now) && !flood.tripped.replace(true) {
                 flood.wake.raise();
             }
         });
-        !self.flood.tripped.get()
     }
 }
 
 impl AsyncReadRent for H2Io {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        if self.flood.tripped.get() {
+        if self.flooded() {
             // the connection task ends the connection; nothing more is read meanwhile
             std::future::pending::<()>().await;
         }

@@ -12,8 +12,10 @@
 //! | a stream as a byte stream | `pipe` |
 //! | response as frames | `reply` |
 //! | bodies as DATA and trailers, flow control | `unframe` |
+//! | a request to an HTTP/2 upstream as bytes | `outbound` (connections: `upstream::mux`) |
 
 pub mod io;
+pub mod outbound;
 pub mod pipe;
 pub mod reply;
 pub mod request;
@@ -223,12 +225,7 @@ async fn serve_stream(
     let framing = request::write_head(&parts, body.is_end_stream(), &mut head);
     let method = proto::Method::from_bytes(parts.method.as_str().as_bytes());
     let gw = shard.gateway();
-    // the gateway's own heads may add a few fields to what the upstream sent
-    let limits = proto::Limits {
-        max_head: gw.settings.response_limits.max_head.saturating_mul(2),
-        max_fields: gw.settings.response_limits.max_fields.saturating_mul(2),
-        ..gw.settings.response_limits
-    };
+    let limits = gw.settings.outbound_limits;
     let reply = reply::Reply::new(respond, method, limits, gw.settings.http2.send_timeout.0);
     drop(gw);
     let body = (framing != request::Body::None).then_some(body);

@@ -5,20 +5,18 @@
 
 use std::io;
 
-use bytes::Bytes;
 use h2::RecvStream;
 use monoio::BufResult;
 use monoio::buf::{IoBuf, IoBufMut};
 
 use super::reply::Reply;
+use super::unframe::Queue;
 use crate::stream::Close;
 
 /// A stream seen as bytes.
 pub struct Pipe {
     /// Bytes the exchange reads next: the head, then the body's framing and data.
-    inbound: Vec<u8>,
-    /// How much of `inbound` was read.
-    taken: usize,
+    inbound: Queue,
     /// The request body still arriving (`None` once it ended).
     body: Option<RecvStream>,
     /// Whether the body is passed on chunked (it had no `content-length`).
@@ -30,9 +28,10 @@ pub struct Pipe {
 impl Pipe {
     /// The stream whose request head is `head` (HTTP/1.1), its body to come from `body`.
     pub fn new(head: Vec<u8>, body: Option<RecvStream>, chunked: bool, reply: Reply) -> Pipe {
+        let mut inbound = Queue::default();
+        inbound.push(&head);
         Pipe {
-            inbound: head,
-            taken: 0,
+            inbound,
             body,
             chunked,
             reply,
@@ -43,15 +42,7 @@ impl Pipe {
     /// is over, and before that waits only for the client to reset the stream.
     pub async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
-            if let Some(rest) = self.inbound.get(self.taken..)
-                && !rest.is_empty()
-            {
-                let n = crate::sys::fill(&mut buf, rest);
-                self.taken += n;
-                if self.taken >= self.inbound.len() {
-                    self.inbound.clear();
-                    self.taken = 0;
-                }
+            if let Some(n) = self.inbound.give(&mut buf) {
                 return (Ok(n), buf);
             }
             let Some(body) = self.body.as_mut() else {
@@ -68,7 +59,7 @@ impl Pipe {
             match body.data().await {
                 Some(Ok(data)) => {
                     let _ = body.flow_control().release_capacity(data.len());
-                    self.take(&data);
+                    self.inbound.push_data(&data, self.chunked);
                 }
                 Some(Err(e)) => {
                     self.body = None;
@@ -78,24 +69,10 @@ impl Pipe {
                 None => {
                     self.body = None;
                     if self.chunked {
-                        self.inbound.extend_from_slice(b"0\r\n\r\n");
+                        self.inbound.push(b"0\r\n\r\n");
                     }
                 }
             }
-        }
-    }
-
-    /// Queues a DATA frame's payload for reading, framed as a chunk when the body is chunked.
-    fn take(&mut self, data: &Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        if self.chunked {
-            proto::chunked::write_chunk_size(&mut self.inbound, data.len());
-            self.inbound.extend_from_slice(data);
-            self.inbound.extend_from_slice(b"\r\n");
-        } else {
-            self.inbound.extend_from_slice(data);
         }
     }
 

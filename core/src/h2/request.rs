@@ -73,7 +73,8 @@ pub fn write_head(parts: &Parts, ended: bool, out: &mut Vec<u8>) -> Body {
     body
 }
 
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// Appends `name: value` CRLF, each byte no HTTP/1.1 field may hold written as DEL.
+pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     clean(out, name);
     out.extend_from_slice(b": ");
     clean(out, value);

@@ -10,6 +10,57 @@ use bytes::Bytes;
 use h2::{Reason, SendStream};
 use proto::{ChunkedDecoder, Emit, Framing};
 
+/// Bytes waiting to be read by the exchange (a head, then a body's framing and data).
+#[derive(Default)]
+pub struct Queue {
+    bytes: Vec<u8>,
+    taken: usize,
+}
+
+impl Queue {
+    /// Queues `bytes` after what waits.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Queues a piece of body data, framed as a chunk when `chunked`.
+    pub fn push_data(&mut self, data: &[u8], chunked: bool) {
+        if data.is_empty() {
+            return;
+        }
+        if chunked {
+            proto::chunked::write_chunk_size(&mut self.bytes, data.len());
+            self.bytes.extend_from_slice(data);
+            self.bytes.extend_from_slice(b"\r\n");
+        } else {
+            self.bytes.extend_from_slice(data);
+        }
+    }
+
+    /// The buffer to write into directly.
+    pub fn raw(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.taken >= self.bytes.len()
+    }
+
+    /// Moves what fits of the waiting bytes into `buf`, as a read would; `None` when
+    /// nothing waits.
+    pub fn give<T: monoio::buf::IoBufMut>(&mut self, buf: &mut T) -> Option<usize> {
+        let rest = self.bytes.get(self.taken..).filter(|r| !r.is_empty())?;
+        let n = crate::sys::fill(buf, rest);
+        self.taken += n;
+        if self.taken >= self.bytes.len() {
+            self.bytes.clear();
+            self.taken = 0;
+        }
+        Some(n)
+    }
+}
+
 /// What is left of a body.
 pub enum Unframe {
     /// This many bytes.

@@ -39,6 +39,18 @@ pub struct UpstreamTls {
     pub server_name: Option<ServerName<'static>>,
 }
 
+impl UpstreamTls {
+    /// This config offering only `protocol` by ALPN (`h2` for HTTP/2 upstreams).
+    pub fn offering(self, protocol: &[u8]) -> UpstreamTls {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![protocol.to_vec()];
+        UpstreamTls {
+            config: Arc::new(config),
+            server_name: self.server_name,
+        }
+    }
+}
+
 /// A problem with a TLS table: where (a span in the config file) and what.
 pub struct TlsProblem {
     /// Where in the config file.

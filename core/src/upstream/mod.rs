@@ -7,6 +7,7 @@ pub mod client;
 pub mod connect;
 pub mod discovery;
 pub mod health;
+pub mod mux;
 pub mod pool;
 pub mod route_choice;
 pub mod select;

@@ -63,6 +63,9 @@ impl Pool {
 
     /// Returns a connection after a complete exchange.
     pub fn checkin(&mut self, target: usize, stream: UpstreamStream, now: Instant) {
+        if stream.is_multiplexed() {
+            return;
+        }
         if let Some(list) = self.targets.get_mut(target) {
             if list.len() >= self.max_idle {
                 // Drop the oldest: the newest are the likeliest to still be open upstream.

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod fleet;
 pub mod h2;
+pub mod h2_origin;
 pub mod inproc;
 pub mod origin;
 pub mod pg;
