@@ -459,6 +459,10 @@ async fn exchange(
         route,
         head_len,
         close,
+        deadline: match conn.grpc {
+            crate::grpc::Flavor::None => None,
+            _ => crate::grpc::timeout(&conn.head, &conn.buf),
+        },
     };
     let Some(limit) = route.pipeline.wants_body(&conn.head, &conn.buf) else {
         return crate::forward::proxy(&forwarding, conn, &mut ex, None).await;

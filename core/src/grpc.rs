@@ -3,6 +3,8 @@
 //! with `grpc-status` and `grpc-message` in its head and no body, instead of problem+json.
 //! One table maps the gateway's status to the gRPC code.
 
+use std::time::Duration;
+
 use proto::RequestHead;
 use proto::write::put_field;
 
@@ -47,6 +49,28 @@ impl Flavor {
             Flavor::WebText => b"application/grpc-web-text+proto",
         }
     }
+}
+
+/// The deadline a gRPC client set (`grpc-timeout`: up to 8 digits and a unit, `H`, `M`,
+/// `S`, `m`, `u` or `n`); `None` when absent or malformed.
+pub fn timeout(head: &RequestHead, buf: &[u8]) -> Option<Duration> {
+    let v = head.value_of(buf, b"grpc-timeout")?;
+    let (unit, digits) = v.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n.saturating_mul(3600)),
+        b'M' => Duration::from_secs(n.saturating_mul(60)),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// The gRPC status code for a refusal or failure the gateway answers with `status`.
@@ -139,6 +163,23 @@ mod tests {
         assert_eq!(flavor("application/grpc-web-text"), Flavor::WebText);
         assert_eq!(flavor("application/grpcx"), Flavor::None);
         assert_eq!(flavor("application/json"), Flavor::None);
+    }
+
+    #[test]
+    fn deadlines_by_unit_and_malformed_ones_ignored() {
+        let of = |v: &str| {
+            let text = format!("POST /a HTTP/1.1\r\nHost: h\r\ngrpc-timeout: {v}\r\n\r\n");
+            let mut head = RequestHead::with_capacity(8);
+            proto::parse_request(text.as_bytes(), &mut head, &proto::Limits::default()).unwrap();
+            timeout(&head, text.as_bytes())
+        };
+        assert_eq!(of("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(of("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(of("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(of("5000u"), Some(Duration::from_micros(5000)));
+        assert_eq!(of("123456789m"), None, "at most 8 digits");
+        assert_eq!(of("10x"), None);
+        assert_eq!(of("m"), None);
     }
 
     #[test]

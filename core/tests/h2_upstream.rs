@@ -152,6 +152,13 @@ fn grpc_calls_pass_through_to_an_h2c_service_with_jwt_on_the_route() {
                 (200, Some("16")),
                 "{driver}"
             );
+            // the client's grpc-timeout bounds the call (the service takes 5 s to answer):
+            // DEADLINE_EXCEEDED
+            let mut slow = grpc("/echo.Echo/Slow", Some(&t));
+            slow.headers_mut()
+                .insert("grpc-timeout", "200m".parse().unwrap());
+            let a = call(&client, slow, Some(message(b"x"))).await.unwrap();
+            assert_eq!(a.header("grpc-status"), Some("4"), "{driver}");
             // a dead service: UNAVAILABLE to a gRPC client
             let a = call(&client, grpc("/dead.Svc/Get", None), Some(message(b"x")))
                 .await

@@ -67,6 +67,8 @@ pub struct Forwarding<'a> {
     pub head_len: usize,
     /// The client connection closes after this exchange.
     pub close: bool,
+    /// The client's own deadline for the whole exchange (a gRPC call's `grpc-timeout`).
+    pub deadline: Option<std::time::Duration>,
 }
 
 /// Forwards the request in `conn` to the route's upstream and relays the answer; its body
@@ -84,9 +86,13 @@ pub async fn proxy(
     ex.upgrade = f.route.websocket && crate::headers::is_upgrade(&conn.head, &conn.buf);
     // the total deadline is for an exchange, not for the tunnel an upgrade becomes
     let tunnel = ex.upgrade || conn.head.method == proto::Method::Connect;
-    let result = match f.route.timeouts.total.filter(|_| !tunnel) {
+    let total = match (f.route.timeouts.total.map(|t| t.0), f.deadline) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let result = match total.filter(|_| !tunnel) {
         None => forward(f, conn, ex, pre).await,
-        Some(total) => match monoio::time::timeout(total.0, forward(f, conn, ex, pre)).await {
+        Some(total) => match monoio::time::timeout(total, forward(f, conn, ex, pre)).await {
             Ok(r) => r,
             // a status is set just before the response head goes out: past it, only closing
             Err(_) if ex.status == 0 => Err(Failure::before_response(ProxyError::Deadline, false)),

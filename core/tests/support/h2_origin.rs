@@ -136,6 +136,10 @@ async fn serve(
             }
             send.send_trailers(ok_trailers()).unwrap();
         }
+        "/echo.Echo/Slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            let _ = respond.send_response(grpc_head(), true);
+        }
         "/echo.Echo/Missing" => {
             let head = http::Response::builder()
                 .status(200)
