@@ -224,3 +224,38 @@ fn grpc_calls_pass_through_to_an_h2c_service_with_jwt_on_the_route() {
         "one upstream connection per run"
     );
 }
+
+#[test]
+fn an_h2_upstream_over_tls_is_chosen_by_alpn() {
+    let ca = support::tls::Ca::new("h2 origin CA");
+    let cert = ca.issue("origin", &["127.0.0.1"], false);
+    let origin = H2Origin::start_tls(&cert);
+    let dir = support::TempDir::new();
+    let ca_file = dir.0.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let rest = format!(
+        "[[upstream]]\nname = \"o\"\ntargets = [\"{}\"]\nprotocol = \"h2\"\n[upstream.tls]\nca = \"{}\"\n\n[[route]]\npath = \"/{{*rest}}\"\nupstream = \"o\"\n",
+        origin.addr,
+        ca_file.display()
+    );
+    for driver in DRIVERS {
+        let Some(g) = InProcess::start(driver, "shards = 1", &rest) else {
+            continue;
+        };
+        // an HTTP/1.1 client, an HTTP/2 upstream over TLS
+        let r = request(g.addr, "GET", "/plain", "", b"");
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (200, &b"h2 origin"[..]),
+            "{driver}"
+        );
+        let body = message(b"over tls");
+        let fields = format!(
+            "Content-Type: application/grpc\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        let r = request(g.addr, "POST", "/echo.Echo/Unary", &fields, &body);
+        assert_eq!((r.status, r.body == body), (200, true), "{driver}");
+    }
+    assert!(origin.seen().iter().all(|s| s.headers.get("te").is_some()));
+}

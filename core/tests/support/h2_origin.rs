@@ -1,4 +1,4 @@
-//! A real HTTP/2 origin (h2c) written in the test, on the `h2` crate and a tokio runtime of
+//! A real HTTP/2 origin (h2c, or h2 over TLS) written in the test, on the `h2` crate and a tokio runtime of
 //! its own: a small gRPC service (unary echo, server streaming, bidi echo, an error sent
 //! Trailers-Only) and a plain answer, recording what reached it.
 
@@ -24,7 +24,25 @@ pub struct H2Origin {
 }
 
 impl H2Origin {
+    /// Over plain TCP (h2c).
     pub fn start() -> H2Origin {
+        H2Origin::start_with(None)
+    }
+
+    /// Over TLS with `cert`, ALPN `h2`.
+    pub fn start_tls(cert: &super::tls::Issued) -> H2Origin {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der.clone()], cert.key())
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        H2Origin::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+
+    fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> H2Origin {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.set_nonblocking(true).unwrap();
         let addr = l.local_addr().unwrap();
@@ -41,14 +59,19 @@ impl H2Origin {
                     };
                     *c.lock().unwrap() += 1;
                     let s = s.clone();
-                    tokio::spawn(async move {
-                        let Ok(mut conn) = h2::server::handshake(tcp).await else {
-                            return;
-                        };
-                        while let Some(Ok((req, respond))) = conn.accept().await {
-                            tokio::spawn(serve(req, respond, s.clone()));
+                    match &tls {
+                        None => {
+                            tokio::spawn(connection(tcp, s));
                         }
-                    });
+                        Some(acceptor) => {
+                            let acceptor = acceptor.clone();
+                            tokio::spawn(async move {
+                                if let Ok(tls) = acceptor.accept(tcp).await {
+                                    connection(tls, s).await;
+                                }
+                            });
+                        }
+                    }
                 }
             });
         });
@@ -57,6 +80,18 @@ impl H2Origin {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn connection<T>(io: T, seen: Arc<Mutex<Vec<Seen>>>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Ok(mut conn) = h2::server::handshake(io).await else {
+        return;
+    };
+    while let Some(Ok((req, respond))) = conn.accept().await {
+        tokio::spawn(serve(req, respond, seen.clone()));
     }
 }
 
