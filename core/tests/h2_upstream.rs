@@ -259,3 +259,55 @@ fn an_h2_upstream_over_tls_is_chosen_by_alpn() {
     }
     assert!(origin.seen().iter().all(|s| s.headers.get("te").is_some()));
 }
+
+#[test]
+fn grpc_web_binary_and_text_round_trip_to_a_grpc_service() {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let origin = H2Origin::start();
+    for driver in DRIVERS {
+        let Some(g) = InProcess::start(driver, "shards = 1", &config(origin.addr)) else {
+            continue;
+        };
+        let t = token();
+        let call_web = |ct: &str, body: &[u8]| {
+            let fields = format!(
+                "Authorization: Bearer {t}\r\nContent-Type: {ct}\r\nX-Grpc-Web: 1\r\nContent-Length: {}\r\n",
+                body.len()
+            );
+            request(g.addr, "POST", "/echo.Echo/Unary", &fields, body)
+        };
+        let trailer_frame = b"\x80\0\0\0\x10grpc-status: 0\r\n";
+        // binary: the message, then the trailers as the body's last frame
+        let r = call_web("application/grpc-web+proto", &message(b"hi"));
+        assert_eq!(r.status, 200, "{driver}");
+        assert_eq!(r.header("content-type"), Some("application/grpc-web+proto"));
+        let mut want = message(b"hi");
+        want.extend_from_slice(trailer_frame);
+        assert_eq!(r.body, want, "{driver}");
+        // text: base64 both ways
+        let sent = b64.encode(message(b"hello text"));
+        let r = call_web("application/grpc-web-text", sent.as_bytes());
+        assert_eq!(r.status, 200, "{driver}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/grpc-web-text+proto")
+        );
+        let got = b64.decode(&r.body).unwrap();
+        let mut want = message(b"hello text");
+        want.extend_from_slice(trailer_frame);
+        assert_eq!(got, want, "{driver}");
+        // the service saw plain gRPC
+        let seen = origin.seen();
+        let last = seen.last().unwrap();
+        assert_eq!(
+            last.headers.get("content-type").unwrap(),
+            "application/grpc"
+        );
+        // text that is not base64 ends the call with an error status, not a message
+        let r = call_web("application/grpc-web-text", b"not base64!");
+        let status = r.header("grpc-status");
+        assert!(status.is_some_and(|s| s != "0"), "{driver}: {status:?}");
+        assert!(r.body.is_empty(), "{driver}");
+    }
+}

@@ -13,6 +13,7 @@
 //! | response as frames | `reply` |
 //! | bodies as DATA and trailers, flow control | `unframe` |
 //! | a request to an HTTP/2 upstream as bytes | `outbound` (connections: `upstream::mux`) |
+//! | gRPC-Web to gRPC and back | `web` |
 
 pub mod io;
 pub mod outbound;
@@ -20,6 +21,7 @@ pub mod pipe;
 pub mod reply;
 pub mod request;
 pub mod unframe;
+pub mod web;
 
 use std::cell::Cell;
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ use proto::{FieldKind, Framing, Limits, RequestHead, Status};
 
 use super::request::field;
 use super::unframe::{Queue, Unframe, broken, send_piece};
+use super::web::{self, Web};
 use crate::stream::Close;
 
 /// The request side.
@@ -55,6 +56,12 @@ pub struct Outbound {
     /// Answer bytes for the next reads.
     inbound: Queue,
     send_timeout: Duration,
+    /// A gRPC-Web call, translated at both edges.
+    web: Option<Web>,
+    /// Its `-text` request body, decoded as it goes.
+    web_in: web::Decoder,
+    /// Its `-text` answer body, encoded as it goes.
+    web_out: web::Encoder,
     /// Counts the stream on its connection while it lives.
     _in_flight: crate::upstream::mux::InFlight,
 }
@@ -77,6 +84,9 @@ impl Outbound {
             scheme: if tls { "https" } else { "http" },
             inbound: Queue::default(),
             send_timeout,
+            web: None,
+            web_in: web::Decoder::default(),
+            web_out: web::Encoder::default(),
             _in_flight: in_flight,
         }
     }
@@ -101,9 +111,19 @@ impl Outbound {
                     }
                 }
                 Out::Body(send, left) => {
-                    let piece = left.take(&self.pending)?;
+                    let mut piece = left.take(&self.pending)?;
                     let (end, used) = (piece.end, piece.used);
                     self.pending.drain(..used.min(self.pending.len()));
+                    if self.web == Some(Web::Text) {
+                        let decoded = self.web_in.decode(&piece.data);
+                        let cut = end && self.web_in.unfinished();
+                        let Some(decoded) = decoded.filter(|_| !cut) else {
+                            send.send_reset(Reason::PROTOCOL_ERROR);
+                            self.out = Out::Broken;
+                            return Err(broken("a grpc-web-text body that is not base64"));
+                        };
+                        piece.data = Bytes::from(decoded);
+                    }
                     if let Err(e) = send_piece(send, piece, self.send_timeout).await {
                         self.out = Out::Broken;
                         return Err(e);
@@ -129,6 +149,11 @@ impl Outbound {
             Ok(Status::Complete(n)) => n,
             Ok(Status::Partial) => return Ok(false),
             Err(_) => return Err(broken("unparsable request head")),
+        };
+        self.web = match crate::grpc::Flavor::of(&self.head, &self.pending) {
+            crate::grpc::Flavor::Web => Some(Web::Binary),
+            crate::grpc::Flavor::WebText => Some(Web::Text),
+            crate::grpc::Flavor::Grpc | crate::grpc::Flavor::None => None,
         };
         let body = Unframe::of(self.head.framing);
         let request = self
@@ -174,10 +199,17 @@ impl Outbound {
             {
                 continue;
             }
-            b = b.header(f.name.get(buf), f.value.get(buf));
+            let (name, value) = (f.name.get(buf), f.value.get(buf));
+            if self.web.is_some() && name.eq_ignore_ascii_case(b"content-type") {
+                b = b.header(name, web::grpc_content_type(value));
+                continue;
+            }
+            b = b.header(name, value);
         }
+        // a -text body shrinks as it is decoded: its length goes unsaid
         if let Framing::Length(n) = head.framing
             && n > 0
+            && self.web != Some(Web::Text)
         {
             b = b.header("content-length", n);
         }
@@ -207,7 +239,7 @@ impl Outbound {
                 let response = answer.await.map_err(reset)?;
                 let (parts, body) = response.into_parts();
                 let ended = body.is_end_stream();
-                let chunked = write_head(&parts, ended, self.inbound.raw());
+                let chunked = write_head(&parts, ended, self.web, self.inbound.raw());
                 self.answer = match ended {
                     true => In::Done,
                     false => In::Body(body, chunked),
@@ -219,13 +251,28 @@ impl Outbound {
                 match body.data().await {
                     Some(Ok(data)) => {
                         let _ = body.flow_control().release_capacity(data.len());
-                        self.inbound.push_data(&data, chunked);
+                        match self.web {
+                            Some(Web::Text) => {
+                                let text = self.web_out.encode(&data, false);
+                                self.inbound.push_data(&text, chunked);
+                            }
+                            _ => self.inbound.push_data(&data, chunked),
+                        }
                         Ok(())
                     }
                     Some(Err(e)) => Err(reset(e)),
                     None => {
                         let trailers = body.trailers().await.map_err(reset)?;
-                        if chunked {
+                        if let Some(w) = self.web {
+                            // gRPC-Web: the trailers are the body's last frame
+                            let frame = web::trailer_frame(trailers.as_ref());
+                            let frame = match w {
+                                Web::Text => self.web_out.encode(&frame, true),
+                                Web::Binary => frame,
+                            };
+                            self.inbound.push_data(&frame, chunked);
+                            self.inbound.push(b"0\r\n\r\n");
+                        } else if chunked {
                             let out = self.inbound.raw();
                             out.extend_from_slice(b"0\r\n");
                             for (name, value) in trailers.iter().flatten() {
@@ -256,9 +303,15 @@ fn reset(e: h2::Error) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
 }
 
-/// Writes an HTTP/2 response head as HTTP/1.1 into `out`; `ended`: the stream ended with it.
+/// Writes an HTTP/2 response head as HTTP/1.1 into `out`; `ended`: the stream ended with it;
+/// `web`: for a gRPC-Web call (its content-type, and a body that grows by the trailer frame).
 /// True when the body follows chunked (no length given).
-fn write_head(parts: &http::response::Parts, ended: bool, out: &mut Vec<u8>) -> bool {
+fn write_head(
+    parts: &http::response::Parts,
+    ended: bool,
+    web: Option<Web>,
+    out: &mut Vec<u8>,
+) -> bool {
     let status = parts.status;
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
@@ -267,8 +320,14 @@ fn write_head(parts: &http::response::Parts, ended: bool, out: &mut Vec<u8>) -> 
     out.extend_from_slice(b"\r\n");
     let mut sized = false;
     for (name, value) in &parts.headers {
-        if name == http::header::CONTENT_LENGTH {
-            sized = true;
+        match (name, web) {
+            (&http::header::CONTENT_TYPE, Some(w)) => {
+                field(out, b"content-type", w.content_type().as_bytes());
+                continue;
+            }
+            (&http::header::CONTENT_LENGTH, Some(_)) => continue,
+            (&http::header::CONTENT_LENGTH, None) => sized = true,
+            _ => {}
         }
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -289,7 +348,7 @@ mod tests {
     fn head(b: http::response::Builder, ended: bool) -> (String, bool) {
         let parts = b.body(()).unwrap().into_parts().0;
         let mut out = Vec::new();
-        let chunked = write_head(&parts, ended, &mut out);
+        let chunked = write_head(&parts, ended, None, &mut out);
         (String::from_utf8(out).unwrap(), chunked)
     }
 

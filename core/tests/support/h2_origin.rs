@@ -147,9 +147,11 @@ async fn serve(
                 let _ = body.flow_control().release_capacity(d.len());
                 all.extend_from_slice(&d);
             }
-            let mut send = respond.send_response(grpc_head(), false).unwrap();
-            send.send_data(Bytes::from(all), false).unwrap();
-            send.send_trailers(ok_trailers()).unwrap();
+            let Ok(mut send) = respond.send_response(grpc_head(), false) else {
+                return;
+            };
+            let _ = send.send_data(Bytes::from(all), false);
+            let _ = send.send_trailers(ok_trailers());
         }
         "/echo.Echo/Stream" => {
             while let Some(Ok(d)) = body.data().await {
